@@ -1,0 +1,139 @@
+"""The actor base: typed dispatch, ping, a role-bound logger and failure notice.
+
+A message of type ``OrderFilled`` is handled by ``_on_order_filled``; a ``Request`` named
+``snapshot`` (an ask from outside the actors) by ``_ask_snapshot``. Every actor answers
+``ping``. ``InjectCrash`` makes any actor fail inside its own thread.
+
+Failure policy (DESIGN.md 5.3): state owners (``crash_on_error = True``: Sniper, RiskGate,
+Executor, Journal) let an unexpected exception crash them, so the restart rebuilds from durable
+state; derived actors (Feed, Strategist, ExitMonitor, Invariants) log, count and skip a
+message that fails. ``on_failure`` hands the mailbox back to the bus and notices the
+supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ClassVar
+
+import pykka
+from loguru import logger
+
+from adapters.ports import Clock
+from actors.bus import Bus
+from state.messages import InjectCrash, Request
+
+FailureListener = Callable[[str, "pykka.ActorRef[Any]", BaseException | None], None]
+
+
+class InjectedCrash(RuntimeError):
+    """The failure raised on purpose by ``InjectCrash``."""
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class EngineActor(pykka.ThreadingActor):
+    role: ClassVar[str] = "actor"
+    crash_on_error: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        clock: Clock,
+        on_failure_notice: FailureListener | None = None,
+    ) -> None:
+        super().__init__()
+        self.bus = bus
+        self.clock = clock
+        self._failure_notice = on_failure_notice
+        self.log = logger.bind(actor=self.role)
+        self._handlers: dict[type, Callable[[Any], Any]] = {}
+        self.handler_errors = 0
+
+    # --- dispatch --------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Request):
+            return self._answer(message)
+        try:
+            self._dispatch(message)
+        finally:
+            self.bus.message_done(self.role)
+        return None
+
+    def _dispatch(self, message: Any) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            handler = getattr(self, f"_on_{_snake(type(message).__name__)}", None)
+            if handler is None:
+                self.log.warning("UNHANDLED_MESSAGE: {} ignored", type(message).__name__)
+                return
+            self._handlers[type(message)] = handler
+        if self.crash_on_error or isinstance(message, InjectCrash):
+            handler(message)
+            return
+        try:
+            handler(message)
+        except Exception:  # noqa: BLE001 - derived actors skip a bad message (logged, counted)
+            self.handler_errors += 1
+            self.log.exception("HANDLER_ERROR: {} skipped", type(message).__name__)
+
+    def _answer(self, request: Request) -> Any:
+        handler = getattr(self, f"_ask_{request.name}", None)
+        if handler is None:
+            raise ValueError(f"{self.role} has no request named {request.name!r}")
+        try:
+            return handler(*request.args, **dict(request.kwargs))
+        except (ValueError, LookupError):
+            raise  # the caller's mistake: answered, state untouched
+        except Exception as error:
+            # A bug while answering: fail the caller, then crash so the restart rebuilds.
+            self.log.exception("REQUEST_FAILED: {} crashed {}", request.name, self.role)
+            if self.crash_on_error:
+                self.bus.tell(self.role, InjectCrash(ts_init_ns=self.clock.now_ns(), reason=repr(error)))
+            raise
+
+    def _ask_ping(self) -> str:
+        return self.role
+
+    def _on_inject_crash(self, message: InjectCrash) -> None:
+        raise InjectedCrash(f"{self.role}: {message.reason}")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        rescued = self.bus.role_failed(self.role, self.actor_ref)
+        self.log.error(
+            "ACTOR_CRASHED: {}: {} ({} queued message(s) kept for the restart)",
+            self.role, exception_value, rescued,
+        )
+        try:
+            self._close()
+        finally:
+            if self._failure_notice is not None:
+                self._failure_notice(self.role, self.actor_ref, exception_value)
+
+    def on_stop(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        """Release what ``on_start`` acquired. Called on stop and on failure."""
+
+    def publish(self, event: Any) -> None:
+        self.bus.publish(event)
+
+    def send(self, command: Any) -> None:
+        self.bus.send(command)
+
+    def now_ns(self) -> int:
+        return self.clock.now_ns()

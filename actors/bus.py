@@ -1,0 +1,364 @@
+"""The bus: routing by role, resolved at send time, with causal delivery and held mail.
+
+Routing is data (``COMMAND_ROUTES``, ``EVENT_ROUTES``): a command has exactly one receiving
+role, an event zero or more. Peers never hold actor refs; they name a role and the bus finds
+the current actor when the message is sent, so a restart is invisible to them.
+
+Guarantees:
+
+- **Causal order.** Every delivery (all recipients of one message) happens under one lock, and
+  mailboxes are FIFO. An actor can only react to a message after the delivery that brought it
+  has finished, so whatever it sends is enqueued after every copy of its cause: no actor sees
+  an order before the fill that caused it.
+- **Nothing is lost in a restart.** A role that is starting or restarting has its mail held and
+  delivered, in order, when it comes up. When an actor dies, the messages still in its mailbox
+  are taken back (``role_failed``) and delivered to its successor first. Only the message that
+  crashed it is not re-delivered (it would crash the successor too); it is logged.
+- **Idle accounting.** Each role counts messages delivered and not yet handled, so
+  ``wait_idle`` can tell when every mailbox is drained.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from state.messages import (
+    ActorRestarted,
+    AdjustStop,
+    ArmCondition,
+    CancelCondition,
+    ClosePosition,
+    ConditionArmed,
+    ConditionBlocked,
+    ConditionCanceled,
+    ConditionExpired,
+    ConditionRejected,
+    ConditionTriggered,
+    ExecuteOrder,
+    InvariantViolated,
+    Message,
+    OrderAccepted,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    PositionChanged,
+    PositionClosed,
+    PositionOpened,
+    ProposeCondition,
+    ProposeSignal,
+    PushTick,
+    Request,
+    SetTradingState,
+    SubmitOrder,
+    Tick,
+    TradingStateChanged,
+)
+
+FEED = "feed"
+STRATEGIST = "strategist"
+RISK_GATE = "risk_gate"
+SNIPER = "sniper"
+EXECUTOR = "executor"
+EXIT_MONITOR = "exit_monitor"
+INVARIANTS = "invariants"
+JOURNAL = "journal"
+
+ROLES: tuple[str, ...] = (
+    FEED, STRATEGIST, RISK_GATE, SNIPER, EXECUTOR, EXIT_MONITOR, INVARIANTS, JOURNAL,
+)
+
+COMMAND_ROUTES: dict[type[Message], str] = {
+    PushTick: FEED,
+    ProposeSignal: STRATEGIST,
+    ProposeCondition: RISK_GATE,
+    SubmitOrder: RISK_GATE,
+    SetTradingState: RISK_GATE,
+    ExecuteOrder: EXECUTOR,  # built only by the RiskGate
+    ArmCondition: SNIPER,
+    CancelCondition: SNIPER,
+    ClosePosition: SNIPER,
+    AdjustStop: SNIPER,
+}
+
+_POSITION_LISTENERS = (EXIT_MONITOR, INVARIANTS, RISK_GATE, JOURNAL)
+
+EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
+    Tick: (SNIPER,),
+    ConditionArmed: (JOURNAL,),
+    ConditionRejected: (STRATEGIST, JOURNAL),
+    ConditionCanceled: (STRATEGIST, JOURNAL),
+    ConditionExpired: (STRATEGIST, JOURNAL),
+    ConditionTriggered: (STRATEGIST, JOURNAL),
+    ConditionBlocked: (JOURNAL,),
+    OrderDenied: (SNIPER, INVARIANTS, JOURNAL),
+    OrderAccepted: (JOURNAL,),
+    OrderFilled: (SNIPER, INVARIANTS, JOURNAL),
+    OrderRejected: (SNIPER, INVARIANTS, JOURNAL),
+    PositionOpened: _POSITION_LISTENERS,
+    PositionChanged: _POSITION_LISTENERS,
+    PositionClosed: _POSITION_LISTENERS,
+    TradingStateChanged: (SNIPER, STRATEGIST, JOURNAL),
+    ActorRestarted: (INVARIANTS, JOURNAL),
+    InvariantViolated: (JOURNAL,),
+}
+
+# Commands the Journal also receives as an audit copy (a copy, not a second handler).
+JOURNAL_TAP: frozenset[type[Message]] = frozenset(
+    {SubmitOrder, ExecuteOrder, ClosePosition, AdjustStop, SetTradingState, CancelCondition}
+)
+
+
+class RoleState(StrEnum):
+    STARTING = "STARTING"  # not started yet: mail is held
+    UP = "UP"
+    RESTARTING = "RESTARTING"  # crashed: mail is held for the successor
+    STOPPED = "STOPPED"  # engine stopping: mail is refused and logged
+
+
+class NoRoute(LookupError):
+    pass
+
+
+class RoleUnavailable(RuntimeError):
+    """An ask to a role that did not come up within the timeout, or is stopped."""
+
+
+@dataclass
+class _Slot:
+    ref: pykka.ActorRef[Any] | None = None
+    state: RoleState = RoleState.STARTING
+    held: deque[Any] = field(default_factory=deque)
+    outstanding: int = 0  # delivered or held, not yet handled
+
+
+Tap = Callable[[str, Any], None]
+
+
+class Bus:
+    def __init__(self, roles: Iterable[str] = ROLES) -> None:
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._slots: dict[str, _Slot] = {role: _Slot() for role in roles}
+        self._taps: list[Tap] = []
+        self.undeliverable = 0
+
+    # --- lifecycle, used by the engine and the supervisor -----------------------------------
+
+    def register(self, role: str, ref: pykka.ActorRef[Any]) -> int:
+        """Make ``ref`` the current actor of ``role`` and deliver its held mail in order.
+        Returns how many held messages were delivered."""
+        with self._lock:
+            slot = self._slots[role]
+            slot.ref = ref
+            slot.state = RoleState.UP
+            delivered = 0
+            while slot.held:
+                message = slot.held.popleft()
+                try:
+                    ref.tell(message)
+                except pykka.ActorDeadError:
+                    slot.held.appendleft(message)
+                    slot.state = RoleState.RESTARTING
+                    break
+                delivered += 1
+            slot.outstanding = delivered + len(slot.held)
+            self._changed.notify_all()
+            return delivered
+
+    def role_failed(self, role: str, ref: pykka.ActorRef[Any]) -> int:
+        """Called in the dying actor's own thread (``on_failure``): hold new mail for the role
+        and take back what is still in the dead actor's mailbox. Returns how many messages
+        were taken back."""
+        with self._lock:
+            slot = self._slots[role]
+            if slot.ref is not ref:
+                return 0
+            slot.state = RoleState.RESTARTING
+            rescued: list[Any] = []
+            inbox = ref.actor_inbox
+            while True:
+                try:
+                    envelope = inbox.get_nowait()
+                except Exception:  # noqa: BLE001 - queue.Empty
+                    break
+                if envelope.reply_to is not None:
+                    # An ask from outside: fail it now; the caller retries on the successor.
+                    envelope.reply_to.set_exception(
+                        exc_info=(
+                            pykka.ActorDeadError,
+                            pykka.ActorDeadError(f"{role} restarting"),
+                            None,
+                        )
+                    )
+                    continue
+                if isinstance(envelope.message, pykka.messages._ActorStop):  # noqa: SLF001
+                    continue
+                rescued.append(envelope.message)
+            slot.held.extendleft(reversed(rescued))
+            slot.outstanding = len(slot.held)
+            self._changed.notify_all()
+            return len(rescued)
+
+    def mark_down(self, role: str, ref: pykka.ActorRef[Any] | None = None) -> None:
+        """The supervisor noticed a dead actor without ``on_failure`` (a crash in ``on_start``
+        or a hang): hold new mail for the role."""
+        with self._lock:
+            slot = self._slots[role]
+            if ref is not None and slot.ref is not ref:
+                return
+            if slot.state is RoleState.UP:
+                slot.state = RoleState.RESTARTING
+                slot.outstanding = len(slot.held)
+                self._changed.notify_all()
+
+    def mark_stopped(self, role: str) -> None:
+        with self._lock:
+            slot = self._slots[role]
+            slot.state = RoleState.STOPPED
+            if slot.held:
+                logger.bind(actor="bus").warning(
+                    "MESSAGE_UNDELIVERABLE: {} held message(s) for {} dropped at stop: {}",
+                    len(slot.held), role, ", ".join(type(m).__name__ for m in slot.held),
+                )
+                self.undeliverable += len(slot.held)
+                slot.held.clear()
+            slot.outstanding = 0
+            slot.ref = None
+            self._changed.notify_all()
+
+    def state(self, role: str) -> RoleState:
+        with self._lock:
+            return self._slots[role].state
+
+    def ref(self, role: str) -> pykka.ActorRef[Any] | None:
+        with self._lock:
+            slot = self._slots[role]
+            return slot.ref if slot.state is RoleState.UP else None
+
+    def add_tap(self, tap: Tap) -> None:
+        """Observe every delivery as ``tap(role, message)``, called under the bus lock: it
+        must be quick and must not send."""
+        with self._lock:
+            self._taps.append(tap)
+
+    def remove_tap(self, tap: Tap) -> None:
+        with self._lock:
+            if tap in self._taps:
+                self._taps.remove(tap)
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def send(self, command: Message) -> None:
+        """Deliver a command to its one receiving role (and an audit copy to the Journal)."""
+        role = COMMAND_ROUTES.get(type(command))
+        if role is None:
+            raise NoRoute(f"no route for command {type(command).__name__}")
+        with self._lock:
+            self._deliver(role, command)
+            if type(command) in JOURNAL_TAP:
+                self._deliver(JOURNAL, command)
+
+    def publish(self, event: Message) -> None:
+        """Deliver an event to every role that listens to it (possibly none)."""
+        roles = EVENT_ROUTES.get(type(event), ())
+        if not roles:
+            return
+        with self._lock:
+            for role in roles:
+                self._deliver(role, event)
+
+    def tell(self, role: str, message: Any) -> None:
+        """Deliver to a named role (timers, chaos injection)."""
+        with self._lock:
+            self._deliver(role, message)
+
+    def _deliver(self, role: str, message: Any) -> None:
+        slot = self._slots.get(role)
+        if slot is None:
+            raise NoRoute(f"unknown role {role!r}")
+        for tap in self._taps:
+            tap(role, message)
+        if slot.state is RoleState.UP:
+            assert slot.ref is not None
+            try:
+                slot.ref.tell(message)
+                slot.outstanding += 1
+                return
+            except pykka.ActorDeadError:
+                slot.state = RoleState.RESTARTING
+                slot.outstanding = len(slot.held)
+        if slot.state is RoleState.STOPPED:
+            self.undeliverable += 1
+            logger.bind(actor="bus").warning(
+                "MESSAGE_UNDELIVERABLE: {} for {} after stop", type(message).__name__, role
+            )
+            return
+        slot.held.append(message)
+        slot.outstanding += 1
+
+    def message_done(self, role: str) -> None:
+        """Called by an actor after it handled a message the bus delivered."""
+        with self._lock:
+            slot = self._slots[role]
+            if slot.outstanding > 0:
+                slot.outstanding -= 1
+            if slot.outstanding == 0:
+                self._changed.notify_all()
+
+    # --- asking from outside the actors ---------------------------------------------------
+
+    def ask(self, role: str, request: Request, timeout: float) -> Any:
+        """Ask the current actor of ``role``; waits (bounded) through a restart."""
+        deadline = _monotonic() + timeout
+        while True:
+            with self._lock:
+                while True:
+                    slot = self._slots[role]
+                    if slot.state is RoleState.UP:
+                        ref = slot.ref
+                        break
+                    if slot.state is RoleState.STOPPED:
+                        raise RoleUnavailable(f"{role} is stopped")
+                    remaining = deadline - _monotonic()
+                    if remaining <= 0:
+                        raise RoleUnavailable(f"{role} did not come up within {timeout}s")
+                    self._changed.wait(remaining)
+            remaining = max(0.001, deadline - _monotonic())
+            try:
+                assert ref is not None
+                return ref.ask(request, timeout=remaining)
+            except pykka.ActorDeadError:
+                self.mark_down(role, ref)
+                if _monotonic() >= deadline:
+                    raise RoleUnavailable(f"{role} died while asked {request.name}") from None
+            except pykka.Timeout:
+                raise TimeoutError(f"{role} did not answer {request.name} within {timeout}s") from None
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every role has handled all mail delivered to it (none held)."""
+        deadline = _monotonic() + timeout
+        with self._lock:
+            while True:
+                busy = [r for r, s in self._slots.items() if s.outstanding and s.state is not RoleState.STOPPED]
+                if not busy:
+                    return True
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.5))
+
+    def outstanding(self) -> dict[str, int]:
+        with self._lock:
+            return {role: slot.outstanding for role, slot in self._slots.items()}
+
+
+_monotonic = time.monotonic

@@ -1,0 +1,76 @@
+"""Synchronous handles on actors for code outside them: the REPL, scripts and tests.
+
+A handle names a role, not an actor, so it always reaches the current actor, also after a
+restart (a call made while the role restarts waits for it, up to the timeout). Every call is an
+``ask`` with a timeout; a ``ValueError`` raised by the actor (a bad condition, an unknown id)
+comes back to the caller as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from actors.bus import RISK_GATE, SNIPER, Bus
+from state.messages import Request
+from state.models import SniperSnapshot, TradeCondition
+
+
+class ActorHandle:
+    def __init__(self, bus: Bus, role: str, timeout: float = 10.0) -> None:
+        self._bus = bus
+        self.role = role
+        self.timeout = timeout
+
+    def ask(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._bus.ask(
+            self.role, Request(name=name, args=args, kwargs=tuple(kwargs.items())), self.timeout
+        )
+
+    def ping(self) -> str:
+        return self.ask("ping")
+
+    def stats(self) -> dict[str, Any]:
+        return self.ask("stats")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} for {self.role} ({self._bus.state(self.role).value})>"
+
+
+class SniperHandle(ActorHandle):
+    """``engine.sniper``: arm, replace and cancel conditions, close positions, take snapshots."""
+
+    def __init__(self, bus: Bus, timeout: float = 10.0) -> None:
+        super().__init__(bus, SNIPER, timeout)
+
+    def add_condition(self, condition: TradeCondition) -> str:
+        """Arm one condition; returns its id. Raises ``ValueError`` naming what is wrong."""
+        return self.ask("add_condition", condition)
+
+    def set_conditions(
+        self, conditions: Iterable[TradeCondition], strategy_id: str | None = None
+    ) -> tuple[str, ...]:
+        """Replace the armed conditions (all of them, or only ``strategy_id``'s) with these,
+        atomically: all are validated before any is armed."""
+        return self.ask("set_conditions", tuple(conditions), strategy_id)
+
+    def cancel_condition(self, condition_id: str, reason: str = "canceled") -> str:
+        return self.ask("cancel_condition", condition_id, reason)
+
+    def close_position(self, position_id: str, reason: str = "MANUAL") -> str:
+        """Send a market exit for an open position at the coin's last price."""
+        return self.ask("close_position", position_id, reason)
+
+    def snapshot(self) -> SniperSnapshot:
+        return self.ask("snapshot")
+
+
+class RiskGateHandle(ActorHandle):
+    def __init__(self, bus: Bus, timeout: float = 10.0) -> None:
+        super().__init__(bus, RISK_GATE, timeout)
+
+    def trading_state(self) -> str:
+        return self.ask("trading_state")
+
+    def set_trading_state(self, state: str, reason: str = "requested") -> str:
+        return self.ask("set_trading_state", state, reason)

@@ -1,0 +1,96 @@
+"""Invariants: a detector that watches the engine's facts and reports what must never happen.
+
+**Owns** nothing but what it needs to check: the fills it has seen per client order id.
+
+**Accepts** ``OrderFilled``, ``OrderRejected``, ``OrderDenied``, position events and
+``ActorRestarted``.
+
+**Emits** ``InvariantViolated`` (logged at ERROR and journaled). It never trades and never
+changes anyone's state.
+
+Checks: a client order id filled twice with different trade ids; an exit order denied (a stop
+must always pass the gate); an opened position whose notional exceeds its size by more than
+the slippage allowance; a negative cash balance.
+
+**On crash** (a derived actor) it reloads the fills from the Executor's records.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from actors.base import EngineActor
+from actors.bus import INVARIANTS
+from state.messages import (
+    ActorRestarted,
+    InvariantViolated,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    PositionChanged,
+    PositionClosed,
+    PositionOpened,
+)
+from state.store import Store
+from state.types import OrderIntent, OrderStatus
+
+OVERSIZE_ALLOWANCE = Decimal("1.02")
+
+
+class Invariants(EngineActor):
+    role = INVARIANTS
+    crash_on_error = False
+
+    def __init__(self, *, store: Store, **base: Any) -> None:
+        super().__init__(**base)
+        self._store = store
+        self._fills: dict[str, str] = {}
+        self.violations: list[InvariantViolated] = []
+        self.restarts_seen = 0
+
+    def on_start(self) -> None:
+        for record in self._store.load_orders([OrderStatus.FILLED]):
+            self._fills[record.client_order_id] = record.trade_id or ""
+
+    def _violate(self, code: str, detail: str, correlation_id: str | None = None) -> None:
+        event = InvariantViolated(ts_init_ns=self.now_ns(), correlation_id=correlation_id, code=code, detail=detail)
+        self.violations.append(event)
+        self.log.error("INVARIANT_VIOLATED: {} {}", code, detail)
+        self.publish(event)
+
+    def _on_order_filled(self, event: OrderFilled) -> None:
+        order_id = event.order.client_order_id
+        known = self._fills.get(order_id)
+        if known is not None and known != event.trade_id:
+            self._violate("DUPLICATE_FILL", f"{order_id} filled as {known} and as {event.trade_id}",
+                          event.correlation_id)
+        self._fills[order_id] = event.trade_id
+
+    def _on_order_rejected(self, event: OrderRejected) -> None:
+        return None
+
+    def _on_order_denied(self, event: OrderDenied) -> None:
+        if event.order.intent is OrderIntent.EXIT:
+            self._violate("EXIT_DENIED", f"{event.order.client_order_id}: {event.reason}", event.correlation_id)
+
+    def _on_position_opened(self, event: PositionOpened) -> None:
+        position = event.position
+        if position.exposure_usd > position.size_usd * OVERSIZE_ALLOWANCE:
+            self._violate("OVERSIZED_POSITION",
+                          f"{position.id} notional {position.exposure_usd} > size {position.size_usd}",
+                          position.condition_id)
+
+    def _on_position_changed(self, event: PositionChanged) -> None:
+        return None
+
+    def _on_position_closed(self, event: PositionClosed) -> None:
+        if event.balance < 0:
+            self._violate("NEGATIVE_BALANCE", f"balance {event.balance} after closing {event.position.id}",
+                          event.position.condition_id)
+
+    def _on_actor_restarted(self, event: ActorRestarted) -> None:
+        self.restarts_seen += 1
+
+    def _ask_violations(self) -> tuple[InvariantViolated, ...]:
+        return tuple(self.violations)

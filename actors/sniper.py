@@ -1,0 +1,684 @@
+"""The Sniper: watches every tick, fires armed conditions, and manages each position to its exit.
+
+**Owns** all position state: armed conditions (a per-coin ``ConditionBook``), positions and
+their exit plans (stop-loss, take-profit), the cash balance, realized PnL and fees. No other
+actor holds or changes any of it.
+
+**Accepts**
+- ``Tick``: expire due conditions of the coin, mark open positions to market, check the stop
+  (first) and the take-profit, then fire triggered conditions within the position limits.
+- ``ArmCondition``, ``CancelCondition``, ``ClosePosition``, ``AdjustStop``: commands.
+- ``OrderFilled``, ``OrderRejected``, ``OrderDenied``: outcomes of its own orders.
+- ``TradingStateChanged``: a read model of the RiskGate's state (no entries unless ACTIVE).
+- ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes.
+- Requests from outside (``engine.sniper``): ``add_condition``, ``set_conditions``,
+  ``cancel_condition``, ``close_position``, ``snapshot``.
+
+**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor);
+``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``; ``PositionOpened``,
+``PositionChanged``, ``PositionClosed``, each carrying the frozen ``Position``.
+
+**Ordering.** While an entry or exit order of a coin is in flight, that coin's later ticks are
+queued and evaluated, in arrival order, when the order resolves: every tick after an entry is
+checked against its stop, and results never depend on thread timing. Other coins go on.
+
+**Durability.** Every change of conditions, positions, exit levels, marks and balance is written
+to the store as it is made, in one transaction per change; a tick that changes nothing writes
+nothing. The order goes out after the write.
+
+**On crash** the restart runs the cold-start path: load conditions, positions and the account
+from the store, then reconcile each in-flight order with the Executor's records: a recorded
+fill or rejection is applied; an order with no final record is sent again with its same client
+order id (the Executor and the venue never fill an id twice).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from actors.base import EngineActor
+from actors.bus import SNIPER
+from state import rules
+from state.book import ConditionBook
+from state.market import MarketRules
+from state.messages import (
+    AdjustStop,
+    ArmCondition,
+    CancelCondition,
+    ClosePosition,
+    ConditionArmed,
+    ConditionBlocked,
+    ConditionCanceled,
+    ConditionExpired,
+    ConditionRejected,
+    ConditionTriggered,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    OrderRequest,
+    PositionChanged,
+    PositionClosed,
+    PositionOpened,
+    SubmitOrder,
+    Tick,
+    TimerFired,
+    TradingStateChanged,
+)
+from state.models import (
+    Position,
+    PositionTrigger,
+    SniperSnapshot,
+    TradeCondition,
+    entry_order_id,
+    exit_order_id,
+    position_id_for,
+)
+from state.order import OrderRecord
+from state.rules import ActiveExposure, PositionLimits
+from state.store import Store
+from state.types import (
+    ExitReason,
+    OrderIntent,
+    OrderStatus,
+    PositionStatus,
+    TradingState,
+    from_epoch_ns,
+)
+
+ZERO = Decimal(0)
+
+
+class Sniper(EngineActor):
+    role = SNIPER
+    crash_on_error = True
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        markets: Callable[[str], MarketRules],
+        limits: PositionLimits,
+        initial_balance: Decimal,
+        backlog_limit: int = 100_000,
+        **base: Any,
+    ) -> None:
+        super().__init__(**base)
+        self._store = store
+        self._markets = markets
+        self._limits = limits
+        self._initial_balance = initial_balance
+        self._backlog_limit = backlog_limit
+        self._book = ConditionBook()
+        self._seq = 0
+        self._positions: dict[str, Position] = {}
+        self._by_coin: dict[str, list[str]] = {}
+        self._inflight: dict[str, set[str]] = {}
+        self._deferred: dict[str, deque[Tick]] = {}
+        self._last_price: dict[str, tuple[Decimal, int]] = {}
+        self._blocked: set[str] = set()
+        self._balance = initial_balance
+        self._realized = ZERO
+        self._fees = ZERO
+        self._closed = 0
+        self._trading_state = TradingState.ACTIVE
+        self.backlog_dropped = 0
+
+    # --- start: the one path for cold start and restart ------------------------------------------
+
+    def on_start(self) -> None:
+        account = self._store.load_account()
+        self._balance = Decimal(account.get("balance", str(self._initial_balance)))
+        self._realized = Decimal(account.get("realized_pnl", "0"))
+        self._fees = Decimal(account.get("fees_paid", "0"))
+        if "balance" not in account:
+            self._store.save_account(balance=self._balance, realized_pnl=ZERO, fees_paid=ZERO)
+        self._closed = self._store.count_closed_positions()
+        self._trading_state = TradingState(
+            self._store.get_setting("trading_state") or TradingState.ACTIVE.value
+        )
+        for seq, condition, live in self._store.load_conditions():
+            self._book.add(condition, None, live=live)
+            self._seq = max(self._seq, seq + 1)
+        for position in self._store.load_positions():
+            self._track(position)
+            if position.current_price is not None:
+                self._last_price[position.coin] = (position.current_price, position.reference_ts_ms or 0)
+        self.log.info(
+            "SNIPER_READY: {} condition(s), {} active position(s), balance {}, trading {}",
+            len(self._book), len(self._positions), self._balance, self._trading_state.value,
+        )
+        for position in [p for p in self._positions.values() if p.pending_order_id]:
+            self._reconcile(position)
+
+    def _reconcile(self, position: Position) -> None:
+        order_id = position.pending_order_id
+        assert order_id is not None
+        record = self._store.get_order(order_id)
+        if record is not None and record.status is OrderStatus.FILLED:
+            self.log.info("RECONCILE: {} filled while the Sniper was down; applying", order_id)
+            self._apply_fill(position, _fill_from_record(record, self._order_for(position)))
+        elif record is not None and record.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
+            self.log.info("RECONCILE: {} was {}; applying", order_id, record.status.value)
+            self._apply_failure(position, record.reason or record.status.value, denied=False)
+        else:
+            state = "unknown to the Executor" if record is None else record.status.value
+            self.log.info("RECONCILE: {} is {}; sending it again (same client order id)", order_id, state)
+            self.send(SubmitOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
+                                  order=self._order_for(position)))
+
+    # --- ticks ----------------------------------------------------------------------------------
+
+    def _on_tick(self, tick: Tick) -> None:
+        coin = tick.coin
+        if coin in self._inflight:
+            backlog = self._deferred.setdefault(coin, deque())
+            if len(backlog) >= self._backlog_limit:
+                backlog.popleft()
+                self.backlog_dropped += 1
+                if self.backlog_dropped == 1 or self.backlog_dropped % 10_000 == 0:
+                    self.log.warning(
+                        "TICK_BACKLOG_OVERFLOW: {} waits on an order; {} oldest tick(s) dropped",
+                        coin, self.backlog_dropped,
+                    )
+            backlog.append(tick)
+            return
+        self._process_tick(tick)
+
+    def _process_tick(self, tick: Tick) -> None:
+        coin, price = tick.coin, tick.price
+        self._last_price[coin] = (price, tick.ts_ms)
+        now_ns = tick.ts_ms * 1_000_000
+        for condition in self._book.expired(now_ns, coin):
+            self._expire(condition)
+        for position_id in self._by_coin.get(coin, ()):
+            self._mark(self._positions[position_id], tick)
+        if self._book.has_live_changes():
+            self._persist_released()
+        if coin in self._inflight and self._limits.max_per_coin <= 1:
+            return
+        for condition in self._book.on_price(coin, price):
+            self._try_enter(condition, tick)
+        if self._book.has_live_changes():
+            self._persist_released()
+
+    def _mark(self, position: Position, tick: Tick) -> None:
+        if position.status is not PositionStatus.OPEN:
+            return
+        assert position.entry_price is not None
+        unrealized = rules.net_pnl(
+            position.direction, position.quantity, position.entry_price, tick.price, position.fees_paid
+        )
+        marked = replace(position, current_price=tick.price, unrealized_pnl=unrealized)
+        reason = rules.exit_trigger(
+            position.direction, tick.price, position.stop_loss_price, position.take_profit_price
+        )
+        if reason is None:
+            self._positions[position.id] = marked
+            self._store.save_position(marked)
+            return
+        self._submit_exit(marked, reason.value, tick.price, tick.ts_ms)
+
+    def _persist_released(self) -> None:
+        for condition_id in self._book.take_live_changes():
+            self._store.set_condition_live(condition_id)
+
+    # --- entries ----------------------------------------------------------------------------------
+
+    def _try_enter(self, condition: TradeCondition, tick: Tick) -> None:
+        if self._trading_state is not TradingState.ACTIVE:
+            self._block(condition, f"ENTRIES_BLOCKED: trading is {self._trading_state.value}")
+            return
+        active = [ActiveExposure(p.coin, p.exposure_usd) for p in self._positions.values()]
+        breach = rules.entry_limit_breach(
+            condition.coin, condition.position_size_usd, active, self._balance, self._limits
+        )
+        if breach is not None:
+            self._block(condition, f"POSITION_LIMIT_EXCEEDED: {breach}")
+            return
+        market = self._markets(condition.coin)
+        quantity = rules.entry_quantity(condition.position_size_usd, tick.price, market)
+        if not rules.meets_min_notional(quantity, tick.price, market):
+            self._remove_condition(
+                condition,
+                f"below the minimum notional {market.min_notional} at {tick.price}",
+                ConditionCanceled,
+            )
+            return
+        position_id = position_id_for(condition.id)
+        order_id = entry_order_id(position_id)
+        position = Position(
+            id=position_id,
+            coin=condition.coin,
+            direction=condition.direction,
+            size_usd=condition.position_size_usd,
+            condition_id=condition.id,
+            strategy_id=condition.strategy_id,
+            reasoning=condition.reasoning,
+            stop_loss_pct=condition.stop_loss_pct,
+            take_profit_pct=condition.take_profit_pct,
+            status=PositionStatus.PENDING,
+            current_price=tick.price,
+            pending_order_id=order_id,
+            pending_quantity=quantity,
+            reference_price=tick.price,
+            reference_ts_ms=tick.ts_ms,
+        )
+        with self._store.transaction():
+            self._store.delete_condition(condition.id)
+            self._store.save_position(position)
+        self._book.remove(condition.id)
+        self._blocked.discard(condition.id)
+        self._track(position)
+        self.log.info(
+            "CONDITION_TRIGGERED: {} {} {} at {} ({} {}) -> {}",
+            condition.id, condition.direction.value, condition.coin, tick.price,
+            condition.trigger_type.value, condition.trigger_price, order_id,
+        )
+        now = self.now_ns()
+        self.publish(ConditionTriggered(ts_init_ns=now, correlation_id=condition.id, condition=condition,
+                                        price=tick.price, ts_ms=tick.ts_ms, position_id=position_id))
+        self.send(SubmitOrder(ts_init_ns=now, correlation_id=condition.id, order=self._order_for(position)))
+
+    def _block(self, condition: TradeCondition, reason: str) -> None:
+        if condition.id in self._blocked:
+            return
+        self._blocked.add(condition.id)
+        self.log.warning("{} (condition {} stays armed)", reason, condition.id)
+        self.publish(ConditionBlocked(ts_init_ns=self.now_ns(), correlation_id=condition.id,
+                                      condition_id=condition.id, reason=reason))
+
+    # --- exits ------------------------------------------------------------------------------------
+
+    def _submit_exit(self, position: Position, reason: str, price: Decimal, ts_ms: int) -> None:
+        attempt = position.exit_attempts + 1
+        order_id = exit_order_id(position.id, attempt)
+        closing = position.transition(
+            PositionTrigger.EXIT_SUBMITTED,
+            pending_order_id=order_id,
+            pending_quantity=position.quantity,
+            reference_price=price,
+            reference_ts_ms=ts_ms,
+            exit_reason=reason,
+            exit_attempts=attempt,
+        )
+        self._store.save_position(closing)
+        self._positions[closing.id] = closing
+        self._inflight.setdefault(closing.coin, set()).add(order_id)
+        self.log.info("EXIT_SUBMITTED: {} {} {} at {} ({}) -> {}", closing.id, closing.direction.value,
+                      closing.coin, price, reason, order_id)
+        now = self.now_ns()
+        self.publish(PositionChanged(ts_init_ns=now, correlation_id=closing.condition_id,
+                                     position=closing, change="EXIT_SUBMITTED"))
+        self.send(SubmitOrder(ts_init_ns=now, correlation_id=closing.condition_id,
+                              order=self._order_for(closing)))
+
+    # --- order outcomes ----------------------------------------------------------------------------
+
+    def _on_order_filled(self, event: OrderFilled) -> None:
+        position = self._positions.get(event.order.position_id)
+        if position is None or position.pending_order_id != event.order.client_order_id:
+            self.log.debug("DUPLICATE_FILL ignored: {}", event.order.client_order_id)
+            return
+        self._apply_fill(position, event)
+
+    def _on_order_rejected(self, event: OrderRejected) -> None:
+        position = self._positions.get(event.order.position_id)
+        if position is None or position.pending_order_id != event.order.client_order_id:
+            return
+        self._apply_failure(position, event.reason, denied=False)
+
+    def _on_order_denied(self, event: OrderDenied) -> None:
+        position = self._positions.get(event.order.position_id)
+        if position is None or position.pending_order_id != event.order.client_order_id:
+            return
+        self._apply_failure(position, event.reason, denied=True)
+
+    def _apply_fill(self, position: Position, fill: OrderFilled) -> None:
+        order_id = fill.order.client_order_id
+        fill_time = from_epoch_ns(fill.ts_event_ms * 1_000_000).astimezone()
+        if fill.order.intent is OrderIntent.ENTRY:
+            market = self._markets(position.coin)
+            stop, target = rules.exit_levels(
+                position.direction, fill.fill_price, position.stop_loss_pct,
+                position.take_profit_pct, market,
+            )
+            opened = position.transition(
+                PositionTrigger.ENTRY_FILLED,
+                entry_price=fill.fill_price,
+                entry_time=fill_time,
+                quantity=fill.fill_quantity,
+                stop_loss_price=stop,
+                take_profit_price=target,
+                current_price=fill.fill_price,
+                fees_paid=fill.fee,
+                unrealized_pnl=-fill.fee,
+                pending_order_id=None,
+                pending_quantity=None,
+            )
+            self._balance -= fill.fee
+            self._fees += fill.fee
+            with self._store.transaction():
+                self._store.save_position(opened)
+                self._save_account()
+            self._positions[opened.id] = opened
+            self.log.info(
+                "POSITION_OPENED: {} {} {} {} @ {} stop {} target {} fee {}",
+                opened.id, opened.direction.value, opened.quantity, opened.coin,
+                opened.entry_price, stop, target, fill.fee,
+            )
+            self.publish(PositionOpened(ts_init_ns=self.now_ns(), correlation_id=opened.condition_id,
+                                        position=opened))
+        else:
+            assert position.entry_price is not None
+            gross = rules.gross_pnl(position.direction, fill.fill_quantity, position.entry_price, fill.fill_price)
+            fees = position.fees_paid + fill.fee
+            realized = gross - fees
+            closed = position.transition(
+                PositionTrigger.EXIT_FILLED,
+                exit_price=fill.fill_price,
+                exit_time=fill_time,
+                realized_pnl=realized,
+                fees_paid=fees,
+                current_price=fill.fill_price,
+                unrealized_pnl=ZERO,
+                pending_order_id=None,
+                pending_quantity=None,
+            )
+            self._balance += gross - fill.fee
+            self._realized += realized
+            self._fees += fill.fee
+            self._closed += 1
+            with self._store.transaction():
+                self._store.save_position(closed)
+                self._save_account()
+            self._untrack(closed)
+            self.log.info(
+                "POSITION_CLOSED: {} {} {} exit {} ({}) pnl {} balance {}",
+                closed.id, closed.direction.value, closed.coin, closed.exit_price,
+                closed.exit_reason, rules.to_cents(realized), rules.to_cents(self._balance),
+            )
+            self.publish(PositionClosed(ts_init_ns=self.now_ns(), correlation_id=closed.condition_id,
+                                        position=closed, balance=self._balance))
+        self._resolve(position.coin, order_id)
+
+    def _apply_failure(self, position: Position, reason: str, *, denied: bool) -> None:
+        order_id = position.pending_order_id
+        assert order_id is not None
+        kind = "ORDER_DENIED" if denied else "ORDER_REJECTED"
+        if position.status is PositionStatus.PENDING:
+            failed = position.transition(
+                PositionTrigger.ENTRY_FAILED,
+                exit_reason=f"{ExitReason.ENTRY_REJECTED.value}: {reason}",
+                pending_order_id=None,
+                pending_quantity=None,
+                unrealized_pnl=ZERO,
+            )
+            self._store.save_position(failed)
+            self._untrack(failed)
+            self.log.warning("{}: entry {} of {} failed: {}", kind, order_id, position.id, reason)
+            self.publish(PositionClosed(ts_init_ns=self.now_ns(), correlation_id=failed.condition_id,
+                                        position=failed, balance=self._balance))
+        else:
+            reopened = position.transition(
+                PositionTrigger.EXIT_FAILED, pending_order_id=None, pending_quantity=None
+            )
+            self._store.save_position(reopened)
+            self._positions[reopened.id] = reopened
+            self.log.error("{}: exit {} of {} failed: {}; exits stay armed", kind, order_id, position.id, reason)
+            self.publish(PositionChanged(ts_init_ns=self.now_ns(), correlation_id=reopened.condition_id,
+                                         position=reopened, change=f"EXIT_FAILED: {reason}"))
+        self._resolve(position.coin, order_id)
+
+    def _resolve(self, coin: str, order_id: str) -> None:
+        """An order of ``coin`` resolved: evaluate the ticks that waited for it, in order."""
+        waiting = self._inflight.get(coin)
+        if waiting is not None:
+            waiting.discard(order_id)
+            if not waiting:
+                del self._inflight[coin]
+        backlog = self._deferred.get(coin)
+        while backlog and coin not in self._inflight:
+            self._process_tick(backlog.popleft())
+        if backlog is not None and not backlog:
+            del self._deferred[coin]
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    def _on_arm_condition(self, command: ArmCondition) -> None:
+        try:
+            self._arm([command.condition], replace_strategy=None)
+        except ValueError as error:
+            self.log.warning("CONDITION_REJECTED: {}: {}", command.condition.id, error)
+            self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=command.condition.id,
+                                           condition_id=command.condition.id, reason=str(error)))
+
+    def _on_cancel_condition(self, command: CancelCondition) -> None:
+        condition = self._book.get(command.condition_id)
+        if condition is None:
+            self.log.info("CANCEL ignored: condition {} is not armed", command.condition_id)
+            return
+        self._remove_condition(condition, command.reason, ConditionCanceled)
+
+    def _on_close_position(self, command: ClosePosition) -> None:
+        try:
+            self._close_position(command.position_id, command.reason)
+        except ValueError as error:
+            self.log.warning("CLOSE ignored: {}", error)
+
+    def _on_adjust_stop(self, command: AdjustStop) -> None:
+        position = self._positions.get(command.position_id)
+        if position is None or position.status is not PositionStatus.OPEN:
+            self.log.warning("ADJUST_STOP ignored: {} is not an open position", command.position_id)
+            return
+        market = self._markets(position.coin)
+        try:
+            adjusted = replace(position, stop_loss_price=command.stop_loss_price.quantize(market.tick_size))
+        except ValueError as error:
+            self.log.warning("ADJUST_STOP refused for {}: {}", position.id, error)
+            return
+        self._store.save_position(adjusted)
+        self._positions[adjusted.id] = adjusted
+        self.publish(PositionChanged(ts_init_ns=self.now_ns(), correlation_id=adjusted.condition_id,
+                                     position=adjusted, change="STOP_ADJUSTED"))
+
+    def _on_trading_state_changed(self, event: TradingStateChanged) -> None:
+        self._trading_state = event.state
+        self._blocked.clear()
+
+    def _on_timer_fired(self, timer: TimerFired) -> None:
+        if timer.name == "sweep":
+            for condition in self._book.expired(self.now_ns()):
+                self._expire(condition)
+
+    # --- requests from outside (engine.sniper) ------------------------------------------------------
+
+    def _ask_add_condition(self, condition: TradeCondition) -> str:
+        self._arm([condition], replace_strategy=None)
+        return condition.id
+
+    def _ask_set_conditions(self, conditions: Iterable[TradeCondition], strategy_id: str | None = None) -> tuple[str, ...]:
+        new = list(conditions)
+        self._arm(new, replace_strategy=strategy_id if strategy_id is not None else "*")
+        return tuple(c.id for c in new)
+
+    def _ask_cancel_condition(self, condition_id: str, reason: str = "canceled") -> str:
+        condition = self._book.get(condition_id)
+        if condition is None:
+            raise ValueError(f"condition_id: {condition_id!r} is not armed")
+        self._remove_condition(condition, reason, ConditionCanceled)
+        return condition_id
+
+    def _ask_close_position(self, position_id: str, reason: str = "MANUAL") -> str:
+        return self._close_position(position_id, reason)
+
+    def _ask_snapshot(self) -> SniperSnapshot:
+        positions = sorted(
+            self._positions.values(),
+            key=lambda p: (p.entry_time is None, p.entry_time.timestamp() if p.entry_time else 0.0, p.id),
+        )
+        return SniperSnapshot(
+            conditions=self._book.all(),
+            positions=tuple(positions),
+            balance=self._balance,
+            realized_pnl=self._realized,
+            fees_paid=self._fees,
+            closed_positions=self._closed,
+        )
+
+    def _ask_stats(self) -> dict[str, Any]:
+        return {
+            "conditions": len(self._book),
+            "positions": len(self._positions),
+            "inflight_coins": sorted(self._inflight),
+            "deferred_ticks": sum(len(q) for q in self._deferred.values()),
+            "backlog_dropped": self.backlog_dropped,
+        }
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _arm(self, conditions: list[TradeCondition], *, replace_strategy: str | None) -> None:
+        """Validate every condition first, then arm them all in one transaction."""
+        now_ns = self.now_ns()
+        ids: set[str] = set()
+        active_ids = {p.condition_id for p in self._positions.values()}
+        used = self._store.used_condition_ids(c.id for c in conditions if isinstance(c, TradeCondition))
+        for condition in conditions:
+            if not isinstance(condition, TradeCondition):
+                raise ValueError(f"condition: expected a TradeCondition, got {type(condition).__name__}")
+            if condition.id in ids:
+                raise ValueError(f"id: {condition.id!r} appears twice")
+            ids.add(condition.id)
+            if condition.id in active_ids or condition.id in used:
+                raise ValueError(f"id: condition {condition.id!r} already triggered a position; use a new id")
+            deadline = condition.valid_until_ns
+            if deadline is not None and deadline <= now_ns:
+                raise ValueError(
+                    f"valid_until: {condition.valid_until.isoformat() if condition.valid_until else ''} "
+                    f"is not after engine time {from_epoch_ns(now_ns).astimezone().isoformat()}"
+                )
+            market = self._markets(condition.coin)
+            quantity = rules.entry_quantity(condition.position_size_usd, condition.trigger_price, market)
+            if not rules.meets_min_notional(quantity, condition.trigger_price, market):
+                raise ValueError(
+                    f"position_size_usd: {condition.position_size_usd} buys {quantity} {condition.coin} at "
+                    f"{condition.trigger_price}, below the minimum notional {market.min_notional} "
+                    f"(quantity step {market.qty_step})"
+                )
+        if replace_strategy is None:
+            replaced: list[TradeCondition] = [c for c in conditions if c.id in self._book]
+        elif replace_strategy == "*":
+            replaced = list(self._book.all())
+        else:
+            replaced = self._book.for_strategy(replace_strategy)
+        with self._store.transaction():
+            for old in replaced:
+                self._store.delete_condition(old.id)
+            for offset, condition in enumerate(conditions):
+                self._store.save_condition(condition, self._seq + offset)
+        for old in replaced:
+            self._book.remove(old.id)
+            self._blocked.discard(old.id)
+            if old.id not in ids:
+                self.publish(ConditionCanceled(ts_init_ns=now_ns, correlation_id=old.id,
+                                               condition_id=old.id, reason="replaced"))
+        for condition in conditions:
+            last = self._last_price.get(condition.coin)
+            self._book.add(condition, last[0] if last else None)
+            self._seq += 1
+            self.log.info(
+                "CONDITION_ARMED: {} {} {} if {} {} (stop {}, target {}, ${}){}",
+                condition.id, condition.direction.value, condition.coin,
+                condition.trigger_type.value, condition.trigger_price, condition.stop_loss_pct,
+                condition.take_profit_pct, condition.position_size_usd,
+                "" if condition.valid_until is None else f" until {condition.valid_until.isoformat()}",
+            )
+            self.publish(ConditionArmed(ts_init_ns=now_ns, correlation_id=condition.id, condition=condition))
+        if self._book.has_live_changes():
+            self._persist_released()
+
+    def _remove_condition(self, condition: TradeCondition, reason: str, event: type) -> None:
+        self._store.delete_condition(condition.id)
+        self._book.remove(condition.id)
+        self._blocked.discard(condition.id)
+        self.log.info("CONDITION_REMOVED: {} ({})", condition.id, reason)
+        self.publish(event(ts_init_ns=self.now_ns(), correlation_id=condition.id,
+                           condition_id=condition.id, reason=reason))
+
+    def _expire(self, condition: TradeCondition) -> None:
+        self._store.delete_condition(condition.id)
+        self._book.remove(condition.id)
+        self._blocked.discard(condition.id)
+        self.log.info("CONDITION_EXPIRED: {} (valid until {})", condition.id,
+                      condition.valid_until.isoformat() if condition.valid_until else "-")
+        self.publish(ConditionExpired(ts_init_ns=self.now_ns(), correlation_id=condition.id,
+                                      condition_id=condition.id))
+
+    def _close_position(self, position_id: str, reason: str) -> str:
+        position = self._positions.get(position_id)
+        if position is None:
+            raise ValueError(f"position_id: {position_id!r} is not an active position")
+        if position.status is PositionStatus.CLOSING:
+            return position_id
+        if position.status is not PositionStatus.OPEN:
+            raise ValueError(f"position_id: {position_id!r} is {position.status.value}; its entry is still in flight")
+        last = self._last_price.get(position.coin)
+        if last is None:
+            raise ValueError(f"position_id: no price seen yet for {position.coin}")
+        self._submit_exit(position, reason, last[0], last[1])
+        return position_id
+
+    def _track(self, position: Position) -> None:
+        self._positions[position.id] = position
+        members = self._by_coin.setdefault(position.coin, [])
+        if position.id not in members:
+            members.append(position.id)
+        if position.pending_order_id is not None:
+            self._inflight.setdefault(position.coin, set()).add(position.pending_order_id)
+
+    def _untrack(self, position: Position) -> None:
+        self._positions.pop(position.id, None)
+        members = self._by_coin.get(position.coin)
+        if members is not None:
+            if position.id in members:
+                members.remove(position.id)
+            if not members:
+                del self._by_coin[position.coin]
+
+    def _save_account(self) -> None:
+        self._store.save_account(balance=self._balance, realized_pnl=self._realized, fees_paid=self._fees)
+
+    def _order_for(self, position: Position) -> OrderRequest:
+        assert position.pending_order_id is not None and position.pending_quantity is not None
+        assert position.reference_price is not None and position.reference_ts_ms is not None
+        intent = OrderIntent.ENTRY if position.status is PositionStatus.PENDING else OrderIntent.EXIT
+        side = rules.entry_side(position.direction) if intent is OrderIntent.ENTRY else rules.exit_side(position.direction)
+        return OrderRequest(
+            client_order_id=position.pending_order_id,
+            position_id=position.id,
+            coin=position.coin,
+            side=side,
+            quantity=position.pending_quantity,
+            intent=intent,
+            reference_price=position.reference_price,
+            reference_ts_ms=position.reference_ts_ms,
+        )
+
+
+def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled:
+    assert record.fill_price is not None and record.fill_quantity is not None
+    return OrderFilled(
+        ts_init_ns=record.updated_ns,
+        correlation_id=None,
+        order=order,
+        venue_order_id=record.venue_order_id or "",
+        trade_id=record.trade_id or "",
+        fill_price=record.fill_price,
+        fill_quantity=record.fill_quantity,
+        fee=record.fee or ZERO,
+        ts_event_ms=record.ts_event_ms or 0,
+        venue=record.venue,
+    )

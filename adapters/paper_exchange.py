@@ -1,0 +1,94 @@
+"""A deterministic paper venue behind the same port the ccxt adapter implements.
+
+Market orders fill whole at the order's reference price (the price of the tick that caused
+it) moved by ``slippage_bps`` against the trader, with ``taker_fee`` charged on the notional.
+A reference price that is missing or older than ``max_price_age_s`` of engine time is refused
+as ``PRICE_UNAVAILABLE``. Submitting a client order id again returns the first result: five
+submissions, one order, one fill.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+
+from adapters.errors import PriceUnavailable
+from adapters.ports import Clock
+from state.market import MarketRules
+from state.messages import OrderRequest
+from state.order import VenueReport
+from state.rules import slipped_price, taker_fee
+from state.types import OrderStatus
+
+
+class PaperExchange:
+    name = "paper"
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        markets: Callable[[str], MarketRules],
+        slippage_bps: Decimal = Decimal(0),
+        taker_fee_rate: Decimal = Decimal(0),
+        max_price_age_s: float = 60.0,
+    ) -> None:
+        self._clock = clock
+        self._markets = markets
+        self._slippage_bps = slippage_bps
+        self._fee_rate = taker_fee_rate
+        self._max_age_ms = int(max_price_age_s * 1000)
+        self._orders: dict[str, VenueReport] = {}
+        self._lock = threading.Lock()
+        self.submissions: Counter[str] = Counter()
+
+    def submit_order(self, order: OrderRequest) -> VenueReport:
+        with self._lock:
+            self.submissions[order.client_order_id] += 1
+            known = self._orders.get(order.client_order_id)
+            if known is not None:
+                return known
+            report = self._execute(order)
+            self._orders[order.client_order_id] = report
+        if report.status is OrderStatus.REJECTED:
+            raise PriceUnavailable(report.reason or "rejected")
+        return report
+
+    def fetch_order(self, client_order_id: str) -> VenueReport | None:
+        with self._lock:
+            return self._orders.get(client_order_id)
+
+    def placed_order_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._orders)
+
+    def _execute(self, order: OrderRequest) -> VenueReport:
+        venue_id = "paper-" + hashlib.sha256(order.client_order_id.encode()).hexdigest()[:12]
+        now_ms = self._clock.now_ns() // 1_000_000
+        age_ms = now_ms - order.reference_ts_ms
+        if age_ms > self._max_age_ms:
+            return VenueReport(
+                client_order_id=order.client_order_id,
+                venue_order_id=venue_id,
+                status=OrderStatus.REJECTED,
+                ts_ms=now_ms,
+                reason=(
+                    f"PRICE_UNAVAILABLE: reference price of {order.coin} is {age_ms / 1000:.1f}s "
+                    f"old (limit {self._max_age_ms / 1000:.0f}s)"
+                ),
+            )
+        market = self._markets(order.coin)
+        price = slipped_price(order.side, order.reference_price, self._slippage_bps, market)
+        return VenueReport(
+            client_order_id=order.client_order_id,
+            venue_order_id=venue_id,
+            status=OrderStatus.FILLED,
+            fill_price=price,
+            fill_quantity=order.quantity,
+            fee=taker_fee(order.quantity, price, self._fee_rate),
+            trade_id=venue_id + "-1",
+            ts_ms=max(now_ms, order.reference_ts_ms),
+        )

@@ -1,0 +1,57 @@
+"""Ports: the small interfaces actors depend on. Concrete adapters are wired in by run.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Protocol
+
+from state.messages import OrderRequest
+from state.order import VenueReport
+
+
+class Clock(Protocol):
+    """Engine time. In replay and manual mode it follows tick timestamps."""
+
+    def now_ns(self) -> int: ...
+
+    def observe_tick(self, ts_ms: int) -> None:
+        """Told by the Feed for every accepted tick (a wall clock ignores it)."""
+
+
+class PriceBoard(Protocol):
+    """Last price and its timestamp per coin, written only by the Feed."""
+
+    def update(self, coin: str, price: Decimal, ts_ms: int) -> None: ...
+
+    def last(self, coin: str) -> tuple[Decimal, int] | None: ...
+
+
+class ExchangePort(Protocol):
+    """A venue that places market orders identified by a client order id.
+
+    ``submit_order`` is idempotent per client order id: a second submission of the same id
+    returns the first result and never fills twice. Raises ``adapters.errors.InvalidOrder``
+    for a refusal and ``AmbiguousOutcome`` when the outcome is unknown.
+    """
+
+    name: str
+
+    def submit_order(self, order: OrderRequest) -> VenueReport: ...
+
+    def fetch_order(self, client_order_id: str) -> VenueReport | None: ...
+
+
+TickSink = Callable[[str, Decimal, int, Decimal], None]
+"""``(coin, price, ts_ms, qty)``: how a market-data source hands a raw tick to the Feed."""
+
+
+class MarketSource(Protocol):
+    """A source of raw ticks running on its own thread (or none, for manual ticks)."""
+
+    name: str
+    simulated: bool
+
+    def start(self, sink: TickSink) -> None: ...
+
+    def stop(self) -> None: ...

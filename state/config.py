@@ -1,0 +1,382 @@
+"""Configuration: ``config.toml`` read with ``tomllib`` and validated into frozen dataclasses.
+
+Every problem is collected before anything starts and reported at once as
+``section.key: problem``; unknown sections and keys get a "did you mean". Secrets never live
+in this file: keys for live venues are read from environment variables named here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from state.market import MarketRules, default_rules
+from state.rules import PositionLimits
+from state.types import coin_symbol, to_decimal
+
+
+class ConfigError(ValueError):
+    """One or more configuration problems, each as ``section.key: problem``."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        listing = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    data_dir: Path = Path("var")
+    mode: str = "paper"
+    clock: str = "auto"  # auto: tick time for manual/replay sources, wall time otherwise
+    log_level: str = "INFO"
+    sweep_interval_s: float = 1.0  # expiry sweep and other periodic checks
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayFile:
+    coin: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedConfig:
+    source: str = "sim"
+    symbols: tuple[str, ...] = ("BTC", "ETH", "SOL")
+    files: tuple[ReplayFile, ...] = ()
+    speed: str = "max"
+    bar_seconds: int = 60
+    seed: int = 7
+    ticks_per_second: float = 4.0  # sim: per symbol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaperConfig:
+    initial_balance: Decimal = Decimal("10000")
+    slippage_bps: Decimal = Decimal("5")
+    taker_fee: Decimal = Decimal("0.0005")
+    max_price_age_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorConfig:
+    max_restarts: int = 3
+    within_s: float = 60.0
+    backoff_s: tuple[float, ...] = (0.05, 0.25, 1.0)
+    poll_interval_s: float = 0.1
+    ping_interval_s: float = 2.0
+    ping_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    on_stop: str = "keep"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategistConfig:
+    strategies: tuple[str, ...] = ()
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
+    sniper: PositionLimits = field(default_factory=PositionLimits)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    strategist: StrategistConfig = field(default_factory=StrategistConfig)
+    markets: Mapping[str, MarketRules] = field(default_factory=dict)
+
+    def market(self, coin: str) -> MarketRules:
+        return self.markets.get(coin) or default_rules(coin)
+
+
+# --- the schema ----------------------------------------------------------------------------------
+
+Parser = Callable[[Any], Any]
+
+
+def _choice(*allowed: str) -> Parser:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(f"must be one of {', '.join(repr(a) for a in allowed)}, not {value!r}")
+        return value
+
+    return parse
+
+
+def _number(*, minimum: float | None = None, maximum: float | None = None,
+            integer: bool = False, above: float | None = None) -> Parser:
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number, not {value!r}")
+        if integer and not isinstance(value, int):
+            raise ValueError(f"must be a whole number, not {value!r}")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be at least {minimum}, not {value!r}")
+        if above is not None and value <= above:
+            raise ValueError(f"must be greater than {above}, not {value!r}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be at most {maximum}, not {value!r}")
+        return value
+
+    return parse
+
+
+def _decimal(*, minimum: Decimal | None = None, maximum: Decimal | None = None,
+             above: Decimal | None = None) -> Parser:
+    def parse(value: Any) -> Decimal:
+        try:
+            number = to_decimal(value, "value")
+        except ValueError:
+            raise ValueError(f"must be a number, not {value!r}") from None
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}, not {value!r}")
+        if above is not None and number <= above:
+            raise ValueError(f"must be greater than {above}, not {value!r}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}, not {value!r}")
+        return number
+
+    return parse
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def _symbols(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of coin symbols, not {value!r}")
+    coins = []
+    for item in value:
+        try:
+            coins.append(coin_symbol(item))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a coin symbol such as 'BTC'") from None
+    if len(set(coins)) != len(coins):
+        raise ValueError(f"lists a coin twice: {value!r}")
+    return tuple(coins)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"must be a list of names, not {value!r}")
+    return tuple(value)
+
+
+def _seconds_list(value: Any) -> tuple[float, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
+        raise ValueError(f"must be a non-empty list of seconds >= 0, not {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _speed(value: Any) -> str:
+    if isinstance(value, str) and (
+        value in ("max", "realtime")
+        or (value.endswith("x") and _is_positive_number(value[:-1]))
+    ):
+        return value
+    raise ValueError(f"must be 'realtime', 'max' or '<N>x' such as '10x', not {value!r}")
+
+
+def _is_positive_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+def _files(value: Any) -> tuple[ReplayFile, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of {{ coin = ..., path = ... }} tables, not {value!r}")
+    files = []
+    for number, item in enumerate(value, start=1):
+        if not isinstance(item, dict) or set(item) != {"coin", "path"}:
+            raise ValueError(f"entry {number} must have exactly the keys coin and path, not {item!r}")
+        try:
+            coin = coin_symbol(item["coin"])
+        except ValueError:
+            raise ValueError(f"entry {number}: coin {item['coin']!r} is not a coin symbol") from None
+        files.append(ReplayFile(coin=coin, path=Path(_text(item["path"]))))
+    return tuple(files)
+
+
+SCHEMA: dict[str, dict[str, Parser]] = {
+    "engine": {
+        "data_dir": _text,
+        "mode": _choice("paper"),
+        "clock": _choice("auto", "wall", "tick"),
+        "log_level": _choice("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"),
+        "sweep_interval_s": _number(above=0),
+    },
+    "feed": {
+        "source": _choice("sim", "replay", "manual"),
+        "symbols": _symbols,
+        "files": _files,
+        "speed": _speed,
+        "bar_seconds": _number(integer=True, minimum=1),
+        "seed": _number(integer=True),
+        "ticks_per_second": _number(above=0, maximum=1000),
+    },
+    "paper": {
+        "initial_balance": _decimal(above=Decimal(0)),
+        "slippage_bps": _decimal(minimum=Decimal(0), maximum=Decimal(1000)),
+        "taker_fee": _decimal(minimum=Decimal(0), maximum=Decimal("0.1")),
+        "max_price_age_s": _number(above=0),
+    },
+    "sniper": {
+        "max_positions": _number(integer=True, minimum=1),
+        "max_per_coin": _number(integer=True, minimum=1),
+        "max_exposure_pct": _decimal(above=Decimal(0), maximum=Decimal(1)),
+    },
+    "supervisor": {
+        "max_restarts": _number(integer=True, minimum=0),
+        "within_s": _number(above=0),
+        "backoff_s": _seconds_list,
+        "poll_interval_s": _number(above=0, maximum=5),
+        "ping_interval_s": _number(above=0),
+        "ping_timeout_s": _number(above=0),
+    },
+    "session": {"on_stop": _choice("keep", "flatten")},
+    "strategist": {"strategies": _names},
+}
+MARKET_KEYS = ("tick_size", "qty_step", "min_notional")
+SECTIONS = (*SCHEMA, "markets")
+
+
+def _did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML file; raises ``ConfigError`` listing every problem."""
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {file}"], str(file)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"not valid TOML: {error}"], str(file)) from None
+    return parse_config(raw, source=str(file))
+
+
+def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
+    """Validate a mapping shaped like ``config.toml``; raises ``ConfigError``."""
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
+    for section, content in raw.items():
+        if section not in SECTIONS:
+            problems.append(f"{section}: unknown section{_did_you_mean(section, SECTIONS)}")
+            continue
+        if not isinstance(content, dict):
+            problems.append(f"{section}: must be a table, not {content!r}")
+            continue
+        if section == "markets":
+            continue
+        schema = SCHEMA[section]
+        parsed: dict[str, Any] = {}
+        strategy_tables: dict[str, Any] = {}
+        for key, value in content.items():
+            if section == "strategist" and isinstance(value, dict):
+                strategy_tables[key] = dict(value)
+                continue
+            parser = schema.get(key)
+            if parser is None:
+                problems.append(f"{section}.{key}: unknown key{_did_you_mean(key, tuple(schema))}")
+                continue
+            try:
+                parsed[key] = parser(value)
+            except ValueError as error:
+                problems.append(f"{section}.{key}: {error}")
+        if strategy_tables:
+            parsed["settings"] = strategy_tables
+        values[section] = parsed
+
+    markets = _parse_markets(raw.get("markets", {}), problems)
+    config: Config | None = None
+    if not problems:
+        try:
+            config = _build(values, markets)
+        except ValueError as error:
+            problems.append(str(error))
+    if problems or config is None:
+        raise ConfigError(problems, source)
+    return config
+
+
+def _parse_markets(raw: Any, problems: list[str]) -> dict[str, MarketRules]:
+    markets: dict[str, MarketRules] = {}
+    if not isinstance(raw, dict):
+        return markets
+    for coin, table in raw.items():
+        where = f"markets.{coin}"
+        try:
+            symbol = coin_symbol(coin)
+        except ValueError:
+            problems.append(f"{where}: {coin!r} is not a coin symbol such as 'BTC'")
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"{where}: must be a table, not {table!r}")
+            continue
+        overrides: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in MARKET_KEYS:
+                problems.append(f"{where}.{key}: unknown key{_did_you_mean(key, MARKET_KEYS)}")
+                continue
+            try:
+                overrides[key] = to_decimal(value, key)
+            except ValueError:
+                problems.append(f"{where}.{key}: must be a number such as \"0.01\", not {value!r}")
+        try:
+            markets[symbol] = default_rules(symbol, overrides)
+        except ValueError as error:
+            problems.append(f"{where}.{error}")
+    return markets
+
+
+def _build(values: dict[str, dict[str, Any]], markets: dict[str, MarketRules]) -> Config:
+    engine = dict(values.get("engine", {}))
+    if "data_dir" in engine:
+        engine["data_dir"] = Path(engine["data_dir"])
+    feed = values.get("feed", {})
+    paper = values.get("paper", {})
+    sniper = values.get("sniper", {})
+    supervisor = values.get("supervisor", {})
+    problems = []
+    feed_config = FeedConfig(**feed)
+    if feed_config.source == "replay" and not feed_config.files:
+        problems.append("feed.files: the replay source needs at least one file")
+    if problems:
+        raise ValueError("\n".join(problems))
+    return Config(
+        engine=EngineConfig(**engine),
+        feed=feed_config,
+        paper=PaperConfig(**paper),
+        sniper=PositionLimits(
+            max_positions=sniper.get("max_positions", 5),
+            max_per_coin=sniper.get("max_per_coin", 1),
+            max_exposure_pct=sniper.get("max_exposure_pct", Decimal("0.10")),
+        ),
+        supervisor=SupervisorConfig(**supervisor),
+        session=SessionConfig(**values.get("session", {})),
+        strategist=StrategistConfig(**values.get("strategist", {})),
+        markets=markets,
+    )

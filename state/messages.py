@@ -1,0 +1,312 @@
+"""Every message that travels between actors: frozen, slotted, keyword-only dataclasses.
+
+Commands are imperative and have exactly one receiving role; events are past tense and go to
+zero or more roles (the routing table is ``actors/bus.py``). Every message carries ``msg_id``,
+``ts_init_ns`` (from the injected clock) and a ``correlation_id`` that ties a condition to its
+orders, fills and journal rows. Containers are tuples; models inside messages are frozen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from state.models import Position, TradeCondition
+from state.types import (
+    OrderIntent,
+    Side,
+    TradingState,
+    client_order_id,
+    coin_symbol,
+    parse_enum,
+    positive_decimal,
+    non_negative_decimal,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    ts_init_ns: int
+    correlation_id: str | None = None
+    msg_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+class Command(Message):
+    """Marker: imperative, one receiver."""
+
+    __slots__ = ()
+
+
+class Event(Message):
+    """Marker: past tense, zero or more receivers."""
+
+    __slots__ = ()
+
+
+# --- market data -----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushTick(Command):
+    """A raw tick handed to the Feed by a source (manual, sim, replay, websocket)."""
+
+    coin: str
+    price: Decimal
+    ts_ms: int
+    qty: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coin", coin_symbol(self.coin))
+        object.__setattr__(self, "price", positive_decimal(self.price, "price"))
+        object.__setattr__(self, "qty", non_negative_decimal(self.qty, "qty"))
+        if isinstance(self.ts_ms, bool) or not isinstance(self.ts_ms, int) or self.ts_ms <= 0:
+            raise ValueError(f"ts_ms: must be a positive integer of milliseconds, got {self.ts_ms!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick(Event):
+    """A validated trade price, emitted by the Feed to the Sniper."""
+
+    coin: str
+    price: Decimal
+    ts_ms: int
+    qty: Decimal = Decimal(0)
+
+
+# --- conditions --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposeSignal(Command):
+    """An outside decision-maker (REPL, script, agent) hands a condition to the Strategist."""
+
+    condition: TradeCondition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposeCondition(Command):
+    """A strategy (or any outside decision-maker) proposes a condition to the RiskGate."""
+
+    condition: TradeCondition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArmCondition(Command):
+    """The RiskGate passes a vetted condition to the Sniper."""
+
+    condition: TradeCondition
+    replace_for_strategy: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelCondition(Command):
+    condition_id: str
+    reason: str = "canceled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionArmed(Event):
+    condition: TradeCondition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionRejected(Event):
+    condition_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionCanceled(Event):
+    condition_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionExpired(Event):
+    condition_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionTriggered(Event):
+    condition: TradeCondition
+    price: Decimal
+    ts_ms: int
+    position_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionBlocked(Event):
+    """A triggered condition held back by a position limit; it stays armed."""
+
+    condition_id: str
+    reason: str
+
+
+# --- orders ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRequest:
+    """A market order as the Sniper wants it; value object carried by order commands."""
+
+    client_order_id: str
+    position_id: str
+    coin: str
+    side: Side
+    quantity: Decimal
+    intent: OrderIntent
+    reference_price: Decimal
+    reference_ts_ms: int
+
+    def __post_init__(self) -> None:
+        client_order_id(self.client_order_id)
+        object.__setattr__(self, "coin", coin_symbol(self.coin))
+        object.__setattr__(self, "side", parse_enum(Side, self.side, "side"))
+        object.__setattr__(self, "intent", parse_enum(OrderIntent, self.intent, "intent"))
+        object.__setattr__(self, "quantity", positive_decimal(self.quantity, "quantity"))
+        object.__setattr__(
+            self, "reference_price", positive_decimal(self.reference_price, "reference_price")
+        )
+
+    @property
+    def reduce_only(self) -> bool:
+        return self.intent is OrderIntent.EXIT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitOrder(Command):
+    """Sniper -> RiskGate: please send this order."""
+
+    order: OrderRequest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecuteOrder(Command):
+    """RiskGate -> Executor: the only command that reaches the Executor, built only by the
+    RiskGate."""
+
+    order: OrderRequest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderDenied(Event):
+    """A local risk decision: the order never reached a venue."""
+
+    order: OrderRequest
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderAccepted(Event):
+    order: OrderRequest
+    venue_order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderFilled(Event):
+    order: OrderRequest
+    venue_order_id: str
+    trade_id: str
+    fill_price: Decimal
+    fill_quantity: Decimal
+    fee: Decimal
+    ts_event_ms: int
+    venue: str = "paper"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRejected(Event):
+    """The venue's refusal (or a submit that could not reach it)."""
+
+    order: OrderRequest
+    reason: str
+
+
+# --- positions ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClosePosition(Command):
+    position_id: str
+    reason: str = "MANUAL"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdjustStop(Command):
+    position_id: str
+    stop_loss_price: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionOpened(Event):
+    position: Position
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionChanged(Event):
+    position: Position
+    change: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionClosed(Event):
+    position: Position
+    balance: Decimal
+
+
+# --- account and risk --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetTradingState(Command):
+    state: TradingState
+    reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", parse_enum(TradingState, self.state, "state"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradingStateChanged(Event):
+    state: TradingState
+    reason: str
+
+
+# --- runtime ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFired(Command):
+    """A periodic nudge (expiry sweep, journal flush, invariant check) told by the engine's
+    timer thread; tests tell it directly."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InjectCrash(Command):
+    """Make the receiving actor fail inside its own thread (chaos tests, REPL)."""
+
+    reason: str = "injected crash"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActorRestarted(Event):
+    role: str
+    restarts: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvariantViolated(Event):
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """A question asked from outside the actors (API, REPL, tests) with ``ask`` and a timeout.
+
+    ``name`` selects the handler ``_ask_<name>``; its answer or its ``ValueError`` goes back
+    to the caller. Never sent between actors.
+    """
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()

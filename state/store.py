@@ -1,0 +1,327 @@
+"""Durable state: the only module that imports peewee.
+
+One SQLite file (``<data_dir>/engine.db``) in WAL mode with ``synchronous=NORMAL``: a commit
+survives ``kill -9`` of the process (only a power loss could lose the last commits). Each actor
+thread gets its own connection (peewee's thread-local connections); writers serialize on
+SQLite's lock with a busy timeout.
+
+Row models are built per ``Store`` instance (no global database binding), and converted to and
+from the frozen domain objects explicitly, so ``state/models.py`` knows nothing of peewee.
+
+Tables and their single writer:
+- ``conditions``, ``positions``, ``account``: the Sniper.
+- ``orders``: the Executor (others read it, e.g. the Sniper when it reconciles on start).
+- ``settings``: small key/value facts of other owners (the RiskGate's trading state).
+- ``events``: the Journal.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields, is_dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from types import UnionType
+from typing import Any, TypeVar
+
+import peewee
+
+from state.models import Position, TradeCondition
+from state.order import OrderRecord
+from state.types import OrderStatus, PositionStatus
+
+T = TypeVar("T")
+
+_PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "normal",
+    "busy_timeout": 10_000,
+    "foreign_keys": 0,
+}
+
+
+# --- codec: frozen dataclass <-> JSON-safe dict ----------------------------------------------
+
+def encode(obj: Any) -> dict[str, Any]:
+    """A JSON-safe dict of a frozen domain dataclass (Decimal as text, datetime as ISO-8601,
+    enums by value), so that ``decode`` gives back an equal object."""
+    out: dict[str, Any] = {}
+    for item in fields(obj):
+        value = getattr(obj, item.name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, Enum):
+            value = value.value
+        out[item.name] = value
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """Any message or domain object as plain JSON values (recursively)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {item.name: jsonable(getattr(value, item.name)) for item in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    return repr(value)
+
+
+def _base_type(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def decode(cls: type[T], data: dict[str, Any]) -> T:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for item in fields(cls):  # type: ignore[arg-type]
+        if item.name not in data:
+            continue
+        value = data[item.name]
+        kind = _base_type(hints[item.name])
+        if value is not None:
+            if kind is Decimal:
+                value = Decimal(value)
+            elif kind is datetime:
+                value = datetime.fromisoformat(value)
+            elif isinstance(kind, type) and issubclass(kind, Enum):
+                value = kind(value)
+        kwargs[item.name] = value
+    return cls(**kwargs)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(encode(obj), separators=(",", ":"), sort_keys=True)
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+class Store:
+    """All durable engine state behind plain methods that take and return domain objects."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = peewee.SqliteDatabase(str(self.path), pragmas=_PRAGMAS, check_same_thread=False)
+        db = self.db
+
+        class Base(peewee.Model):
+            class Meta:
+                database = db
+
+        class ConditionRow(Base):
+            id = peewee.CharField(primary_key=True)
+            coin = peewee.CharField(index=True)
+            seq = peewee.IntegerField(index=True)
+            live = peewee.BooleanField(default=False)  # require_cross: reset side seen
+            data = peewee.TextField()
+
+            class Meta:
+                table_name = "conditions"
+
+        class PositionRow(Base):
+            id = peewee.CharField(primary_key=True)
+            coin = peewee.CharField(index=True)
+            status = peewee.CharField(index=True)
+            condition_id = peewee.CharField(unique=True)
+            data = peewee.TextField()
+
+            class Meta:
+                table_name = "positions"
+
+        class AccountRow(Base):
+            key = peewee.CharField(primary_key=True)
+            value = peewee.TextField()
+
+            class Meta:
+                table_name = "account"
+
+        class SettingRow(Base):
+            key = peewee.CharField(primary_key=True)
+            value = peewee.TextField()
+
+            class Meta:
+                table_name = "settings"
+
+        class OrderRow(Base):
+            client_order_id = peewee.CharField(primary_key=True, max_length=36)
+            position_id = peewee.CharField(index=True)
+            status = peewee.CharField(index=True)
+            data = peewee.TextField()
+
+            class Meta:
+                table_name = "orders"
+
+        class EventRow(Base):
+            id = peewee.AutoField()
+            ts_ns = peewee.BigIntegerField()
+            kind = peewee.CharField(index=True)
+            correlation_id = peewee.CharField(null=True, index=True)
+            data = peewee.TextField()
+
+            class Meta:
+                table_name = "events"
+
+        self._Condition = ConditionRow
+        self._Position = PositionRow
+        self._Account = AccountRow
+        self._Setting = SettingRow
+        self._Order = OrderRow
+        self._Event = EventRow
+        with db.connection_context():
+            db.create_tables(
+                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, EventRow], safe=True
+            )
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes into one commit (all or nothing, also under ``kill -9``)."""
+        with self.db.atomic():
+            yield
+
+    # --- conditions ------------------------------------------------------------------------
+
+    def save_condition(self, condition: TradeCondition, seq: int, *, live: bool = False) -> None:
+        self._Condition.replace(
+            id=condition.id, coin=condition.coin, seq=seq, live=live, data=_dumps(condition)
+        ).execute()
+
+    def set_condition_live(self, condition_id: str) -> None:
+        self._Condition.update(live=True).where(self._Condition.id == condition_id).execute()
+
+    def delete_condition(self, condition_id: str) -> None:
+        self._Condition.delete().where(self._Condition.id == condition_id).execute()
+
+    def load_conditions(self) -> list[tuple[int, TradeCondition, bool]]:
+        """``(arming sequence, condition, live)`` in arming order."""
+        rows = self._Condition.select().order_by(self._Condition.seq)
+        return [(row.seq, decode(TradeCondition, json.loads(row.data)), row.live) for row in rows]
+
+    # --- positions -------------------------------------------------------------------------
+
+    def save_position(self, position: Position) -> None:
+        self._Position.replace(
+            id=position.id,
+            coin=position.coin,
+            status=position.status.value,
+            condition_id=position.condition_id,
+            data=_dumps(position),
+        ).execute()
+
+    def delete_position(self, position_id: str) -> None:
+        self._Position.delete().where(self._Position.id == position_id).execute()
+
+    def load_positions(self, *, active_only: bool = True) -> list[Position]:
+        query = self._Position.select()
+        if active_only:
+            query = query.where(self._Position.status != PositionStatus.CLOSED.value)
+        positions = [decode(Position, json.loads(row.data)) for row in query]
+        return sorted(positions, key=lambda p: (p.entry_time is None, p.entry_time or 0, p.id))
+
+    def get_position(self, position_id: str) -> Position | None:
+        row = self._Position.get_or_none(self._Position.id == position_id)
+        return None if row is None else decode(Position, json.loads(row.data))
+
+    def used_condition_ids(self, condition_ids: Iterable[str]) -> set[str]:
+        """Those of ``condition_ids`` that ever opened a position (ids are never reused, so
+        a client order id can never repeat)."""
+        wanted = list(condition_ids)
+        used: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = self._Position.select(self._Position.condition_id).where(
+                self._Position.condition_id.in_(chunk)
+            )
+            used.update(row.condition_id for row in query)
+        return used
+
+    def count_closed_positions(self) -> int:
+        return (
+            self._Position.select()
+            .where(self._Position.status == PositionStatus.CLOSED.value)
+            .count()
+        )
+
+    # --- account and settings ---------------------------------------------------------------
+
+    def save_account(self, **values: Decimal | int | str) -> None:
+        rows = [{"key": key, "value": str(value)} for key, value in values.items()]
+        self._Account.replace_many(rows).execute()
+
+    def load_account(self) -> dict[str, str]:
+        return {row.key: row.value for row in self._Account.select()}
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._Setting.replace(key=key, value=value).execute()
+
+    def get_setting(self, key: str) -> str | None:
+        row = self._Setting.get_or_none(self._Setting.key == key)
+        return None if row is None else row.value
+
+    # --- orders (written by the Executor) ---------------------------------------------------
+
+    def save_order(self, record: OrderRecord) -> None:
+        self._Order.replace(
+            client_order_id=record.client_order_id,
+            position_id=record.position_id,
+            status=record.status.value,
+            data=_dumps(record),
+        ).execute()
+
+    def get_order(self, client_order_id: str) -> OrderRecord | None:
+        row = self._Order.get_or_none(self._Order.client_order_id == client_order_id)
+        return None if row is None else decode(OrderRecord, json.loads(row.data))
+
+    def load_orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRecord]:
+        query = self._Order.select().order_by(self._Order.client_order_id)
+        if statuses is not None:
+            query = query.where(self._Order.status.in_([s.value for s in statuses]))
+        records = [decode(OrderRecord, json.loads(row.data)) for row in query]
+        return sorted(records, key=lambda r: (r.created_ns, r.client_order_id))
+
+    # --- journal events -----------------------------------------------------------------------
+
+    def append_events(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            with self.db.atomic():
+                self._Event.insert_many(rows).execute()
+
+    def load_events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        query = self._Event.select().order_by(self._Event.id)
+        if kind is not None:
+            query = query.where(self._Event.kind == kind)
+        return [
+            {
+                "ts_ns": row.ts_ns,
+                "kind": row.kind,
+                "correlation_id": row.correlation_id,
+                "data": json.loads(row.data),
+            }
+            for row in query
+        ]
