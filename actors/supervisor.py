@@ -122,6 +122,13 @@ class Supervisor:
     # --- the loop -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as error:  # noqa: BLE001 - supervision must never vanish silently
+            self.log.exception("SUPERVISOR_FAILED: {!r}", error)
+            self._escalate(f"the supervisor itself failed: {error!r}")
+
+    def _loop(self) -> None:
         poll = self._config.poll_interval_s
         while not self._stopping.is_set():
             try:
