@@ -56,7 +56,7 @@ from actors.sniper import Sniper
 from actors.strategist import Strategist
 from actors.supervisor import ChildSpec, Supervisor
 from adapters.clock import TickClock, WallClock
-from adapters.logs import configure_logging
+from adapters.logs import configure_logging, intercept_stdlib_logging
 from adapters.paper_exchange import PaperExchange
 from adapters.ports import Clock, ExchangePort, MarketSource
 from adapters.price_board import InMemoryPriceBoard
@@ -153,6 +153,7 @@ class Engine:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Engine:
+        intercept_stdlib_logging()  # pykka reports crashes on stdlib logging: never lose them
         logger.bind(actor="engine").info(
             "ENGINE_STARTING: mode {} source {} data {}", self.config.engine.mode,
             self.config.feed.source, self.data_dir,
@@ -370,16 +371,19 @@ def main(argv: list[str] | None = None) -> int:
         logger.bind(actor="engine").critical("ENGINE_START_FAILED: {}", error)
         return 1
     deadline = None if args.duration is None else time.monotonic() + args.duration
+    printed_last = False
     try:
         while not stop_requested.is_set() and not engine.stopped:
             wait = args.status_every if deadline is None else min(args.status_every, max(0.0, deadline - time.monotonic()))
+            printed_last = False
             if stop_requested.wait(wait) or engine.stopped:
                 break
             print(_status_line(engine), flush=True)
+            printed_last = True
             if deadline is not None and time.monotonic() >= deadline:
                 break
     finally:
-        if not engine.stopped:
+        if not engine.stopped and not printed_last:
             print(_status_line(engine), flush=True)
         code = engine.stop() if not engine.stopped else (engine.exit_code or EXIT_OK)
         engine.wait_stopped(30)

@@ -138,6 +138,7 @@ class _Slot:
     state: RoleState = RoleState.STARTING
     held: deque[Any] = field(default_factory=deque)
     outstanding: int = 0  # delivered or held, not yet handled
+    handled: int = 0  # messages handled by the role's actors, ever (progress, for hang checks)
 
 
 Tap = Callable[[str, Any], None]
@@ -310,6 +311,7 @@ class Bus:
         """Called by an actor after it handled a message the bus delivered."""
         with self._lock:
             slot = self._slots[role]
+            slot.handled += 1
             if slot.outstanding > 0:
                 slot.outstanding -= 1
             if slot.outstanding == 0:
@@ -356,6 +358,10 @@ class Bus:
                 if remaining <= 0:
                     return False
                 self._changed.wait(min(remaining, 0.5))
+
+    def handled(self, role: str) -> int:
+        with self._lock:
+            return self._slots[role].handled
 
     def outstanding(self) -> dict[str, int]:
         with self._lock:

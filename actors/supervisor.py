@@ -2,7 +2,8 @@
 
 Notice, three ways: an actor's ``on_failure`` puts a notice on the supervisor's queue (the fast
 path); the supervisor polls ``is_alive()`` (a crash in ``on_start`` skips ``on_failure``); and it
-pings every actor, counting an unanswered ping as a hang.
+pings every actor, counting a ping unanswered for ``ping_timeout_s`` as a hang, unless the actor
+handled mail meanwhile (a deep mailbox is busy, not hung).
 
 Restart: one-for-one, with an intensity limit (``max_restarts`` within ``within_s``) and a
 backoff that grows with each restart inside the window. A restart calls the role's factory,
@@ -68,7 +69,7 @@ class Supervisor:
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
         self._notices: queue.Queue[_Notice] = queue.Queue()
         self._history: dict[str, deque[float]] = {}
-        self._pings: dict[str, tuple[float, Any]] = {}
+        self._pings: dict[str, tuple[float, int, Any]] = {}  # role -> (sent at, progress, future)
         self._last_pinged: dict[str, float] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,15 +156,19 @@ class Supervisor:
             sent = self._pings.get(role)
             if sent is None:
                 if now - self._last_pinged.get(role, 0.0) >= self._config.ping_interval_s:
-                    self._pings[role] = (now, ref.ask(_PING, block=False))
+                    self._pings[role] = (now, self._bus.handled(role), ref.ask(_PING, block=False))
                 continue
-            sent_at, future = sent
+            sent_at, progress, future = sent
             try:
                 future.get(timeout=0)
                 self._pings.pop(role, None)
                 self._last_pinged[role] = now
             except pykka.Timeout:
-                if now - sent_at > self._config.ping_timeout_s:
+                handled = self._bus.handled(role)
+                if handled != progress:
+                    # Busy, not hung: it handled mail since the ping was sent (a deep mailbox).
+                    self._pings[role] = (now, handled, future)
+                elif now - sent_at > self._config.ping_timeout_s:
                     self._pings.pop(role, None)
                     self._handle(_Notice(role, ref, f"hung: no answer to ping in {self._config.ping_timeout_s}s"))
             except pykka.ActorDeadError:
