@@ -165,7 +165,7 @@ class ConditionBook:
         """Ids of ``require_cross`` conditions that became live since the last call (the
         owner persists this so a restart restores the same state)."""
         released, self._released = self._released, []
-        return [cid for cid in released if cid in self._conditions]
+        return list(dict.fromkeys(cid for cid in released if self.is_live(cid)))
 
     def is_live(self, condition_id: str) -> bool:
         entry = self._entries.get(condition_id)

@@ -8,6 +8,7 @@ in this file: keys for live venues are read from environment variables named her
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,8 @@ def _number(*, minimum: float | None = None, maximum: float | None = None,
             raise ValueError(f"must be a number, not {value!r}")
         if integer and not isinstance(value, int):
             raise ValueError(f"must be a whole number, not {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, not {value!r}")
         if minimum is not None and value < minimum:
             raise ValueError(f"must be at least {minimum}, not {value!r}")
         if above is not None and value <= above:
@@ -311,6 +314,9 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
         values[section] = parsed
 
     markets = _parse_markets(raw.get("markets", {}), problems)
+    feed = values.get("feed", {})
+    if feed.get("source") == "replay" and not feed.get("files"):
+        problems.append("feed.files: the replay source needs at least one file")
     config: Config | None = None
     if not problems:
         try:
@@ -360,12 +366,7 @@ def _build(values: dict[str, dict[str, Any]], markets: dict[str, MarketRules]) -
     paper = values.get("paper", {})
     sniper = values.get("sniper", {})
     supervisor = values.get("supervisor", {})
-    problems = []
     feed_config = FeedConfig(**feed)
-    if feed_config.source == "replay" and not feed_config.files:
-        problems.append("feed.files: the replay source needs at least one file")
-    if problems:
-        raise ValueError("\n".join(problems))
     return Config(
         engine=EngineConfig(**engine),
         feed=feed_config,

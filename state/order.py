@@ -63,6 +63,7 @@ class OrderRecord:
     created_ns: int = 0
     updated_ns: int = 0
     submissions: int = 0  # how many times the venue was asked to place it
+    correlation_id: str | None = None  # the condition this order serves (journal, fills)
 
     @property
     def is_final(self) -> bool:

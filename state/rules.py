@@ -80,18 +80,21 @@ def exit_levels(
     stop_loss_pct: Decimal,
     take_profit_pct: Decimal,
     market: MarketRules,
-) -> tuple[Decimal, Decimal]:
+) -> tuple[Decimal, Decimal | None]:
     """Stop and target from the fill price. A level that rounding would put on or past the
-    entry (a stop narrower than one tick) is pushed one tick away from the entry."""
+    entry (a stop narrower than one tick) is pushed to the nearest tick beyond the entry. A
+    SHORT target that would be zero or below (an entry one tick above zero) is ``None``."""
     stop = stop_loss_price(direction, entry_price, stop_loss_pct, market)
-    target = take_profit_price(direction, entry_price, take_profit_pct, market)
+    target: Decimal | None = take_profit_price(direction, entry_price, take_profit_pct, market)
     tick = market.tick_size
     if direction is Direction.LONG:
-        stop = min(stop, entry_price - tick)
-        target = max(target, entry_price + tick)
+        stop = min(stop, market.round_price(entry_price - tick, Rounding.DOWN))
+        target = max(target, market.round_price(entry_price + tick, Rounding.UP))
     else:
-        stop = max(stop, entry_price + tick)
-        target = min(target, entry_price - tick)
+        stop = max(stop, market.round_price(entry_price + tick, Rounding.UP))
+        target = min(target, market.round_price(entry_price - tick, Rounding.DOWN))
+        if target <= 0:
+            target = None
     return stop, target
 
 

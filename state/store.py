@@ -43,6 +43,9 @@ _PRAGMAS = {
     "synchronous": "normal",
     "busy_timeout": 10_000,
     "foreign_keys": 0,
+    # No automatic checkpoint inside whichever commit fills the log (often the Sniper's, on the
+    # order path): the Journal runs ``checkpoint()`` on its timer instead.
+    "wal_autocheckpoint": 0,
 }
 
 
@@ -110,6 +113,12 @@ def decode(cls: type[T], data: dict[str, Any]) -> T:
                 value = kind(value)
         kwargs[item.name] = value
     return cls(**kwargs)
+
+
+def position_order(position: Position) -> tuple[bool, float, str]:
+    """Chronological by entry (naive or aware alike), pending entries last, then by id."""
+    entry = position.entry_time
+    return (entry is None, entry.timestamp() if entry is not None else 0.0, position.id)
 
 
 def _dumps(obj: Any) -> str:
@@ -197,7 +206,12 @@ class Store:
 
     def close(self) -> None:
         if not self.db.is_closed():
+            self.checkpoint()
             self.db.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file without blocking writers."""
+        self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -234,6 +248,20 @@ class Store:
             data=_dumps(position),
         ).execute()
 
+    def save_marks(self, marks: Iterable[tuple[str, Decimal, Decimal]]) -> None:
+        """Write ``(position id, current price, unrealized PnL)`` of OPEN positions in one
+        transaction, touching only those two fields, so a late mark can never overwrite a
+        decision (status, exit levels, quantity) written meanwhile."""
+        sql = (
+            "UPDATE positions SET data = json_set(data, '$.current_price', ?, "
+            "'$.unrealized_pnl', ?) WHERE id = ? AND status = ?"
+        )
+        with self.db.atomic():
+            for position_id, price, unrealized in marks:
+                self.db.execute_sql(
+                    sql, (str(price), str(unrealized), position_id, PositionStatus.OPEN.value)
+                )
+
     def delete_position(self, position_id: str) -> None:
         self._Position.delete().where(self._Position.id == position_id).execute()
 
@@ -242,7 +270,7 @@ class Store:
         if active_only:
             query = query.where(self._Position.status != PositionStatus.CLOSED.value)
         positions = [decode(Position, json.loads(row.data)) for row in query]
-        return sorted(positions, key=lambda p: (p.entry_time is None, p.entry_time or 0, p.id))
+        return sorted(positions, key=position_order)
 
     def get_position(self, position_id: str) -> Position | None:
         row = self._Position.get_or_none(self._Position.id == position_id)
@@ -297,6 +325,9 @@ class Store:
     def get_order(self, client_order_id: str) -> OrderRecord | None:
         row = self._Order.get_or_none(self._Order.client_order_id == client_order_id)
         return None if row is None else decode(OrderRecord, json.loads(row.data))
+
+    def order_ids(self) -> set[str]:
+        return {row.client_order_id for row in self._Order.select(self._Order.client_order_id)}
 
     def load_orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRecord]:
         query = self._Order.select().order_by(self._Order.client_order_id)

@@ -1,0 +1,223 @@
+"""state/config.py: config.toml parsed into frozen dataclasses, every problem reported at once."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from state.config import Config, ConfigError, load_config, parse_config
+from state.market import default_rules
+from state.rules import PositionLimits
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
+PROBLEM_FORMAT = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*: \S")
+
+
+def problems_of(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    return caught.value.problems
+
+
+# --- defaults and the shipped file -------------------------------------------------------------
+
+
+def test_parse_config_when_empty_then_all_defaults() -> None:
+    config = parse_config({})
+    assert config == Config()
+    assert config.engine.mode == "paper"
+    assert config.feed.source == "sim"
+    assert config.paper.initial_balance == Decimal("10000")
+    assert config.paper.taker_fee == Decimal("0.0005")
+    assert config.sniper == PositionLimits()
+    assert config.markets == {}
+
+
+def test_market_when_coin_not_configured_then_default_rules() -> None:
+    assert parse_config({}).market("ETH") == default_rules("ETH")
+
+
+def test_load_config_when_repository_config_toml_then_loads() -> None:
+    config = load_config(REPO_CONFIG)
+    assert config.engine.mode == "paper"
+    assert config.feed.source == "sim"
+    assert config.feed.symbols == ("BTC", "ETH", "SOL")
+    assert config.sniper.max_exposure_pct == Decimal("0.1")
+    assert config.supervisor.backoff_s == (0.05, 0.25, 1.0)
+    assert config.market("BTC").tick_size == Decimal("0.01")
+
+
+def test_load_config_when_decimals_written_as_toml_floats_then_exact() -> None:
+    config = load_config(REPO_CONFIG)
+    assert str(config.paper.taker_fee) == "0.0005"
+    assert isinstance(config.sniper.max_exposure_pct, Decimal)
+
+
+# --- problems ---------------------------------------------------------------------------------------
+
+
+def test_parse_config_when_several_mistakes_then_every_one_is_reported_at_once() -> None:
+    problems = problems_of(
+        {
+            "sniperr": {"max_positions": 3},
+            "sniper": {"max_positons": 3},
+            "feed": {"source": "nope"},
+            "paper": {"taker_fee": -1},
+        }
+    )
+    assert len(problems) == 4, problems
+    by_key = {p.split(":", 1)[0]: p for p in problems}
+    assert set(by_key) == {"sniperr", "sniper.max_positons", "feed.source", "paper.taker_fee"}
+    assert "did you mean 'sniper'" in by_key["sniperr"]
+    assert "did you mean 'max_positions'" in by_key["sniper.max_positons"]
+    assert "'nope'" in by_key["feed.source"]
+    assert "-1" in by_key["paper.taker_fee"]
+    for problem in problems:
+        assert PROBLEM_FORMAT.match(problem), problem
+
+
+def test_parse_config_when_several_mistakes_in_one_section_then_each_reported() -> None:
+    problems = problems_of(
+        {"sniper": {"max_positons": 3, "max_per_coin": 0, "max_exposure_pct": "lots"}}
+    )
+    assert [p.split(":", 1)[0] for p in problems] == [
+        "sniper.max_positons", "sniper.max_per_coin", "sniper.max_exposure_pct"
+    ]
+
+
+def test_config_error_when_raised_then_message_lists_each_problem_and_source() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"feed": {"source": "nope"}, "paper": {"taker_fee": -1}}, source="my.toml")
+    text = str(caught.value)
+    assert text.startswith("my.toml: 2 problem(s)")
+    assert "feed.source" in text and "paper.taker_fee" in text
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"engine": {"mode": "live"}}, "engine.mode"),
+        ({"engine": {"log_level": "LOUD"}}, "engine.log_level"),
+        ({"engine": {"sweep_interval_s": 0}}, "engine.sweep_interval_s"),
+        ({"engine": {"data_dir": ""}}, "engine.data_dir"),
+        ({"feed": {"symbols": []}}, "feed.symbols"),
+        ({"feed": {"symbols": ["BTC", "btc"]}}, "feed.symbols"),
+        ({"feed": {"symbols": ["BTC/USDT"]}}, "feed.symbols"),
+        ({"feed": {"speed": "fast"}}, "feed.speed"),
+        ({"feed": {"bar_seconds": 1.5}}, "feed.bar_seconds"),
+        ({"feed": {"ticks_per_second": 5000}}, "feed.ticks_per_second"),
+        ({"feed": {"files": [{"coin": "BTC"}]}}, "feed.files"),
+        ({"paper": {"initial_balance": 0}}, "paper.initial_balance"),
+        ({"paper": {"slippage_bps": "lots"}}, "paper.slippage_bps"),
+        ({"sniper": {"max_positions": 0}}, "sniper.max_positions"),
+        ({"sniper": {"max_positions": True}}, "sniper.max_positions"),
+        ({"sniper": {"max_exposure_pct": 1.5}}, "sniper.max_exposure_pct"),
+        ({"supervisor": {"backoff_s": [-1]}}, "supervisor.backoff_s"),
+        ({"session": {"on_stop": "panic"}}, "session.on_stop"),
+        ({"strategist": {"strategies": "sma"}}, "strategist.strategies"),
+        ({"engine": "not a table"}, "engine"),
+    ],
+)
+def test_parse_config_when_bad_value_then_problem_names_section_and_key(raw: dict, key: str) -> None:
+    problems = problems_of(raw)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{key}: "), problems
+
+
+def test_parse_config_when_replay_without_files_then_problem_names_feed_files() -> None:
+    assert problems_of({"feed": {"source": "replay"}}) == [
+        "feed.files: the replay source needs at least one file"
+    ]
+
+
+def test_parse_config_when_replay_without_files_and_another_mistake_then_both_reported() -> None:
+    problems = problems_of({"feed": {"source": "replay"}, "paper": {"taker_fee": -1}})
+    assert {p.split(":", 1)[0] for p in problems} == {"feed.files", "paper.taker_fee"}
+
+
+def test_load_config_when_float_setting_is_nan_then_problem(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[engine]\nsweep_interval_s = nan\n")
+    problems: list[str] = []
+    try:
+        load_config(path)
+    except ConfigError as error:
+        problems = error.problems
+    assert [p.split(":", 1)[0] for p in problems] == ["engine.sweep_interval_s"]
+
+
+# --- markets ------------------------------------------------------------------------------------------
+
+
+def test_parse_config_when_markets_btc_overrides_then_merged_with_defaults() -> None:
+    config = parse_config({"markets": {"BTC": {"tick_size": "0.1", "min_notional": 10}}})
+    btc = config.market("BTC")
+    assert btc.tick_size == Decimal("0.1")
+    assert btc.min_notional == Decimal("10")
+    assert btc.qty_step == default_rules("BTC").qty_step
+    assert config.market("ETH") == default_rules("ETH")
+
+
+def test_parse_config_when_markets_coin_lowercase_then_stored_under_symbol() -> None:
+    config = parse_config({"markets": {"sol": {"tick_size": "0.01"}}})
+    assert config.market("SOL").tick_size == Decimal("0.01")
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "hint"),
+    [
+        ({"tick": "0.1"}, "markets.BTC.tick", "did you mean 'tick_size'"),
+        ({"tick_size": "wide"}, "markets.BTC.tick_size", "must be a number"),
+        ({"tick_size": "0"}, "markets.BTC.tick_size", "greater than 0"),
+    ],
+)
+def test_parse_config_when_markets_entry_bad_then_problem_names_market_key(
+    table: dict, key: str, hint: str
+) -> None:
+    problems = problems_of({"markets": {"BTC": table}})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{key}: ")
+    assert hint in problems[0]
+
+
+def test_parse_config_when_markets_coin_is_a_pair_then_problem() -> None:
+    problems = problems_of({"markets": {"BTC/USDT": {"tick_size": "0.1"}}})
+    assert problems[0].startswith("markets.BTC/USDT: ")
+
+
+# --- files -------------------------------------------------------------------------------------------
+
+
+def test_load_config_when_file_missing_then_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(missing)
+    assert caught.value.problems == [f"file not found: {missing}"]
+
+
+def test_load_config_when_invalid_toml_then_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[engine\nmode = 'paper'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith("not valid TOML")
+
+
+def test_load_config_when_file_has_mistakes_then_source_is_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[feed]\nsource = "nope"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.source == str(path)
+    assert caught.value.problems[0].startswith("feed.source: ")
+
+
+def test_parse_config_when_strategist_has_strategy_tables_then_kept_as_settings() -> None:
+    config = parse_config({"strategist": {"strategies": ["sma"], "sma": {"fast": 5, "slow": 20}}})
+    assert config.strategist.strategies == ("sma",)
+    assert config.strategist.settings == {"sma": {"fast": 5, "slow": 20}}

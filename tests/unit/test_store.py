@@ -1,0 +1,389 @@
+"""state/store.py: the codec and the SQLite store, on a temporary file (no threads)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import fields
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from state.models import Position, TradeCondition, entry_order_id, position_id_for
+from state.order import OrderRecord
+from state.store import Store, decode, encode, jsonable
+from state.types import Direction, OrderIntent, OrderStatus, PositionStatus, Side
+
+D = Decimal
+NAIVE = datetime(2024, 3, 1, 12, 0, 0, 123456)
+AWARE = datetime(2024, 3, 1, 12, 0, 0, 654321, tzinfo=timezone(timedelta(hours=-5)))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "data" / "engine.db")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def make_condition(cid: str = "c-1", **overrides: Any) -> TradeCondition:
+    values: dict[str, Any] = dict(
+        id=cid,
+        coin="BTC",
+        direction="SHORT",
+        trigger_price="42000.50",
+        trigger_type="BELOW",
+        stop_loss_pct="0.020",
+        take_profit_pct="0.0150",
+        position_size_usd="500.00",
+        strategy_id="alpha",
+        reasoning="breakdown below support — ünïcode too",
+        created_at=NAIVE,
+        valid_until=NAIVE + timedelta(hours=1),
+        require_cross=True,
+    )
+    values.update(overrides)
+    return TradeCondition(**values)
+
+
+def make_position(pid: str = "p-1", condition_id: str = "c-1", **overrides: Any) -> Position:
+    values: dict[str, Any] = dict(
+        id=pid,
+        coin="BTC",
+        direction=Direction.LONG,
+        size_usd=D("1000.00"),
+        condition_id=condition_id,
+        strategy_id="alpha",
+        reasoning="",
+        stop_loss_pct=D("0.020"),
+        take_profit_pct=D("0.03"),
+        status=PositionStatus.OPEN,
+        entry_price=D("42000.00"),
+        entry_time=AWARE,
+        quantity=D("0.02380"),
+        stop_loss_price=D("41160.00"),
+        take_profit_price=D("43260.00"),
+        current_price=D("42100.5"),
+        unrealized_pnl=D("2.3919"),
+        fees_paid=D("0.4998"),
+        pending_order_id=None,
+        reference_price=D("42000"),
+        reference_ts_ms=1_709_294_400_000,
+        exit_attempts=2,
+    )
+    values.update(overrides)
+    return Position(**values)
+
+
+def make_order(coid: str = "p1-E", **overrides: Any) -> OrderRecord:
+    values: dict[str, Any] = dict(
+        client_order_id=coid,
+        position_id="p1",
+        coin="BTC",
+        side=Side.BUY,
+        quantity=D("0.02380"),
+        intent=OrderIntent.ENTRY,
+        reference_price=D("42000.00"),
+        reference_ts_ms=1_709_294_400_000,
+        created_ns=1,
+    )
+    values.update(overrides)
+    return OrderRecord(**values)
+
+
+def assert_identical(decoded: Any, original: Any) -> None:
+    """Equal, and each Decimal keeps its exponent and each datetime its tzinfo."""
+    assert decoded == original
+    for item in fields(original):
+        before, after = getattr(original, item.name), getattr(decoded, item.name)
+        assert type(after) is type(before), item.name
+        if isinstance(before, Decimal):
+            assert str(after) == str(before), item.name
+        if isinstance(before, datetime):
+            assert after.utcoffset() == before.utcoffset(), item.name
+
+
+# --- codec ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        make_condition(),
+        make_condition(created_at=AWARE, valid_until=AWARE + timedelta(minutes=1)),
+        make_condition(valid_until=None, require_cross=False, reasoning=""),
+    ],
+    ids=["naive", "aware", "no-deadline"],
+)
+def test_decode_when_condition_encoded_then_identical_object(condition: TradeCondition) -> None:
+    data = json.loads(json.dumps(encode(condition)))
+    assert_identical(decode(TradeCondition, data), condition)
+
+
+def test_encode_when_decimal_then_text_keeping_trailing_zeros() -> None:
+    data = encode(make_condition())
+    assert data["stop_loss_pct"] == "0.020"
+    assert data["direction"] == "SHORT"
+    assert data["created_at"] == NAIVE.isoformat()
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        make_position(),
+        make_position(entry_time=NAIVE),
+        make_position(
+            status=PositionStatus.PENDING, entry_price=None, entry_time=None, quantity=D(0),
+            stop_loss_price=None, take_profit_price=None, current_price=None,
+            reference_ts_ms=None, pending_order_id="p-1-E", pending_quantity=D("0.5"),
+        ),
+        make_position(
+            status=PositionStatus.CLOSED, realized_pnl=D("-12.50"), exit_price=D("41160.00"),
+            exit_time=NAIVE + timedelta(minutes=3), exit_reason="STOP_LOSS",
+        ),
+        make_position(direction=Direction.SHORT, stop_loss_price=D("42840"),
+                      take_profit_price=D("40740")),
+    ],
+    ids=["open-aware", "open-naive", "pending-nones", "closed", "short"],
+)
+def test_decode_when_position_encoded_then_identical_object(position: Position) -> None:
+    data = json.loads(json.dumps(encode(position)))
+    assert_identical(decode(Position, data), position)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        make_order(),
+        make_order(
+            status=OrderStatus.FILLED, venue="paper", venue_order_id="v-9", trade_id="t-1",
+            fill_price=D("42021.00"), fill_quantity=D("0.02380"), fee=D("0.500"),
+            ts_event_ms=1_709_294_400_123, reason=None, updated_ns=5, submissions=1,
+        ),
+        make_order(status=OrderStatus.REJECTED, reason="insufficient margin", side=Side.SELL,
+                   intent=OrderIntent.EXIT),
+    ],
+    ids=["submitting", "filled", "rejected"],
+)
+def test_decode_when_order_encoded_then_identical_object(record: OrderRecord) -> None:
+    data = json.loads(json.dumps(encode(record)))
+    assert_identical(decode(OrderRecord, data), record)
+
+
+def test_jsonable_when_nested_objects_then_plain_json_values() -> None:
+    value = {"c": make_condition(), "n": (D("1.0"), {1, 2} - {1}), "e": OrderStatus.FILLED}
+    plain = jsonable(value)
+    json.dumps(plain)  # raises if anything is not JSON
+    assert plain["c"]["trigger_price"] == "42000.50"
+    assert plain["n"] == ["1.0", [2]]
+    assert plain["e"] == "FILLED"
+
+
+# --- conditions -----------------------------------------------------------------------------------
+
+
+def test_load_conditions_when_saved_out_of_order_then_returned_in_arming_order(store: Store) -> None:
+    store.save_condition(make_condition("c-late"), 7)
+    store.save_condition(make_condition("c-first"), 1)
+    store.save_condition(make_condition("c-mid"), 3, live=True)
+    loaded = store.load_conditions()
+    assert [(seq, c.id, live) for seq, c, live in loaded] == [
+        (1, "c-first", False), (3, "c-mid", True), (7, "c-late", False)
+    ]
+    assert_identical(loaded[0][1], make_condition("c-first"))
+
+
+def test_set_condition_live_when_called_then_live_flag_persisted(store: Store) -> None:
+    store.save_condition(make_condition("c-1"), 1)
+    store.set_condition_live("c-1")
+    assert [live for _, _, live in store.load_conditions()] == [True]
+
+
+def test_save_condition_when_same_id_then_replaced_not_duplicated(store: Store) -> None:
+    store.save_condition(make_condition("c-1"), 1, live=True)
+    store.save_condition(make_condition("c-1", trigger_price="100"), 2)
+    [(seq, condition, live)] = store.load_conditions()
+    assert (seq, condition.trigger_price, live) == (2, D("100"), False)
+
+
+def test_delete_condition_when_called_then_gone(store: Store) -> None:
+    store.save_condition(make_condition("c-1"), 1)
+    store.save_condition(make_condition("c-2"), 2)
+    store.delete_condition("c-1")
+    assert [c.id for _, c, _ in store.load_conditions()] == ["c-2"]
+
+
+def test_transaction_when_body_raises_then_nothing_written(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.save_condition(make_condition("c-1"), 1)
+            raise RuntimeError("crash between two writes")
+    assert store.load_conditions() == []
+
+
+# --- positions ------------------------------------------------------------------------------------
+
+
+def test_load_positions_when_some_closed_then_active_only_by_default(store: Store) -> None:
+    store.save_position(make_position("p-open", "c-1"))
+    store.save_position(make_position("p-closed", "c-2", status=PositionStatus.CLOSED))
+    assert [p.id for p in store.load_positions()] == ["p-open"]
+    assert sorted(p.id for p in store.load_positions(active_only=False)) == ["p-closed", "p-open"]
+    assert store.count_closed_positions() == 1
+
+
+def test_load_positions_when_several_then_ordered_by_entry_time_pending_last(store: Store) -> None:
+    store.save_position(make_position("p-b", "c-1", entry_time=AWARE + timedelta(minutes=2)))
+    store.save_position(make_position(
+        "p-pending", "c-2", status=PositionStatus.PENDING, entry_price=None, entry_time=None,
+        quantity=D(0), stop_loss_price=None, take_profit_price=None,
+    ))
+    store.save_position(make_position("p-a", "c-3", entry_time=AWARE))
+    assert [p.id for p in store.load_positions()] == ["p-a", "p-b", "p-pending"]
+
+
+def test_load_positions_when_naive_and_aware_entry_times_then_loaded_in_time_order(
+    store: Store,
+) -> None:
+    early = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)
+    store.save_position(make_position("p-aware", "c-1", entry_time=early))
+    store.save_position(make_position("p-naive", "c-2", entry_time=datetime(2030, 1, 1)))
+    assert [p.id for p in store.load_positions()] == ["p-aware", "p-naive"]
+
+
+def test_save_position_when_status_changes_then_row_replaced(store: Store) -> None:
+    position = make_position()
+    store.save_position(position)
+    store.save_position(make_position(status=PositionStatus.CLOSED, exit_price=D("43260")))
+    assert store.load_positions() == []
+    stored = store.get_position(position.id)
+    assert stored is not None and stored.status is PositionStatus.CLOSED
+
+
+def test_get_position_when_unknown_then_none(store: Store) -> None:
+    assert store.get_position("nope") is None
+
+
+def test_used_condition_ids_when_some_opened_positions_then_only_those(store: Store) -> None:
+    store.save_position(make_position("p-1", "c-used"))
+    store.save_position(make_position("p-2", "c-closed", status=PositionStatus.CLOSED))
+    wanted = ["c-used", "c-closed", "c-fresh"] + [f"c-{n}" for n in range(1200)]
+    assert store.used_condition_ids(wanted) == {"c-used", "c-closed"}
+    assert store.used_condition_ids([]) == set()
+
+
+# --- account and settings ---------------------------------------------------------------------------
+
+
+def test_load_account_when_saved_then_values_as_text(store: Store) -> None:
+    assert store.load_account() == {}
+    store.save_account(balance=D("10000.00"), realized_pnl=D("-1.5"), closed=3)
+    store.save_account(balance=D("9998.50"))
+    assert store.load_account() == {"balance": "9998.50", "realized_pnl": "-1.5", "closed": "3"}
+
+
+def test_get_setting_when_set_then_latest_value(store: Store) -> None:
+    assert store.get_setting("trading_state") is None
+    store.set_setting("trading_state", "HALTED")
+    store.set_setting("trading_state", "ACTIVE")
+    assert store.get_setting("trading_state") == "ACTIVE"
+
+
+# --- orders -------------------------------------------------------------------------------------------
+
+
+def test_load_orders_when_filtered_by_status_then_only_matching_in_creation_order(
+    store: Store,
+) -> None:
+    store.save_order(make_order("z-E", created_ns=1))
+    store.save_order(make_order("a-E", created_ns=2, status=OrderStatus.ACCEPTED))
+    store.save_order(make_order("m-E", created_ns=3, status=OrderStatus.FILLED))
+    store.save_order(make_order("b-E", created_ns=4, status=OrderStatus.REJECTED))
+    open_ = store.load_orders([OrderStatus.SUBMITTING, OrderStatus.ACCEPTED])
+    assert [r.client_order_id for r in open_] == ["z-E", "a-E"]
+    assert [r.client_order_id for r in store.load_orders([OrderStatus.FILLED])] == ["m-E"]
+    assert [r.client_order_id for r in store.load_orders()] == ["z-E", "a-E", "m-E", "b-E"]
+    assert store.load_orders([]) == []
+
+
+def test_save_order_when_outcome_applied_then_status_column_follows(store: Store) -> None:
+    store.save_order(make_order("p1-E"))
+    store.save_order(make_order("p1-E", status=OrderStatus.FILLED, fill_price=D("42021")))
+    assert store.load_orders([OrderStatus.SUBMITTING]) == []
+    record = store.get_order("p1-E")
+    assert record is not None and record.fill_price == D("42021")
+
+
+def test_get_order_when_engine_ids_then_round_trip(store: Store) -> None:
+    coid = entry_order_id(position_id_for("c-" + "x" * 62))
+    store.save_order(make_order(coid))
+    assert store.get_order(coid) == make_order(coid)
+    assert store.get_order("missing") is None
+
+
+# --- events -----------------------------------------------------------------------------------------------
+
+
+def test_load_events_when_appended_then_in_order_and_filterable(store: Store) -> None:
+    store.append_events([])
+    store.append_events([
+        {"ts_ns": 1, "kind": "A", "correlation_id": "c-1", "data": json.dumps({"x": 1})},
+        {"ts_ns": 2, "kind": "B", "correlation_id": None, "data": json.dumps({"y": "2"})},
+    ])
+    store.append_events([{"ts_ns": 3, "kind": "A", "correlation_id": None, "data": "{}"}])
+    assert [e["ts_ns"] for e in store.load_events()] == [1, 2, 3]
+    assert [e["data"] for e in store.load_events("A")] == [{"x": 1}, {}]
+
+
+# --- the database file ----------------------------------------------------------------------------------
+
+
+def test_store_when_opened_then_database_in_wal_mode(store: Store) -> None:
+    (mode,) = store.db.execute_sql("PRAGMA journal_mode").fetchone()
+    assert mode.lower() == "wal"
+
+
+def test_store_when_path_in_missing_folder_then_folder_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "engine.db"
+    opened = Store(path)
+    try:
+        opened.save_account(balance=1)
+    finally:
+        opened.close()
+    assert path.is_file()
+
+
+def test_second_store_when_same_file_then_sees_the_data(store: Store) -> None:
+    store.save_condition(make_condition("c-1"), 1, live=True)
+    store.save_position(make_position())
+    store.save_account(balance=D("123.45"))
+    store.save_order(make_order())
+    other = Store(store.path)
+    try:
+        [(seq, condition, live)] = other.load_conditions()
+        assert (seq, live) == (1, True)
+        assert_identical(condition, make_condition("c-1"))
+        assert other.load_positions() == [make_position()]
+        assert other.load_account() == {"balance": "123.45"}
+        assert other.get_order("p1-E") == make_order()
+        other.set_setting("from", "other")
+    finally:
+        other.close()
+    assert store.get_setting("from") == "other"
+
+
+def test_store_when_reopened_after_close_then_data_survives(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    first = Store(path)
+    first.save_position(make_position())
+    first.close()
+    second = Store(path)
+    try:
+        assert second.get_position("p-1") == make_position()
+    finally:
+        second.close()
