@@ -72,6 +72,9 @@ EXIT_BAD_INPUT = 2
 EXIT_HALTED = 3
 EXIT_KILL_SWITCH = 99
 
+JOURNAL_FLUSH_S = 0.25
+RECONCILE_S = 5.0
+
 # Consumers start before producers, so nobody's first message waits for a missing role.
 START_ORDER = (JOURNAL, INVARIANTS, EXECUTOR, RISK_GATE, SNIPER, EXIT_MONITOR, STRATEGIST, FEED)
 # Producers stop first, so the state owners see the last fills; the Journal stops last to flush.
@@ -230,15 +233,20 @@ class Engine:
         self.stop()
 
     def _run_timers(self) -> None:
-        interval = self.config.engine.sweep_interval_s
-        rounds = 0
-        while not self._timer_stop.wait(interval):
-            rounds += 1
+        """Periodic nudges: Journal flush every 0.25 s, the Sniper's expiry sweep every
+        ``sweep_interval_s``, the Executor's reconcile of unknown outcomes every 5 s."""
+        step = min(JOURNAL_FLUSH_S, self.config.engine.sweep_interval_s)
+        due = {SNIPER: 0.0, EXECUTOR: 0.0}
+        every = {SNIPER: self.config.engine.sweep_interval_s, EXECUTOR: RECONCILE_S}
+        names = {SNIPER: "sweep", EXECUTOR: "reconcile"}
+        while not self._timer_stop.wait(step):
             now = self.clock.now_ns()
-            self.bus.tell(SNIPER, TimerFired(ts_init_ns=now, name="sweep"))
             self.bus.tell(JOURNAL, TimerFired(ts_init_ns=now, name="flush"))
-            if rounds % 5 == 0:
-                self.bus.tell(EXECUTOR, TimerFired(ts_init_ns=now, name="reconcile"))
+            for role in due:
+                due[role] += step
+                if due[role] + 1e-9 >= every[role]:
+                    due[role] = 0.0
+                    self.bus.tell(role, TimerFired(ts_init_ns=now, name=names[role]))
 
     # --- the public API -----------------------------------------------------------------------
 

@@ -41,9 +41,11 @@ class Executor(EngineActor):
         super().__init__(**base)
         self._store = store
         self._venue = venue
+        self._known_ids: set[str] = set()
         self.submitted = 0
 
     def on_start(self) -> None:
+        self._known_ids = self._store.order_ids()
         pending = self._store.load_orders([OrderStatus.SUBMITTING, OrderStatus.ACCEPTED])
         if pending:
             self.log.info("RECONCILE: {} order(s) without a final outcome", len(pending))
@@ -52,11 +54,12 @@ class Executor(EngineActor):
 
     def _on_execute_order(self, command: ExecuteOrder) -> None:
         order = command.order
-        record = self._store.get_order(order.client_order_id)
+        known = order.client_order_id in self._known_ids
+        record = self._store.get_order(order.client_order_id) if known else None
         if record is not None and record.is_final:
             self.log.info("DUPLICATE_ORDER: {} already {}; publishing the recorded outcome",
                           order.client_order_id, record.status.value)
-            self._publish_outcome(record, order, command.correlation_id)
+            self._publish_outcome(record, order, command.correlation_id or record.correlation_id)
             return
         if record is not None:
             self._resolve_with_venue(record, resubmit=True, correlation_id=command.correlation_id)
@@ -74,8 +77,10 @@ class Executor(EngineActor):
             venue=self._venue.name,
             created_ns=now,
             updated_ns=now,
+            correlation_id=command.correlation_id,
         )
         self._store.save_order(record)  # write-ahead: before the venue sees it
+        self._known_ids.add(record.client_order_id)
         self._submit(record, order, command.correlation_id)
 
     def _submit(self, record: OrderRecord, order: OrderRequest, correlation_id: str | None) -> None:
@@ -98,6 +103,7 @@ class Executor(EngineActor):
     def _resolve_with_venue(self, record: OrderRecord, *, resubmit: bool,
                             correlation_id: str | None = None) -> None:
         order = _request_of(record)
+        correlation_id = correlation_id or record.correlation_id
         try:
             report = self._venue.fetch_order(record.client_order_id)
         except (AmbiguousOutcome, TemporaryError) as error:

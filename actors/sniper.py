@@ -22,9 +22,12 @@ actor holds or changes any of it.
 queued and evaluated, in arrival order, when the order resolves: every tick after an entry is
 checked against its stop, and results never depend on thread timing. Other coins go on.
 
-**Durability.** Every change of conditions, positions, exit levels, marks and balance is written
-to the store as it is made, in one transaction per change; a tick that changes nothing writes
-nothing. The order goes out after the write.
+**Durability.** Every decision (conditions armed, canceled or expired; a position's status,
+quantity and exit levels; the balance) is written to the store before it takes effect, in one
+transaction per change, and before any order goes out. Marks (a position's current price and
+unrealized PnL) are written behind: when the mailbox runs empty, every ``MARK_FLUSH_TICKS``
+marks under load, and on stop or crash, so a busy tape costs one write per batch, not per tick.
+A tick that changes nothing writes nothing.
 
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
 from the store, then reconcile each in-flight order with the Executor's records: a recorded
@@ -79,7 +82,7 @@ from state.models import (
 )
 from state.order import OrderRecord
 from state.rules import ActiveExposure, PositionLimits
-from state.store import Store
+from state.store import Store, position_order
 from state.types import (
     ExitReason,
     OrderIntent,
@@ -90,6 +93,7 @@ from state.types import (
 )
 
 ZERO = Decimal(0)
+MARK_FLUSH_TICKS = 1_000
 
 
 class Sniper(EngineActor):
@@ -125,6 +129,8 @@ class Sniper(EngineActor):
         self._fees = ZERO
         self._closed = 0
         self._trading_state = TradingState.ACTIVE
+        self._unsaved_marks: set[str] = set()
+        self._marks_since_flush = 0
         self.backlog_dropped = 0
 
     # --- start: the one path for cold start and restart ------------------------------------------
@@ -216,11 +222,36 @@ class Sniper(EngineActor):
         reason = rules.exit_trigger(
             position.direction, tick.price, position.stop_loss_price, position.take_profit_price
         )
-        if reason is None:
-            self._positions[position.id] = marked
-            self._store.save_position(marked)
+        if reason is not None:
+            self._unsaved_marks.discard(position.id)
+            self._submit_exit(marked, reason.value, tick.price, tick.ts_ms)
             return
-        self._submit_exit(marked, reason.value, tick.price, tick.ts_ms)
+        if marked == position:
+            return
+        self._positions[position.id] = marked
+        self._unsaved_marks.add(position.id)
+        self._marks_since_flush += 1
+        if self._marks_since_flush >= MARK_FLUSH_TICKS or self.actor_inbox.empty():
+            self._flush_marks()
+
+    def _flush_marks(self) -> None:
+        """Write the latest mark of every position marked since the last flush."""
+        self._marks_since_flush = 0
+        if not self._unsaved_marks:
+            return
+        ids, self._unsaved_marks = self._unsaved_marks, set()
+        marks = []
+        for position_id in sorted(ids):
+            position = self._positions.get(position_id)
+            if position is not None and position.current_price is not None:
+                marks.append((position_id, position.current_price, position.unrealized_pnl))
+        self._store.save_marks(marks)
+
+    def _close(self) -> None:
+        try:
+            self._flush_marks()
+        except Exception as error:  # noqa: BLE001 - closing: report, never raise from cleanup
+            self.log.error("MARKS_NOT_SAVED: {!r} (decisions are saved; only the last marks are lost)", error)
 
     def _persist_released(self) -> None:
         for condition_id in self._book.take_live_changes():
@@ -490,6 +521,7 @@ class Sniper(EngineActor):
         self._blocked.clear()
 
     def _on_timer_fired(self, timer: TimerFired) -> None:
+        self._flush_marks()
         if timer.name == "sweep":
             for condition in self._book.expired(self.now_ns()):
                 self._expire(condition)
@@ -516,10 +548,8 @@ class Sniper(EngineActor):
         return self._close_position(position_id, reason)
 
     def _ask_snapshot(self) -> SniperSnapshot:
-        positions = sorted(
-            self._positions.values(),
-            key=lambda p: (p.entry_time is None, p.entry_time.timestamp() if p.entry_time else 0.0, p.id),
-        )
+        self._flush_marks()  # what a snapshot shows is what a restart would rebuild
+        positions = sorted(self._positions.values(), key=position_order)
         return SniperSnapshot(
             conditions=self._book.all(),
             positions=tuple(positions),

@@ -1,0 +1,145 @@
+"""Invariants as a threaded actor: every other role is a probe on a real bus, the store is real."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from actors.bus import INVARIANTS, JOURNAL
+from actors.invariants import Invariants
+from state.messages import (
+    ActorRestarted,
+    InvariantViolated,
+    OrderDenied,
+    OrderRejected,
+    PositionClosed,
+    PositionOpened,
+)
+from state.order import OrderRecord, OrderTrigger
+from tests.actors.helpers import ActorRig, closed_position, exit_request, open_position, order_filled, order_request
+
+
+@pytest.fixture
+def rig(probe_bus_for, tmp_path) -> Iterator[ActorRig]:
+    rig = ActorRig(probe_bus_for(INVARIANTS), tmp_path)
+    yield rig
+    rig.close()
+
+
+@pytest.fixture
+def invariants(rig) -> Any:
+    return rig.start(Invariants, store=rig.store)
+
+
+def no_violations(rig: ActorRig) -> None:
+    assert rig.pb.messages(InvariantViolated) == []
+    assert rig.ask("violations") == ()
+
+
+def test_answers_ping_with_its_role(rig, invariants):
+    assert rig.ask("ping") == INVARIANTS
+
+
+def test_a_normal_fill_violates_nothing(rig, invariants):
+    rig.pb.bus.publish(order_filled(order_request("p0001-E"), trade_id="t-1"))
+
+    no_violations(rig)
+
+
+def test_the_same_fill_seen_twice_with_the_same_trade_id_violates_nothing(rig, invariants):
+    fill = order_filled(order_request("p0001-E"), trade_id="t-1")
+    rig.pb.bus.publish(fill)
+    rig.pb.bus.publish(fill)  # the Executor republishes a recorded outcome for a duplicate order
+
+    no_violations(rig)
+
+
+def test_same_client_order_id_filled_with_two_trade_ids_then_duplicate_fill_to_the_journal(rig, invariants):
+    order = order_request("p0001-E")
+    rig.pb.bus.publish(order_filled(order, trade_id="t-1", correlation_id="c-0001"))
+    rig.pb.bus.publish(order_filled(order, trade_id="t-2", correlation_id="c-0001"))
+
+    violated = rig.pb.wait_for(InvariantViolated, JOURNAL)
+
+    assert violated.code == "DUPLICATE_FILL"
+    assert "p0001-E" in violated.detail and "t-1" in violated.detail and "t-2" in violated.detail
+    assert violated.correlation_id == "c-0001"
+    assert [v.code for v in rig.ask("violations")] == ["DUPLICATE_FILL"]
+    assert invariants.is_alive(), "a detector reports; it never stops the engine itself"
+
+
+def test_duplicate_fill_is_detected_against_fills_recorded_before_it_started(rig):
+    order = order_request("p0001-E")
+    record = OrderRecord(
+        client_order_id=order.client_order_id, position_id=order.position_id, coin=order.coin,
+        side=order.side, quantity=order.quantity, intent=order.intent,
+        reference_price=order.reference_price, reference_ts_ms=order.reference_ts_ms,
+    ).apply(OrderTrigger.FILL, trade_id="t-before", fill_price=order.reference_price,
+            fill_quantity=order.quantity, fee=Decimal(0))
+    rig.store.save_order(record)
+    rig.start(Invariants, store=rig.store)
+
+    rig.pb.bus.publish(order_filled(order, trade_id="t-after"))
+    violated = rig.pb.wait_for(InvariantViolated, JOURNAL)
+
+    assert violated.code == "DUPLICATE_FILL"
+    assert "t-before" in violated.detail
+
+
+def test_order_denied_for_an_exit_order_then_exit_denied_to_the_journal(rig, invariants):
+    order = exit_request("p0001-X1")
+    rig.pb.bus.publish(OrderDenied(ts_init_ns=rig.pb.clock.now_ns(), correlation_id="c-0001", order=order,
+                                   reason="trading is HALTED"))
+
+    violated = rig.pb.wait_for(InvariantViolated, JOURNAL)
+
+    assert violated.code == "EXIT_DENIED"
+    assert "p0001-X1" in violated.detail and "trading is HALTED" in violated.detail
+    assert violated.correlation_id == "c-0001"
+
+
+def test_order_denied_for_an_entry_order_violates_nothing(rig, invariants):
+    rig.pb.bus.publish(OrderDenied(ts_init_ns=rig.pb.clock.now_ns(), order=order_request("p0001-E"),
+                                   reason="trading is HALTED"))
+
+    no_violations(rig)
+
+
+def test_an_order_rejected_by_the_venue_violates_nothing(rig, invariants):
+    rig.pb.bus.publish(OrderRejected(ts_init_ns=rig.pb.clock.now_ns(), order=exit_request(), reason="venue down"))
+
+    no_violations(rig)
+
+
+def test_position_opened_with_a_notional_beyond_its_size_then_oversized_position(rig, invariants):
+    fine = open_position("p0001", size_usd="500", entry_price="100", quantity="5.09")  # within 2 %
+    oversized = open_position("p0002", size_usd="500", entry_price="100", quantity="6", condition_id="c-0002")
+    for position in (fine, oversized):
+        rig.pb.bus.publish(PositionOpened(ts_init_ns=rig.pb.clock.now_ns(), position=position))
+
+    violated = rig.pb.wait_for(InvariantViolated, JOURNAL)
+
+    assert (violated.code, violated.correlation_id) == ("OVERSIZED_POSITION", "c-0002")
+    assert [v.code for v in rig.ask("violations")] == ["OVERSIZED_POSITION"]
+
+
+def test_position_closed_leaving_a_negative_balance_then_negative_balance(rig, invariants):
+    rig.pb.bus.publish(PositionClosed(ts_init_ns=rig.pb.clock.now_ns(), position=closed_position("p0001"),
+                                      balance=Decimal("0")))
+    rig.pb.bus.publish(PositionClosed(ts_init_ns=rig.pb.clock.now_ns(), position=closed_position("p0002"),
+                                      balance=Decimal("-0.01")))
+
+    violated = rig.pb.wait_for(InvariantViolated, JOURNAL)
+
+    assert violated.code == "NEGATIVE_BALANCE"
+    assert "p0002" in violated.detail
+    assert len(rig.ask("violations")) == 1
+
+
+def test_actor_restarted_violates_nothing(rig, invariants):
+    rig.pb.bus.publish(ActorRestarted(ts_init_ns=rig.pb.clock.now_ns(), role="sniper", restarts=1, reason="x"))
+
+    no_violations(rig)
