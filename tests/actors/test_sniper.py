@@ -317,15 +317,20 @@ def test_quiet_tick_writes_nothing(sniper_factory, tmp_path):
     assert store.writes == before
 
 
-def test_restart_applies_a_fill_the_executor_recorded_while_it_was_down(sniper_factory, probe_bus_for, tmp_path):
-    pb = probe_bus_for(SNIPER)
-    store = Store(tmp_path / "engine.db")
+def stop_with_an_entry_in_flight(sniper_factory, pb: ProbeBus, store: Store) -> SubmitOrder:
+    """Arm, trigger, and stop the Sniper before the entry's outcome arrives."""
     first = sniper_factory(store=store, pb=pb)
     first.ask("add_condition", condition(trigger=42000, size=1000))
     first.tick("BTC", 42001)
     entry = first.submitted()
     first.stop()
-    order = entry.order
+    return entry
+
+
+def test_restart_applies_a_fill_the_executor_recorded_while_it_was_down(sniper_factory, probe_bus_for, tmp_path):
+    pb = probe_bus_for(SNIPER)
+    store = Store(tmp_path / "engine.db")
+    order = stop_with_an_entry_in_flight(sniper_factory, pb, store).order
     store.save_order(OrderRecord(
         client_order_id=order.client_order_id, position_id=order.position_id, coin=order.coin,
         side=order.side, quantity=order.quantity, intent=order.intent,
@@ -343,11 +348,7 @@ def test_restart_applies_a_fill_the_executor_recorded_while_it_was_down(sniper_f
 def test_restart_resends_an_order_unknown_to_the_executor_with_the_same_id(sniper_factory, probe_bus_for, tmp_path):
     pb = probe_bus_for(SNIPER)
     store = Store(tmp_path / "engine.db")
-    first = sniper_factory(store=store, pb=pb)
-    first.ask("add_condition", condition(trigger=42000, size=1000))
-    first.tick("BTC", 42001)
-    entry = first.submitted()
-    first.stop()
+    entry = stop_with_an_entry_in_flight(sniper_factory, pb, store)
     sniper_factory(store=store, pb=pb)
     again = pb.wait_for(SubmitOrder, RISK_GATE)
     assert again.order == entry.order
