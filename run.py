@@ -12,6 +12,7 @@ Python API::
 Command line::
 
     python run.py --config config.toml [--data-dir DIR] [--duration S]
+    python run.py --config config.toml --status    # durable state as JSON, starts nothing
 
 Exit codes: 0 clean stop, 2 bad config or input, 3 halted by the supervisor (an actor could
 not be kept alive), 99 stopped by the kill switch.
@@ -20,6 +21,7 @@ not be kept alive), 99 stopped by the kill switch.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -347,12 +349,35 @@ def _status_line(engine: Engine) -> str:
     )
 
 
+def durable_status(data_dir: Path, initial_balance: Decimal) -> dict[str, Any]:
+    """The durable state as JSON-ready data, read straight from the store without starting
+    any actor (safe while a session runs: SQLite WAL readers never block the writer)."""
+    from state.store import jsonable
+
+    store = Store(data_dir / "engine.db")
+    try:
+        account = store.load_account()
+        return {
+            "data_dir": str(data_dir),
+            "conditions": [jsonable(condition) for _, condition, _ in store.load_conditions()],
+            "positions": [jsonable(position) for position in store.load_positions()],
+            "balance": account.get("balance", str(initial_balance)),
+            "realized_pnl": account.get("realized_pnl", "0"),
+            "fees_paid": account.get("fees_paid", "0"),
+            "trading_state": store.get_setting(STATE_KEY) or TradingState.ACTIVE.value,
+        }
+    finally:
+        store.db.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Autonomous trade-execution engine (paper session).")
     parser.add_argument("--config", default="config.toml", help="path to config.toml")
     parser.add_argument("--data-dir", help="overrides [engine] data_dir")
     parser.add_argument("--duration", type=float, help="stop after S seconds (default: until Ctrl-C)")
     parser.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    parser.add_argument("--status", action="store_true",
+                        help="print the durable state as JSON and exit without starting the engine")
     args = parser.parse_args(argv)
 
     try:
@@ -360,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.status:
+        engine.store.db.close()
+        status = durable_status(engine.data_dir, engine.config.paper.initial_balance)
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return EXIT_OK
     configure_logging(engine.config.engine.log_level, engine.data_dir / "logs")
 
     stop_requested = threading.Event()
