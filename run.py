@@ -324,11 +324,20 @@ def build_engine(
     """Build (not start) an engine from a config file, a mapping shaped like ``config.toml``,
     or a ``Config``. ``data_dir`` overrides ``[engine] data_dir``; a relative ``data_dir`` in a
     config file is resolved against the file's folder. Raises ``ConfigError``."""
+    config, folder = resolve_config_and_data_dir(config_or_path, data_dir)
+    return Engine(config, data_dir=folder, clock=clock, venue=venue, source=source, ask_timeout=ask_timeout)
+
+
+def resolve_config_and_data_dir(
+    config_or_path: Config | Mapping[str, Any] | str | Path, data_dir: str | Path | None = None
+) -> tuple[Config, Path]:
+    """The validated config and the absolute data directory: ``data_dir`` (relative to the
+    working directory) if given, else ``[engine] data_dir`` (relative to the config file)."""
     config, base = resolve_config(config_or_path)
     folder = Path(data_dir) if data_dir is not None else config.engine.data_dir
     if not folder.is_absolute():
         folder = (Path.cwd() if data_dir is not None else base) / folder
-    return Engine(config, data_dir=folder, clock=clock, venue=venue, source=source, ask_timeout=ask_timeout)
+    return config, folder
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -367,7 +376,7 @@ def durable_status(data_dir: Path, initial_balance: Decimal) -> dict[str, Any]:
             "trading_state": store.get_setting(STATE_KEY) or TradingState.ACTIVE.value,
         }
     finally:
-        store.db.close()
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,15 +390,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        if args.status:  # read the store only: no engine, no actor
+            config, data_dir = resolve_config_and_data_dir(args.config, args.data_dir)
+            status = durable_status(data_dir, config.paper.initial_balance)
+            print(json.dumps(status, indent=2, sort_keys=True))
+            return EXIT_OK
         engine = build_engine(args.config, args.data_dir)
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.status:
-        engine.store.db.close()
-        status = durable_status(engine.data_dir, engine.config.paper.initial_balance)
-        print(json.dumps(status, indent=2, sort_keys=True))
-        return EXIT_OK
     configure_logging(engine.config.engine.log_level, engine.data_dir / "logs")
 
     stop_requested = threading.Event()

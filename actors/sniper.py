@@ -202,31 +202,28 @@ class Sniper(EngineActor):
             self._expire(condition)
         for position_id in self._by_coin.get(coin, ()):
             self._mark(self._positions[position_id], tick)
-        if self._book.has_live_changes():
-            self._persist_released()
         if coin in self._inflight and self._limits.max_per_coin <= 1:
             return
         for condition in self._book.on_price(coin, price):
             self._try_enter(condition, tick)
-        if self._book.has_live_changes():
-            self._persist_released()
+        self._persist_released()
 
     def _mark(self, position: Position, tick: Tick) -> None:
         if position.status is not PositionStatus.OPEN:
             return
         assert position.entry_price is not None
+        reason = rules.exit_trigger(
+            position.direction, tick.price, position.stop_loss_price, position.take_profit_price
+        )
+        if reason is None and tick.price == position.current_price:
+            return  # same price, same mark: nothing to change or write
         unrealized = rules.net_pnl(
             position.direction, position.quantity, position.entry_price, tick.price, position.fees_paid
         )
         marked = replace(position, current_price=tick.price, unrealized_pnl=unrealized)
-        reason = rules.exit_trigger(
-            position.direction, tick.price, position.stop_loss_price, position.take_profit_price
-        )
         if reason is not None:
             self._unsaved_marks.discard(position.id)
             self._submit_exit(marked, reason.value, tick.price, tick.ts_ms)
-            return
-        if marked == position:
             return
         self._positions[position.id] = marked
         self._unsaved_marks.add(position.id)
@@ -254,6 +251,9 @@ class Sniper(EngineActor):
             self.log.error("MARKS_NOT_SAVED: {!r} (decisions are saved; only the last marks are lost)", error)
 
     def _persist_released(self) -> None:
+        """Persist require_cross conditions the book released since the last call."""
+        if not self._book.has_live_changes():
+            return
         for condition_id in self._book.take_live_changes():
             self._store.set_condition_live(condition_id)
 
@@ -627,8 +627,7 @@ class Sniper(EngineActor):
                 "" if condition.valid_until is None else f" until {condition.valid_until.isoformat()}",
             )
             self.publish(ConditionArmed(ts_init_ns=now_ns, correlation_id=condition.id, condition=condition))
-        if self._book.has_live_changes():
-            self._persist_released()
+        self._persist_released()
 
     def _remove_condition(self, condition: TradeCondition, reason: str, event: type) -> None:
         self._store.delete_condition(condition.id)
