@@ -77,7 +77,28 @@ class SupervisorConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionConfig:
-    on_stop: str = "keep"
+    on_stop: str = "keep"  # keep | flatten: what a graceful stop does with open positions
+    settle_timeout_s: float = 5.0  # how long a stop waits for orders in flight
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskConfig:
+    """The RiskGate's rules. Sizing ``fixed_usd`` keeps the condition's size (capped at
+    ``max_position_usd``); ``risk_pct`` sizes so that hitting the stop loses
+    ``risk_per_trade_pct`` of equity."""
+
+    sizing: str = "fixed_usd"
+    max_position_usd: Decimal = Decimal("1000")
+    risk_per_trade_pct: Decimal = Decimal("0.01")
+    max_stop_loss_pct: Decimal = Decimal("0.20")
+    max_take_profit_pct: Decimal = Decimal("1.0")
+    max_trigger_distance_pct: Decimal = Decimal("0.20")  # from the last price, when known
+    max_daily_loss_pct: Decimal = Decimal("0.05")  # kill switch; 0 turns it off
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalConfig:
+    url: str = ""  # empty: SQLite <data_dir>/journal.db; else e.g. postgresql://user@host/db
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +116,8 @@ class Config:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     strategist: StrategistConfig = field(default_factory=StrategistConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
     markets: Mapping[str, MarketRules] = field(default_factory=dict)
 
     def market(self, coin: str) -> MarketRules:
@@ -205,6 +228,14 @@ def _is_positive_number(text: str) -> bool:
         return False
 
 
+def _journal_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a database URL such as 'postgresql://user@host/db', not {value!r}")
+    if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresext://")):
+        raise ValueError(f"must start with sqlite:/// or postgresql://, not {value!r}")
+    return value
+
+
 def _files(value: Any) -> tuple[ReplayFile, ...]:
     if not isinstance(value, list):
         raise ValueError(f"must be a list of {{ coin = ..., path = ... }} tables, not {value!r}")
@@ -256,8 +287,18 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "ping_interval_s": _number(above=0),
         "ping_timeout_s": _number(above=0),
     },
-    "session": {"on_stop": _choice("keep", "flatten")},
+    "session": {"on_stop": _choice("keep", "flatten"), "settle_timeout_s": _number(minimum=0, maximum=300)},
     "strategist": {"strategies": _names},
+    "risk": {
+        "sizing": _choice("fixed_usd", "risk_pct"),
+        "max_position_usd": _decimal(above=Decimal(0)),
+        "risk_per_trade_pct": _decimal(above=Decimal(0), maximum=Decimal("0.5")),
+        "max_stop_loss_pct": _decimal(above=Decimal(0), maximum=Decimal("0.99")),
+        "max_take_profit_pct": _decimal(above=Decimal(0)),
+        "max_trigger_distance_pct": _decimal(above=Decimal(0)),
+        "max_daily_loss_pct": _decimal(minimum=Decimal(0), maximum=Decimal(1)),
+    },
+    "journal": {"url": _journal_url},
 }
 MARKET_KEYS = ("tick_size", "qty_step", "min_notional")
 SECTIONS = (*SCHEMA, "markets")
@@ -317,6 +358,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
     feed = values.get("feed", {})
     if feed.get("source") == "replay" and not feed.get("files"):
         problems.append("feed.files: the replay source needs at least one file")
+    _check_strategies(values.get("strategist", {}), feed, problems)
     config: Config | None = None
     if not problems:
         try:
@@ -326,6 +368,26 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
     if problems or config is None:
         raise ConfigError(problems, source)
     return config
+
+
+def _check_strategies(strategist: dict[str, Any], feed: dict[str, Any], problems: list[str]) -> None:
+    """Build every configured strategy once, so its settings problems surface now."""
+    from state.strategies import StrategyContext, StrategySettingsError, build_strategy
+
+    names = strategist.get("strategies", ())
+    settings = strategist.get("settings", {})
+    for name in settings:
+        if name not in names:
+            problems.append(f"strategist.{name}: settings for a strategy that is not in "
+                            f"strategist.strategies{_did_you_mean(name, tuple(names))}")
+    context = StrategyContext(bar_seconds=feed.get("bar_seconds", 60), symbols=feed.get("symbols", ()))
+    for name in names:
+        try:
+            build_strategy(name, settings.get(name, {}), context)
+        except StrategySettingsError as error:
+            problems.extend(f"strategist.{name}.{problem}" for problem in error.problems)
+        except ValueError as error:
+            problems.append(f"strategist.strategies: {error}")
 
 
 def _parse_markets(raw: Any, problems: list[str]) -> dict[str, MarketRules]:
@@ -379,5 +441,7 @@ def _build(values: dict[str, dict[str, Any]], markets: dict[str, MarketRules]) -
         supervisor=SupervisorConfig(**supervisor),
         session=SessionConfig(**values.get("session", {})),
         strategist=StrategistConfig(**values.get("strategist", {})),
+        risk=RiskConfig(**values.get("risk", {})),
+        journal=JournalConfig(**values.get("journal", {})),
         markets=markets,
     )

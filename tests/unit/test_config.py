@@ -218,6 +218,30 @@ def test_load_config_when_file_has_mistakes_then_source_is_the_path(tmp_path: Pa
 
 
 def test_parse_config_when_strategist_has_strategy_tables_then_kept_as_settings() -> None:
-    config = parse_config({"strategist": {"strategies": ["sma"], "sma": {"fast": 5, "slow": 20}}})
-    assert config.strategist.strategies == ("sma",)
-    assert config.strategist.settings == {"sma": {"fast": 5, "slow": 20}}
+    config = parse_config({"strategist": {"strategies": ["breakout"], "breakout": {"lookback_bars": 5}}})
+    assert config.strategist.strategies == ("breakout",)
+    assert config.strategist.settings == {"breakout": {"lookback_bars": 5}}
+
+
+def test_parse_config_when_strategy_settings_are_wrong_then_each_key_is_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"strategist": {
+            "strategies": ["breakout", "nosuch"],
+            "breakout": {"lookback_bars": 0, "stop_loss_pct": 2, "sizee": 1},
+            "other": {"x": 1},
+        }})
+    problems = caught.value.problems
+    assert any(p.startswith("strategist.breakout.lookback_bars: must be a whole number") for p in problems)
+    assert any(p.startswith("strategist.breakout.stop_loss_pct: must be between 0 and 1") for p in problems)
+    assert any(p.startswith("strategist.breakout.sizee: unknown key") for p in problems)
+    assert any(p.startswith("strategist.strategies: unknown strategy 'nosuch'") for p in problems)
+    assert any(p.startswith("strategist.other: settings for a strategy that is not in") for p in problems)
+
+
+def test_parse_config_when_risk_and_journal_are_wrong_then_both_are_reported() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"risk": {"sizing": "kelly", "max_daily_loss_pct": 3}, "journal": {"url": "mysql://x"}})
+    problems = caught.value.problems
+    assert any(p.startswith("risk.sizing: must be one of") for p in problems)
+    assert any(p.startswith("risk.max_daily_loss_pct: must be at most 1") for p in problems)
+    assert any(p.startswith("journal.url: must start with sqlite:/// or postgresql://") for p in problems)
