@@ -1,6 +1,7 @@
 """The import rules of DESIGN.md section 2, checked by walking every module's AST.
 
-- ``state`` imports only the standard library and itself; peewee only in ``state/store.py``.
+- ``state`` imports only the standard library and itself; peewee (and ``playhouse``, which ships
+  with it) only in ``state/store.py`` and ``state/journal_store.py``.
 - ``adapters`` imports ``state``, ``adapters`` and third-party libraries, never ``actors``/``run``.
 - ``actors`` imports ``state``, ``actors`` and, of ``adapters``, only ``adapters.ports`` and
   ``adapters.errors`` (never a concrete adapter); never ``run``.
@@ -25,6 +26,8 @@ PROJECT = frozenset({*PACKAGES, "run"})
 STDLIB = frozenset(sys.stdlib_module_names)
 ACTOR_ADAPTER_PORTS = ("adapters.ports", "adapters.errors")
 IO_LIBRARIES = frozenset({"ccxt", "websocket", "websockets", "requests", "aiohttp"})
+PEEWEE = frozenset({"peewee", "playhouse"})  # playhouse is peewee's own extension package
+PEEWEE_MODULES = frozenset({"state/store.py", "state/journal_store.py"})
 
 
 # --- the walker ----------------------------------------------------------------------------------
@@ -94,12 +97,10 @@ def forbidden_edges(relpath: str, source: str) -> list[str]:
         allowed = True
         if top == "run" and layer != "run":
             allowed = False
-        elif top == "peewee" and relpath != "state/store.py":
+        elif top in PEEWEE and relpath not in PEEWEE_MODULES:
             allowed = False
         elif layer == "state":
-            allowed = top in STDLIB or top == "state" or (
-                top == "peewee" and relpath == "state/store.py"
-            )
+            allowed = top in STDLIB or top == "state" or (top in PEEWEE and relpath in PEEWEE_MODULES)
         elif layer == "adapters":
             allowed = top != "actors"
         elif layer == "actors":
@@ -135,6 +136,7 @@ def test_walker_when_run_on_the_project_then_sees_known_edges() -> None:
     assert "run.py -> adapters.paper_exchange" in edges
     assert "actors/executor.py -> adapters.ports" in edges
     assert "state/store.py -> peewee" in edges
+    assert "state/journal_store.py -> peewee" in edges
     assert "state/book.py -> state.models" in edges
     assert len(project_files()) >= 25
 
@@ -158,6 +160,10 @@ def test_walker_when_run_on_the_project_then_sees_known_edges() -> None:
         ("state/x.py", "from ..actors.bus import Bus", ["state/x.py -> actors.bus"]),
         ("state/x.py", "from .types import Side\nimport decimal\nfrom typing import Any", []),
         ("state/store.py", "import peewee", []),
+        ("state/journal_store.py", "import peewee\nfrom playhouse import db_url", []),
+        ("state/report.py", "import peewee\nfrom playhouse.db_url import connect",
+         ["state/report.py -> peewee", "state/report.py -> playhouse.db_url"]),
+        ("actors/x.py", "import peewee\nimport playhouse", ["actors/x.py -> peewee", "actors/x.py -> playhouse"]),
         ("adapters/x.py", "from actors.base import EngineActor\nimport ccxt\nfrom state import rules",
          ["adapters/x.py -> actors.base"]),
         ("adapters/x.py", "from .. import run", ["adapters/x.py -> run"]),
@@ -184,7 +190,7 @@ def test_state_when_walking_its_modules_then_only_stdlib_and_itself() -> None:
         for path in sorted((ROOT / "state").rglob("*.py"))
         for module in imported_modules(path.read_text(encoding="utf-8"), rel(path))
         if module.split(".")[0] not in STDLIB | {"state"}
-        and not (rel(path) == "state/store.py" and module == "peewee")
+        and not (rel(path) in PEEWEE_MODULES and module.split(".")[0] in PEEWEE)
     ]
     assert bad == [], "\n".join(bad)
 
