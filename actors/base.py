@@ -60,9 +60,11 @@ class EngineActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Request):
             return self._answer(message)
+        self.clock.handling(getattr(message, "ts_init_ns", None))  # causal time (replay)
         try:
             self._dispatch(message)
         finally:
+            self.clock.handling(None)
             self.bus.message_done(self.role)
         return None
 
@@ -118,7 +120,7 @@ class EngineActor(pykka.ThreadingActor):
             self.role, exception_value, rescued,
         )
         try:
-            self._close()
+            self._on_crash()
         finally:
             if self._failure_notice is not None:
                 self._failure_notice(self.role, self.actor_ref, exception_value)
@@ -127,7 +129,12 @@ class EngineActor(pykka.ThreadingActor):
         self._close()
 
     def _close(self) -> None:
-        """Release what ``on_start`` acquired. Called on stop and on failure."""
+        """Release what ``on_start`` acquired. Called on stop and (through ``_on_crash``) on
+        failure."""
+
+    def _on_crash(self) -> None:
+        """Called on failure, after the mailbox went back to the bus: by default ``_close``."""
+        self._close()
 
     def publish(self, event: Any) -> None:
         self.bus.publish(event)

@@ -32,9 +32,12 @@ import pykka
 from loguru import logger
 
 from state.messages import (
+    AccountMarked,
     ActorRestarted,
     AdjustStop,
     ArmCondition,
+    ArmConditions,
+    BarClosed,
     CancelCondition,
     ClosePosition,
     ConditionArmed,
@@ -43,8 +46,11 @@ from state.messages import (
     ConditionExpired,
     ConditionRejected,
     ConditionTriggered,
+    EndOfData,
     ExecuteOrder,
+    FeedFinished,
     InvariantViolated,
+    KillSwitchTriggered,
     Message,
     OrderAccepted,
     OrderDenied,
@@ -54,8 +60,10 @@ from state.messages import (
     PositionClosed,
     PositionOpened,
     ProposeCondition,
+    ProposeConditions,
     ProposeSignal,
     PushTick,
+    ReleaseHeld,
     Request,
     SetTradingState,
     SubmitOrder,
@@ -78,12 +86,16 @@ ROLES: tuple[str, ...] = (
 
 COMMAND_ROUTES: dict[type[Message], str] = {
     PushTick: FEED,
+    ReleaseHeld: FEED,
+    EndOfData: FEED,
     ProposeSignal: STRATEGIST,
     ProposeCondition: RISK_GATE,
+    ProposeConditions: RISK_GATE,
     SubmitOrder: RISK_GATE,
     SetTradingState: RISK_GATE,
     ExecuteOrder: EXECUTOR,  # built only by the RiskGate
     ArmCondition: SNIPER,
+    ArmConditions: SNIPER,
     CancelCondition: SNIPER,
     ClosePosition: SNIPER,
     AdjustStop: SNIPER,
@@ -93,6 +105,8 @@ _POSITION_LISTENERS = (EXIT_MONITOR, INVARIANTS, RISK_GATE, JOURNAL)
 
 EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     Tick: (SNIPER,),
+    BarClosed: (STRATEGIST, EXIT_MONITOR, SNIPER),
+    FeedFinished: (JOURNAL,),
     ConditionArmed: (JOURNAL,),
     ConditionRejected: (STRATEGIST, JOURNAL),
     ConditionCanceled: (STRATEGIST, JOURNAL),
@@ -107,6 +121,8 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     PositionChanged: _POSITION_LISTENERS,
     PositionClosed: _POSITION_LISTENERS,
     TradingStateChanged: (SNIPER, STRATEGIST, JOURNAL),
+    AccountMarked: (RISK_GATE, JOURNAL),
+    KillSwitchTriggered: (JOURNAL,),
     ActorRestarted: (INVARIANTS, JOURNAL),
     InvariantViolated: (JOURNAL,),
 }
@@ -139,6 +155,7 @@ class _Slot:
     held: deque[Any] = field(default_factory=deque)
     outstanding: int = 0  # delivered or held, not yet handled
     handled: int = 0  # messages handled by the role's actors, ever (progress, for hang checks)
+    notify_at: int = -1  # wake flow-control waiters when outstanding falls to this
 
 
 Tap = Callable[[str, Any], None]
@@ -150,6 +167,7 @@ class Bus:
         self._changed = threading.Condition(self._lock)
         self._slots: dict[str, _Slot] = {role: _Slot() for role in roles}
         self._taps: list[Tap] = []
+        self._idle_watchers: list[tuple[frozenset[str], Callable[[], None]]] = []
         self.undeliverable = 0
 
     # --- lifecycle, used by the engine and the supervisor -----------------------------------
@@ -209,6 +227,18 @@ class Bus:
             self._changed.notify_all()
             return len(rescued)
 
+    def hand_back(self, role: str, messages: Iterable[Any]) -> int:
+        """A dying actor returns mail it had taken but not finished (the Feed's held ticks):
+        it goes to the successor first, before what ``role_failed`` rescued. Returns how many."""
+        returned = list(messages)
+        with self._lock:
+            slot = self._slots[role]
+            if slot.state is not RoleState.RESTARTING or not returned:
+                return 0
+            slot.held.extendleft(reversed(returned))
+            slot.outstanding += len(returned)
+            return len(returned)
+
     def mark_down(self, role: str, ref: pykka.ActorRef[Any] | None = None) -> None:
         """The supervisor noticed a dead actor without ``on_failure`` (a crash in ``on_start``
         or a hang): hold new mail for the role."""
@@ -235,6 +265,8 @@ class Bus:
             slot.outstanding = 0
             slot.ref = None
             self._changed.notify_all()
+            if self._idle_watchers:
+                self._run_idle_watchers()
 
     def state(self, role: str) -> RoleState:
         with self._lock:
@@ -316,6 +348,60 @@ class Bus:
                 slot.outstanding -= 1
             if slot.outstanding == 0:
                 self._changed.notify_all()
+                if self._idle_watchers:
+                    self._run_idle_watchers()
+            elif slot.outstanding == slot.notify_at:
+                slot.notify_at = -1
+                self._changed.notify_all()
+
+    # --- flow control and barriers (replay) -----------------------------------------------------
+
+    def when_idle(self, roles: Iterable[str], action: Callable[[], None]) -> None:
+        """Run ``action`` once every role in ``roles`` has handled all its mail: now if they
+        already have, else in the thread whose ``message_done`` made them idle. It runs under
+        the bus lock, so it may deliver (``tell``/``send``/``publish``) but must be quick.
+
+        This is how the Feed holds a replay until everything a bar caused has been handled."""
+        watched = frozenset(r for r in roles if r in self._slots)
+        with self._lock:
+            if self._idle(watched):
+                action()
+            else:
+                self._idle_watchers.append((watched, action))
+
+    def _idle(self, roles: frozenset[str]) -> bool:
+        return all(
+            self._slots[r].outstanding == 0 or self._slots[r].state is RoleState.STOPPED for r in roles
+        )
+
+    def _run_idle_watchers(self) -> None:
+        ready = [w for w in self._idle_watchers if self._idle(w[0])]
+        if not ready:
+            return
+        self._idle_watchers = [w for w in self._idle_watchers if w not in ready]
+        for _, action in ready:
+            action()
+
+    def wait_for_room(self, roles: Iterable[str], limit: int, timeout: float,
+                      extra: Callable[[], int] = lambda: 0) -> bool:
+        """Block the calling (source) thread while ``roles`` have ``limit`` or more messages
+        not yet handled (plus ``extra()``, e.g. ticks the Feed holds); resume at half of it.
+        True when there is room, False on timeout. Never called by an actor."""
+        watched = [r for r in roles if r in self._slots]
+        deadline = _monotonic() + timeout
+        with self._lock:
+            while True:
+                total = sum(self._slots[r].outstanding for r in watched) + extra()
+                if total < limit:
+                    return True
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return False
+                low = limit // 2
+                for role in watched:
+                    slot = self._slots[role]
+                    slot.notify_at = low if slot.outstanding > low else -1
+                self._changed.wait(min(remaining, 0.05))
 
     # --- asking from outside the actors ---------------------------------------------------
 

@@ -4,8 +4,7 @@
 events) and the state of bar-level rules (time stops, end-of-day, swing trailing). Tick-level
 exits (stop-loss, take-profit) are the Sniper's, checked on every tick.
 
-**Accepts** ``PositionOpened``, ``PositionChanged``, ``PositionClosed`` and, once the Feed
-builds bars, ``BarClosed``.
+**Accepts** ``PositionOpened``, ``PositionChanged``, ``PositionClosed`` and ``BarClosed``.
 
 **Emits** ``ClosePosition`` and ``AdjustStop`` to the Sniper; never an order.
 
@@ -20,7 +19,7 @@ from typing import Any
 
 from actors.base import EngineActor
 from actors.bus import EXIT_MONITOR
-from state.messages import PositionChanged, PositionClosed, PositionOpened
+from state.messages import BarClosed, PositionChanged, PositionClosed, PositionOpened
 from state.models import Position
 
 
@@ -40,6 +39,11 @@ class ExitMonitor(EngineActor):
 
     def _on_position_closed(self, event: PositionClosed) -> None:
         self._positions.pop(event.position.id, None)
+
+    def _on_bar_closed(self, event: BarClosed) -> None:
+        """No bar-level exit rule is configured in this version: stop-loss and take-profit are
+        tick-level (the Sniper's); time stops and end-of-day exits will hang here."""
+        return None
 
     def _ask_watched(self) -> tuple[str, ...]:
         return tuple(self._positions)

@@ -1,71 +1,253 @@
 """The Feed: the one door through which market data enters the engine.
 
 **Owns** the market-data source (started in ``on_start``, stopped in ``_close``), per-coin
-freshness (last accepted timestamp) and counters, and is the only writer of the price board.
+freshness (last accepted timestamp), the bars being built, the ``bars`` table of the store and
+the replay resume point; it is the only writer of the price board.
 
 **Accepts** ``PushTick`` from its source's thread (through the bus, so a restart of the Feed
-loses nothing) or from ``engine.push_tick``.
+loses nothing) or from ``engine.push_tick``; ``ReleaseHeld`` (from the bus, see below);
+``EndOfData`` from a replay source.
 
-**Emits** ``Tick`` to the Sniper. A tick older than the last accepted one of its coin is
-counted and dropped (time never runs backwards); every accepted tick moves the engine clock
-(a tick clock follows it; a wall clock ignores it) and the price board.
+**Emits** ``Tick`` to the Sniper; ``BarClosed`` to the Strategist, ExitMonitor and Sniper;
+``FeedFinished`` when a replay has no more data and everything it caused has been handled. A tick
+older than the last accepted one of its coin is counted and dropped (time never runs
+backwards); every accepted tick moves the engine clock and the price board.
 
-**On crash** (a derived actor: a failing message is logged and skipped) the restart starts the
-same source object again, which keeps its own state (a simulation continues its path).
+**Bars.** A bar ``[t, t + bar_seconds)`` closes when the first tick at or after its end
+arrives; the bar is emitted before that tick. On a causal (tick) clock, i.e. in replay and
+with manual ticks, the Feed *holds* that tick and every later one, and waits twice for every
+role a bar can set working (Strategist, RiskGate, Sniper, Executor, ExitMonitor) to have handled
+all its mail: once before emitting the bar (so every earlier tick, and an order in flight with
+the ticks the Sniper deferred behind it, is settled first), once after (so the conditions the
+bar produces are armed before the next tick). Two replays of the same data give the same
+trades. A bar is stored when its effects are done, together with the
+replay's resume point.
+
+**Back-pressure.** A source thread that reads faster than the engine trades (a replay at max
+speed) is made to wait inside the sink while the Feed and the Sniper have ``flow_limit``
+ticks not yet handled, so memory stays bounded.
+
+**On crash** (a derived actor: a failing message is logged and skipped) the source keeps running
+(its ticks wait on the bus for the successor) and the held ticks are handed back to the bus, so
+no tick is lost; only the bar in progress is (the successor starts a new one). After a process
+restart a replay resumes
+at the first tick of the oldest bar still open when the last bar was stored; ticks the Sniper
+had already seen are skipped by it (by replay sequence number), bars already stored are not
+emitted twice.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from decimal import Decimal
 from typing import Any
 
 from actors.base import EngineActor
-from actors.bus import FEED
+from actors.bus import EXECUTOR, EXIT_MONITOR, FEED, RISK_GATE, SNIPER, STRATEGIST, RoleState
 from adapters.ports import MarketSource, PriceBoard
-from state.messages import PushTick, Tick
+from state.bars import Bar, BarBuilder
+from state.messages import BarClosed, EndOfData, FeedFinished, PushTick, ReleaseHeld, Tick
+from state.store import Store
+
+# Roles whose work a bar can start; the held tick waits for all of them to be idle.
+BAR_EFFECT_ROLES = (STRATEGIST, RISK_GATE, SNIPER, EXECUTOR, EXIT_MONITOR)
+RESUME_KEY = "replay_resume_seq"
+KEEP_BARS = 2_000  # per coin in the store
+FLOW_WAIT_S = 0.5  # a source thread re-checks for stop at least this often
 
 
 class Feed(EngineActor):
     role = FEED
     crash_on_error = False
 
-    def __init__(self, *, source: MarketSource | None, board: PriceBoard, **base: Any) -> None:
+    def __init__(
+        self,
+        *,
+        source: MarketSource | None,
+        board: PriceBoard,
+        store: Store | None = None,
+        bar_seconds: int = 60,
+        flow_limit: int = 20_000,
+        **base: Any,
+    ) -> None:
         super().__init__(**base)
         self._source = source
         self._board = board
+        self._store = store
+        self._bars = BarBuilder(bar_seconds)
+        self._hold_bars = bool(getattr(self.clock, "causal", False))
+        self._flow_limit = flow_limit
         self._last_ts: dict[str, int] = {}
+        self._stored_bar_end: dict[str, int] = {}
+        self._open_first_seq: dict[str, int] = {}
+        self._held: deque[PushTick] = deque()
+        self._holding: Bar | None = None
+        self._held_closing = False  # the first held tick closed the bar being held for
+        self._end: EndOfData | None = None
+        self._finished = False
+        self._bars_since_prune = 0
         self.ticks = 0
+        self.bars = 0
         self.out_of_order = 0
 
+    # --- lifecycle --------------------------------------------------------------------------------
+
     def on_start(self) -> None:
-        if self._source is not None:
+        resume_after = None
+        if self._store is not None:
+            self._stored_bar_end = self._store.last_bar_ends()
+            saved = self._store.get_setting(RESUME_KEY)
+            resume_after = int(saved) - 1 if saved is not None else None
+        if self._source is None:
+            return
+        if getattr(self._source, "running", False):
+            self.log.info("FEED_RESTARTED: source {} kept running; the bar in progress is lost", self._source.name)
+            return
+        resumable = getattr(self._source, "resumable", False)
+        if resumable:
+            self._source.start(self._from_source, resume_after=resume_after)  # type: ignore[call-arg]
+        else:
             self._source.start(self._from_source)
-            self.log.info("FEED_STARTED: source {}{}", self._source.name,
-                          " (SIMULATED market)" if self._source.simulated else "")
+        self.log.info(
+            "FEED_STARTED: source {}{}{}", self._source.name,
+            " (SIMULATED market)" if self._source.simulated else "",
+            f", resuming after tick #{resume_after}" if resumable and resume_after is not None and resume_after >= 0 else "",
+        )
 
     def _close(self) -> None:
         if self._source is not None:
             self._source.stop()
 
-    def _from_source(self, coin: str, price: Decimal, ts_ms: int, qty: Decimal) -> None:
-        """Runs on the source's thread: only builds a message and hands it to the bus."""
-        self.bus.send(PushTick(ts_init_ns=self.clock.now_ns(), coin=coin, price=price, ts_ms=ts_ms, qty=qty))
+    def _on_crash(self) -> None:
+        """Keep the source running (its ticks reach the successor through the bus) and give
+        the held ticks back, so a crash of the Feed loses no tick."""
+        held = list(self._held)
+        self._held.clear()
+        if self.bus.hand_back(FEED, held):
+            self.log.warning("FEED_CRASHED: {} held tick(s) handed to the successor", len(held))
+
+    # --- the source's thread ------------------------------------------------------------------------
+
+    def _from_source(self, coin: str, price: Decimal, ts_ms: int, qty: Decimal, seq: int | None = None) -> None:
+        """Runs on the source's thread: waits for room (bounded), then hands the tick to the bus.
+        It touches no state of this actor instance, so it keeps working for a successor after a
+        crash of the Feed (the source keeps running)."""
+        while not self.bus.wait_for_room((FEED, SNIPER), self._flow_limit, FLOW_WAIT_S):
+            if self.bus.state(FEED) is RoleState.STOPPED:
+                raise RuntimeError("feed stopped")
+        self.bus.send(PushTick(ts_init_ns=ts_ms * 1_000_000 if self._hold_bars else self.clock.now_ns(),
+                               coin=coin, price=price, ts_ms=ts_ms, qty=qty, seq=seq))
+
+    # --- ticks ------------------------------------------------------------------------------------------
 
     def _on_push_tick(self, raw: PushTick) -> None:
-        last = self._last_ts.get(raw.coin)
+        if self._holding is not None:
+            self._held.append(raw)
+            return
+        self._accept(raw)
+
+    def _accept(self, raw: PushTick, *, bar_done: bool = False) -> None:
+        """Bar step, then delivery. A tick that closes a bar is held (causal clock) with
+        ``bar_done`` so that its release does not count it into the new bar twice."""
+        coin = raw.coin
+        last = self._last_ts.get(coin)
         if last is not None and raw.ts_ms < last:
             self.out_of_order += 1
             if self.out_of_order == 1 or self.out_of_order % 1000 == 0:
                 self.log.warning("TICK_OUT_OF_ORDER: {} at {} is older than {}; dropped ({} so far)",
-                                 raw.coin, raw.ts_ms, last, self.out_of_order)
+                                 coin, raw.ts_ms, last, self.out_of_order)
             return
-        self._last_ts[raw.coin] = raw.ts_ms
+        if not bar_done and raw.ts_ms >= self._stored_bar_end.get(coin, 0):  # else: a stored bar's
+            bar = self._bars.on_tick(coin, raw.price, raw.qty, raw.ts_ms)
+            if raw.seq is not None and (bar is not None or coin not in self._open_first_seq):
+                self._open_first_seq[coin] = raw.seq
+            if bar is not None and bar.end_ms > self._stored_bar_end.get(coin, 0):
+                if self._hold_bars:
+                    self._held.appendleft(raw)
+                    self._held_closing = True
+                    self._holding = bar
+                    self._release_when_idle(bar, "bar")
+                    return
+                self._close_bar(bar)
+                self._store_bar(bar)
+        self._last_ts[coin] = raw.ts_ms
         self.clock.observe_tick(raw.ts_ms)
-        self._board.update(raw.coin, raw.price, raw.ts_ms)
+        self._board.update(coin, raw.price, raw.ts_ms)
         self.ticks += 1
-        self.publish(Tick(ts_init_ns=self.clock.now_ns(), coin=raw.coin, price=raw.price,
-                          ts_ms=raw.ts_ms, qty=raw.qty))
+        stamp = raw.ts_ms * 1_000_000 if self._hold_bars else self.clock.now_ns()
+        if self._hold_bars:
+            self.clock.handling(stamp)
+        self.publish(Tick(ts_init_ns=stamp, coin=coin, price=raw.price, ts_ms=raw.ts_ms, qty=raw.qty,
+                          seq=raw.seq))
+
+    # --- bars -------------------------------------------------------------------------------------------
+
+    def _close_bar(self, bar: Bar) -> None:
+        self.bars += 1
+        self.clock.observe_tick(bar.end_ms)
+        stamp = bar.end_ms * 1_000_000
+        if self._hold_bars:
+            self.clock.handling(stamp)
+        self.publish(BarClosed(ts_init_ns=stamp if self._hold_bars else self.clock.now_ns(), bar=bar))
+
+    def _store_bar(self, bar: Bar) -> None:
+        self._stored_bar_end[bar.coin] = bar.end_ms
+        if self._store is None:
+            return
+        settings = {}
+        if self._open_first_seq:
+            settings[RESUME_KEY] = str(min(self._open_first_seq.values()))
+        self._store.save_bar(bar, settings=settings)
+        self._bars_since_prune += 1
+        if self._bars_since_prune >= 500:
+            self._bars_since_prune = 0
+            self._store.prune_bars(bar.coin, KEEP_BARS)
+
+    def _release_when_idle(self, bar: Bar, stage: str) -> None:
+        self.bus.when_idle(BAR_EFFECT_ROLES, lambda: self.bus.tell(
+            FEED, ReleaseHeld(ts_init_ns=bar.end_ms * 1_000_000, bar_end_ms=bar.end_ms, stage=stage)))
+
+    def _on_release_held(self, release: ReleaseHeld) -> None:
+        """Two barriers per bar on a causal clock: first every earlier tick is handled (an
+        order in flight, and the ticks the Sniper deferred behind it, settle before the bar's
+        conditions can arrive), then the bar goes out; then everything it caused is handled,
+        and the held ticks go on."""
+        bar = self._holding
+        if bar is None or bar.end_ms != release.bar_end_ms:
+            return
+        if release.stage == "bar":
+            self._close_bar(bar)
+            self._release_when_idle(bar, "ticks")
+            return
+        self._holding = None
+        self._store_bar(bar)
+        closing, self._held_closing = self._held_closing, False
+        if closing and self._held:
+            self._accept(self._held.popleft(), bar_done=True)
+        while self._held and self._holding is None:
+            self._accept(self._held.popleft())
+        if self._holding is None and self._end is not None:
+            self._finish()
+
+    # --- end of a replay ----------------------------------------------------------------------------
+
+    def _on_end_of_data(self, end: EndOfData) -> None:
+        self._end = end
+        if self._holding is None:
+            self._finish()
+
+    def _finish(self) -> None:
+        end = self._end
+        if end is None or self._finished:
+            return
+        self._finished = True
+        self.log.info("FEED_FINISHED: end of data after {} tick(s), {} bad row(s)", end.ticks, end.bad_rows)
+        source = self._source.name if self._source is not None else "manual"
+        self.bus.when_idle(BAR_EFFECT_ROLES, lambda: self.bus.publish(FeedFinished(
+            ts_init_ns=self.clock.now_ns(), source=source, ticks=end.ticks, bad_rows=end.bad_rows)))
 
     def _ask_stats(self) -> dict[str, Any]:
-        return {"ticks": self.ticks, "out_of_order": self.out_of_order,
-                "coins": {coin: ts for coin, ts in self._last_ts.items()}}
+        source = self._source.stats() if self._source is not None and hasattr(self._source, "stats") else {}
+        return {"ticks": self.ticks, "bars": self.bars, "out_of_order": self.out_of_order,
+                "held": len(self._held), "finished": self._finished,
+                "coins": dict(self._last_ts), "source": source}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from actors.bus import RISK_GATE, SNIPER, Bus
+from actors.bus import JOURNAL, RISK_GATE, SNIPER, Bus
 from state.messages import Request
 from state.models import SniperSnapshot, TradeCondition
 
@@ -74,3 +74,37 @@ class RiskGateHandle(ActorHandle):
 
     def set_trading_state(self, state: str, reason: str = "requested") -> str:
         return self.ask("set_trading_state", state, reason)
+
+    def halt(self, reason: str = "requested") -> str:
+        """HALTED: no new entries; exits still pass."""
+        return self.set_trading_state("HALTED", reason)
+
+    def resume(self, reason: str = "resumed") -> str:
+        return self.set_trading_state("ACTIVE", reason)
+
+    def kill_switch(self, reason: str = "requested") -> str:
+        """HALT, close every open position, and end the session with exit code 99."""
+        return self.ask("kill_switch", reason)
+
+
+class JournalHandle(ActorHandle):
+    """``engine.journal``: read the trade journal (every query flushes pending rows first)."""
+
+    def __init__(self, bus: Bus, timeout: float = 10.0) -> None:
+        super().__init__(bus, JOURNAL, timeout)
+
+    def trades(self, coin: str | None = None, days: float | None = None, run_id: str | None = None,
+               status: str | None = None) -> list[dict[str, Any]]:
+        return self.ask("trades", coin=coin, days=days, run_id=run_id, status=status)
+
+    def daily(self, days: float | None = None) -> list[dict[str, Any]]:
+        return self.ask("daily", days=days)
+
+    def orders(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        return self.ask("orders", run_id=run_id)
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return self.ask("events", kind)
+
+    def run_totals(self, run_id: str, start_equity: Any) -> dict[str, Any]:
+        return self.ask("run_totals", run_id, start_equity)

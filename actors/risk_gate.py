@@ -1,78 +1,165 @@
-"""The RiskGate: the only road to the Executor, and the account's trading state.
+"""The RiskGate: the only road to the Executor, and the account's risk state.
 
-**Owns** the trading state (ACTIVE, REDUCING, HALTED), persisted so a halt survives any
-restart; position sizing (fixed USD per condition in this version).
+**Owns** the trading state (ACTIVE, REDUCING, HALTED), persisted so a halt survives any restart;
+the day's starting equity and the kill switch (persisted too); condition vetting and sizing.
 
-**Accepts** ``ProposeCondition`` (vet, then arm on the Sniper), ``SubmitOrder`` (gate, then
-build the one and only ``ExecuteOrder``), ``SetTradingState``, and position events.
+**Accepts** ``ProposeCondition`` and ``ProposeConditions`` (vet, size, then arm on the Sniper),
+``SubmitOrder`` (gate, then build the one and only ``ExecuteOrder``), ``SetTradingState``,
+``AccountMarked`` and position events (equity, and which positions are open).
 
-**Emits** ``ArmCondition`` to the Sniper, ``ExecuteOrder`` to the Executor, ``ConditionRejected``,
-``OrderDenied`` (a local decision: the order never reaches a venue) and ``TradingStateChanged``.
+**Emits** ``ArmCondition`` / ``ArmConditions`` to the Sniper, ``ExecuteOrder`` to the Executor,
+``ConditionRejected`` (with the reason), ``OrderDenied`` (a local decision: the order never
+reaches a venue), ``TradingStateChanged``, and on a kill switch ``KillSwitchTriggered`` plus a
+``ClosePosition`` for every open position.
 
 Gate: HALTED lets no entry through (exits pass); REDUCING passes only orders that reduce a
 position; ACTIVE passes everything. Exits are never denied: a stop must always be able to act.
 
-**On crash** the restart reloads the trading state from the store and announces it again.
+Vetting (``state/risk.py``): known coin, not expired, stop and take-profit sane and on the right
+sides of the trigger, trigger near the last price. Sizing: ``[risk] sizing``.
+
+Kill switch: when equity falls ``[risk] max_daily_loss_pct`` below the day's starting equity
+(engine time, UTC day), trading is HALTED with reason ``KILL_SWITCH: ...``, every open position
+is closed, and the engine stops with exit code 99. Trading stays HALTED across restarts until
+resumed by command.
+
+**On crash** the restart reloads the trading state and the day's start from the store, announces
+the state again, and learns the open positions from the store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from actors.base import EngineActor
 from actors.bus import RISK_GATE
+from adapters.ports import PriceBoard
+from state import risk
+from state.config import RiskConfig
+from state.market import MarketRules, default_rules
 from state.messages import (
+    AccountMarked,
     ArmCondition,
+    ArmConditions,
+    ClosePosition,
     ConditionRejected,
     ExecuteOrder,
+    KillSwitchTriggered,
     OrderDenied,
     PositionChanged,
     PositionClosed,
     PositionOpened,
     ProposeCondition,
+    ProposeConditions,
     SetTradingState,
     SubmitOrder,
     TradingStateChanged,
 )
+from state.models import TradeCondition
 from state.store import Store
-from state.types import TradingState
+from state.types import PositionStatus, TradingState, from_epoch_ns
 
 STATE_KEY = "trading_state"
 REASON_KEY = "trading_state_reason"
+DAY_KEY = "risk_day_start"  # "YYYY-MM-DD equity"
 
 
 class RiskGate(EngineActor):
     role = RISK_GATE
     crash_on_error = True
 
-    def __init__(self, *, store: Store, **base: Any) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        limits: RiskConfig | None = None,
+        known_coins: Collection[str] | None = None,
+        markets: Callable[[str], MarketRules] | None = None,
+        board: PriceBoard | None = None,
+        initial_balance: Decimal = Decimal("10000"),
+        **base: Any,
+    ) -> None:
         super().__init__(**base)
         self._store = store
+        self._limits = limits or RiskConfig()
+        self._known = frozenset(known_coins) if known_coins is not None else None
+        self._markets = markets or default_rules
+        self._board = board
+        self._initial_balance = initial_balance
         self._state = TradingState.ACTIVE
         self._reason = ""
+        self._equity = initial_balance
+        self._day = ""
+        self._day_start = initial_balance
+        self._open: dict[str, PositionStatus] = {}
         self.passed = 0
         self.denied = 0
+        self.rejected = 0
 
     def on_start(self) -> None:
         self._state = TradingState(self._store.get_setting(STATE_KEY) or TradingState.ACTIVE.value)
         self._reason = self._store.get_setting(REASON_KEY) or ""
+        account = self._store.load_account()
+        self._equity = Decimal(account.get("balance", str(self._initial_balance)))
+        saved_day = self._store.get_setting(DAY_KEY)
+        if saved_day:
+            day, _, equity = saved_day.partition(" ")
+            self._day, self._day_start = day, Decimal(equity)
+        self._open = {p.id: p.status for p in self._store.load_positions()}
         if self._state is not TradingState.ACTIVE:
             self.log.warning("TRADING_STATE: {} since before this start ({})", self._state.value, self._reason)
         self.publish(TradingStateChanged(ts_init_ns=self.now_ns(), state=self._state, reason=self._reason))
 
+    # --- conditions ---------------------------------------------------------------------------------
+
     def _on_propose_condition(self, command: ProposeCondition) -> None:
-        condition = command.condition
-        problem = None
+        vetted = self._vet(command.condition)
+        if vetted is not None:
+            self.send(ArmCondition(ts_init_ns=self.now_ns(), correlation_id=vetted.id, condition=vetted))
+
+    def _on_propose_conditions(self, command: ProposeConditions) -> None:
         if self._state is not TradingState.ACTIVE:
-            problem = f"trading is {self._state.value}"
-        elif condition.valid_until_ns is not None and condition.valid_until_ns <= self.now_ns():
-            problem = "valid_until: already expired"
-        if problem is not None:
-            self.log.warning("CONDITION_REJECTED: {}: {}", condition.id, problem)
-            self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=condition.id,
-                                           condition_id=condition.id, reason=problem))
+            for condition in command.conditions:
+                self._reject(condition, f"trading is {self._state.value}")
             return
-        self.send(ArmCondition(ts_init_ns=self.now_ns(), correlation_id=condition.id, condition=condition))
+        vetted = tuple(v for c in command.conditions if (v := self._vet(c)) is not None)
+        self.send(ArmConditions(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
+                                strategy_id=command.strategy_id, coin=command.coin, conditions=vetted))
+
+    def _vet(self, condition: TradeCondition) -> TradeCondition | None:
+        """The sized condition, or ``None`` after publishing why it was rejected."""
+        if self._state is not TradingState.ACTIVE:
+            self._reject(condition, f"trading is {self._state.value}")
+            return None
+        last = self._board.last(condition.coin) if self._board is not None else None
+        known = self._known if self._known is not None else frozenset({condition.coin})
+        problem = risk.vet_condition(
+            condition, now_ns=self.now_ns(), known_coins=known, market=self._markets(condition.coin),
+            last_price=last[0] if last else None, limits=self._limits,
+        )
+        if problem is not None:
+            self._reject(condition, problem)
+            return None
+        size = risk.position_size(condition, self._equity, self._limits)
+        if size <= 0:
+            self._reject(condition, f"position_size_usd: sizing gave {size} (equity {self._equity})")
+            return None
+        if size == condition.position_size_usd:
+            return condition
+        self.log.info("CONDITION_SIZED: {} {} -> {} USD ({})", condition.id, condition.position_size_usd,
+                      size, self._limits.sizing)
+        return replace(condition, position_size_usd=size)
+
+    def _reject(self, condition: TradeCondition, problem: str) -> None:
+        self.rejected += 1
+        self.log.warning("CONDITION_REJECTED: {}: {}", condition.id, problem)
+        self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=condition.id,
+                                       condition_id=condition.id, reason=problem))
+
+    # --- orders -------------------------------------------------------------------------------------------
 
     def _on_submit_order(self, command: SubmitOrder) -> None:
         order = command.order
@@ -86,6 +173,8 @@ class RiskGate(EngineActor):
         self.passed += 1
         self.send(ExecuteOrder(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id, order=order))
 
+    # --- trading state ---------------------------------------------------------------------------------
+
     def _on_set_trading_state(self, command: SetTradingState) -> None:
         self._set_state(command.state, command.reason)
 
@@ -95,6 +184,10 @@ class RiskGate(EngineActor):
         return self._state.value
 
     def _ask_trading_state(self) -> str:
+        return self._state.value
+
+    def _ask_kill_switch(self, reason: str = "requested") -> str:
+        self._trip(f"KILL_SWITCH: {reason}")
         return self._state.value
 
     def _set_state(self, state: TradingState, reason: str) -> None:
@@ -108,14 +201,46 @@ class RiskGate(EngineActor):
             log("TRADING_STATE: {} ({})", state.value, reason)
         self.publish(TradingStateChanged(ts_init_ns=self.now_ns(), state=state, reason=reason))
 
+    # --- equity and the kill switch -----------------------------------------------------------------
+
+    def _on_account_marked(self, event: AccountMarked) -> None:
+        self._observe_equity(event.equity)
+
     def _on_position_opened(self, event: PositionOpened) -> None:
-        return None
+        self._open[event.position.id] = event.position.status
 
     def _on_position_changed(self, event: PositionChanged) -> None:
-        return None
+        if event.position.id in self._open:
+            self._open[event.position.id] = event.position.status
 
     def _on_position_closed(self, event: PositionClosed) -> None:
-        return None
+        self._open.pop(event.position.id, None)
+        if not self._open:
+            self._observe_equity(event.balance)  # flat: cash is the whole equity
+
+    def _observe_equity(self, equity: Decimal) -> None:
+        self._equity = equity
+        day = from_epoch_ns(self.now_ns()).date().isoformat()
+        if day != self._day:
+            self._day, self._day_start = day, equity
+            self._store.set_setting(DAY_KEY, f"{day} {equity}")
+            return
+        if self._state is TradingState.HALTED:
+            return
+        breach = risk.kill_switch_breach(self._day_start, equity, self._limits)
+        if breach is not None:
+            self._trip(breach)
+
+    def _trip(self, reason: str) -> None:
+        self.log.critical("{}", reason)
+        self._set_state(TradingState.HALTED, reason)
+        now = self.now_ns()
+        self.publish(KillSwitchTriggered(ts_init_ns=now, reason=reason, equity=self._equity))
+        for position_id, status in sorted(self._open.items()):
+            if status is PositionStatus.OPEN:
+                self.send(ClosePosition(ts_init_ns=now, position_id=position_id, reason="KILL_SWITCH"))
 
     def _ask_stats(self) -> dict[str, Any]:
-        return {"state": self._state.value, "reason": self._reason, "passed": self.passed, "denied": self.denied}
+        return {"state": self._state.value, "reason": self._reason, "passed": self.passed, "denied": self.denied,
+                "rejected": self.rejected, "equity": str(self._equity), "day_start_equity": str(self._day_start)}
+

@@ -7,7 +7,10 @@ actor holds or changes any of it.
 **Accepts**
 - ``Tick``: expire due conditions of the coin, mark open positions to market, check the stop
   (first) and the take-profit, then fire triggered conditions within the position limits.
-- ``ArmCondition``, ``CancelCondition``, ``ClosePosition``, ``AdjustStop``: commands.
+- ``ArmCondition``, ``ArmConditions`` (a strategy's set for one coin, replacing its previous
+  set there), ``CancelCondition``, ``ClosePosition``, ``AdjustStop``: commands.
+- ``BarClosed``: publishes ``AccountMarked`` (balance, unrealized PnL, equity) at each bar
+  close, so the RiskGate and the Journal see equity at a deterministic cadence.
 - ``OrderFilled``, ``OrderRejected``, ``OrderDenied``: outcomes of its own orders.
 - ``TradingStateChanged``: a read model of the RiskGate's state (no entries unless ACTIVE).
 - ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes.
@@ -29,6 +32,12 @@ unrealized PnL) are written behind: when the mailbox runs empty, every ``MARK_FL
 marks under load, and on stop or crash, so a busy tape costs one write per batch, not per tick.
 A tick that changes nothing writes nothing.
 
+**Replay cursor.** A replayed tick carries its sequence number; the last one processed of
+each coin is written with every decision (in the same transaction) and with the marks (per
+coin, because a coin's ticks can wait behind its order while other coins go on). After a restart a
+replay is fed again from an earlier point and the Sniper skips every tick it had already
+processed, so a resumed replay trades exactly as an uninterrupted one.
+
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
 from the store, then reconcile each in-flight order with the Executor's records: a recorded
 fill or rejection is applied; an order with no final record is sent again with its same client
@@ -38,7 +47,8 @@ order id (the Executor and the venue never fill an id twice).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -49,8 +59,11 @@ from state import rules
 from state.book import ConditionBook
 from state.market import MarketRules
 from state.messages import (
+    AccountMarked,
     AdjustStop,
     ArmCondition,
+    ArmConditions,
+    BarClosed,
     CancelCondition,
     ClosePosition,
     ConditionArmed,
@@ -94,6 +107,7 @@ from state.types import (
 
 ZERO = Decimal(0)
 MARK_FLUSH_TICKS = 1_000
+CURSOR_PREFIX = "replay_seq:"  # account keys of the replay cursor, one per coin
 
 
 class Sniper(EngineActor):
@@ -131,7 +145,12 @@ class Sniper(EngineActor):
         self._trading_state = TradingState.ACTIVE
         self._unsaved_marks: set[str] = set()
         self._marks_since_flush = 0
+        self._cursor: dict[str, int] = {}  # replay cursor per coin: last replayed tick processed
+        self._saved_cursor: dict[str, int] = {}
+        self._tick_ts_ms = 0
+        self._last_account_mark: tuple[Decimal, Decimal, int] | None = None
         self.backlog_dropped = 0
+        self.replayed_skipped = 0
 
     # --- start: the one path for cold start and restart ------------------------------------------
 
@@ -143,6 +162,10 @@ class Sniper(EngineActor):
         if "balance" not in account:
             self._store.save_account(balance=self._balance, realized_pnl=ZERO, fees_paid=ZERO)
         self._closed = self._store.count_closed_positions()
+        self._cursor = {key.removeprefix(CURSOR_PREFIX): int(value) for key, value in account.items()
+                        if key.startswith(CURSOR_PREFIX)}
+        self._saved_cursor = dict(self._cursor)
+        self._tick_ts_ms = int(account.get("tick_ts_ms", "0"))
         self._trading_state = TradingState(
             self._store.get_setting("trading_state") or TradingState.ACTIVE.value
         )
@@ -180,6 +203,9 @@ class Sniper(EngineActor):
 
     def _on_tick(self, tick: Tick) -> None:
         coin = tick.coin
+        if tick.seq is not None and tick.seq <= self._cursor.get(coin, -1):
+            self.replayed_skipped += 1  # a resumed replay feeds what was already processed
+            return
         if coin in self._inflight:
             backlog = self._deferred.setdefault(coin, deque())
             if len(backlog) >= self._backlog_limit:
@@ -196,6 +222,9 @@ class Sniper(EngineActor):
 
     def _process_tick(self, tick: Tick) -> None:
         coin, price = tick.coin, tick.price
+        if tick.seq is not None:
+            self._cursor[coin] = tick.seq
+            self._tick_ts_ms = max(self._tick_ts_ms, tick.ts_ms)
         self._last_price[coin] = (price, tick.ts_ms)
         now_ns = tick.ts_ms * 1_000_000
         for condition in self._book.expired(now_ns, coin):
@@ -242,7 +271,19 @@ class Sniper(EngineActor):
             position = self._positions.get(position_id)
             if position is not None and position.current_price is not None:
                 marks.append((position_id, position.current_price, position.unrealized_pnl))
-        self._store.save_marks(marks)
+        with self._decision():
+            self._store.save_marks(marks)
+
+    @contextmanager
+    def _decision(self) -> Iterator[None]:
+        """One transaction for a decision, carrying the replay cursor along."""
+        with self._store.transaction():
+            yield
+            if self._cursor != self._saved_cursor:
+                changed = {CURSOR_PREFIX + coin: seq for coin, seq in self._cursor.items()
+                           if self._saved_cursor.get(coin) != seq}
+                self._store.save_account(tick_ts_ms=self._tick_ts_ms, **changed)
+                self._saved_cursor = dict(self._cursor)
 
     def _close(self) -> None:
         try:
@@ -254,8 +295,9 @@ class Sniper(EngineActor):
         """Persist require_cross conditions the book released since the last call."""
         if not self._book.has_live_changes():
             return
-        for condition_id in self._book.take_live_changes():
-            self._store.set_condition_live(condition_id)
+        with self._decision():
+            for condition_id in self._book.take_live_changes():
+                self._store.set_condition_live(condition_id)
 
     # --- entries ----------------------------------------------------------------------------------
 
@@ -298,7 +340,7 @@ class Sniper(EngineActor):
             reference_price=tick.price,
             reference_ts_ms=tick.ts_ms,
         )
-        with self._store.transaction():
+        with self._decision():
             self._store.delete_condition(condition.id)
             self._store.save_position(position)
         self._book.remove(condition.id)
@@ -336,7 +378,8 @@ class Sniper(EngineActor):
             exit_reason=reason,
             exit_attempts=attempt,
         )
-        self._store.save_position(closing)
+        with self._decision():
+            self._store.save_position(closing)
         self._positions[closing.id] = closing
         self._inflight.setdefault(closing.coin, set()).add(order_id)
         self.log.info("EXIT_SUBMITTED: {} {} {} at {} ({}) -> {}", closing.id, closing.direction.value,
@@ -487,6 +530,39 @@ class Sniper(EngineActor):
             self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=command.condition.id,
                                            condition_id=command.condition.id, reason=str(error)))
 
+    def _on_arm_conditions(self, command: ArmConditions) -> None:
+        """Replace ``strategy_id``'s conditions on ``coin`` with the valid ones of the set; an
+        invalid one (e.g. an id that already opened a position) is rejected on its own."""
+        valid: list[TradeCondition] = []
+        for condition in command.conditions:
+            try:
+                if any(c.id == condition.id for c in valid):
+                    raise ValueError(f"id: {condition.id!r} appears twice in one set")
+                self._check_armable(condition, self.now_ns())
+            except ValueError as error:
+                self.log.warning("CONDITION_REJECTED: {}: {}", condition.id, error)
+                self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=condition.id,
+                                               condition_id=condition.id, reason=str(error)))
+                continue
+            valid.append(condition)
+        self._arm(valid, replace_strategy=command.strategy_id, replace_coin=command.coin)
+
+    def _on_bar_closed(self, event: BarClosed) -> None:
+        unrealized = sum((p.unrealized_pnl for p in self._positions.values()
+                          if p.status is not PositionStatus.PENDING), ZERO)
+        mark = (self._balance, unrealized, len(self._positions))
+        if mark == self._last_account_mark:
+            return
+        self._last_account_mark = mark
+        self.publish(AccountMarked(ts_init_ns=self.now_ns(), balance=self._balance, unrealized_pnl=unrealized,
+                                   equity=self._balance + unrealized + self._open_cost(),
+                                   open_positions=len(self._positions)))
+
+    def _open_cost(self) -> Decimal:
+        """Entry fees of open positions: already taken from cash and counted again in their
+        unrealized PnL, so equity adds them back once."""
+        return sum((p.fees_paid for p in self._positions.values() if p.status is not PositionStatus.PENDING), ZERO)
+
     def _on_cancel_condition(self, command: CancelCondition) -> None:
         condition = self._book.get(command.condition_id)
         if condition is None:
@@ -570,11 +646,11 @@ class Sniper(EngineActor):
 
     # --- helpers ------------------------------------------------------------------------------------
 
-    def _arm(self, conditions: list[TradeCondition], *, replace_strategy: str | None) -> None:
+    def _arm(self, conditions: list[TradeCondition], *, replace_strategy: str | None,
+             replace_coin: str | None = None) -> None:
         """Validate every condition first, then arm them all in one transaction."""
         now_ns = self.now_ns()
         ids: set[str] = set()
-        active_ids = {p.condition_id for p in self._positions.values()}
         used = self._store.used_condition_ids(c.id for c in conditions if isinstance(c, TradeCondition))
         for condition in conditions:
             if not isinstance(condition, TradeCondition):
@@ -582,28 +658,13 @@ class Sniper(EngineActor):
             if condition.id in ids:
                 raise ValueError(f"id: {condition.id!r} appears twice")
             ids.add(condition.id)
-            if condition.id in active_ids or condition.id in used:
-                raise ValueError(f"id: condition {condition.id!r} already triggered a position; use a new id")
-            deadline = condition.valid_until_ns
-            if deadline is not None and deadline <= now_ns:
-                raise ValueError(
-                    f"valid_until: {condition.valid_until.isoformat() if condition.valid_until else ''} "
-                    f"is not after engine time {from_epoch_ns(now_ns).astimezone().isoformat()}"
-                )
-            market = self._markets(condition.coin)
-            quantity = rules.entry_quantity(condition.position_size_usd, condition.trigger_price, market)
-            if not rules.meets_min_notional(quantity, condition.trigger_price, market):
-                raise ValueError(
-                    f"position_size_usd: {condition.position_size_usd} buys {quantity} {condition.coin} at "
-                    f"{condition.trigger_price}, below the minimum notional {market.min_notional} "
-                    f"(quantity step {market.qty_step})"
-                )
+            self._check_armable(condition, now_ns, used)
         if replace_strategy is None:
             replaced: list[TradeCondition] = [c for c in conditions if c.id in self._book]
         elif replace_strategy == "*":
             replaced = list(self._book.all())
         else:
-            replaced = self._book.for_strategy(replace_strategy)
+            replaced = self._book.for_strategy(replace_strategy, replace_coin)
         with self._store.transaction():
             for old in replaced:
                 self._store.delete_condition(old.id)
@@ -619,7 +680,8 @@ class Sniper(EngineActor):
             last = self._last_price.get(condition.coin)
             self._book.add(condition, last[0] if last else None)
             self._seq += 1
-            self.log.info(
+            log = self.log.info if condition.strategy_id == "manual" else self.log.debug
+            log(
                 "CONDITION_ARMED: {} {} {} if {} {} (stop {}, target {}, ${}){}",
                 condition.id, condition.direction.value, condition.coin,
                 condition.trigger_type.value, condition.trigger_price, condition.stop_loss_pct,
@@ -629,8 +691,30 @@ class Sniper(EngineActor):
             self.publish(ConditionArmed(ts_init_ns=now_ns, correlation_id=condition.id, condition=condition))
         self._persist_released()
 
+    def _check_armable(self, condition: TradeCondition, now_ns: int, used: set[str] | None = None) -> None:
+        """Raise ``ValueError`` naming the problem if ``condition`` cannot be armed now."""
+        if used is None:
+            used = self._store.used_condition_ids([condition.id])
+        if condition.id in used or any(p.condition_id == condition.id for p in self._positions.values()):
+            raise ValueError(f"id: condition {condition.id!r} already triggered a position; use a new id")
+        deadline = condition.valid_until_ns
+        if deadline is not None and deadline <= now_ns:
+            raise ValueError(
+                f"valid_until: {condition.valid_until.isoformat() if condition.valid_until else ''} "
+                f"is not after engine time {from_epoch_ns(now_ns).astimezone().isoformat()}"
+            )
+        market = self._markets(condition.coin)
+        quantity = rules.entry_quantity(condition.position_size_usd, condition.trigger_price, market)
+        if not rules.meets_min_notional(quantity, condition.trigger_price, market):
+            raise ValueError(
+                f"position_size_usd: {condition.position_size_usd} buys {quantity} {condition.coin} at "
+                f"{condition.trigger_price}, below the minimum notional {market.min_notional} "
+                f"(quantity step {market.qty_step})"
+            )
+
     def _remove_condition(self, condition: TradeCondition, reason: str, event: type) -> None:
-        self._store.delete_condition(condition.id)
+        with self._decision():
+            self._store.delete_condition(condition.id)
         self._book.remove(condition.id)
         self._blocked.discard(condition.id)
         self.log.info("CONDITION_REMOVED: {} ({})", condition.id, reason)
@@ -638,7 +722,8 @@ class Sniper(EngineActor):
                            condition_id=condition.id, reason=reason))
 
     def _expire(self, condition: TradeCondition) -> None:
-        self._store.delete_condition(condition.id)
+        with self._decision():
+            self._store.delete_condition(condition.id)
         self._book.remove(condition.id)
         self._blocked.discard(condition.id)
         self.log.info("CONDITION_EXPIRED: {} (valid until {})", condition.id,

@@ -5,6 +5,10 @@ it) moved by ``slippage_bps`` against the trader, with ``taker_fee`` charged on 
 A reference price that is missing or older than ``max_price_age_s`` of engine time is refused
 as ``PRICE_UNAVAILABLE``. Submitting a client order id again returns the first result: five
 submissions, one order, one fill.
+
+With a ``ledger`` (the engine passes its store) the venue remembers every order it has seen
+across restarts of the process, as a real exchange does: after a ``kill -9`` an order that
+reached the venue is found by ``fetch_order`` and never filled twice.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Protocol
 
 from adapters.errors import PriceUnavailable
 from adapters.ports import Clock
@@ -22,6 +27,12 @@ from state.messages import OrderRequest
 from state.order import VenueReport
 from state.rules import slipped_price, taker_fee
 from state.types import OrderStatus
+
+
+class VenueLedger(Protocol):
+    def save_venue_report(self, venue: str, report: VenueReport) -> None: ...
+
+    def load_venue_reports(self, venue: str) -> list[VenueReport]: ...
 
 
 class PaperExchange:
@@ -35,23 +46,34 @@ class PaperExchange:
         slippage_bps: Decimal = Decimal(0),
         taker_fee_rate: Decimal = Decimal(0),
         max_price_age_s: float = 60.0,
+        ledger: VenueLedger | None = None,
     ) -> None:
         self._clock = clock
         self._markets = markets
         self._slippage_bps = slippage_bps
         self._fee_rate = taker_fee_rate
         self._max_age_ms = int(max_price_age_s * 1000)
+        self._ledger = ledger
         self._orders: dict[str, VenueReport] = {}
+        self._loaded = ledger is None  # the ledger is read on first use, on the caller's thread
         self._lock = threading.Lock()
         self.submissions: Counter[str] = Counter()
 
+    def _load(self) -> None:
+        if not self._loaded and self._ledger is not None:
+            self._orders = {r.client_order_id: r for r in self._ledger.load_venue_reports(self.name)}
+            self._loaded = True
+
     def submit_order(self, order: OrderRequest) -> VenueReport:
         with self._lock:
+            self._load()
             self.submissions[order.client_order_id] += 1
             known = self._orders.get(order.client_order_id)
             if known is not None:
                 return known
             report = self._execute(order)
+            if self._ledger is not None:
+                self._ledger.save_venue_report(self.name, report)  # remembered before answering
             self._orders[order.client_order_id] = report
         if report.status is OrderStatus.REJECTED:
             raise PriceUnavailable(report.reason or "rejected")
@@ -59,10 +81,12 @@ class PaperExchange:
 
     def fetch_order(self, client_order_id: str) -> VenueReport | None:
         with self._lock:
+            self._load()
             return self._orders.get(client_order_id)
 
     def placed_order_ids(self) -> list[str]:
         with self._lock:
+            self._load()
             return list(self._orders)
 
     def _execute(self, order: OrderRequest) -> VenueReport:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from state.messages import OrderRequest
 from state.order import VenueReport
@@ -17,6 +17,10 @@ class Clock(Protocol):
 
     def observe_tick(self, ts_ms: int) -> None:
         """Told by the Feed for every accepted tick (a wall clock ignores it)."""
+
+    def handling(self, ts_ns: int | None) -> None:
+        """Told by an actor before it handles a message stamped ``ts_ns`` (``None`` after):
+        a causal clock answers ``now_ns`` on that thread with it; others ignore it."""
 
 
 class PriceBoard(Protocol):
@@ -42,8 +46,10 @@ class ExchangePort(Protocol):
     def fetch_order(self, client_order_id: str) -> VenueReport | None: ...
 
 
-TickSink = Callable[[str, Decimal, int, Decimal], None]
-"""``(coin, price, ts_ms, qty)``: how a market-data source hands a raw tick to the Feed."""
+TickSink = Callable[[str, Decimal, int, Decimal, int | None], None]
+"""``(coin, price, ts_ms, qty, seq)``: how a market-data source hands a raw tick to the Feed.
+``seq`` is the tick's position in a replay (``None`` for live data). The sink may block: that
+is the engine's back-pressure on a source that reads faster than the engine trades."""
 
 
 class MarketSource(Protocol):
@@ -55,3 +61,5 @@ class MarketSource(Protocol):
     def start(self, sink: TickSink) -> None: ...
 
     def stop(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...

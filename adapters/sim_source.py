@@ -49,6 +49,14 @@ class SimSource:
         }
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._sent = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stats(self) -> dict[str, int]:
+        return {"ticks": self._sent}
 
     def start(self, sink: TickSink) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -79,6 +87,7 @@ class SimSource:
                 continue
             qty = rules.round_qty_down(Decimal(repr(self._rng.expovariate(1.0) * 500 / price)))
             try:
-                sink(coin, tick_price, time.time_ns() // 1_000_000, qty)
+                sink(coin, tick_price, time.time_ns() // 1_000_000, qty, None)
+                self._sent += 1
             except Exception:  # noqa: BLE001 - the engine is stopping; end quietly
                 return

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from state.bars import Bar
 from state.models import Position, TradeCondition
 from state.types import (
     OrderIntent,
@@ -55,6 +56,7 @@ class PushTick(Command):
     price: Decimal
     ts_ms: int
     qty: Decimal = Decimal(0)
+    seq: int | None = None  # position in a replay (resuming after a crash skips what was seen)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coin", coin_symbol(self.coin))
@@ -72,6 +74,41 @@ class Tick(Event):
     price: Decimal
     ts_ms: int
     qty: Decimal = Decimal(0)
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BarClosed(Event):
+    """A closed time bar, emitted by the Feed before the tick that closed it."""
+
+    bar: Bar
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseHeld(Command):
+    """Bus -> Feed: the roles a bar sets working are idle. Stage ``"bar"``: every tick before
+    the bar's end has been handled, so the bar goes out; stage ``"ticks"``: everything the bar
+    caused has been handled, so the held ticks go on."""
+
+    bar_end_ms: int
+    stage: str = "ticks"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndOfData(Command):
+    """A replay source -> Feed: the last tick has been handed over."""
+
+    ticks: int
+    bad_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedFinished(Event):
+    """The source has no more data (end of a replay): the session ends and reports."""
+
+    source: str
+    ticks: int
+    bad_rows: int = 0
 
 
 # --- conditions --------------------------------------------------------------------------------
@@ -91,11 +128,29 @@ class ProposeCondition(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ProposeConditions(Command):
+    """A strategy replaces its conditions for one coin: Strategist -> RiskGate."""
+
+    strategy_id: str
+    coin: str
+    conditions: tuple[TradeCondition, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArmConditions(Command):
+    """RiskGate -> Sniper: the vetted set that replaces ``strategy_id``'s conditions on ``coin``
+    (an empty set cancels them), in one transaction."""
+
+    strategy_id: str
+    coin: str
+    conditions: tuple[TradeCondition, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ArmCondition(Command):
     """The RiskGate passes a vetted condition to the Sniper."""
 
     condition: TradeCondition
-    replace_for_strategy: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,6 +322,25 @@ class SetTradingState(Command):
 class TradingStateChanged(Event):
     state: TradingState
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountMarked(Event):
+    """The Sniper's account marked to market, at every bar close (deterministic in replay)."""
+
+    balance: Decimal
+    unrealized_pnl: Decimal
+    equity: Decimal
+    open_positions: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KillSwitchTriggered(Event):
+    """The RiskGate tripped the kill switch: trading HALTED, positions flattened, the session
+    stops with exit code 99."""
+
+    reason: str
+    equity: Decimal
 
 
 # --- runtime ---------------------------------------------------------------------------------------

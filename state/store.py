@@ -12,7 +12,11 @@ Tables and their single writer:
 - ``conditions``, ``positions``, ``account``: the Sniper.
 - ``orders``: the Executor (others read it, e.g. the Sniper when it reconciles on start).
 - ``settings``: small key/value facts of other owners (the RiskGate's trading state).
-- ``events``: the Journal.
+- ``bars``: the Feed (closed bars, so strategies warm up again after a restart, and the point a
+  crashed replay resumes from).
+- ``venue_orders``: the paper venue's own book of orders it has seen (what a real exchange
+  remembers across our restarts).
+- ``events``: the Journal (tests and older data directories; the Journal now has its own file).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from typing import Any, TypeVar
 
 import peewee
 
+from state.bars import Bar
 from state.models import Position, TradeCondition
-from state.order import OrderRecord
+from state.order import OrderRecord, VenueReport
 from state.types import OrderStatus, PositionStatus
 
 T = TypeVar("T")
@@ -183,6 +188,23 @@ class Store:
             class Meta:
                 table_name = "orders"
 
+        class BarRow(Base):
+            coin = peewee.CharField()
+            end_ms = peewee.BigIntegerField()
+            data = peewee.TextField()
+
+            class Meta:
+                table_name = "bars"
+                primary_key = peewee.CompositeKey("coin", "end_ms")
+
+        class VenueOrderRow(Base):
+            client_order_id = peewee.CharField(primary_key=True, max_length=36)
+            venue = peewee.CharField()
+            data = peewee.TextField()
+
+            class Meta:
+                table_name = "venue_orders"
+
         class EventRow(Base):
             id = peewee.AutoField()
             ts_ns = peewee.BigIntegerField()
@@ -199,9 +221,13 @@ class Store:
         self._Setting = SettingRow
         self._Order = OrderRow
         self._Event = EventRow
+        self._Bar = BarRow
+        self._VenueOrder = VenueOrderRow
         with db.connection_context():
             db.create_tables(
-                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, EventRow], safe=True
+                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, EventRow, BarRow,
+                 VenueOrderRow],
+                safe=True,
             )
 
     def close(self) -> None:
@@ -335,6 +361,54 @@ class Store:
             query = query.where(self._Order.status.in_([s.value for s in statuses]))
         records = [decode(OrderRecord, json.loads(row.data)) for row in query]
         return sorted(records, key=lambda r: (r.created_ns, r.client_order_id))
+
+    # --- bars (written by the Feed) ------------------------------------------------------------
+
+    def save_bar(self, bar: Bar, *, settings: dict[str, str] | None = None) -> None:
+        """Store a closed bar, with ``settings`` (the replay resume point) in the same commit."""
+        with self.db.atomic():
+            self._Bar.replace(coin=bar.coin, end_ms=bar.end_ms, data=_dumps(bar)).execute()
+            for key, value in (settings or {}).items():
+                self._Setting.replace(key=key, value=value).execute()
+
+    def load_bars(self, *, since_end_ms: int = 0, per_coin: int = 500) -> list[Bar]:
+        """The latest ``per_coin`` bars of each coin ending after ``since_end_ms``, by time."""
+        rows = (
+            self._Bar.select()
+            .where(self._Bar.end_ms > since_end_ms)
+            .order_by(self._Bar.end_ms.desc(), self._Bar.coin)
+        )
+        kept: dict[str, int] = {}
+        bars = []
+        for row in rows:
+            if kept.get(row.coin, 0) >= per_coin:
+                continue
+            kept[row.coin] = kept.get(row.coin, 0) + 1
+            bars.append(decode(Bar, json.loads(row.data)))
+        return sorted(bars, key=lambda b: (b.end_ms, b.coin))
+
+    def last_bar_ends(self) -> dict[str, int]:
+        query = self._Bar.select(self._Bar.coin, peewee.fn.MAX(self._Bar.end_ms).alias("end")).group_by(self._Bar.coin)
+        return {row.coin: row.end for row in query}
+
+    def prune_bars(self, coin: str, keep: int) -> None:
+        cutoff = (
+            self._Bar.select(self._Bar.end_ms).where(self._Bar.coin == coin)
+            .order_by(self._Bar.end_ms.desc()).offset(keep).limit(1).scalar()
+        )
+        if cutoff is not None:
+            self._Bar.delete().where((self._Bar.coin == coin) & (self._Bar.end_ms <= cutoff)).execute()
+
+    # --- the paper venue's own book ---------------------------------------------------------------
+
+    def save_venue_report(self, venue: str, report: VenueReport) -> None:
+        self._VenueOrder.replace(
+            client_order_id=report.client_order_id, venue=venue, data=_dumps(report)
+        ).execute()
+
+    def load_venue_reports(self, venue: str) -> list[VenueReport]:
+        rows = self._VenueOrder.select().where(self._VenueOrder.venue == venue)
+        return [decode(VenueReport, json.loads(row.data)) for row in rows]
 
     # --- journal events -----------------------------------------------------------------------
 

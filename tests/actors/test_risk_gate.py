@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from actors.bus import EXECUTOR, RISK_GATE, SNIPER, STRATEGIST
+from actors.bus import EXECUTOR, JOURNAL, RISK_GATE, SNIPER, STRATEGIST
 from actors.risk_gate import RiskGate
+from adapters.price_board import InMemoryPriceBoard
+from state.config import RiskConfig
+from state.market import default_rules
 from state.messages import (
+    AccountMarked,
     ArmCondition,
+    ArmConditions,
+    ClosePosition,
     ConditionRejected,
     ExecuteOrder,
+    KillSwitchTriggered,
     OrderDenied,
     OrderRequest,
+    PositionChanged,
+    PositionClosed,
+    PositionOpened,
     ProposeCondition,
+    ProposeConditions,
     SetTradingState,
     SubmitOrder,
     TradingStateChanged,
 )
-from state.types import TradingState
-from tests.actors.helpers import ActorRig, exit_request, order_request
+from state.models import PositionTrigger, TradeCondition
+from state.types import TradingState, epoch_ns
+from tests.actors.helpers import ActorRig, closed_position, exit_request, open_position, order_request
 from tests.conftest import condition
 
 
@@ -162,3 +176,325 @@ def test_ask_set_trading_state_with_an_unknown_state_is_a_value_error_and_change
 
     assert rig.ask("trading_state") == "ACTIVE"
     assert gate.is_alive()
+
+
+# --- vetting, sizing and the kill switch (the configured gate) -------------------------------------
+
+D = Decimal
+KNOWN = ("BTC", "ETH", "SOL")
+NOON = epoch_ns(datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def board() -> InMemoryPriceBoard:
+    return InMemoryPriceBoard()
+
+
+def start_gate(rig: ActorRig, board: InMemoryPriceBoard | None = None, **limits: Any) -> Any:
+    """A RiskGate wired as run.py wires it; waits for its start announcement."""
+    ref = rig.start(RiskGate, store=rig.store, limits=RiskConfig(**limits), known_coins=KNOWN,
+                    markets=default_rules, board=board or InMemoryPriceBoard(),
+                    initial_balance=Decimal(10000))
+    rig.pb.wait_for(TradingStateChanged, SNIPER)
+    return ref
+
+
+def propose(rig: ActorRig, wanted: TradeCondition) -> None:
+    rig.pb.bus.send(ProposeCondition(ts_init_ns=rig.pb.clock.now_ns(), correlation_id=wanted.id, condition=wanted))
+
+
+def propose_set(rig: ActorRig, *conditions: TradeCondition, strategy_id: str = "breakout", coin: str = "BTC") -> None:
+    rig.pb.bus.send(ProposeConditions(ts_init_ns=rig.pb.clock.now_ns(), correlation_id=f"{strategy_id}:{coin}",
+                                      strategy_id=strategy_id, coin=coin, conditions=conditions))
+
+
+@pytest.mark.parametrize(
+    ("wanted", "limits", "last_price", "reason"),
+    [
+        (dict(coin="DOGE", trigger="0.12"), {}, None, "coin: DOGE is not traded"),
+        (dict(stop="0.25"), dict(max_stop_loss_pct=D("0.20")), None, "stop_loss_pct: 0.25 is above the maximum"),
+        (dict(target="0.6"), dict(max_take_profit_pct=D("0.5")), None, "take_profit_pct: 0.6 is above the maximum"),
+        (dict(trigger="100", target="0.00001"), {}, None, "take_profit_pct: a LONG target at 100.00"),
+        (dict(direction="SHORT", trigger="100", stop="0.00001"), {}, None, "stop_loss_pct: a SHORT stop at 100.00"),
+        (dict(trigger="42000"), dict(max_trigger_distance_pct=D("0.20")), "30000", "trigger_price: 42000"),
+    ],
+    ids=["unknown-coin", "stop-above-max", "target-above-max", "target-on-trigger", "stop-on-trigger",
+         "fat-finger"],
+)
+def test_propose_condition_when_vetting_fails_then_condition_rejected_with_the_reason(
+    rig, board, wanted, limits, last_price, reason
+):
+    if last_price is not None:
+        board.update("BTC", D(last_price), 0)
+    start_gate(rig, board, **limits)
+    bad = condition(**wanted)
+
+    propose(rig, bad)
+    rejected = rig.pb.wait_for(ConditionRejected, STRATEGIST)
+
+    assert rejected.condition_id == bad.id
+    assert rejected.correlation_id == bad.id
+    assert rejected.reason.startswith(reason), rejected.reason
+    assert rig.pb.wait_for(ConditionRejected, JOURNAL).condition_id == bad.id
+    assert rig.pb.messages(ArmCondition) == []
+    assert rig.ask("stats")["rejected"] == 1
+
+
+def test_propose_condition_near_the_last_price_is_armed(rig, board):
+    board.update("BTC", D("41000"), 0)
+    start_gate(rig, board)
+    wanted = condition(trigger="42000")
+
+    propose(rig, wanted)
+
+    assert rig.pb.wait_for(ArmCondition, SNIPER).condition == wanted
+
+
+def test_sizing_fixed_usd_keeps_the_condition_under_the_cap(rig):
+    start_gate(rig, sizing="fixed_usd", max_position_usd=D("1000"))
+    wanted = condition(size=500)
+
+    propose(rig, wanted)
+
+    assert rig.pb.wait_for(ArmCondition, SNIPER).condition == wanted
+    assert rig.pb.messages(ArmCondition) == []
+
+
+def test_sizing_fixed_usd_caps_the_size_at_max_position_usd(rig):
+    start_gate(rig, sizing="fixed_usd", max_position_usd=D("1000"))
+    wanted = condition(size=5000)
+
+    propose(rig, wanted)
+    armed = rig.pb.wait_for(ArmCondition, SNIPER).condition
+
+    assert armed == replace(wanted, position_size_usd=D("1000.00"))
+
+
+def test_sizing_risk_pct_sets_the_size_from_equity_and_the_stop(rig):
+    start_gate(rig, sizing="risk_pct", risk_per_trade_pct=D("0.01"), max_position_usd=D("100000"))
+    wanted = condition(stop="0.02", size=500)
+
+    propose(rig, wanted)
+    armed = rig.pb.wait_for(ArmCondition, SNIPER).condition
+
+    # 1 % of 10,000 at risk over a 2 % stop: 5,000; everything else unchanged.
+    assert armed == replace(wanted, position_size_usd=D("5000.00"))
+
+
+def test_sizing_risk_pct_follows_the_equity_the_sniper_marks(rig):
+    rig.pb.clock.set_ns(NOON)
+    start_gate(rig, sizing="risk_pct", risk_per_trade_pct=D("0.01"), max_position_usd=D("100000"))
+    mark(rig, "20000")
+
+    propose(rig, condition(stop="0.02", valid_for=None))
+
+    assert rig.pb.wait_for(ArmCondition, SNIPER).condition.position_size_usd == D("10000.00")
+
+
+def test_propose_conditions_arms_only_the_vetted_ones_in_one_arm_conditions(rig):
+    start_gate(rig)
+    long = condition(trigger="43000")
+    too_wide = condition(trigger="43000", stop="0.5")
+    short = condition(direction="SHORT", trigger="41000")
+
+    propose_set(rig, long, too_wide, short)
+    armed = rig.pb.wait_for(ArmConditions, SNIPER)
+
+    assert (armed.strategy_id, armed.coin, armed.correlation_id) == ("breakout", "BTC", "breakout:BTC")
+    assert armed.conditions == (long, short)
+    rejected = rig.pb.wait_for(ConditionRejected, STRATEGIST)
+    assert rejected.condition_id == too_wide.id and rejected.reason.startswith("stop_loss_pct")
+    assert len(rig.pb.messages(ArmConditions)) == 0, "one ArmConditions per proposal"
+    assert rig.pb.messages(ArmCondition) == []
+
+
+def test_propose_conditions_sizes_each_condition(rig):
+    start_gate(rig, sizing="fixed_usd", max_position_usd=D("300"))
+    big, small = condition(trigger="43000", size=1000), condition(direction="SHORT", trigger="41000", size=100)
+
+    propose_set(rig, big, small)
+    armed = rig.pb.wait_for(ArmConditions, SNIPER)
+
+    assert [c.position_size_usd for c in armed.conditions] == [D("300.00"), D("100")]
+
+
+def test_propose_conditions_when_all_are_rejected_then_an_empty_set_replaces_the_old_one(rig):
+    start_gate(rig)
+    bad = condition(stop="0.5")
+
+    propose_set(rig, bad)
+
+    assert rig.pb.wait_for(ArmConditions, SNIPER).conditions == ()
+    assert rig.pb.wait_for(ConditionRejected, STRATEGIST).condition_id == bad.id
+
+
+@pytest.mark.parametrize("state", [TradingState.HALTED, TradingState.REDUCING])
+def test_propose_conditions_when_not_active_then_every_condition_is_rejected_and_nothing_armed(rig, state):
+    start_gate(rig)
+    set_state(rig, state)
+    wanted = (condition(trigger="43000"), condition(direction="SHORT", trigger="41000"))
+
+    propose_set(rig, *wanted)
+
+    rejected = [rig.pb.wait_for(ConditionRejected, STRATEGIST) for _ in wanted]
+    assert [r.condition_id for r in rejected] == [c.id for c in wanted]
+    assert all(r.reason == f"trading is {state.value}" for r in rejected)
+    assert rig.pb.messages(ArmConditions) == []
+
+
+# --- equity and the kill switch --------------------------------------------------------------------
+
+
+def mark(rig: ActorRig, equity: str) -> None:
+    rig.pb.bus.publish(AccountMarked(ts_init_ns=rig.pb.clock.now_ns(), balance=D(equity), unrealized_pnl=D(0),
+                                     equity=D(equity), open_positions=0))
+
+
+def opened(rig: ActorRig, position_id: str, coin: str = "BTC") -> None:
+    rig.pb.bus.publish(PositionOpened(ts_init_ns=rig.pb.clock.now_ns(),
+                                      position=open_position(position_id, coin=coin)))
+
+
+def closing(rig: ActorRig, position_id: str) -> None:
+    position = open_position(position_id).transition(
+        PositionTrigger.EXIT_SUBMITTED, pending_order_id=f"{position_id}-X1", pending_quantity=D("5"),
+        reference_price=D("99"), reference_ts_ms=0, exit_reason="STOP_LOSS", exit_attempts=1,
+    )
+    rig.pb.bus.publish(PositionChanged(ts_init_ns=rig.pb.clock.now_ns(), position=position, change="EXIT_SUBMITTED"))
+
+
+def closed(rig: ActorRig, position_id: str, balance: str = "10005") -> None:
+    rig.pb.bus.publish(PositionClosed(ts_init_ns=rig.pb.clock.now_ns(), position=closed_position(position_id),
+                                      balance=D(balance)))
+
+
+@pytest.fixture
+def noon(rig) -> None:
+    """Engine time at noon UTC, far from a day boundary."""
+    rig.pb.clock.set_ns(NOON)
+
+
+def test_kill_switch_when_equity_falls_to_the_daily_limit_then_halt_flatten_and_announce(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0.05"))
+    opened(rig, "p0001")
+    opened(rig, "p0002", coin="ETH")
+    opened(rig, "p0003")
+    opened(rig, "p0004")
+    closed(rig, "p0003")  # gone: nothing to close
+    closing(rig, "p0004")  # its exit is already on the way
+    mark(rig, "10000")  # the day's first mark sets its start
+    mark(rig, "9501")
+    rig.pb.drain()
+    assert rig.ask("trading_state") == "ACTIVE"
+
+    mark(rig, "9500")
+    halted = rig.pb.wait_for(TradingStateChanged, SNIPER)
+    killed = rig.pb.wait_for(KillSwitchTriggered, JOURNAL)
+
+    assert halted.state is TradingState.HALTED
+    assert halted.reason.startswith("KILL_SWITCH")
+    assert killed.reason == halted.reason and killed.equity == D("9500")
+    closes = rig.pb.messages(ClosePosition, SNIPER)
+    assert [(c.position_id, c.reason) for c in closes] == [("p0001", "KILL_SWITCH"), ("p0002", "KILL_SWITCH")]
+    assert rig.ask("trading_state") == "HALTED"
+    assert rig.store.get_setting("trading_state") == "HALTED"
+
+
+def test_kill_switch_trips_once_later_marks_change_nothing(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0.05"))
+    opened(rig, "p0001")
+    mark(rig, "10000")
+    mark(rig, "9000")
+    rig.pb.wait_for(KillSwitchTriggered, JOURNAL)
+
+    mark(rig, "8000")
+    mark(rig, "7000")
+
+    assert rig.pb.messages(KillSwitchTriggered) == []
+    assert len(rig.pb.messages(ClosePosition, SNIPER)) == 1
+
+
+def test_kill_switch_then_entries_are_denied_and_exits_pass(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0.05"))
+    mark(rig, "10000")
+    mark(rig, "9000")
+    rig.pb.wait_for(KillSwitchTriggered, JOURNAL)
+
+    submit(rig, order_request("p0009-E"))
+    submit(rig, exit_request("p0008-X1"))
+
+    assert rig.pb.wait_for(OrderDenied, SNIPER).order.client_order_id == "p0009-E"
+    assert rig.pb.wait_for(ExecuteOrder, EXECUTOR).order.client_order_id == "p0008-X1"
+
+
+def test_kill_switch_off_when_the_limit_is_zero(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0"))
+    mark(rig, "10000")
+    mark(rig, "1")
+
+    rig.pb.drain()
+    assert rig.pb.messages(KillSwitchTriggered) == []
+    assert rig.ask("trading_state") == "ACTIVE"
+
+
+def test_kill_switch_when_flat_the_closing_balance_is_the_equity(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0.05"))
+    opened(rig, "p0001")
+    mark(rig, "10000")
+
+    closed(rig, "p0001", balance="9400")
+
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).equity == D("9400")
+    assert rig.pb.messages(ClosePosition) == []
+
+
+def test_ask_kill_switch_halts_announces_and_closes_every_open_position(rig, noon):
+    start_gate(rig)
+    opened(rig, "p0001")
+    opened(rig, "p0002", coin="SOL")
+    rig.pb.drain()
+
+    assert rig.ask("kill_switch", "operator pulled the plug") == "HALTED"
+
+    halted = rig.pb.wait_for(TradingStateChanged, SNIPER)
+    assert (halted.state, halted.reason) == (TradingState.HALTED, "KILL_SWITCH: operator pulled the plug")
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).reason == "KILL_SWITCH: operator pulled the plug"
+    assert [c.position_id for c in rig.pb.messages(ClosePosition, SNIPER)] == ["p0001", "p0002"]
+
+
+def test_kill_switch_closes_open_positions_learned_from_the_store_at_start(rig, noon):
+    rig.store.save_position(open_position("p0007"))
+
+    start_gate(rig)
+    rig.ask("kill_switch", "test")
+
+    assert rig.pb.wait_for(ClosePosition, SNIPER).position_id == "p0007"
+
+
+def test_the_days_start_survives_a_restart(rig, noon):
+    first = start_gate(rig, max_daily_loss_pct=D("0.05"))
+    mark(rig, "10000")
+    rig.pb.drain()
+    rig.stop(first)
+
+    start_gate(rig, max_daily_loss_pct=D("0.05"))
+    assert rig.ask("stats")["day_start_equity"] == "10000"
+    mark(rig, "9400")  # not the start of a new day: a 6 % loss
+
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).equity == D("9400")
+
+
+def test_a_new_utc_day_starts_from_its_first_mark(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0.05"))
+    mark(rig, "10000")
+    rig.pb.drain()  # the gate reads the engine clock when it handles the mark
+    rig.pb.clock.advance(24 * 3600)
+    mark(rig, "9000")  # yesterday's loss does not count today
+    mark(rig, "8600")
+    rig.pb.drain()
+    assert rig.ask("trading_state") == "ACTIVE"
+    assert rig.ask("stats")["day_start_equity"] == "9000"
+
+    mark(rig, "8550")
+
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).equity == D("8550")

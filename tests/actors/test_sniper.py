@@ -13,10 +13,17 @@ import pytest
 from actors.bus import RISK_GATE, SNIPER
 from actors.sniper import Sniper
 from state.market import default_rules
+from state.bars import Bar
 from state.messages import (
+    AccountMarked,
     ArmCondition,
+    ArmConditions,
+    BarClosed,
     ClosePosition,
+    ConditionArmed,
     ConditionBlocked,
+    ConditionCanceled,
+    ConditionRejected,
     ConditionExpired,
     OrderDenied,
     OrderFilled,
@@ -35,7 +42,6 @@ from state.rules import PositionLimits
 from state.store import Store
 from state.types import OrderIntent, OrderStatus, PositionStatus, TradingState
 from tests.conftest import WAIT, ProbeBus, condition
-
 
 
 class CountingStore(Store):
@@ -352,3 +358,314 @@ def test_restart_resends_an_order_unknown_to_the_executor_with_the_same_id(snipe
     sniper_factory(store=store, pb=pb)
     again = pb.wait_for(SubmitOrder, RISK_GATE)
     assert again.order == entry.order
+
+
+# --- ArmConditions: a strategy's set for one coin ----------------------------------------------------
+
+
+def arm_set(harness: Harness, strategy_id: str, coin: str, *conditions: Any) -> None:
+    harness.pb.bus.send(ArmConditions(ts_init_ns=harness.pb.clock.now_ns(), correlation_id=f"{strategy_id}:{coin}",
+                                      strategy_id=strategy_id, coin=coin, conditions=tuple(conditions)))
+
+
+def armed_ids(harness: Harness) -> set[str]:
+    return {c.id for c in harness.ask("snapshot").conditions}
+
+
+def test_arm_conditions_replaces_only_that_strategys_conditions_on_that_coin(sniper):
+    a = condition(trigger=50000, strategy_id="s1")
+    b = condition(direction="SHORT", trigger=30000, strategy_id="s1")
+    c = condition(coin="ETH", trigger=5000, strategy_id="s1")
+    d = condition(trigger=51000, strategy_id="s2")
+    arm_set(sniper, "s1", "BTC", a, b)
+    arm_set(sniper, "s1", "ETH", c)
+    arm_set(sniper, "s2", "BTC", d)
+    e = sniper.ask("add_condition", condition(trigger=52000))
+    sniper.idle()
+    assert armed_ids(sniper) == {a.id, b.id, c.id, d.id, e}
+    assert sniper.pb.messages(ConditionCanceled) == []
+
+    f = condition(trigger=53000, strategy_id="s1")
+    arm_set(sniper, "s1", "BTC", f)
+    sniper.idle()
+
+    assert armed_ids(sniper) == {c.id, d.id, e, f.id}
+    canceled = sniper.pb.messages(ConditionCanceled, "journal")
+    assert sorted((m.condition_id, m.reason) for m in canceled) == sorted([(a.id, "replaced"), (b.id, "replaced")])
+    assert f.id in {m.condition.id for m in sniper.pb.messages(ConditionArmed, "journal")}
+
+
+def test_arm_conditions_replacement_is_durable(sniper_factory, tmp_path):
+    store = Store(tmp_path / "engine.db")
+    first = sniper_factory(store=store)
+    old, new = condition(trigger=50000, strategy_id="s1"), condition(trigger=51000, strategy_id="s1")
+    arm_set(first, "s1", "BTC", old)
+    arm_set(first, "s1", "BTC", new)
+    first.idle()
+    first.stop()
+
+    second = sniper_factory(store=store, pb=first.pb)
+
+    assert armed_ids(second) == {new.id}
+
+
+def test_arm_conditions_with_an_empty_set_cancels_that_strategys_conditions_on_that_coin(sniper):
+    a, b = condition(trigger=50000, strategy_id="s1"), condition(coin="ETH", trigger=5000, strategy_id="s1")
+    arm_set(sniper, "s1", "BTC", a)
+    arm_set(sniper, "s1", "ETH", b)
+
+    arm_set(sniper, "s1", "BTC")
+    sniper.idle()
+
+    assert armed_ids(sniper) == {b.id}
+    assert [m.condition_id for m in sniper.pb.messages(ConditionCanceled, "journal")] == [a.id]
+
+
+def test_arm_conditions_rejects_an_id_that_already_opened_a_position_and_arms_the_rest(sniper):
+    used = condition(trigger=42000, size=1000, strategy_id="s1")
+    arm_set(sniper, "s1", "BTC", used)
+    sniper.tick("BTC", 42001)
+    sniper.fill(sniper.submitted())
+    sniper.pb.wait_for(PositionOpened)
+    fresh = condition(direction="SHORT", trigger=40000, strategy_id="s1")
+
+    arm_set(sniper, "s1", "BTC", used, fresh)
+    rejected = sniper.pb.wait_for(ConditionRejected, "journal")
+
+    assert rejected.condition_id == used.id
+    assert "already triggered a position" in rejected.reason
+    sniper.idle()
+    assert armed_ids(sniper) == {fresh.id}
+    assert len(sniper.ask("snapshot").positions) == 1
+    assert sniper.ref.is_alive()
+
+
+def test_arm_conditions_rejects_an_expired_condition_alone(sniper):
+    sniper.pb.clock.set_ns(int(datetime.now().timestamp() * 1e9))
+    soon = condition(trigger=50000, strategy_id="s1", valid_for=timedelta(seconds=30))
+    later = condition(direction="SHORT", trigger=30000, strategy_id="s1")
+    sniper.pb.clock.advance(60)
+
+    arm_set(sniper, "s1", "BTC", soon, later)
+
+    assert sniper.pb.wait_for(ConditionRejected, "journal").condition_id == soon.id
+    sniper.idle()
+    assert armed_ids(sniper) == {later.id}
+
+
+def test_arm_conditions_with_the_same_id_twice_rejects_the_copy_without_crashing_the_sniper(sniper):
+    twin = condition(trigger=50000, strategy_id="s1")
+    other = condition(direction="SHORT", trigger=30000, strategy_id="s1")
+
+    arm_set(sniper, "s1", "BTC", twin, other, twin)
+    sniper.idle()
+
+    rejected = sniper.pb.messages(ConditionRejected, "journal")
+    assert [m.condition_id for m in rejected] == [twin.id]
+    assert "appears twice" in rejected[0].reason
+    assert sniper.ref.is_alive()
+    assert armed_ids(sniper) == {twin.id, other.id}
+
+
+# --- BarClosed: the account marked to market ---------------------------------------------------------
+
+
+def close_bar(harness: Harness, coin: str = "BTC") -> None:
+    end = (harness.ts // 60_000 + 1) * 60_000
+    bar = Bar(coin=coin, start_ms=end - 60_000, end_ms=end, open=1, high=1, low=1, close=1, volume=0, trades=1)
+    harness.pb.bus.publish(BarClosed(ts_init_ns=end * 1_000_000, bar=bar))
+
+
+def account_marks(harness: Harness) -> list[tuple[Decimal, Decimal, Decimal, int]]:
+    return [(m.balance, m.unrealized_pnl, m.equity, m.open_positions)
+            for m in harness.pb.messages(AccountMarked, RISK_GATE)]
+
+
+def test_bar_closed_when_flat_publishes_the_balance_as_equity(sniper):
+    close_bar(sniper)
+
+    marked = sniper.pb.wait_for(AccountMarked, RISK_GATE)
+
+    assert (marked.balance, marked.unrealized_pnl, marked.equity, marked.open_positions) == (
+        Decimal(10000), Decimal(0), Decimal(10000), 0)
+    assert sniper.pb.wait_for(AccountMarked, "journal").equity == Decimal(10000)
+
+
+def test_bar_closed_equity_is_balance_plus_unrealized_plus_entry_fees_of_open_positions(sniper):
+    sniper.ask("add_condition", condition(trigger=42000, size=1000))
+    sniper.tick("BTC", 42001)
+    sniper.fill(sniper.submitted(), price="42000", fee="0.5")
+    sniper.pb.wait_for(PositionOpened)
+    sniper.tick("BTC", 42100)
+    sniper.idle()
+
+    close_bar(sniper)
+    marked = sniper.pb.wait_for(AccountMarked, RISK_GATE)
+
+    # 0.02380 BTC up 100: +2.38 gross; the 0.5 entry fee left the cash and is in unrealized too.
+    assert marked.balance == Decimal("9999.5")
+    assert marked.unrealized_pnl == Decimal("1.88")
+    assert marked.equity == Decimal("10001.88")
+    assert marked.open_positions == 1
+
+
+def test_bar_closed_publishes_nothing_when_nothing_changed_since_the_last_mark(sniper):
+    close_bar(sniper)
+    close_bar(sniper)
+    close_bar(sniper)
+    assert len(account_marks(sniper)) == 1
+
+    sniper.ask("add_condition", condition(trigger=42000, size=1000))
+    sniper.tick("BTC", 42001)
+    sniper.fill(sniper.submitted(), price="42000")
+    sniper.pb.wait_for(PositionOpened)
+    sniper.tick("BTC", 42100)
+    sniper.idle()
+    close_bar(sniper)
+    close_bar(sniper)
+    sniper.tick("BTC", 42200)
+    sniper.idle()
+    close_bar(sniper)
+
+    marks = account_marks(sniper)
+    assert [m[2] for m in marks] == [Decimal(10000), Decimal("10002.380"), Decimal("10004.760")]
+
+
+# --- the replay cursor ---------------------------------------------------------------------------------
+
+
+REPLAY_T0 = time.time_ns() // 1_000_000
+
+
+def cursor_values(store: Store) -> set[str]:
+    """The persisted replay cursor value(s), whatever the account keys are called."""
+    return {value for key, value in store.load_account().items() if key.startswith("replay_seq")}
+
+
+def replay(harness: Harness, seq: int, price: Any, coin: str = "BTC") -> None:
+    """Replayed tick #seq: its timestamp is a function of its position on the tape."""
+    harness.pb.bus.publish(Tick(ts_init_ns=0, coin=coin, price=Decimal(str(price)), ts_ms=REPLAY_T0 + seq, seq=seq))
+
+
+def test_replay_cursor_is_written_with_decisions_not_by_quiet_ticks(sniper_factory, tmp_path):
+    store = Store(tmp_path / "engine.db")
+    harness = sniper_factory(store=store)
+    harness.ask("add_condition", condition(trigger=42000, size=1000))
+
+    replay(harness, 1, 41000)
+    harness.idle()
+    assert cursor_values(store) == set(), "a tick that changes nothing writes nothing"
+
+    replay(harness, 2, 42001)
+    harness.submitted()
+    harness.idle()
+    assert cursor_values(store) == {"2"}
+
+
+def test_restart_skips_replayed_ticks_at_or_before_the_persisted_cursor(sniper_factory, probe_bus_for, tmp_path):
+    pb = probe_bus_for(SNIPER)
+    store = Store(tmp_path / "engine.db")
+    first = sniper_factory(store=store, pb=pb)
+    first.ask("add_condition", condition(trigger=42000, size=1000))
+    replay(first, 1, 41000)
+    replay(first, 2, 42001)
+    first.fill(first.submitted())
+    pb.wait_for(PositionOpened)
+    replay(first, 3, 42100)
+    first.idle()
+    first.stop()
+    assert store.load_account()["replay_seq:BTC"] == "3"
+
+    second = sniper_factory(store=store, pb=pb)
+    for seq in (1, 2, 3):  # the Feed resumes from an earlier point; at 41000 each would stop out
+        replay(second, seq, 41000)
+    second.idle()
+    assert pb.messages(SubmitOrder, RISK_GATE) == [], "ticks the Sniper already processed are skipped"
+    assert second.ask("snapshot").positions[0].current_price == Decimal("42100")
+
+    replay(second, 4, 41000)
+    exit_ = second.submitted(OrderIntent.EXIT)
+    assert exit_.order.reference_ts_ms == REPLAY_T0 + 4
+
+
+def test_ticks_without_a_seq_are_never_skipped(sniper_factory, tmp_path):
+    store = Store(tmp_path / "engine.db")
+    store.save_account(**{"replay_seq:BTC": 1_000_000, "tick_ts_ms": 0})
+    harness = sniper_factory(store=store)
+    harness.ask("add_condition", condition(trigger=42000, size=1000))
+
+    harness.tick("BTC", 42001)
+
+    assert harness.submitted().order.intent is OrderIntent.ENTRY
+
+
+def test_restart_evaluates_a_replayed_tick_that_was_waiting_behind_an_order_in_flight(
+    sniper_factory, probe_bus_for, tmp_path
+):
+    pb = probe_bus_for(SNIPER)
+    store = Store(tmp_path / "engine.db")
+    first = sniper_factory(store=store, pb=pb)
+    first.ask("add_condition", condition(trigger=42000, size=500))
+    replay(first, 1, 42001)
+    entry = first.submitted()
+    replay(first, 2, 41000)  # waits behind the entry
+    first.idle()
+    first.stop()
+    assert cursor_values(store) == {"1"}
+
+    second = sniper_factory(store=store, pb=pb)
+    resent = pb.wait_for(SubmitOrder, RISK_GATE, where=lambda m: m.order.client_order_id == entry.order.client_order_id)
+    replay(second, 2, 41000)  # after the cursor: evaluated, after the fill
+    second.fill(resent)
+
+    exit_ = second.submitted(OrderIntent.EXIT)
+    assert exit_.order.reference_ts_ms == REPLAY_T0 + 2
+
+
+def test_restart_does_not_skip_a_tick_that_was_deferred_behind_an_order_in_flight(
+    sniper_factory, probe_bus_for, tmp_path
+):
+    pb = probe_bus_for(SNIPER)
+    store = Store(tmp_path / "engine.db")
+    first = sniper_factory(store=store, pb=pb)
+    first.ask("add_condition", condition(trigger=42000, size=500))
+    first.ask("add_condition", condition(coin="ETH", trigger=3000, size=400))
+    replay(first, 1, 42001)  # BTC entry goes out
+    entry = first.submitted()
+    replay(first, 2, 41000)  # BTC: waits behind the entry; after the fill it must hit the stop
+    replay(first, 3, 3001, coin="ETH")  # ETH triggers: a decision, the cursor is written
+    first.submitted()
+    first.idle()
+    assert first.ask("stats")["deferred_ticks"] == 1
+    first.stop()  # the process dies with tick #2 never evaluated
+
+    second = sniper_factory(store=store, pb=pb)
+    resent = pb.wait_for(SubmitOrder, RISK_GATE, where=lambda m: m.order.client_order_id == entry.order.client_order_id)
+    second.fill(resent)
+    pb.wait_for(PositionOpened, where=lambda m: m.position.coin == "BTC")
+    replay(second, 2, 41000)  # the Feed resumes at the open bar's first tick
+    replay(second, 3, 3001, coin="ETH")
+
+    second.idle()
+
+    # Uninterrupted, tick #2 stops the BTC position out; resumed, it must too.
+    exits = [m.order for m in pb.messages(SubmitOrder, RISK_GATE) if m.order.intent is OrderIntent.EXIT]
+    assert [(o.coin, o.reference_ts_ms) for o in exits] == [("BTC", REPLAY_T0 + 2)]
+
+
+def test_ticks_without_a_seq_are_never_skipped_after_a_restart(sniper_factory, probe_bus_for, tmp_path):
+    pb = probe_bus_for(SNIPER)
+    store = Store(tmp_path / "engine.db")
+    first = sniper_factory(store=store, pb=pb)
+    first.ask("add_condition", condition(trigger=42000, size=1000))
+    replay(first, 1_000, 42001)
+    first.fill(first.submitted())
+    pb.wait_for(PositionOpened)
+    first.idle()
+    first.stop()
+    assert cursor_values(store) == {"1000"}
+
+    second = sniper_factory(store=store, pb=pb)
+    second.tick("BTC", 41000)  # a live tick (no seq): always evaluated
+
+    assert second.submitted(OrderIntent.EXIT).order.reference_price == Decimal("41000")

@@ -1,0 +1,217 @@
+"""Whole paper sessions on replayed real trades, through the command line.
+
+- the full day of BTCUSDT at max speed: every tick processed, two runs identical, the report
+  agrees with the journal;
+- ``kill -9`` in the middle of a paced replay with a position open, then the same command
+  again: the durable state is what the restarted engine loads, the replay continues where it
+  stopped and ends exactly as an uninterrupted replay, no client order id placed twice;
+- bad input: a malformed row is reported with file and line and skipped; a missing file is a
+  clear error with exit code 2.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from run import build_engine
+from state.store import jsonable
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = "trades/binance-futures_BTCUSDT_trades_2020-02-22.csv.gz"
+DAY_TICKS = 137_988
+# Fields of summary.json that legitimately differ between two runs of the same data.
+RUN_FIELDS = {"run_id", "started_at", "ended_at", "duration_s", "data_dir"}
+
+
+def write_config(folder: Path, files: list[tuple[str, Path]], *, speed: str = "max", bar_seconds: int = 60,
+                 lookback: int = 20, exit_pct: str = "0.002", extra: str = "") -> Path:
+    entries = ", ".join(f'{{ coin = "{coin}", path = "{path}" }}' for coin, path in files)
+    config = folder / "replay.toml"
+    config.write_text(
+        f'[feed]\nsource = "replay"\nsymbols = ["BTC"]\nfiles = [{entries}]\nspeed = "{speed}"\n'
+        f"bar_seconds = {bar_seconds}\n"
+        '[strategist]\nstrategies = ["breakout"]\n'
+        f"[strategist.breakout]\nlookback_bars = {lookback}\nstop_loss_pct = {exit_pct}\n"
+        f"take_profit_pct = {exit_pct}\nposition_size_usd = 100\n" + extra
+    )
+    return config
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+def summary_of(data_dir: Path) -> dict[str, Any]:
+    runs = sorted((data_dir / "runs").iterdir())
+    return json.loads((runs[-1] / "summary.json").read_text())
+
+
+def journal_rows(data_dir: Path, table: str, order_by: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(data_dir / "journal.db") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(f"SELECT * FROM {table} ORDER BY {order_by}")]  # noqa: S608
+
+
+def closed_trades(data_dir: Path) -> list[dict[str, Any]]:
+    keep = ("position_id", "condition_id", "coin", "direction", "status", "entry_price", "entry_time",
+            "exit_price", "exit_time", "quantity", "stop_loss_price", "take_profit_price", "exit_reason",
+            "pnl", "fees", "entry_order_id", "exit_order_id")
+    return [{k: row[k] for k in keep} for row in journal_rows(data_dir, "trades", "entry_time, position_id")
+            if row["status"] == "CLOSED"]
+
+
+def status_of(config: Path, data_dir: Path) -> dict[str, Any]:
+    result = run_cli("--config", str(config), "--data-dir", str(data_dir), "--status", timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_report_agrees_with_journal(data_dir: Path) -> dict[str, Any]:
+    report = summary_of(data_dir)
+    trades = [t for t in journal_rows(data_dir, "trades", "position_id")
+              if t["status"] == "CLOSED" and t["run_id"] == report["run_id"]]
+    assert report["total_trades"] == len(trades)
+    assert report["wins"] == sum(1 for t in trades if Decimal(t["pnl"]) > 0)
+    assert report["losses"] == len(trades) - report["wins"]
+    assert Decimal(report["realized_pnl_usd"]) == sum((Decimal(t["pnl"]) for t in trades), Decimal(0))
+    assert Decimal(report["fees_paid_usd"]) == sum((Decimal(t["fees"]) for t in trades), Decimal(0))
+    return report
+
+
+@pytest.mark.slow
+def test_full_day_replay_at_max_speed_twice_gives_identical_trades_and_a_report_that_agrees(shared_data, tmp_path):
+    config = write_config(tmp_path, [("BTC", shared_data / DAY)])
+    outcomes = []
+    for name in ("first", "second"):
+        data_dir = tmp_path / name
+        result = run_cli("--config", str(config), "--data-dir", str(data_dir))
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = assert_report_agrees_with_journal(data_dir)
+        assert report["ticks"] == DAY_TICKS
+        assert report["end_reason"] == "end of data"
+        assert report["total_trades"] > 10, "a day of BTC breakouts trades"
+        outcomes.append((report, closed_trades(data_dir), journal_rows(data_dir, "daily_pnl", "date")))
+    (first, first_trades, first_daily), (second, second_trades, second_daily) = outcomes
+    assert first_trades == second_trades
+    assert first_daily == second_daily
+    assert {k: v for k, v in first.items() if k not in RUN_FIELDS} == \
+        {k: v for k, v in second.items() if k not in RUN_FIELDS}
+
+
+def _slice(shared_data: Path, folder: Path, rows: int) -> Path:
+    """The first ``rows`` trades of the day, as ts_ms,price,qty (a file the test makes itself)."""
+    source = shared_data / DAY
+    target = folder / "slice.csv"
+    with gzip.open(source, "rt") as reader, target.open("w") as writer:
+        next(reader)
+        writer.write("ts_ms,price,qty\n")
+        for _, line in zip(range(rows), reader):
+            _id, price, qty, _quote, ts_ms, _maker = line.rstrip("\n").split(",")
+            writer.write(f"{ts_ms},{price},{qty}\n")
+    return target
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_replay_with_a_position_open_then_the_same_command_continues_to_the_same_end(
+        shared_data, tmp_path):
+    trades = _slice(shared_data, tmp_path, 12_000)  # about two hours of trading
+    reference_config = write_config(tmp_path, [("BTC", trades)], speed="max", bar_seconds=60, lookback=5)
+    reference = tmp_path / "reference"
+    assert run_cli("--config", str(reference_config), "--data-dir", str(reference)).returncode == 0
+    expected = closed_trades(reference)
+    assert len(expected) >= 3
+
+    paced = tmp_path / "paced"
+    paced.mkdir()
+    config = write_config(paced, [("BTC", trades)], speed="600x", bar_seconds=60, lookback=5)
+    data_dir = tmp_path / "killed"
+    command = [sys.executable, str(ROOT / "run.py"), "--config", str(config), "--data-dir", str(data_dir)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        opened = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (data_dir / "engine.db").exists():
+                positions = status_of(config, data_dir)["positions"]
+                if positions and all(p["status"] == "OPEN" for p in positions):  # none in flight
+                    opened = True
+                    break
+            time.sleep(0.1)  # polling another process's durable state, not synchronizing threads
+        assert opened, "no position opened while the paced replay ran"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    before = status_of(config, data_dir)
+    assert any(p["status"] in ("OPEN", "CLOSING", "PENDING") for p in before["positions"])
+    # What the restarted engine loads is what --status showed: read it with nothing fed.
+    class Silent:
+        name, simulated = "silent", False
+
+        def start(self, sink: Any) -> None:
+            return None
+
+        def stop(self) -> None:
+            return None
+
+        def stats(self) -> dict[str, Any]:
+            return {}
+
+    engine = build_engine(config, data_dir, source=Silent()).start()
+    try:
+        snapshot = engine.sniper.snapshot()
+    finally:
+        engine.stop()
+    assert [jsonable(c) for c in snapshot.conditions] == before["conditions"]
+    loaded = [jsonable(p) for p in snapshot.positions]
+    for position in loaded + before["positions"]:  # marks are written behind; decisions are not
+        position.pop("current_price"), position.pop("unrealized_pnl")
+    assert loaded == [p for p in before["positions"]]
+    assert str(snapshot.balance) == before["balance"]
+
+    result = subprocess.run(command, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary_of(data_dir)["end_reason"] == "end of data"
+    assert closed_trades(data_dir) == expected, "the resumed replay must end exactly as the uninterrupted one"
+    with sqlite3.connect(data_dir / "engine.db") as db:
+        ids = [row[0] for row in db.execute("SELECT client_order_id FROM venue_orders")]
+        fills = [json.loads(row[0]) for row in db.execute("SELECT data FROM orders")]
+    assert len(ids) == len(set(ids))
+    assert all(f["submissions"] <= 2 for f in fills)  # a resend after the kill reached the venue's memory
+    assert {f["client_order_id"] for f in fills} == set(ids)
+
+
+def test_a_malformed_row_is_reported_with_file_and_line_and_skipped(tmp_path):
+    trades = tmp_path / "bad.csv"
+    rows = ["ts_ms,price,qty"] + [f"{1582329602111 + i * 1000},{9600 + i % 7},0.01" for i in range(50)]
+    rows[20] = "1582329622111,not-a-price,0.01"
+    trades.write_text("\n".join(rows) + "\n")
+    config = write_config(tmp_path, [("BTC", trades)], bar_seconds=5, lookback=2)
+    result = run_cli("--config", str(config), "--data-dir", str(tmp_path / "d"), timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"REPLAY_BAD_ROW: {trades}:21" in result.stderr
+    report = summary_of(tmp_path / "d")
+    assert report["ticks"] == 49 and report["bad_rows"] == 1
+
+
+def test_a_missing_replay_file_is_a_clear_error_with_exit_code_2(tmp_path):
+    config = write_config(tmp_path, [("BTC", tmp_path / "nope.csv.gz")])
+    result = run_cli("--config", str(config), "--data-dir", str(tmp_path / "d"), timeout=60)
+    assert result.returncode == 2
+    assert "feed.files:" in result.stderr and "nope.csv.gz" in result.stderr
