@@ -266,7 +266,10 @@ class Engine:
         log.info("SESSION_ENDING: {}", reason)
         settle_s = self.config.session.settle_timeout_s
         feed_stats = _ask_or(self.handles[FEED].stats, {})
-        self._stop_roles((FEED, STRATEGIST))
+        refs = {role: self.supervisor.current_ref(role) for role in (FEED, STRATEGIST)}
+        for role in refs:
+            self.supervisor.release(role)
+        self._stop_roles((FEED, STRATEGIST), refs)
         if not self._settle(settle_s):
             log.warning("ORDERS_IN_FLIGHT: not settled within {}s; they stay recorded and are "
                         "reconciled at the next start", settle_s)
@@ -367,16 +370,19 @@ class Engine:
         logger.bind(actor="engine").info("ENGINE_STOPPED: exit code {}", exit_code)
         return exit_code
 
-    def _stop_roles(self, roles: tuple[str, ...] | list[str]) -> None:
+    def _stop_roles(self, roles: tuple[str, ...] | list[str],
+                    refs: dict[str, pykka.ActorRef[Any] | None] | None = None) -> None:
+        refs = dict(refs or {})
         for role in roles:
-            ref = self.supervisor.current_ref(role)
+            ref = refs[role] if role in refs else self.supervisor.current_ref(role)
             if ref is not None and ref.is_alive():
                 try:
                     ref.stop(block=True, timeout=10)
                 except pykka.Timeout:
                     logger.bind(actor="engine").error("STOP_TIMEOUT: {} did not stop within 10s", role)
             self.bus.mark_stopped(role)
-        leaked = [r for r in roles if (ref := self.supervisor.current_ref(r)) is not None and ref.is_alive()]
+        leaked = [r for r in roles if (ref := refs.get(r) or self.supervisor.current_ref(r)) is not None
+                  and ref.is_alive()]
         if leaked:
             logger.bind(actor="engine").error("ACTORS_LEFT_RUNNING: {} (probably a bug)", leaked)
 
@@ -621,13 +627,17 @@ def format_report(report: dict[str, Any]) -> str:
     """The session report as a few readable lines."""
     if not report:
         return "no session report (the engine stopped before it could make one)"
+
+    def usd(value: Any) -> str:
+        return "-" if value is None else f"{Decimal(value):.2f}"
+
     return "\n".join([
         f"Session {report['run_id']} ({report['source']}{' SIMULATED' if report.get('simulated') else ''}): "
         f"{report['duration_s']}s, {report['ticks']} ticks, ended by {report['end_reason']}",
         f"  trades {report['total_trades']} (wins {report['wins']}, losses {report['losses']}) | "
-        f"realized {report['realized_pnl_usd']} USD | fees {report['fees_paid_usd']} USD | "
+        f"realized {usd(report['realized_pnl_usd'])} USD | fees {usd(report['fees_paid_usd'])} USD | "
         f"slippage {report['slippage_avg_bps']} bps | max drawdown {report['max_drawdown_pct']} %",
-        f"  equity {report['start_equity']} -> {report['end_equity']} | open positions "
+        f"  equity {usd(report['start_equity'])} -> {usd(report['end_equity'])} | open positions "
         f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
         f"trading {report['trading_state']}",
         f"  report: {Path(report['data_dir']) / 'runs' / report['run_id'] / 'summary.json'}",
@@ -686,9 +696,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, engine.data_dir / "logs")
 
     stop_requested = threading.Event()
+    stop_signal: list[str] = []
 
     def request_stop(signum: int, _frame: Any) -> None:
-        logger.bind(actor="engine").info("STOP_REQUESTED: {}", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        logger.bind(actor="engine").info("STOP_REQUESTED: {}", name)
+        stop_signal.append(name)
         stop_requested.set()
 
     if not args.repl:  # the console handles Ctrl-C itself (it cancels the line being typed)
@@ -724,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
             while time.monotonic() < ended_at and not _session_over(engine, stop_requested):
                 stop_requested.wait(min(0.1, max(0.0, ended_at - time.monotonic())))
             if _session_over(engine, stop_requested):
+                if stop_signal:
+                    reason = stop_signal[0]
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 reason = f"--duration {args.duration:g}s"

@@ -385,8 +385,10 @@ class Bus:
     def wait_for_room(self, roles: Iterable[str], limit: int, timeout: float,
                       extra: Callable[[], int] = lambda: 0) -> bool:
         """Block the calling (source) thread while ``roles`` have ``limit`` or more messages
-        not yet handled (plus ``extra()``, e.g. ticks the Feed holds); resume at half of it.
-        True when there is room, False on timeout. Never called by an actor."""
+        not yet handled (plus ``extra()``). The waiter is woken when a watched role's backlog
+        has fallen to half the limit (and re-checks at least every 50 ms), so a fast source
+        and the actors do not trade places on every message. True when there is room, False
+        on timeout. Never called by an actor."""
         watched = [r for r in roles if r in self._slots]
         deadline = _monotonic() + timeout
         with self._lock:

@@ -360,7 +360,9 @@ class Sniper(EngineActor):
         if condition.id in self._blocked:
             return
         self._blocked.add(condition.id)
-        self.log.warning("{} (condition {} stays armed)", reason, condition.id)
+        # A strategy's pair is blocked by design while its position is open: not a warning.
+        log = self.log.warning if condition.strategy_id == "manual" else self.log.debug
+        log("{} (condition {} stays armed)", reason, condition.id)
         self.publish(ConditionBlocked(ts_init_ns=self.now_ns(), correlation_id=condition.id,
                                       condition_id=condition.id, reason=reason))
 

@@ -95,6 +95,14 @@ class Supervisor:
         with self._lock:
             return self._refs.get(role)
 
+    def release(self, role: str) -> None:
+        """Stop supervising ``role`` (it is being stopped on purpose: a graceful shutdown
+        stops the Feed and the Strategist first, while the others still work)."""
+        with self._lock:
+            self._specs.pop(role, None)
+            self._refs.pop(role, None)
+            self._pings.pop(role, None)
+
     def notify_failure(self, role: str, ref: pykka.ActorRef[Any], error: BaseException | None) -> None:
         """Called from a dying actor's thread (``on_failure``)."""
         self._notices.put(_Notice(role, ref, f"crashed: {error!r}"))

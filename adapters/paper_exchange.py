@@ -68,13 +68,12 @@ class PaperExchange:
         with self._lock:
             self._load()
             self.submissions[order.client_order_id] += 1
-            known = self._orders.get(order.client_order_id)
-            if known is not None:
-                return known
-            report = self._execute(order)
-            if self._ledger is not None:
-                self._ledger.save_venue_report(self.name, report)  # remembered before answering
-            self._orders[order.client_order_id] = report
+            report = self._orders.get(order.client_order_id)
+            if report is None:
+                report = self._execute(order)
+                if self._ledger is not None:
+                    self._ledger.save_venue_report(self.name, report)  # remembered before answering
+                self._orders[order.client_order_id] = report
         if report.status is OrderStatus.REJECTED:
             raise PriceUnavailable(report.reason or "rejected")
         return report

@@ -25,6 +25,7 @@ class Bar:
     close: Decimal
     volume: Decimal
     trades: int
+    closed_at_ms: int | None = None  # the tick that closed it (after a gap, long after end_ms)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coin", coin_symbol(self.coin))
@@ -44,6 +45,14 @@ class Bar:
 
 def bar_start(ts_ms: int, bar_ms: int) -> int:
     return ts_ms - ts_ms % bar_ms
+
+
+def next_close_ms(bar: Bar, bar_ms: int) -> int:
+    """When the bar after ``bar`` can close at the earliest: the end of the bar that the tick
+    which closed ``bar`` opened (``bar.end_ms + bar_ms`` when trading had no gap)."""
+    if bar.closed_at_ms is None:
+        return bar.end_ms + bar_ms
+    return max(bar.end_ms, bar_start(bar.closed_at_ms, bar_ms)) + bar_ms
 
 
 class _OpenBar:
@@ -91,7 +100,7 @@ class BarBuilder:
         return Bar(
             coin=coin, start_ms=current.start_ms, end_ms=current.start_ms + self.bar_ms,
             open=current.open, high=current.high, low=current.low, close=current.close,
-            volume=current.volume, trades=current.trades,
+            volume=current.volume, trades=current.trades, closed_at_ms=ts_ms,
         )
 
     def open_bar_start(self, coin: str) -> int | None:

@@ -3,7 +3,8 @@
 At every bar close of a coin, once ``lookback_bars`` bars have closed, the strategy replaces its
 conditions on that coin with a LONG ABOVE the highest high and a SHORT BELOW the lowest low of
 the last ``lookback_bars`` closed bars, with the configured stop, take-profit and size, valid
-until the next bar close. It does so whether or not a position is open; the Sniper's per-coin
+until the next bar close (after a gap in trading: until the end of the bar the closing tick
+opened, so the pair is alive when trading resumes). It does so whether or not a position is open; the Sniper's per-coin
 limit keeps the pair from firing while one is.
 
 Condition ids are derived from the coin and the bar's end time, and ``created_at`` is the bar's
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from state.bars import Bar
+from state.bars import Bar, next_close_ms
 from state.models import TradeCondition
 from state.strategies.base import ReplaceConditions, StrategyContext, StrategySettingsError
 from state.types import Direction, TriggerType, from_epoch_ns, to_decimal
@@ -113,9 +114,9 @@ def breakout_conditions(
     bar: Bar, high: Decimal, low: Decimal, settings: BreakoutSettings, bar_ms: int
 ) -> tuple[TradeCondition, ...]:
     """The LONG-above-high and SHORT-below-low pair made at ``bar``'s close, valid until the
-    next bar close."""
+    next bar close (after a gap in trading, the end of the bar the closing tick opened)."""
     created = from_epoch_ns(bar.end_ms * 1_000_000)
-    valid_until = from_epoch_ns((bar.end_ms + bar_ms) * 1_000_000)
+    valid_until = from_epoch_ns(next_close_ms(bar, bar_ms) * 1_000_000)
     common: dict[str, Any] = {
         "coin": bar.coin,
         "stop_loss_pct": settings.stop_loss_pct,

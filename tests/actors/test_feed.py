@@ -312,7 +312,7 @@ def test_bar_closed_is_published_before_the_tick_that_closed_it_and_excludes_it(
     ]
     closed = rig.pb.wait_for(BarClosed, STRATEGIST).bar
     assert closed == Bar(coin="BTC", start_ms=T0, end_ms=T0 + 60_000, open=D("100"), high=D("101"),
-                         low=D("99"), close=D("99"), volume=D("3.5"), trades=3)
+                         low=D("99"), close=D("99"), volume=D("3.5"), trades=3, closed_at_ms=T0 + 60_000)
     assert rig.pb.wait_for(BarClosed, EXIT_MONITOR).bar == closed
     assert rig.ask("stats")["bars"] == 1
 

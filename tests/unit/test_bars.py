@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from state.bars import Bar, BarBuilder, bar_start
+from state.bars import Bar, BarBuilder, bar_start, next_close_ms
 
 D = Decimal
 MINUTE = 60_000
@@ -131,7 +132,7 @@ def test_builder_ohlc_volume_and_trades_are_exact_decimals() -> None:
 
     assert closed == Bar(
         coin="BTC", start_ms=60_000, end_ms=120_000, open=D("100.10"), high=D("100.30"),
-        low=D("99.90"), close=D("100.20"), volume=D("0.60000001"), trades=4,
+        low=D("99.90"), close=D("100.20"), volume=D("0.60000001"), trades=4, closed_at_ms=120_000,
     )
     assert str(closed.volume) == "0.60000001", "no float on the way"
 
@@ -212,3 +213,12 @@ def test_bar_when_volume_is_bad_then_value_error_names_volume(volume: str) -> No
 def test_bar_when_trades_is_negative_then_value_error_names_trades() -> None:
     with pytest.raises(ValueError, match="^trades:"):
         bar(trades=-1)
+
+
+def test_next_close_after_a_gap_is_the_end_of_the_bar_the_closing_tick_opened() -> None:
+    builder = BarBuilder(60)
+    feed(builder, ("BTC", "100", 60_000))
+    (closed,) = feed(builder, ("BTC", "101", 200_000))  # nothing traded for two minutes
+    assert closed.closed_at_ms == 200_000
+    assert next_close_ms(closed, 60_000) == 240_000
+    assert next_close_ms(replace(closed, closed_at_ms=None), 60_000) == closed.end_ms + 60_000
