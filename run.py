@@ -691,8 +691,10 @@ def main(argv: list[str] | None = None) -> int:
         print(str(error), file=sys.stderr)
         return EXIT_BAD_INPUT
     level = engine.config.engine.log_level
-    if args.repl and level in ("TRACE", "DEBUG", "INFO", "SUCCESS"):
-        level = "WARNING"  # the console is for typing; the full log is in <data_dir>/logs
+    show_progress = progress and engine.config.feed.source == "replay" and engine.config.feed.speed == "max"
+    if (args.repl or show_progress) and level in ("TRACE", "DEBUG", "INFO", "SUCCESS"):
+        # The console is for typing, or for the progress bar; the full log is in <data_dir>/logs.
+        level = "WARNING"
     configure_logging(level, engine.data_dir / "logs")
 
     stop_requested = threading.Event()
@@ -726,7 +728,6 @@ def main(argv: list[str] | None = None) -> int:
         print(format_report(report), flush=True)
         return engine.exit_code if engine.exit_code is not None else code
 
-    show_progress = progress and engine.config.feed.source == "replay" and engine.config.feed.speed == "max"
     deadline = None if args.duration is None else time.monotonic() + args.duration
     rates: dict[str, float] = {}
     reason = "stop requested"

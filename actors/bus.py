@@ -156,6 +156,7 @@ class _Slot:
     outstanding: int = 0  # delivered or held, not yet handled
     handled: int = 0  # messages handled by the role's actors, ever (progress, for hang checks)
     notify_at: int = -1  # wake flow-control waiters when outstanding falls to this
+    backlog: int = 0  # messages the role handled but still keeps to pass on (the Feed's held ticks)
 
 
 Tap = Callable[[str, Any], None]
@@ -237,6 +238,7 @@ class Bus:
                 return 0
             slot.held.extendleft(reversed(returned))
             slot.outstanding += len(returned)
+            slot.backlog = 0  # what the dead actor kept is mail again
             return len(returned)
 
     def mark_down(self, role: str, ref: pykka.ActorRef[Any] | None = None) -> None:
@@ -382,6 +384,13 @@ class Bus:
         for _, action in ready:
             action()
 
+    def add_backlog(self, role: str, delta: int) -> None:
+        """A role keeps (``+n``) or passes on (``-n``) messages it has handled: they count
+        for flow control until passed on (see ``wait_for_room``)."""
+        with self._lock:
+            slot = self._slots[role]
+            slot.backlog = max(0, slot.backlog + delta)
+
     def wait_for_room(self, roles: Iterable[str], limit: int, timeout: float,
                       extra: Callable[[], int] = lambda: 0) -> bool:
         """Block the calling (source) thread while ``roles`` have ``limit`` or more messages
@@ -393,7 +402,7 @@ class Bus:
         deadline = _monotonic() + timeout
         with self._lock:
             while True:
-                total = sum(self._slots[r].outstanding for r in watched) + extra()
+                total = sum(self._slots[r].outstanding + self._slots[r].backlog for r in watched) + extra()
                 if total < limit:
                     return True
                 remaining = deadline - _monotonic()

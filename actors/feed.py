@@ -25,7 +25,7 @@ replay's resume point.
 
 **Back-pressure.** A source thread that reads faster than the engine trades (a replay at max
 speed) is made to wait inside the sink while the Feed and the Sniper have ``flow_limit``
-ticks not yet handled, so memory stays bounded.
+ticks not yet handled or held, so memory stays bounded.
 
 **On crash** (a derived actor: a failing message is logged and skipped) the source keeps running
 (its ticks wait on the bus for the successor) and the held ticks are handed back to the bus, so
@@ -143,6 +143,7 @@ class Feed(EngineActor):
     def _on_push_tick(self, raw: PushTick) -> None:
         if self._holding is not None:
             self._held.append(raw)
+            self.bus.add_backlog(FEED, 1)  # held ticks count for the source's flow control
             return
         self._accept(raw)
 
@@ -222,10 +223,13 @@ class Feed(EngineActor):
         self._holding = None
         self._store_bar(bar)
         closing, self._held_closing = self._held_closing, False
+        passed = 0
         if closing and self._held:
             self._accept(self._held.popleft(), bar_done=True)
         while self._held and self._holding is None:
             self._accept(self._held.popleft())
+            passed += 1
+        self.bus.add_backlog(FEED, -passed)
         if self._holding is None and self._end is not None:
             self._finish()
 

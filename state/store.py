@@ -16,7 +16,8 @@ Tables and their single writer:
   crashed replay resumes from).
 - ``venue_orders``: the paper venue's own book of orders it has seen (what a real exchange
   remembers across our restarts).
-- ``events``: the Journal (tests and older data directories; the Journal now has its own file).
+
+The journal (trades, daily PnL, events) has its own database: ``state/journal_store.py``.
 """
 
 from __future__ import annotations
@@ -205,28 +206,16 @@ class Store:
             class Meta:
                 table_name = "venue_orders"
 
-        class EventRow(Base):
-            id = peewee.AutoField()
-            ts_ns = peewee.BigIntegerField()
-            kind = peewee.CharField(index=True)
-            correlation_id = peewee.CharField(null=True, index=True)
-            data = peewee.TextField()
-
-            class Meta:
-                table_name = "events"
-
         self._Condition = ConditionRow
         self._Position = PositionRow
         self._Account = AccountRow
         self._Setting = SettingRow
         self._Order = OrderRow
-        self._Event = EventRow
         self._Bar = BarRow
         self._VenueOrder = VenueOrderRow
         with db.connection_context():
             db.create_tables(
-                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, EventRow, BarRow,
-                 VenueOrderRow],
+                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, BarRow, VenueOrderRow],
                 safe=True,
             )
 
@@ -409,24 +398,3 @@ class Store:
     def load_venue_reports(self, venue: str) -> list[VenueReport]:
         rows = self._VenueOrder.select().where(self._VenueOrder.venue == venue)
         return [decode(VenueReport, json.loads(row.data)) for row in rows]
-
-    # --- journal events -----------------------------------------------------------------------
-
-    def append_events(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            with self.db.atomic():
-                self._Event.insert_many(rows).execute()
-
-    def load_events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        query = self._Event.select().order_by(self._Event.id)
-        if kind is not None:
-            query = query.where(self._Event.kind == kind)
-        return [
-            {
-                "ts_ns": row.ts_ns,
-                "kind": row.kind,
-                "correlation_id": row.correlation_id,
-                "data": json.loads(row.data),
-            }
-            for row in query
-        ]

@@ -282,9 +282,9 @@ def deliveries(rig) -> Iterator[Deliveries]:
 
 
 def start_feed(rig: ActorRig, board: InMemoryPriceBoard, *, clock: Any = None, source: Any = None,
-               bar_seconds: int = 60) -> Any:
+               bar_seconds: int = 60, **extra: Any) -> Any:
     return rig.start(Feed, source=source, board=board, store=rig.store, bar_seconds=bar_seconds,
-                     clock=clock or FakeClock(T0 * 1_000_000))
+                     clock=clock or FakeClock(T0 * 1_000_000), **extra)
 
 
 def to_sniper(messages: list[tuple[str, Any]]) -> list[str]:
@@ -613,13 +613,14 @@ def test_feed_finished_waits_until_the_bar_effect_roles_are_idle(rig, board, hol
 
 def test_ticks_held_when_the_feed_crashes_are_not_lost(rig, board, hold):
     gate = hold(STRATEGIST)
-    first = start_feed(rig, board, clock=TickClock())
+    notices = FailureNotices()
+    start_feed(rig, board, clock=TickClock(), on_failure_notice=notices)
     push(rig, "BTC", "100", T0)
     push(rig, "BTC", "101", T0 + 60_000)
     push(rig, "BTC", "102", T0 + 61_000)
     assert rig.ask("stats")["held"] == 2
     rig.pb.bus.tell(FEED, InjectCrash(ts_init_ns=T0 * 1_000_000, reason="chaos"))
-    assert first.actor_stopped.wait(WAIT)
+    assert notices.wait(), "the supervisor restarts only after on_failure's notice"
 
     start_feed(rig, board, clock=TickClock())  # the supervisor's restart
     gate.set()

@@ -329,20 +329,6 @@ def test_get_order_when_engine_ids_then_round_trip(store: Store) -> None:
 # --- events -----------------------------------------------------------------------------------------------
 
 
-def test_load_events_when_appended_then_in_order_and_filterable(store: Store) -> None:
-    store.append_events([])
-    store.append_events([
-        {"ts_ns": 1, "kind": "A", "correlation_id": "c-1", "data": json.dumps({"x": 1})},
-        {"ts_ns": 2, "kind": "B", "correlation_id": None, "data": json.dumps({"y": "2"})},
-    ])
-    store.append_events([{"ts_ns": 3, "kind": "A", "correlation_id": None, "data": "{}"}])
-    assert [e["ts_ns"] for e in store.load_events()] == [1, 2, 3]
-    assert [e["data"] for e in store.load_events("A")] == [{"x": 1}, {}]
-
-
-# --- the database file ----------------------------------------------------------------------------------
-
-
 def test_store_when_opened_then_database_in_wal_mode(store: Store) -> None:
     (mode,) = store.db.execute_sql("PRAGMA journal_mode").fetchone()
     assert mode.lower() == "wal"
