@@ -132,7 +132,14 @@ class Engine:
         self.data_dir = data_dir
         self.run_id = run_id or new_run_id()
         self.store = Store(data_dir / "engine.db")
-        self.clock: Clock = clock or _make_clock(config, self.store)
+        self.bus = Bus(ROLES)
+        try:
+            self.source = source if source is not None else _make_source(config, self._source_finished, progress)
+            self.journal_store = _make_journal_store(config, data_dir)
+        except ConfigError:
+            self.store.close()
+            raise
+        self.clock: Clock = clock or _make_clock(config, self.store, self.source)
         self.board = InMemoryPriceBoard()
         self.venue: ExchangePort = venue or PaperExchange(
             clock=self.clock,
@@ -142,13 +149,6 @@ class Engine:
             max_price_age_s=config.paper.max_price_age_s,
             ledger=self.store,
         )
-        self.bus = Bus(ROLES)
-        try:
-            self.source = source if source is not None else _make_source(config, self._source_finished, progress)
-            self.journal_store = _make_journal_store(config, data_dir)
-        except ConfigError:
-            self.store.close()
-            raise
         self.supervisor = Supervisor(
             bus=self.bus, clock=self.clock, config=config.supervisor, on_escalate=self._escalate
         )
@@ -490,14 +490,20 @@ class Engine:
         return dict(self.supervisor.restarts)
 
 
-def _make_clock(config: Config, store: Store) -> Clock:
+def _make_clock(config: Config, store: Store, source: MarketSource | None) -> Clock:
+    """Wall time for live sources; tick time for manual and replay. A replay's clock starts at
+    the tick it resumes from, or at its first tick, never at today's date."""
     mode = config.engine.clock
     if mode == "auto":
         mode = "tick" if config.feed.source in ("manual", "replay") else "wall"
     if mode != "tick":
         return WallClock()
-    resumed = store.load_account().get("tick_ts_ms") if config.feed.source == "replay" else None
-    return TickClock(int(resumed) * 1_000_000 if resumed else None)
+    start_ms = None
+    if config.feed.source == "replay":
+        resumed = store.load_account().get("tick_ts_ms")
+        first = getattr(source, "first_ts_ms", None)
+        start_ms = int(resumed) if resumed else (first() if first is not None else None)
+    return TickClock(start_ms * 1_000_000 if start_ms else None)
 
 
 def _make_source(config: Config, on_finished: Callable[[int, int], None], progress: bool) -> MarketSource | None:

@@ -225,6 +225,20 @@ class ReplaySource:
                     "REPLAY_STOP_SLOW: the replay thread did not end within {}s (blocked in the sink?)",
                     JOIN_TIMEOUT_S)
 
+    def first_ts_ms(self) -> int | None:
+        """The time of the earliest first valid row over the files: a replay's clock starts
+        there, so even what happens before the first tick is stamped the same in every run."""
+        firsts = []
+        for replay_file, fmt in zip(self._files, self._formats, strict=True):
+            rows = iter(TradeFileReader(replay_file.path, fmt, lambda bad: None))
+            first = next(rows, None)
+            if first is not None:
+                firsts.append(first.ts_ms)
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+        return min(firsts) if firsts else None
+
     @property
     def running(self) -> bool:
         """True while a pass is under way (a restarted Feed then leaves it alone)."""

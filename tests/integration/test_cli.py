@@ -69,3 +69,24 @@ def test_a_short_sim_session_says_the_market_is_simulated_and_stops_cleanly(tmp_
     assert result.returncode == 0, result.stderr
     assert "SIMULATED market" in result.stdout
     assert "ENGINE_STOPPED: exit code 0" in result.stderr
+
+
+def test_a_sim_session_with_the_breakout_trades_and_reports_what_the_journal_holds(tmp_path):
+    config = tmp_path / "fast.toml"
+    config.write_text(
+        '[feed]\nsource = "sim"\nsymbols = ["BTC", "ETH", "SOL"]\nticks_per_second = 40\nbar_seconds = 1\n'
+        '[strategist]\nstrategies = ["breakout"]\n'
+        '[strategist.breakout]\nlookback_bars = 3\nstop_loss_pct = 0.0005\ntake_profit_pct = 0.0005\n'
+        'position_size_usd = 100\n'
+        '[session]\non_stop = "flatten"\n'
+    )
+    data_dir = tmp_path / "d"
+    result = run_cli("--config", str(config), "--data-dir", str(data_dir), "--duration", "10",
+                     "--status-every", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "POSITION_OPENED" in result.stderr
+    runs = sorted((data_dir / "runs").iterdir())
+    report = json.loads((runs[-1] / "summary.json").read_text())
+    assert report["simulated"] is True and report["end_reason"] == "--duration 10s"
+    assert report["total_trades"] >= 1 and report["open_positions_at_end"] == 0
+    assert f"trades {report['total_trades']} " in result.stdout
