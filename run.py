@@ -200,7 +200,7 @@ class Engine:
             EXIT_MONITOR: lambda: ExitMonitor.start(**base),
             INVARIANTS: lambda: Invariants.start(store=self.store, **base),
             JOURNAL: lambda: Journal.start(journal_store=self.journal_store, run_id=self.run_id,
-                                           checkpoint=self.store.checkpoint, **base),
+                                           checkpoint=self.store.checkpoint, positions=self.store, **base),
         }
         return factories[role]
 

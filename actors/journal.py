@@ -43,8 +43,10 @@ from the database (the open positions' share of equity, the last mark a new day 
 days are read back as they are touched), so a restart loses nothing that was written. Rows
 are keyed (trades by position, orders by client order id, days by date) and a final status
 is never overwritten, so a message seen twice changes nothing. A ``kill -9`` of the process
-loses at most the rows buffered since the last flush (0.25 s); a position whose open was lost
-still gets its CLOSED row from the close, which carries the whole position.
+loses at most the events buffered since the last flush (0.25 s); the trade rows are recovered
+on the next start from the engine's store (``positions``), which the Sniper writes before
+anything takes effect: an open position without an open row gets one, an open row whose
+position closed is closed.
 """
 
 from __future__ import annotations
@@ -91,8 +93,8 @@ from state.report import (
     trade_row,
     utc_day,
 )
-from state.store import jsonable
-from state.types import OrderIntent, to_decimal
+from state.store import Store, jsonable
+from state.types import OrderIntent, PositionStatus, to_decimal
 
 FLUSH_ROWS = 500
 
@@ -145,12 +147,15 @@ class Journal(EngineActor):
         journal_store: JournalStore,
         run_id: str,
         checkpoint: Callable[[], None] | None = None,
+        positions: Store | None = None,
         **base: Any,
     ) -> None:
         """``journal_store``: where the journal lives. ``run_id``: the run whose rows this
         Journal writes. ``checkpoint``: optional, run on every flush timer (the engine passes
-        its store's WAL checkpoint)."""
+        its store's WAL checkpoint). ``positions``: the engine's store, read (never written)
+        on start to recover trade rows a ``kill -9`` kept from being flushed."""
         super().__init__(**base)
+        self._positions = positions
         if not isinstance(run_id, str) or not run_id:
             raise ValueError(f"run_id: expected a run id, got {run_id!r}")
         self._store = journal_store
@@ -168,8 +173,33 @@ class Journal(EngineActor):
         """Cold start and restart alike: rebuild the in-memory state from the database."""
         self._open_share = {row.position_id: row.equity_share for row in self._store.load_open_trades()}
         self._last_mark = self._store.last_mark()
+        if self._positions is not None:
+            self._recover_trades(self._positions)
         self.log.info("JOURNAL_READY: {} run {} ({} open position(s))", self._store.name, self.run_id,
                       len(self._open_share))
+
+    def _recover_trades(self, positions: Store) -> None:
+        """The Sniper's positions are the truth: a position it holds that the journal has no
+        open row for (its open was buffered when the process died) gets one, and an open row
+        whose position has closed meanwhile is closed from the stored position."""
+        now = self.now_ns()
+        recovered = 0
+        for position in positions.load_positions():
+            if position.status is PositionStatus.PENDING or position.id in self._open_share:
+                continue
+            previous = self._trade(position.id)
+            if previous is None or not previous.is_final:
+                self._on_position_opened(PositionOpened(ts_init_ns=now, position=position))
+                recovered += 1
+        balance = Decimal(positions.load_account().get("balance", "0"))
+        for position_id in list(self._open_share):
+            stored = positions.get_position(position_id)
+            if stored is not None and stored.status is PositionStatus.CLOSED:
+                self._on_position_closed(PositionClosed(ts_init_ns=now, position=stored, balance=balance))
+                recovered += 1
+        if recovered:
+            self._flush()
+            self.log.warning("JOURNAL_RECOVERED: {} trade row(s) rebuilt from the engine store", recovered)
 
     def _close(self) -> None:
         try:

@@ -46,7 +46,7 @@ from state.messages import (
 )
 from state.models import Position, PositionTrigger, entry_order_id, exit_order_id
 from state.report import daily_rows
-from state.store import jsonable
+from state.store import Store, jsonable
 from state.types import OrderIntent, TradingState, from_epoch_ns
 from tests.actors.helpers import ActorRig, FailureNotices, open_position, order_filled, order_request
 from tests.conftest import WAIT
@@ -606,3 +606,40 @@ def test_a_restart_after_a_crash_loses_nothing_and_rebuilds_what_it_keeps_in_mem
     assert days["2024-03-02"]["trades"] == 1 and days["2024-03-01"]["trades"] == 0
     kinds = [e["kind"] for e in rig.ask("events")]
     assert kinds.count("PositionOpened") == 2 and kinds.count("PositionClosed") == 1
+
+
+def test_on_start_trade_rows_lost_to_a_kill_are_rebuilt_from_the_engine_store(rig, store, tmp_path):
+    """A kill -9 loses the Journal's unflushed rows, never the Sniper's positions: the next start
+    gives an open position its OPEN row and closes the row of one that closed meanwhile."""
+    engine_store = Store(tmp_path / "engine.db")
+    try:
+        t0 = 1_700_000_000_000_000_000
+        first = rig.start(Journal, journal_store=store, run_id="before")
+        trip = Trip(rig)
+        closed_later = trip.open("p-closed", t0)  # flushed: its OPEN row survives the kill
+        flush(rig)
+        first.stop()
+        opened = pending("p-open").transition(
+            PositionTrigger.ENTRY_FILLED, entry_price=D("100"), entry_time=from_epoch_ns(t0).astimezone(),
+            quantity=D("5"), stop_loss_price=D("98"), take_profit_price=D("101.5"), current_price=D("100"),
+            fees_paid=D("0.25"), unrealized_pnl=D("-0.25"), pending_order_id=None,
+        )
+        closing = closed_later.transition(
+            PositionTrigger.EXIT_SUBMITTED, pending_order_id=exit_order_id("p-closed", 1),
+            pending_quantity=closed_later.quantity, reference_price=D("101"), exit_reason="TAKE_PROFIT",
+            exit_attempts=1)
+        done = closing.transition(
+            PositionTrigger.EXIT_FILLED, exit_price=D("101"), exit_time=from_epoch_ns(t0 + 1).astimezone(),
+            realized_pnl=D("4.5"), fees_paid=D("0.5"), pending_order_id=None, pending_quantity=None)
+        engine_store.save_position(opened)  # the Sniper wrote these; the Journal never heard
+        engine_store.save_position(done)
+        engine_store.save_account(balance=D("10004.5"))
+
+        rig.start(Journal, journal_store=store, run_id="after", positions=engine_store)
+
+        rows = {row["position_id"]: row for row in rig.ask("trades")}
+        assert rows["p-open"]["status"] == "OPEN" and rows["p-open"]["entry_price"] == "100"
+        assert rows["p-closed"]["status"] == "CLOSED" and rows["p-closed"]["pnl"] == "4.5"
+        assert rows["p-closed"]["exit_price"] == "101"
+    finally:
+        engine_store.close()
