@@ -49,6 +49,8 @@ from state.messages import (
     EndOfData,
     ExecuteOrder,
     FeedFinished,
+    FeedRecovered,
+    FeedStale,
     InvariantViolated,
     KillSwitchTriggered,
     Message,
@@ -62,6 +64,7 @@ from state.messages import (
     ProposeCondition,
     ProposeConditions,
     ProposeSignal,
+    PushQuote,
     PushTick,
     ReleaseHeld,
     Request,
@@ -86,6 +89,7 @@ ROLES: tuple[str, ...] = (
 
 COMMAND_ROUTES: dict[type[Message], str] = {
     PushTick: FEED,
+    PushQuote: FEED,
     ReleaseHeld: FEED,
     EndOfData: FEED,
     ProposeSignal: STRATEGIST,
@@ -107,6 +111,8 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     Tick: (SNIPER,),
     BarClosed: (STRATEGIST, EXIT_MONITOR, SNIPER),
     FeedFinished: (JOURNAL,),
+    FeedStale: (SNIPER, JOURNAL),
+    FeedRecovered: (SNIPER, JOURNAL),
     ConditionArmed: (JOURNAL,),
     ConditionRejected: (STRATEGIST, JOURNAL),
     ConditionCanceled: (STRATEGIST, JOURNAL),
@@ -123,7 +129,7 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     TradingStateChanged: (SNIPER, STRATEGIST, JOURNAL),
     AccountMarked: (RISK_GATE, JOURNAL),
     KillSwitchTriggered: (JOURNAL,),
-    ActorRestarted: (INVARIANTS, JOURNAL),
+    ActorRestarted: (FEED, INVARIANTS, JOURNAL),
     InvariantViolated: (JOURNAL,),
 }
 

@@ -5,11 +5,13 @@ freshness (last accepted timestamp), the bars being built, the ``bars`` table of
 the replay resume point; it is the only writer of the price board.
 
 **Accepts** ``PushTick`` from its source's thread (through the bus, so a restart of the Feed
-loses nothing) or from ``engine.push_tick``; ``ReleaseHeld`` (from the bus, see below);
-``EndOfData`` from a replay source.
+loses nothing) or from ``engine.push_tick``; ``PushQuote`` (best bid/ask of a live source);
+``ReleaseHeld`` (from the bus, see below); ``EndOfData`` from a replay source;
+``TimerFired("stale_check")``.
 
 **Emits** ``Tick`` to the Sniper; ``BarClosed`` to the Strategist, ExitMonitor and Sniper;
-``FeedFinished`` when a replay has no more data and everything it caused has been handled. A tick
+``FeedFinished`` when a replay has no more data and everything it caused has been handled;
+``FeedStale`` / ``FeedRecovered`` per coin (live sources, see below). A tick
 older than the last accepted one of its coin is counted and dropped (time never runs
 backwards); every accepted tick moves the engine clock and the price board.
 
@@ -22,6 +24,12 @@ the ticks the Sniper deferred behind it, is settled first), once after (so the c
 bar produces are armed before the next tick). Two replays of the same data give the same
 trades. A bar is stored when its effects are done, together with the
 replay's resume point.
+
+**Stale data** (with ``stale_after_s``, for live sources): a watched coin with no message (tick
+or quote) for that long, by the receiving machine's monotonic clock, is announced stale
+(``ORDER_BOOK_STALE``) at the next ``stale_check``: the Sniper takes no new entry on it, its
+open positions keep their exits on the last good price. The first message after that
+announces ``FeedRecovered``. An open connection that has gone silent is stale too.
 
 **Back-pressure.** A source thread that reads faster than the engine trades (a replay at max
 speed) is made to wait inside the sink while the Feed and the Sniper have ``flow_limit``
@@ -38,7 +46,9 @@ emitted twice.
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -46,7 +56,19 @@ from actors.base import EngineActor
 from actors.bus import EXECUTOR, EXIT_MONITOR, FEED, RISK_GATE, SNIPER, STRATEGIST, RoleState
 from adapters.ports import MarketSource, PriceBoard
 from state.bars import Bar, BarBuilder
-from state.messages import BarClosed, EndOfData, FeedFinished, PushTick, ReleaseHeld, Tick
+from state.messages import (
+    ActorRestarted,
+    BarClosed,
+    EndOfData,
+    FeedFinished,
+    FeedRecovered,
+    FeedStale,
+    PushQuote,
+    PushTick,
+    ReleaseHeld,
+    Tick,
+    TimerFired,
+)
 from state.store import Store
 
 # Roles whose work a bar can start; the held tick waits for all of them to be idle.
@@ -68,6 +90,9 @@ class Feed(EngineActor):
         store: Store | None = None,
         bar_seconds: int = 60,
         flow_limit: int = 20_000,
+        stale_after_s: float | None = None,
+        watched: Iterable[str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -86,6 +111,12 @@ class Feed(EngineActor):
         self._end: EndOfData | None = None
         self._finished = False
         self._bars_since_prune = 0
+        self._stale_after_s = stale_after_s
+        self._monotonic = monotonic
+        self._heard: dict[str, float] = {coin: monotonic() for coin in watched}  # last message, per coin
+        self._stale: dict[str, float] = {}  # coin -> when it went stale
+        self._quotes: dict[str, PushQuote] = {}
+        self.stale_periods = 0
         self.ticks = 0
         self.bars = 0
         self.out_of_order = 0
@@ -141,6 +172,8 @@ class Feed(EngineActor):
     # --- ticks ------------------------------------------------------------------------------------------
 
     def _on_push_tick(self, raw: PushTick) -> None:
+        if self._stale_after_s is not None:
+            self._heard_from(raw.coin)
         if self._holding is not None:
             self._held.append(raw)
             self.bus.add_backlog(FEED, 1)  # held ticks count for the source's flow control
@@ -180,6 +213,47 @@ class Feed(EngineActor):
             self.clock.handling(stamp)
         self.publish(Tick(ts_init_ns=stamp, coin=coin, price=raw.price, ts_ms=raw.ts_ms, qty=raw.qty,
                           seq=raw.seq))
+
+    # --- quotes and freshness (live sources) ----------------------------------------------------
+
+    def _on_push_quote(self, quote: PushQuote) -> None:
+        self._quotes[quote.coin] = quote
+        if self._stale_after_s is not None:
+            self._heard_from(quote.coin)
+
+    def _heard_from(self, coin: str) -> None:
+        now = self._monotonic()
+        self._heard[coin] = now
+        if coin in self._stale:
+            stale_s = now - self._stale.pop(coin)
+            self.log.info("FEED_RECOVERED: {} after {:.1f}s stale", coin, stale_s)
+            self.publish(FeedRecovered(ts_init_ns=self.clock.now_ns(), coin=coin, stale_s=round(stale_s, 3)))
+
+    def _on_timer_fired(self, timer: TimerFired) -> None:
+        """``stale_check`` (the engine's timer, several times a second): a coin with no message
+        for ``stale_after_s`` is stale, also when its connection is open but silent."""
+        if timer.name != "stale_check" or self._stale_after_s is None:
+            return
+        now = self._monotonic()
+        for coin, heard in self._heard.items():
+            silent = now - heard
+            if silent >= self._stale_after_s and coin not in self._stale:
+                self._stale[coin] = now
+                self.stale_periods += 1
+                last = self._board.last(coin)
+                self.log.warning("ORDER_BOOK_STALE: {} silent for {:.1f}s; no new entries on it until data "
+                                 "returns (last price {})", coin, silent, last[0] if last else "none")
+                self.publish(FeedStale(ts_init_ns=self.clock.now_ns(), coin=coin, silent_s=round(silent, 3),
+                                       last_price=last[0] if last else None))
+
+    def _on_actor_restarted(self, event: ActorRestarted) -> None:
+        """A restarted Sniper has forgotten which coins are stale: tell it again."""
+        if event.role != SNIPER:
+            return
+        now = self._monotonic()
+        for coin, since in sorted(self._stale.items()):
+            self.publish(FeedStale(ts_init_ns=self.clock.now_ns(), coin=coin,
+                                   silent_s=round(now - self._heard.get(coin, since), 3)))
 
     # --- bars -------------------------------------------------------------------------------------------
 
@@ -252,6 +326,9 @@ class Feed(EngineActor):
 
     def _ask_stats(self) -> dict[str, Any]:
         source = self._source.stats() if self._source is not None and hasattr(self._source, "stats") else {}
+        top = {coin: {"bid": str(q.bid), "ask": str(q.ask), "bid_qty": str(q.bid_qty), "ask_qty": str(q.ask_qty)}
+               for coin, q in sorted(self._quotes.items())}
         return {"ticks": self.ticks, "bars": self.bars, "out_of_order": self.out_of_order,
                 "held": len(self._held), "finished": self._finished,
-                "coins": dict(self._last_ts), "source": source}
+                "coins": dict(self._last_ts), "source": source, "stale": sorted(self._stale),
+                "stale_periods": self.stale_periods, "top_of_book": top}

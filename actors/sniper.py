@@ -13,6 +13,8 @@ actor holds or changes any of it.
   close, so the RiskGate and the Journal see equity at a deterministic cadence.
 - ``OrderFilled``, ``OrderRejected``, ``OrderDenied``: outcomes of its own orders.
 - ``TradingStateChanged``: a read model of the RiskGate's state (no entries unless ACTIVE).
+- ``FeedStale`` / ``FeedRecovered``: no new entries on a coin whose feed is stale (its
+  conditions stay armed; its open positions keep their exits).
 - ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes.
 - Requests from outside (``engine.sniper``): ``add_condition``, ``set_conditions``,
   ``cancel_condition``, ``close_position``, ``snapshot``.
@@ -72,6 +74,8 @@ from state.messages import (
     ConditionExpired,
     ConditionRejected,
     ConditionTriggered,
+    FeedRecovered,
+    FeedStale,
     OrderDenied,
     OrderFilled,
     OrderRejected,
@@ -149,6 +153,7 @@ class Sniper(EngineActor):
         self._saved_cursor: dict[str, int] = {}
         self._tick_ts_ms = 0
         self._last_account_mark: tuple[Decimal, Decimal, int] | None = None
+        self._stale: set[str] = set()  # coins whose feed is stale: no new entries
         self.backlog_dropped = 0
         self.replayed_skipped = 0
 
@@ -304,6 +309,9 @@ class Sniper(EngineActor):
     def _try_enter(self, condition: TradeCondition, tick: Tick) -> None:
         if self._trading_state is not TradingState.ACTIVE:
             self._block(condition, f"ENTRIES_BLOCKED: trading is {self._trading_state.value}")
+            return
+        if condition.coin in self._stale:
+            self._block(condition, f"ORDER_BOOK_STALE: the {condition.coin} feed is stale")
             return
         active = [ActiveExposure(p.coin, p.exposure_usd) for p in self._positions.values()]
         breach = rules.entry_limit_breach(
@@ -593,6 +601,13 @@ class Sniper(EngineActor):
         self._positions[adjusted.id] = adjusted
         self.publish(PositionChanged(ts_init_ns=self.now_ns(), correlation_id=adjusted.condition_id,
                                      position=adjusted, change="STOP_ADJUSTED"))
+
+    def _on_feed_stale(self, event: FeedStale) -> None:
+        self._stale.add(event.coin)
+
+    def _on_feed_recovered(self, event: FeedRecovered) -> None:
+        self._stale.discard(event.coin)
+        self._blocked = {c for c in self._blocked if (cond := self._book.get(c)) is None or cond.coin != event.coin}
 
     def _on_trading_state_changed(self, event: TradingStateChanged) -> None:
         self._trading_state = event.state

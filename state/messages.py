@@ -78,6 +78,41 @@ class Tick(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PushQuote(Command):
+    """A live source's best bid and ask, handed to the Feed (top of book; freshness)."""
+
+    coin: str
+    bid: Decimal
+    bid_qty: Decimal
+    ask: Decimal
+    ask_qty: Decimal
+    ts_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coin", coin_symbol(self.coin))
+        for name in ("bid", "ask"):
+            object.__setattr__(self, name, positive_decimal(getattr(self, name), name))
+        for name in ("bid_qty", "ask_qty"):
+            object.__setattr__(self, name, non_negative_decimal(getattr(self, name), name))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedStale(Event):
+    """No message for ``coin`` for ``silent_s`` (ORDER_BOOK_STALE): no new entries on it until
+    ``FeedRecovered``; open positions keep their exits on the last good price."""
+
+    coin: str
+    silent_s: float
+    last_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedRecovered(Event):
+    coin: str
+    stale_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BarClosed(Event):
     """A closed time bar, emitted by the Feed before the tick that closed it."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors.bus import RISK_GATE, SNIPER
+from actors.bus import JOURNAL, RISK_GATE, SNIPER
 from actors.sniper import Sniper
 from state.market import default_rules
 from state.bars import Bar
@@ -23,8 +23,10 @@ from state.messages import (
     ConditionArmed,
     ConditionBlocked,
     ConditionCanceled,
-    ConditionRejected,
     ConditionExpired,
+    ConditionRejected,
+    FeedRecovered,
+    FeedStale,
     OrderDenied,
     OrderFilled,
     OrderRejected,
@@ -669,3 +671,33 @@ def test_ticks_without_a_seq_are_never_skipped_after_a_restart(sniper_factory, p
     second.tick("BTC", 41000)  # a live tick (no seq): always evaluated
 
     assert second.submitted(OrderIntent.EXIT).order.reference_price == Decimal("41000")
+
+
+# --- stale feeds ----------------------------------------------------------------------------------
+
+
+def test_no_entry_on_a_stale_coin_its_condition_stays_armed_and_fires_after_recovery(sniper):
+    sniper.ask("add_condition", condition(coin="BTC", trigger=42000, size=500))
+    sniper.ask("add_condition", condition(coin="ETH", trigger=3000, size=300))
+    sniper.pb.bus.publish(FeedStale(ts_init_ns=0, coin="BTC", silent_s=15.2))
+    sniper.tick("BTC", 42001)
+    sniper.tick("ETH", 3001)  # another coin is not affected
+
+    assert sniper.submitted().order.coin == "ETH"
+    blocked = sniper.pb.wait_for(ConditionBlocked, JOURNAL)
+    assert blocked.reason.startswith("ORDER_BOOK_STALE")
+    assert [c.coin for c in sniper.ask("snapshot").conditions] == ["BTC"]
+
+    sniper.pb.bus.publish(FeedRecovered(ts_init_ns=0, coin="BTC", stale_s=3.0))
+    sniper.tick("BTC", 42002)
+    assert sniper.submitted().order.coin == "BTC"
+
+
+def test_an_open_position_keeps_its_stop_while_its_feed_is_stale(sniper):
+    sniper.ask("add_condition", condition(coin="BTC", trigger=42000, size=1000))
+    sniper.tick("BTC", 42001)
+    sniper.fill(sniper.submitted(OrderIntent.ENTRY))
+    sniper.pb.wait_for(PositionOpened)
+    sniper.pb.bus.publish(FeedStale(ts_init_ns=0, coin="BTC", silent_s=20.0))
+    sniper.tick("BTC", 41000)  # the last good price that arrives still runs the stop
+    assert sniper.submitted(OrderIntent.EXIT).order.coin == "BTC"

@@ -1,0 +1,53 @@
+"""What a live exchange stream yields once a frame is parsed: trades, top-of-book quotes, or a
+problem with the frame. Plain frozen values, shared by the frame parsers and the sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeEvent:
+    """One trade (or aggregate trade) of ``coin``: the engine's tick."""
+
+    coin: str
+    price: Decimal
+    qty: Decimal
+    ts_ms: int  # exchange trade time
+    trade_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuoteEvent:
+    """Best bid and ask of ``coin``."""
+
+    coin: str
+    bid: Decimal
+    bid_qty: Decimal
+    ask: Decimal
+    ask_qty: Decimal
+    ts_ms: int | None = None  # exchange time when the stream gives one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameProblem:
+    """Why a frame could not be used. ``kind`` is one of ``KINDS``; ``sample`` is the frame's
+    text cut to a few hundred characters, for the log."""
+
+    kind: str
+    detail: str
+    sample: str
+
+
+KINDS = ("malformed_json", "truncated", "unknown_stream", "missing_field", "bad_value", "unexpected")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedFrame:
+    """A frame's meaning: market events, a control message (subscription ack, pong, a stream we
+    subscribe to but do not use), or a problem."""
+
+    events: tuple[TradeEvent | QuoteEvent, ...] = ()
+    control: str | None = None
+    problem: FrameProblem | None = None
