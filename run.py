@@ -169,6 +169,8 @@ class Engine:
         self.kill_reason = ""
         self.report: dict[str, Any] | None = None
         self.bus.add_tap(self._watch)
+        # Wall-clock sources are watched for silence; replayed and manual time is not real time.
+        self._stale_after_s = config.feed.stale_after_s if config.feed.source not in ("replay", "manual") else None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._timer_stop = threading.Event()
@@ -183,7 +185,8 @@ class Engine:
         known_coins = frozenset(config.feed.symbols) | frozenset(f.coin for f in config.feed.files)
         factories: dict[str, Callable[[], pykka.ActorRef[Any]]] = {
             FEED: lambda: Feed.start(source=self.source, board=self.board, store=self.store,
-                                     bar_seconds=config.feed.bar_seconds, **base),
+                                     bar_seconds=config.feed.bar_seconds, stale_after_s=self._stale_after_s,
+                                     watched=config.feed.symbols, **base),
             STRATEGIST: lambda: Strategist.start(make_strategies=self._make_strategies, store=self.store,
                                                  bar_seconds=config.feed.bar_seconds, **base),
             RISK_GATE: lambda: RiskGate.start(store=self.store, limits=config.risk, known_coins=known_coins,
@@ -330,6 +333,7 @@ class Engine:
             "source": self.config.feed.source,
             "simulated": bool(self.source is not None and self.source.simulated),
             "bars": feed.get("bars", 0),
+            "stale_periods": feed.get("stale_periods", 0),
             "bad_rows": source.get("bad_rows", 0) if isinstance(source, dict) else 0,
             "start_equity": str(self.start_equity),
             "end_equity": str(_equity(snapshot)) if snapshot is not None else None,
@@ -421,6 +425,8 @@ class Engine:
         while not self._timer_stop.wait(step):
             now = self.clock.now_ns()
             self.bus.tell(JOURNAL, TimerFired(ts_init_ns=now, name="flush"))
+            if self._stale_after_s is not None:
+                self.bus.tell(FEED, TimerFired(ts_init_ns=now, name="stale_check"))
             for role in due:
                 due[role] += step
                 if due[role] + 1e-9 >= every[role]:
@@ -622,6 +628,8 @@ def _status_line(engine: Engine, previous: dict[str, float] | None = None) -> st
         source += " finished"
     prices = ", ".join(f"{coin} {price}" for coin, (price, _) in sorted(engine.board.all().items()))
     trading_note = "" if trading == TradingState.ACTIVE.value else f" | trading {trading}"
+    if feed.get("stale"):
+        trading_note += f" | STALE {', '.join(feed['stale'])} (no new entries)"
     return (
         f"feed {source} | ticks {feed['ticks']} ({rate:.1f}/s) | "
         f"armed {len(snap.conditions)} | open {len(snap.positions)} | "

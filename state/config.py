@@ -55,6 +55,7 @@ class FeedConfig:
     bar_seconds: int = 60
     seed: int = 7
     ticks_per_second: float = 4.0  # sim: per symbol
+    stale_after_s: float = 15.0  # live sources (and sim): a coin silent this long is stale
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,6 +268,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "bar_seconds": _number(integer=True, minimum=1),
         "seed": _number(integer=True),
         "ticks_per_second": _number(above=0, maximum=1000),
+        "stale_after_s": _number(above=0, maximum=3600),
     },
     "paper": {
         "initial_balance": _decimal(above=Decimal(0)),
