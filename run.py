@@ -68,6 +68,7 @@ from actors.supervisor import ChildSpec, Supervisor
 from adapters.clock import TickClock, WallClock
 from adapters.logs import configure_logging, intercept_stdlib_logging
 from adapters.paper_exchange import PaperExchange
+from adapters.recorder import TradeRecorder
 from adapters.ports import Clock, ExchangePort, MarketSource
 from adapters.price_board import InMemoryPriceBoard
 from adapters.sim_source import SimSource
@@ -127,10 +128,15 @@ class Engine:
         ask_timeout: float = 10.0,
         run_id: str | None = None,
         progress: bool = False,
+        record: Path | str | None = None,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.run_id = run_id or new_run_id()
+        try:
+            self.recorder = TradeRecorder(record) if record is not None else None
+        except ValueError as error:
+            raise ConfigError([str(error)]) from None
         self.store = Store(data_dir / "engine.db")
         self.bus = Bus(ROLES)
         try:
@@ -186,7 +192,7 @@ class Engine:
         factories: dict[str, Callable[[], pykka.ActorRef[Any]]] = {
             FEED: lambda: Feed.start(source=self.source, board=self.board, store=self.store,
                                      bar_seconds=config.feed.bar_seconds, stale_after_s=self._stale_after_s,
-                                     watched=config.feed.symbols, **base),
+                                     watched=config.feed.symbols, recorder=self.recorder, **base),
             STRATEGIST: lambda: Strategist.start(make_strategies=self._make_strategies, store=self.store,
                                                  bar_seconds=config.feed.bar_seconds, **base),
             RISK_GATE: lambda: RiskGate.start(store=self.store, limits=config.risk, known_coins=known_coins,
@@ -334,6 +340,7 @@ class Engine:
             "simulated": bool(self.source is not None and self.source.simulated),
             "bars": feed.get("bars", 0),
             "stale_periods": feed.get("stale_periods", 0),
+            "recorded": {coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
             "bad_rows": source.get("bad_rows", 0) if isinstance(source, dict) else 0,
             "start_equity": str(self.start_equity),
             "end_equity": str(_equity(snapshot)) if snapshot is not None else None,
@@ -369,6 +376,8 @@ class Engine:
                     self.store.set_setting(REASON_KEY, self.halt_reason)
             self.store.close()
             self.journal_store.close()
+            if self.recorder is not None:
+                self.recorder.close()
             self.exit_code = exit_code
             self._stopped.set()
         logger.bind(actor="engine").info("ENGINE_STOPPED: exit code {}", exit_code)
@@ -425,7 +434,7 @@ class Engine:
         while not self._timer_stop.wait(step):
             now = self.clock.now_ns()
             self.bus.tell(JOURNAL, TimerFired(ts_init_ns=now, name="flush"))
-            if self._stale_after_s is not None:
+            if self._stale_after_s is not None or self.recorder is not None:
                 self.bus.tell(FEED, TimerFired(ts_init_ns=now, name="stale_check"))
             for role in due:
                 due[role] += step
@@ -581,6 +590,7 @@ def build_engine(
     source: MarketSource | None = None,
     ask_timeout: float = 10.0,
     progress: bool = False,
+    record: Path | str | None = None,
 ) -> Engine:
     """Build (not start) an engine from a config file, a mapping shaped like ``config.toml``,
     or a ``Config``. ``data_dir`` overrides ``[engine] data_dir``; a relative ``data_dir`` in a
@@ -588,7 +598,7 @@ def build_engine(
     replay file that cannot be read)."""
     config, folder = resolve_config_and_data_dir(config_or_path, data_dir)
     return Engine(config, data_dir=folder, clock=clock, venue=venue, source=source, ask_timeout=ask_timeout,
-                  progress=progress)
+                  progress=progress, record=record)
 
 
 def resolve_config_and_data_dir(
@@ -655,6 +665,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
         f"trading {report['trading_state']}",
         f"  report: {Path(report['data_dir']) / 'runs' / report['run_id'] / 'summary.json'}",
+        *([f"  recorded: {', '.join(f'{coin} {path}' for coin, path in report['recorded'].items())}"]
+          if report.get("recorded") else []),
     ])
 
 
@@ -687,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     parser.add_argument("--status", action="store_true",
                         help="print the durable state as JSON and exit without starting the engine")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write every received trade to FILE (one CSV per coin: FILE.<COIN>.csv) "
+                             "in a layout the replay source reads")
     parser.add_argument("--repl", action="store_true",
                         help="open an interactive console on the running engine; leaving it stops the engine")
     args = parser.parse_args(argv)
@@ -700,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
             status = durable_status(data_dir, config.paper.initial_balance)
             print(json.dumps(status, indent=2, sort_keys=True))
             return EXIT_OK
-        engine = build_engine(args.config, args.data_dir, progress=progress)
+        engine = build_engine(args.config, args.data_dir, progress=progress, record=args.record)
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return EXIT_BAD_INPUT

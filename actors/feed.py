@@ -31,6 +31,9 @@ or quote) for that long, by the receiving machine's monotonic clock, is announce
 open positions keep their exits on the last good price. The first message after that
 announces ``FeedRecovered``. An open connection that has gone silent is stale too.
 
+**Recording** (``--record``): every received trade is handed to the recorder before anything
+else, so a replay of the recording feeds the same ticks.
+
 **Back-pressure.** A source thread that reads faster than the engine trades (a replay at max
 speed) is made to wait inside the sink while the Feed and the Sniper have ``flow_limit``
 ticks not yet handled or held, so memory stays bounded.
@@ -54,7 +57,7 @@ from typing import Any
 
 from actors.base import EngineActor
 from actors.bus import EXECUTOR, EXIT_MONITOR, FEED, RISK_GATE, SNIPER, STRATEGIST, RoleState
-from adapters.ports import MarketSource, PriceBoard
+from adapters.ports import MarketSource, PriceBoard, TradeRecorder
 from state.bars import Bar, BarBuilder
 from state.messages import (
     ActorRestarted,
@@ -93,6 +96,7 @@ class Feed(EngineActor):
         stale_after_s: float | None = None,
         watched: Iterable[str] = (),
         monotonic: Callable[[], float] = time.monotonic,
+        recorder: TradeRecorder | None = None,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -116,6 +120,7 @@ class Feed(EngineActor):
         self._heard: dict[str, float] = {coin: monotonic() for coin in watched}  # last message, per coin
         self._stale: dict[str, float] = {}  # coin -> when it went stale
         self._quotes: dict[str, PushQuote] = {}
+        self._recorder = recorder
         self.stale_periods = 0
         self.ticks = 0
         self.bars = 0
@@ -148,6 +153,8 @@ class Feed(EngineActor):
     def _close(self) -> None:
         if self._source is not None:
             self._source.stop()
+        if self._recorder is not None:
+            self._recorder.flush()
 
     def _on_crash(self) -> None:
         """Keep the source running (its ticks reach the successor through the bus) and give
@@ -172,6 +179,8 @@ class Feed(EngineActor):
     # --- ticks ------------------------------------------------------------------------------------------
 
     def _on_push_tick(self, raw: PushTick) -> None:
+        if self._recorder is not None:
+            self._recorder.write(raw.coin, raw.ts_ms, raw.price, raw.qty)
         if self._stale_after_s is not None:
             self._heard_from(raw.coin)
         if self._holding is not None:
@@ -232,6 +241,8 @@ class Feed(EngineActor):
     def _on_timer_fired(self, timer: TimerFired) -> None:
         """``stale_check`` (the engine's timer, several times a second): a coin with no message
         for ``stale_after_s`` is stale, also when its connection is open but silent."""
+        if self._recorder is not None:
+            self._recorder.flush()  # a recording is at most one timer period behind
         if timer.name != "stale_check" or self._stale_after_s is None:
             return
         now = self._monotonic()

@@ -228,3 +228,22 @@ def test_a_missing_replay_file_is_a_clear_error_with_exit_code_2(tmp_path):
     result = run_cli("--config", str(config), "--data-dir", str(tmp_path / "d"), timeout=60)
     assert result.returncode == 2
     assert "feed.files:" in result.stderr and "nope.csv.gz" in result.stderr
+
+
+def test_a_recorded_session_replays_to_the_same_trades(shared_data, tmp_path):
+    trades = _slice(shared_data, tmp_path, 8_000)
+    config = write_config(tmp_path, [("BTC", trades)], bar_seconds=60, lookback=5)
+    first = tmp_path / "first"
+    recording = tmp_path / "rec" / "session.csv"
+    result = run_cli("--config", str(config), "--data-dir", str(first), "--record", str(recording))
+    assert result.returncode == 0, result.stderr[-3000:]
+    recorded = recording.with_name("session.BTC.csv")
+    assert summary_of(first)["recorded"] == {"BTC": str(recorded)}
+    assert len(recorded.read_text().splitlines()) == 8_000 + 1  # every received trade, and the header
+
+    again = tmp_path / "again"
+    again.mkdir()
+    replay = write_config(again, [("BTC", recorded)], bar_seconds=60, lookback=5)
+    assert run_cli("--config", str(replay), "--data-dir", str(again / "d")).returncode == 0
+    assert closed_trades(again / "d") == closed_trades(first)
+    assert len(closed_trades(first)) >= 1
