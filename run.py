@@ -68,6 +68,7 @@ from actors.supervisor import ChildSpec, Supervisor
 from adapters.clock import TickClock, WallClock
 from adapters.logs import configure_logging, intercept_stdlib_logging
 from adapters.paper_exchange import PaperExchange
+from adapters.rate_limit import TokenBucket
 from adapters.recorder import TradeRecorder
 from adapters.ports import Clock, ExchangePort, MarketSource
 from adapters.price_board import InMemoryPriceBoard
@@ -96,6 +97,8 @@ EXIT_HALTED = 3
 EXIT_KILL_SWITCH = 99
 
 JOURNAL_FLUSH_S = 0.25
+REST_RATE_PER_S = 20.0  # sustained, shared by every REST call of the process
+REST_BURST = 50
 RECONCILE_S = 5.0
 
 # Consumers start before producers, so nobody's first message waits for a missing role.
@@ -139,8 +142,10 @@ class Engine:
             raise ConfigError([str(error)]) from None
         self.store = Store(data_dir / "engine.db")
         self.bus = Bus(ROLES)
+        self.rest_limiter = TokenBucket(REST_RATE_PER_S, REST_BURST)  # every REST call of the process
         try:
-            self.source = source if source is not None else _make_source(config, self._source_finished, progress)
+            self.source = source if source is not None else _make_source(
+                config, self._source_finished, progress, self.rest_limiter)
             self.journal_store = _make_journal_store(config, data_dir)
         except ConfigError:
             self.store.close()
@@ -340,6 +345,9 @@ class Engine:
             "simulated": bool(self.source is not None and self.source.simulated),
             "bars": feed.get("bars", 0),
             "stale_periods": feed.get("stale_periods", 0),
+            "reconnects": source.get("reconnects", 0) if isinstance(source, dict) else 0,
+            "bad_frames": source.get("bad_frames", {}).get("total", 0) if isinstance(source, dict) else 0,
+            "rest": self.rest_limiter.stats(),
             "recorded": {coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
             "bad_rows": source.get("bad_rows", 0) if isinstance(source, dict) else 0,
             "start_equity": str(self.start_equity),
@@ -378,6 +386,7 @@ class Engine:
             self.journal_store.close()
             if self.recorder is not None:
                 self.recorder.close()
+            self.rest_limiter.close()
             self.exit_code = exit_code
             self._stopped.set()
         logger.bind(actor="engine").info("ENGINE_STOPPED: exit code {}", exit_code)
@@ -521,7 +530,8 @@ def _make_clock(config: Config, store: Store, source: MarketSource | None) -> Cl
     return TickClock(start_ms * 1_000_000 if start_ms else None)
 
 
-def _make_source(config: Config, on_finished: Callable[[int, int], None], progress: bool) -> MarketSource | None:
+def _make_source(config: Config, on_finished: Callable[[int, int], None], progress: bool,
+                 limiter: TokenBucket) -> MarketSource | None:
     feed = config.feed
     if feed.source == "sim":
         rules = {coin: config.market(coin) for coin in feed.symbols}
@@ -536,6 +546,10 @@ def _make_source(config: Config, on_finished: Callable[[int, int], None], progre
             raise ConfigError([f"feed.files: {error}"]) from None
     if feed.source == "manual":
         return None
+    if feed.source in ("binance", "bybit"):
+        from adapters.live_feeds import live_source
+
+        return live_source(feed, limiter)
     raise ConfigError([f"feed.source: {feed.source!r} is not available in this version"])
 
 

@@ -142,6 +142,8 @@ class Feed(EngineActor):
         resumable = getattr(self._source, "resumable", False)
         if resumable:
             self._source.start(self._from_source, resume_after=resume_after)  # type: ignore[call-arg]
+        elif getattr(self._source, "accepts_quotes", False):
+            self._source.start(self._from_source, quote_sink=self._quote_from_source)  # type: ignore[call-arg]
         else:
             self._source.start(self._from_source)
         self.log.info(
@@ -166,7 +168,8 @@ class Feed(EngineActor):
 
     # --- the source's thread ------------------------------------------------------------------------
 
-    def _from_source(self, coin: str, price: Decimal, ts_ms: int, qty: Decimal, seq: int | None = None) -> None:
+    def _from_source(self, coin: str, price: Decimal, ts_ms: int, qty: Decimal, seq: int | None = None,
+                     origin: str = "stream") -> None:
         """Runs on the source's thread: waits for room (bounded), then hands the tick to the bus.
         It touches no state of this actor instance, so it keeps working for a successor after a
         crash of the Feed (the source keeps running)."""
@@ -174,14 +177,21 @@ class Feed(EngineActor):
             if self.bus.state(FEED) is RoleState.STOPPED:
                 raise RuntimeError("feed stopped")
         self.bus.send(PushTick(ts_init_ns=ts_ms * 1_000_000 if self._hold_bars else self.clock.now_ns(),
-                               coin=coin, price=price, ts_ms=ts_ms, qty=qty, seq=seq))
+                               coin=coin, price=price, ts_ms=ts_ms, qty=qty, seq=seq, origin=origin))
+
+    def _quote_from_source(self, coin: str, bid: Decimal, bid_qty: Decimal, ask: Decimal, ask_qty: Decimal,
+                           ts_ms: int | None = None) -> None:
+        """Runs on the source's thread: best bid/ask to the bus (no flow control: quotes replace
+        each other, and a live source is paced by the exchange)."""
+        self.bus.send(PushQuote(ts_init_ns=self.clock.now_ns(), coin=coin, bid=bid, bid_qty=bid_qty, ask=ask,
+                                ask_qty=ask_qty, ts_ms=ts_ms))
 
     # --- ticks ------------------------------------------------------------------------------------------
 
     def _on_push_tick(self, raw: PushTick) -> None:
         if self._recorder is not None:
             self._recorder.write(raw.coin, raw.ts_ms, raw.price, raw.qty)
-        if self._stale_after_s is not None:
+        if self._stale_after_s is not None and raw.origin == "stream":
             self._heard_from(raw.coin)
         if self._holding is not None:
             self._held.append(raw)

@@ -56,6 +56,24 @@ class FeedConfig:
     seed: int = 7
     ticks_per_second: float = 4.0  # sim: per symbol
     stale_after_s: float = 15.0  # live sources (and sim): a coin silent this long is stale
+    # live sources (binance, bybit)
+    market: str = ""  # binance: usdm | spot (default usdm); bybit: linear | spot (default linear)
+    url: str = ""  # websocket endpoint; empty: the exchange's public one
+    symbol_map: Mapping[str, str] = field(default_factory=dict)  # coin -> exchange symbol; default COIN+USDT
+    trades: str = "trade"  # binance: trade | aggTrade
+    reconnect_first_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    ping_interval_s: float = 20.0
+    silence_timeout_s: float = 30.0  # no frame at all this long: the connection is dropped and reopened
+    max_connection_age_s: float = 84_600.0  # reconnect before Binance's 24-hour cut
+    rest_fallback_after_s: float = 10.0  # stream down this long: poll last prices over REST
+    rest_poll_s: float = 1.0
+    rest_url: str = ""  # REST endpoint; empty: the exchange's public one
+
+    def market_kind(self) -> str:
+        if self.market:
+            return self.market
+        return "usdm" if self.source == "binance" else "linear"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,6 +247,27 @@ def _is_positive_number(text: str) -> bool:
         return False
 
 
+def _ws_url(value: Any) -> str:
+    if not isinstance(value, str) or (value and not value.startswith(("ws://", "wss://"))):
+        raise ValueError(f"must be a websocket URL such as 'wss://fstream.binance.com', not {value!r}")
+    return value.rstrip("/")
+
+
+def _http_url(value: Any) -> str:
+    if not isinstance(value, str) or (value and not value.startswith(("http://", "https://"))):
+        raise ValueError(f"must be an http(s) URL such as 'https://fapi.binance.com', not {value!r}")
+    return value.rstrip("/")
+
+
+def _symbol_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v.strip() for v in value.values()):
+        raise ValueError(f"must be a table of coin = \"EXCHANGESYMBOL\", not {value!r}")
+    try:
+        return {coin_symbol(coin): symbol.strip().upper() for coin, symbol in value.items()}
+    except ValueError:
+        raise ValueError(f"has a key that is not a coin symbol: {value!r}") from None
+
+
 def _journal_url(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a database URL such as 'postgresql://user@host/db', not {value!r}")
@@ -261,7 +300,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "sweep_interval_s": _number(above=0),
     },
     "feed": {
-        "source": _choice("sim", "replay", "manual"),
+        "source": _choice("sim", "replay", "manual", "binance", "bybit"),
         "symbols": _symbols,
         "files": _files,
         "speed": _speed,
@@ -269,6 +308,18 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "seed": _number(integer=True),
         "ticks_per_second": _number(above=0, maximum=1000),
         "stale_after_s": _number(above=0, maximum=3600),
+        "market": _choice("usdm", "spot", "linear"),
+        "url": _ws_url,
+        "symbol_map": _symbol_map,
+        "trades": _choice("trade", "aggTrade"),
+        "reconnect_first_s": _number(above=0, maximum=60),
+        "reconnect_max_s": _number(above=0, maximum=3600),
+        "ping_interval_s": _number(above=0, maximum=600),
+        "silence_timeout_s": _number(above=0, maximum=3600),
+        "max_connection_age_s": _number(minimum=60),
+        "rest_fallback_after_s": _number(above=0),
+        "rest_poll_s": _number(minimum=0.05),
+        "rest_url": _http_url,
     },
     "paper": {
         "initial_balance": _decimal(above=Decimal(0)),
@@ -360,6 +411,11 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
     feed = values.get("feed", {})
     if feed.get("source") == "replay" and not feed.get("files"):
         problems.append("feed.files: the replay source needs at least one file")
+    market = feed.get("market")
+    if market and feed.get("source") in ("binance", "bybit"):
+        allowed = ("usdm", "spot") if feed.get("source") == "binance" else ("linear", "spot")
+        if market not in allowed:
+            problems.append(f"feed.market: {feed['source']} offers {' or '.join(allowed)}, not {market!r}")
     _check_strategies(values.get("strategist", {}), feed, problems)
     config: Config | None = None
     if not problems:

@@ -57,6 +57,7 @@ class PushTick(Command):
     ts_ms: int
     qty: Decimal = Decimal(0)
     seq: int | None = None  # position in a replay (resuming after a crash skips what was seen)
+    origin: str = "stream"  # "rest": a fallback price (keeps stops working, does not end a stale period)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coin", coin_symbol(self.coin))

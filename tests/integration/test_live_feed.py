@@ -1,0 +1,192 @@
+"""The ``binance`` source against a local websocket server replaying real Binance captures.
+
+The whole engine runs (eight actors, paper venue); only the exchange is local: its frames are
+the captured ``btcusdt@trade`` / ``ethusdt@trade`` / ``@bookTicker`` lines of
+``../shared/data/streams/binance-hftbacktest/usdm``, and the server drops, silences and
+corrupts the stream on the test's command.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.bus import SNIPER
+from run import build_engine
+from state.messages import FeedRecovered, FeedStale, PushTick, Tick
+from tests.conftest import condition
+from tests.support.ws_server import ReplayServer
+
+CAPTURES = "streams/binance-hftbacktest/usdm"
+WAIT = 15.0
+
+
+def captured_frames(shared_data: Path, trades_per_coin: int) -> list[str]:
+    """The first trade and bookTicker frames of BTC and ETH, merged in capture order."""
+    lines: list[tuple[int, str]] = []
+    for coin in ("btcusdt", "ethusdt"):
+        trades = 0
+        with gzip.open(shared_data / CAPTURES / f"{coin}_20240808.gz", "rt") as capture:
+            for line in capture:
+                stamp, _, frame = line.rstrip("\n").partition(" ")
+                if '"stream"' not in frame or "@depth" in frame:
+                    continue
+                if "@trade" in frame:
+                    if trades == trades_per_coin:
+                        break
+                    trades += 1
+                lines.append((int(stamp), frame))
+    return [frame for _, frame in sorted(lines, key=lambda item: item[0])]
+
+
+def trade_prices(frames: list[str]) -> list[tuple[str, Decimal]]:
+    out = []
+    for frame in frames:
+        data = json.loads(frame)["data"]
+        if data.get("e") == "trade" and data.get("X", "MARKET") == "MARKET":
+            out.append((data["s"].removesuffix("USDT"), Decimal(data["p"])))
+    return out
+
+
+class TickLog:
+    """Every Tick and feed event delivered to the Sniper, recorded by a bus tap."""
+
+    def __init__(self, engine: Any) -> None:
+        self.ticks: list[tuple[str, Decimal]] = []
+        self.events: list[Any] = []
+        self.changed = threading.Condition()
+        engine.bus.add_tap(self)
+
+    def __call__(self, role: str, message: Any) -> None:
+        if role != SNIPER:
+            return
+        with self.changed:
+            if type(message) is Tick:
+                self.ticks.append((message.coin, message.price))
+            elif type(message) in (FeedStale, FeedRecovered):
+                self.events.append(message)
+            self.changed.notify_all()
+
+    def wait(self, predicate: Any, timeout: float = WAIT) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: predicate(self), timeout)
+
+
+def live_engine(tmp_path: Path, server: ReplayServer, **feed: Any) -> Any:
+    config = {
+        "feed": {"source": "binance", "symbols": ["BTC", "ETH"], "url": server.url, "reconnect_first_s": 0.05,
+                 "reconnect_max_s": 0.2, "stale_after_s": 1.0, "silence_timeout_s": 30,
+                 "rest_fallback_after_s": 3600, **feed},
+        "strategist": {"strategies": []},
+        "paper": {"slippage_bps": 0},
+    }
+    return build_engine(config, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def frames(shared_data) -> list[str]:
+    return captured_frames(shared_data, trades_per_coin=150)
+
+
+def test_ticks_reach_the_sniper_with_the_captured_prices_for_two_symbols(tmp_path, frames):
+    expected = trade_prices(frames)
+    assert {coin for coin, _ in expected} == {"BTC", "ETH"}
+    with ReplayServer(frames, pace_s=0.0005) as server:
+        engine = live_engine(tmp_path, server).start()
+        try:
+            log = TickLog(engine)
+            assert log.wait(lambda l: len(l.ticks) >= len(expected)), f"{len(log.ticks)} of {len(expected)}"
+            assert log.ticks == expected
+            assert "btcusdt@trade" in server.paths[0] and "ethusdt@bookTicker" in server.paths[0]
+            top = engine.handles["feed"].stats()["top_of_book"]
+            assert set(top) == {"BTC", "ETH"}
+        finally:
+            engine.stop()
+
+
+def test_a_dropped_connection_reconnects_resumes_and_no_tick_is_delivered_twice(tmp_path, frames):
+    expected = trade_prices(frames)
+    half = len(frames) // 2
+    with ReplayServer(frames[:half], pace_s=0.0005) as server:
+        engine = live_engine(tmp_path, server).start()
+        try:
+            log = TickLog(engine)
+            first_half = trade_prices(frames[:half])
+            assert log.wait(lambda l: len(l.ticks) >= len(first_half))
+            server.drop_clients()
+            assert server.wait_for_connections(2, WAIT), "no reconnect"
+            repeated = [f for f in frames[:half] if '@trade"' in f][-5:]
+            for frame in repeated:  # the exchange repeats a few trades after a reconnect
+                server.push(frame)
+            server.extend(frames[half:])
+            assert log.wait(lambda l: len(l.ticks) >= len(expected))
+            assert log.ticks == expected, "every trade once, in order"
+            stats = engine.handles["feed"].stats()["source"]
+            assert 1 <= stats["reconnects"] <= 3
+            assert stats["duplicates"] == len(repeated) == 5
+            assert len(server.paths) == server.connections >= 2, "resubscribed on every connection"
+        finally:
+            report = engine.shutdown()
+    assert report["reconnects"] >= 1
+
+
+def test_a_silent_open_connection_makes_the_coins_stale_blocks_entries_then_recovers(tmp_path, frames):
+    with ReplayServer(frames[:40], pace_s=0.0005) as server:
+        engine = live_engine(tmp_path, server).start()
+        try:
+            log = TickLog(engine)
+            assert log.wait(lambda l: len(l.ticks) >= len(trade_prices(frames[:40])))
+            last_btc = [price for coin, price in log.ticks if coin == "BTC"][-1]
+            engine.sniper.add_condition(condition(coin="BTC", trigger=last_btc + 1, size=200))
+            server.pause()  # connected, but nothing comes: not even pongs
+            assert log.wait(lambda l: {e.coin for e in l.events if type(e) is FeedStale} == {"BTC", "ETH"},
+                            timeout=2.5), "FeedStale within stale_after_s + 1 s"
+            assert engine.handles["feed"].stats()["stale"] == ["BTC", "ETH"]
+
+            # A REST fallback price above the trigger: it keeps stops working, but no entry while stale.
+            now_ms = time.time_ns() // 1_000_000  # a live venue's clock is ours (the capture's is 2024)
+            engine.bus.send(PushTick(ts_init_ns=engine.clock.now_ns(), coin="BTC", price=last_btc + 5,
+                                     ts_ms=now_ms, origin="rest"))
+            assert engine.wait_idle(WAIT)
+            assert engine.sniper.snapshot().positions == ()
+            blocked = engine.journal.events("ConditionBlocked")
+            assert blocked and blocked[-1]["data"]["reason"].startswith("ORDER_BOOK_STALE")
+
+            server.resume()
+            crossing = json.dumps({"stream": "btcusdt@trade", "data": {
+                "e": "trade", "E": now_ms + 1, "T": now_ms + 1, "s": "BTCUSDT", "t": 999_999_999_999,
+                "p": str(last_btc + 6), "q": "0.010", "X": "MARKET", "m": False}})
+            server.push(crossing)
+            assert log.wait(lambda l: any(type(e) is FeedRecovered and e.coin == "BTC" for e in l.events))
+            assert engine.wait_idle(WAIT)
+            assert len(engine.sniper.snapshot().positions) == 1, "entries resume once the coin recovered"
+        finally:
+            report = engine.shutdown()
+    assert report["stale_periods"] >= 2
+
+
+def test_malformed_and_truncated_frames_are_counted_and_skipped(tmp_path, frames):
+    good = frames[:60]
+    doge = json.dumps({"stream": "dogeusdt@trade", "data": {
+        "e": "trade", "E": 1723161256400, "T": 1723161256400, "s": "DOGEUSDT", "t": 1, "p": "0.1",
+        "q": "10", "X": "MARKET", "m": False}})
+    mixed = good[:20] + ['{"stream": nope}', good[20][: len(good[20]) // 2], doge] + good[20:]
+    with ReplayServer(mixed, pace_s=0.0005) as server:
+        engine = live_engine(tmp_path, server).start()
+        try:
+            log = TickLog(engine)
+            assert log.wait(lambda l: len(l.ticks) >= len(trade_prices(good)))
+            assert log.ticks == trade_prices(good)
+            bad = engine.handles["feed"].stats()["source"]["bad_frames"]
+            assert bad["total"] == 3
+            assert set(bad["counts"]) == {"malformed_json", "truncated", "unknown_stream"}
+        finally:
+            report = engine.shutdown()
+    assert report["bad_frames"] == 3
