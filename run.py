@@ -197,7 +197,8 @@ class Engine:
         factories: dict[str, Callable[[], pykka.ActorRef[Any]]] = {
             FEED: lambda: Feed.start(source=self.source, board=self.board, store=self.store,
                                      bar_seconds=config.feed.bar_seconds, stale_after_s=self._stale_after_s,
-                                     watched=config.feed.symbols, recorder=self.recorder, **base),
+                                     watched=config.feed.symbols, recorder=self.recorder,
+                                     hold_bars=True, **base),
             STRATEGIST: lambda: Strategist.start(make_strategies=self._make_strategies, store=self.store,
                                                  bar_seconds=config.feed.bar_seconds, **base),
             RISK_GATE: lambda: RiskGate.start(store=self.store, limits=config.risk, known_coins=known_coins,

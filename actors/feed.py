@@ -16,8 +16,9 @@ older than the last accepted one of its coin is counted and dropped (time never 
 backwards); every accepted tick moves the engine clock and the price board.
 
 **Bars.** A bar ``[t, t + bar_seconds)`` closes when the first tick at or after its end
-arrives; the bar is emitted before that tick. On a causal (tick) clock, i.e. in replay and
-with manual ticks, the Feed *holds* that tick and every later one, and waits twice for every
+arrives; the bar is emitted before that tick. With ``hold_bars`` (the default on a causal
+clock, i.e. in replay and with manual ticks; the engine turns it on for live sources too, so
+that a recorded session replays to the same trades), the Feed *holds* that tick and every later one, and waits twice for every
 role a bar can set working (Strategist, RiskGate, Sniper, Executor, ExitMonitor) to have handled
 all its mail: once before emitting the bar (so every earlier tick, and an order in flight with
 the ticks the Sniper deferred behind it, is settled first), once after (so the conditions the
@@ -97,6 +98,7 @@ class Feed(EngineActor):
         watched: Iterable[str] = (),
         monotonic: Callable[[], float] = time.monotonic,
         recorder: TradeRecorder | None = None,
+        hold_bars: bool | None = None,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -104,7 +106,8 @@ class Feed(EngineActor):
         self._board = board
         self._store = store
         self._bars = BarBuilder(bar_seconds)
-        self._hold_bars = bool(getattr(self.clock, "causal", False))
+        self._causal = bool(getattr(self.clock, "causal", False))  # stamps are tick time
+        self._hold_bars = self._causal if hold_bars is None else hold_bars
         self._flow_limit = flow_limit
         self._last_ts: dict[str, int] = {}
         self._stored_bar_end: dict[str, int] = {}
@@ -176,7 +179,7 @@ class Feed(EngineActor):
         while not self.bus.wait_for_room((FEED, SNIPER), self._flow_limit, FLOW_WAIT_S):
             if self.bus.state(FEED) is RoleState.STOPPED:
                 raise RuntimeError("feed stopped")
-        self.bus.send(PushTick(ts_init_ns=ts_ms * 1_000_000 if self._hold_bars else self.clock.now_ns(),
+        self.bus.send(PushTick(ts_init_ns=ts_ms * 1_000_000 if self._causal else self.clock.now_ns(),
                                coin=coin, price=price, ts_ms=ts_ms, qty=qty, seq=seq, origin=origin))
 
     def _quote_from_source(self, coin: str, bid: Decimal, bid_qty: Decimal, ask: Decimal, ask_qty: Decimal,
@@ -227,8 +230,8 @@ class Feed(EngineActor):
         self.clock.observe_tick(raw.ts_ms)
         self._board.update(coin, raw.price, raw.ts_ms)
         self.ticks += 1
-        stamp = raw.ts_ms * 1_000_000 if self._hold_bars else self.clock.now_ns()
-        if self._hold_bars:
+        stamp = raw.ts_ms * 1_000_000 if self._causal else self.clock.now_ns()
+        if self._causal:
             self.clock.handling(stamp)
         self.publish(Tick(ts_init_ns=stamp, coin=coin, price=raw.price, ts_ms=raw.ts_ms, qty=raw.qty,
                           seq=raw.seq))
@@ -282,9 +285,9 @@ class Feed(EngineActor):
         self.bars += 1
         self.clock.observe_tick(bar.end_ms)
         stamp = bar.end_ms * 1_000_000
-        if self._hold_bars:
+        if self._causal:
             self.clock.handling(stamp)
-        self.publish(BarClosed(ts_init_ns=stamp if self._hold_bars else self.clock.now_ns(), bar=bar))
+        self.publish(BarClosed(ts_init_ns=stamp if self._causal else self.clock.now_ns(), bar=bar))
 
     def _store_bar(self, bar: Bar) -> None:
         self._stored_bar_end[bar.coin] = bar.end_ms

@@ -99,10 +99,14 @@ def test_ticks_reach_the_sniper_with_the_captured_prices_for_two_symbols(tmp_pat
     expected = trade_prices(frames)
     assert {coin for coin, _ in expected} == {"BTC", "ETH"}
     with ReplayServer(frames, pace_s=0.0005) as server:
-        engine = live_engine(tmp_path, server).start()
+        engine = live_engine(tmp_path, server)
+        log = TickLog(engine)  # before start: the first frame may arrive at once
+        engine.start()
         try:
-            log = TickLog(engine)
-            assert log.wait(lambda l: len(l.ticks) >= len(expected)), f"{len(log.ticks)} of {len(expected)}"
+            assert log.wait(lambda l: len(l.ticks) >= len(expected)), (
+                f"{len(log.ticks)} of {len(expected)}; server sent {server.sent}; feed "
+                f"{engine.handles['feed'].stats()}; bus {engine.bus.outstanding()} watchers "
+                f"{engine.bus._idle_watchers}")
             assert log.ticks == expected
             assert "btcusdt@trade" in server.paths[0] and "ethusdt@bookTicker" in server.paths[0]
             top = engine.handles["feed"].stats()["top_of_book"]
@@ -115,9 +119,10 @@ def test_a_dropped_connection_reconnects_resumes_and_no_tick_is_delivered_twice(
     expected = trade_prices(frames)
     half = len(frames) // 2
     with ReplayServer(frames[:half], pace_s=0.0005) as server:
-        engine = live_engine(tmp_path, server).start()
+        engine = live_engine(tmp_path, server)
+        log = TickLog(engine)  # before start: the first frame may arrive at once
+        engine.start()
         try:
-            log = TickLog(engine)
             first_half = trade_prices(frames[:half])
             assert log.wait(lambda l: len(l.ticks) >= len(first_half))
             server.drop_clients()
@@ -126,7 +131,10 @@ def test_a_dropped_connection_reconnects_resumes_and_no_tick_is_delivered_twice(
             for frame in repeated:  # the exchange repeats a few trades after a reconnect
                 server.push(frame)
             server.extend(frames[half:])
-            assert log.wait(lambda l: len(l.ticks) >= len(expected))
+            assert log.wait(lambda l: len(l.ticks) >= len(expected)), (
+                f"{len(log.ticks)} of {len(expected)} ticks; server sent {server.sent} of {len(frames)} frames "
+                f"to {server.clients} client(s) over {server.connections} connection(s); "
+                f"feed {engine.handles['feed'].stats()}; bus {engine.bus.outstanding()}")
             assert log.ticks == expected, "every trade once, in order"
             stats = engine.handles["feed"].stats()["source"]
             assert 1 <= stats["reconnects"] <= 3
@@ -139,10 +147,12 @@ def test_a_dropped_connection_reconnects_resumes_and_no_tick_is_delivered_twice(
 
 def test_a_silent_open_connection_makes_the_coins_stale_blocks_entries_then_recovers(tmp_path, frames):
     with ReplayServer(frames[:40], pace_s=0.0005) as server:
-        engine = live_engine(tmp_path, server).start()
+        engine = live_engine(tmp_path, server)
+        log = TickLog(engine)  # before start: the first frame may arrive at once
+        engine.start()
         try:
-            log = TickLog(engine)
-            assert log.wait(lambda l: len(l.ticks) >= len(trade_prices(frames[:40])))
+            wanted = len(trade_prices(frames[:40]))
+            assert log.wait(lambda l: len(l.ticks) >= wanted)
             last_btc = [price for coin, price in log.ticks if coin == "BTC"][-1]
             engine.sniper.add_condition(condition(coin="BTC", trigger=last_btc + 1, size=200))
             server.pause()  # connected, but nothing comes: not even pongs
@@ -179,14 +189,94 @@ def test_malformed_and_truncated_frames_are_counted_and_skipped(tmp_path, frames
         "q": "10", "X": "MARKET", "m": False}})
     mixed = good[:20] + ['{"stream": nope}', good[20][: len(good[20]) // 2], doge] + good[20:]
     with ReplayServer(mixed, pace_s=0.0005) as server:
-        engine = live_engine(tmp_path, server).start()
+        engine = live_engine(tmp_path, server)
+        log = TickLog(engine)  # before start: the first frame may arrive at once
+        engine.start()
         try:
-            log = TickLog(engine)
-            assert log.wait(lambda l: len(l.ticks) >= len(trade_prices(good)))
-            assert log.ticks == trade_prices(good)
+            expected = trade_prices(good)
+            assert log.wait(lambda l: len(l.ticks) >= len(expected))
+            assert log.ticks == expected
             bad = engine.handles["feed"].stats()["source"]["bad_frames"]
             assert bad["total"] == 3
             assert set(bad["counts"]) == {"malformed_json", "truncated", "unknown_stream"}
         finally:
             report = engine.shutdown()
     assert report["bad_frames"] == 3
+
+
+def shifted(frames: list[str], first_ms: int) -> list[str]:
+    """The frames with their exchange times moved so the first is ``first_ms`` (a live venue's
+    clock is ours; the capture's is 2024)."""
+    base = min(json.loads(f)["data"].get("T") or json.loads(f)["data"].get("E") for f in frames)
+    out = []
+    for frame in frames:
+        envelope = json.loads(frame)
+        data = envelope["data"]
+        for key in ("T", "E"):
+            if key in data:
+                data[key] += first_ms - base
+        out.append(json.dumps(envelope))
+    return out
+
+
+@pytest.mark.slow
+def test_a_breakout_session_on_the_local_server_trades_reports_reconnects_and_stale_periods_and_replays(
+        shared_data, tmp_path):
+    raw = captured_frames(shared_data, trades_per_coin=1500)
+    # The frames go out faster than they happened; their market time is set well ahead of the wall
+    # clock so that a condition made at a bar close is never already expired by wall time.
+    frames = shifted(raw, time.time_ns() // 1_000_000 + 120_000)
+    first, second = frames[: len(frames) // 2], frames[len(frames) // 2:]
+    strategy = {"strategies": ["breakout"],
+                "breakout": {"lookback_bars": 3, "stop_loss_pct": 0.0003, "take_profit_pct": 0.0003,
+                             "position_size_usd": 100}}
+    recording = tmp_path / "rec" / "live.csv"
+    with ReplayServer(first, pace_s=0.0003) as server:
+        config = {
+            "feed": {"source": "binance", "symbols": ["BTC", "ETH"], "url": server.url, "bar_seconds": 1,
+                     "reconnect_first_s": 0.05, "reconnect_max_s": 0.2, "stale_after_s": 0.5,
+                     "silence_timeout_s": 30, "rest_fallback_after_s": 3600},
+            "strategist": strategy,
+            "paper": {"slippage_bps": 0},
+            "session": {"on_stop": "flatten"},
+        }
+        engine = build_engine(config, data_dir=tmp_path / "live", record=recording)
+        log = TickLog(engine)
+        engine.start()
+        try:
+            half = trade_prices(first)
+            assert log.wait(lambda l: len(l.ticks) >= len(half), timeout=60)
+            server.drop_clients()
+            assert server.wait_for_connections(2, WAIT)
+            server.pause()
+            assert log.wait(lambda l: any(type(e) is FeedStale for e in l.events), timeout=3)
+            server.resume()
+            server.extend(second)
+            everything = len(trade_prices(frames))
+            assert log.wait(lambda l: len(l.ticks) >= everything, timeout=60)
+            assert engine.wait_idle(WAIT)
+        finally:
+            report = engine.shutdown()
+    assert report["reconnects"] >= 1 and report["stale_periods"] >= 1
+    assert report["total_trades"] >= 1
+    live_trades = engine_trades(tmp_path / "live")
+
+    files = [{"coin": coin, "path": path} for coin, path in report["recorded"].items()]
+    replay = build_engine({"feed": {"source": "replay", "symbols": ["BTC", "ETH"], "files": files,
+                                    "bar_seconds": 1},
+                           "strategist": strategy, "paper": {"slippage_bps": 0},
+                           "session": {"on_stop": "flatten"}}, data_dir=tmp_path / "replayed").start()
+    try:
+        assert replay.finished.wait(60)
+    finally:
+        replay.shutdown()
+    assert engine_trades(tmp_path / "replayed") == live_trades
+
+
+def engine_trades(data_dir: Path) -> list[tuple[str, str, str, str | None]]:
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "journal.db") as db:
+        rows = db.execute("SELECT position_id, entry_price, exit_price, exit_reason FROM trades "
+                          "WHERE status = 'CLOSED' ORDER BY position_id")
+        return [tuple(row) for row in rows]
