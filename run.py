@@ -349,6 +349,7 @@ class Engine:
             "reconnects": source.get("reconnects", 0) if isinstance(source, dict) else 0,
             "bad_frames": source.get("bad_frames", {}).get("total", 0) if isinstance(source, dict) else 0,
             "rest": self.rest_limiter.stats(),
+            "top_of_book": feed.get("top_of_book", {}),
             "recorded": {coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
             "bad_rows": source.get("bad_rows", 0) if isinstance(source, dict) else 0,
             "start_equity": str(self.start_equity),
@@ -651,7 +652,17 @@ def _status_line(engine: Engine, previous: dict[str, float] | None = None) -> st
         source += f" {progress:.1f}%"
     if feed.get("finished"):
         source += " finished"
-    prices = ", ".join(f"{coin} {price}" for coin, (price, _) in sorted(engine.board.all().items()))
+    top = feed.get("top_of_book", {})
+    prices = ", ".join(
+        f"{coin} {price}" + (f" ({top[coin]['bid']}/{top[coin]['ask']})" if coin in top else "")
+        for coin, (price, _) in sorted(engine.board.all().items()))
+    live = feed.get("source", {})
+    if isinstance(live, dict) and "reconnects" in live:
+        source += f" {live.get('state', '?')}, {live['reconnects']} reconnect(s)"
+        if (live.get("bad_frames") or {}).get("total"):
+            source += f", {live['bad_frames']['total']} bad frame(s)"
+        if (live.get("rest_fallback") or {}).get("active"):
+            source += ", REST fallback"
     trading_note = "" if trading == TradingState.ACTIVE.value else f" | trading {trading}"
     if feed.get("stale"):
         trading_note += f" | STALE {', '.join(feed['stale'])} (no new entries)"

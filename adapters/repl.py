@@ -97,6 +97,9 @@ class Console:
             "armed_conditions": len(snap.conditions),
             "open_positions": len(snap.positions),
             "restarts": {role: n for role, n in engine.restarts.items() if n},
+            "stale": feed.get("stale", []),
+            "top_of_book": feed.get("top_of_book", {}),
+            "reconnects": (feed.get("source") or {}).get("reconnects"),
         }
 
     def conditions(self) -> list[dict[str, Any]]:

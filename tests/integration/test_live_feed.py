@@ -280,3 +280,33 @@ def engine_trades(data_dir: Path) -> list[tuple[str, str, str, str | None]]:
         rows = db.execute("SELECT position_id, entry_price, exit_price, exit_reason FROM trades "
                           "WHERE status = 'CLOSED' ORDER BY position_id")
         return [tuple(row) for row in rows]
+
+
+def test_the_bybit_source_subscribes_pings_and_turns_v5_frames_into_ticks_and_quotes(tmp_path, shared_data):
+    ticker = json.loads((shared_data / "payloads/bybit/ws_ticker_linear.json").read_text())
+    now = time.time_ns() // 1_000_000
+    trades = []
+    for number, (symbol, price) in enumerate([("BTCUSDT", "17216.50"), ("ETHUSDT", "1265.20"),
+                                              ("BTCUSDT", "17217.00")]):
+        trades.append(json.dumps({"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": now + number,
+                                  "data": [{"T": now + number, "s": symbol, "S": "Buy", "v": "0.010", "p": price,
+                                            "i": f"id-{number}", "BT": False}]}))
+    with ReplayServer([json.dumps(ticker), *trades], pace_s=0.01) as server:
+        engine = build_engine({
+            "feed": {"source": "bybit", "symbols": ["BTC", "ETH"], "url": server.url, "ping_interval_s": 0.2,
+                     "stale_after_s": 60, "rest_fallback_after_s": 3600},
+            "strategist": {"strategies": []},
+        }, data_dir=tmp_path / "data")
+        log = TickLog(engine)
+        engine.start()
+        try:
+            assert log.wait(lambda l: len(l.ticks) == 3)
+            assert log.ticks == [("BTC", Decimal("17216.50")), ("ETH", Decimal("1265.20")), ("BTC", Decimal("17217.00"))]
+            assert server.wait_until(lambda s: any('"op": "ping"' in t or '"op":"ping"' in t for t in s.received), WAIT)
+            subscribe = json.loads(server.received[0])
+            assert subscribe["op"] == "subscribe"
+            assert set(subscribe["args"]) >= {"publicTrade.BTCUSDT", "publicTrade.ETHUSDT", "tickers.BTCUSDT"}
+            top = engine.handles["feed"].stats()["top_of_book"]
+            assert top["BTC"]["bid"] == "17215.50" and top["BTC"]["ask"] == "17216.00"
+        finally:
+            engine.stop()
