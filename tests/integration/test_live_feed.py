@@ -310,3 +310,48 @@ def test_the_bybit_source_subscribes_pings_and_turns_v5_frames_into_ticks_and_qu
             assert top["BTC"]["bid"] == "17215.50" and top["BTC"]["ask"] == "17216.00"
         finally:
             engine.stop()
+
+
+def test_while_the_stream_is_down_rest_prices_keep_coming_under_the_shared_rate_limit(tmp_path, shared_data):
+    """No websocket server at all: after rest_fallback_after_s, ccxt polls the local REST server
+    (the real USD-M exchangeInfo, a ticker in the venue's shape) and its prices reach the Sniper;
+    every request paid a token of the process-wide bucket."""
+    from tests.support.http_server import LocalHttpServer
+
+    with gzip.open(shared_data / "payloads/binance-live-rest/binance-usdm_fapi_v1_exchangeInfo_2021-07-22.json.gz",
+                   "rt") as info:
+        exchange_info = info.read()
+    now = time.time_ns() // 1_000_000
+    prices = iter(["40100.10", "40100.20", "40100.30"] + ["40100.30"] * 100)
+
+    def ticker(request: Any) -> dict[str, Any]:
+        return {"symbol": "BTCUSDT", "lastPrice": next(prices), "closeTime": now, "openPrice": "40000",
+                "highPrice": "40200", "lowPrice": "39900", "volume": "1", "quoteVolume": "40000"}
+
+    rest = LocalHttpServer().start()
+    rest.route("/fapi/v1/exchangeInfo", exchange_info).route("/fapi/v1/ticker/24hr", ticker)
+    closed = ReplayServer()  # started and stopped at once: a port where nothing listens
+    closed.start()
+    url = closed.url
+    closed.stop()
+    try:
+        engine = build_engine({
+            "feed": {"source": "binance", "symbols": ["BTC"], "url": url, "rest_url": rest.url,
+                     "reconnect_first_s": 0.05, "reconnect_max_s": 0.2, "rest_fallback_after_s": 0.5,
+                     "rest_poll_s": 0.05, "stale_after_s": 60},
+            "strategist": {"strategies": []},
+        }, data_dir=tmp_path / "data")
+        log = TickLog(engine)
+        engine.start()
+        try:
+            assert log.wait(lambda l: len(l.ticks) >= 3)
+            assert log.ticks[:3] == [("BTC", Decimal("40100.10")), ("BTC", Decimal("40100.20")),
+                                     ("BTC", Decimal("40100.30"))]
+            source = engine.handles["feed"].stats()["source"]
+            assert source["rest_fallback"]["active"] and source["trades"] == 0
+            assert engine.rest_limiter.stats()["requests"] == rest.count()
+        finally:
+            report = engine.shutdown()
+        assert report["rest"]["requests"] >= 4 and "waited_s" in report["rest"]
+    finally:
+        rest.stop()
