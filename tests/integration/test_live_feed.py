@@ -105,8 +105,7 @@ def test_ticks_reach_the_sniper_with_the_captured_prices_for_two_symbols(tmp_pat
         try:
             assert log.wait(lambda l: len(l.ticks) >= len(expected)), (
                 f"{len(log.ticks)} of {len(expected)}; server sent {server.sent}; feed "
-                f"{engine.handles['feed'].stats()}; bus {engine.bus.outstanding()} watchers "
-                f"{engine.bus._idle_watchers}")
+                f"{engine.handles['feed'].stats()}; bus {engine.bus.outstanding()}")
             assert log.ticks == expected
             assert "btcusdt@trade" in server.paths[0] and "ethusdt@bookTicker" in server.paths[0]
             top = engine.handles["feed"].stats()["top_of_book"]
