@@ -263,7 +263,7 @@ class Engine:
         self.started_at = time.monotonic()
         self.started_wall = datetime.now(timezone.utc)
         try:
-            self.start_equity = _equity(self.sniper.snapshot())
+            self.start_equity = self.sniper.snapshot().equity
         except Exception as error:  # noqa: BLE001 - the report then starts from the initial balance
             logger.bind(actor="engine").warning("START_EQUITY_UNKNOWN: {!r}", error)
         logger.bind(actor="engine").info("ENGINE_STARTED: {} actors up, run {}", len(started), self.run_id)
@@ -353,7 +353,7 @@ class Engine:
             "recorded": {coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
             "bad_rows": source.get("bad_rows", 0) if isinstance(source, dict) else 0,
             "start_equity": str(self.start_equity),
-            "end_equity": str(_equity(snapshot)) if snapshot is not None else None,
+            "end_equity": str(snapshot.equity) if snapshot is not None else None,
             "balance": str(snapshot.balance) if snapshot is not None else None,
             "trading_state": _ask_or(self.risk_gate.trading_state, None),
             "on_stop": self.config.session.on_stop,
@@ -563,14 +563,6 @@ def _make_journal_store(config: Config, data_dir: Path) -> Any:
     except (ValueError, ImportError) as error:
         message = str(error)
         raise ConfigError([message if message.startswith("journal.url:") else f"journal.url: {message}"]) from None
-
-
-def _equity(snapshot: Any) -> Decimal:
-    """Cash plus the open positions marked to market (their entry fees are already in cash)."""
-    return snapshot.balance + sum(
-        (p.unrealized_pnl + p.fees_paid for p in snapshot.positions if p.status is not PositionStatus.PENDING),
-        Decimal(0),
-    )
 
 
 def _ask_or(ask: Callable[[], Any], default: Any) -> Any:

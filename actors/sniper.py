@@ -93,6 +93,7 @@ from state.models import (
     PositionTrigger,
     SniperSnapshot,
     TradeCondition,
+    account_equity,
     entry_order_id,
     exit_order_id,
     position_id_for,
@@ -565,13 +566,8 @@ class Sniper(EngineActor):
             return
         self._last_account_mark = mark
         self.publish(AccountMarked(ts_init_ns=self.now_ns(), balance=self._balance, unrealized_pnl=unrealized,
-                                   equity=self._balance + unrealized + self._open_cost(),
+                                   equity=account_equity(self._balance, self._positions.values()),
                                    open_positions=len(self._positions)))
-
-    def _open_cost(self) -> Decimal:
-        """Entry fees of open positions: already taken from cash and counted again in their
-        unrealized PnL, so equity adds them back once."""
-        return sum((p.fees_paid for p in self._positions.values() if p.status is not PositionStatus.PENDING), ZERO)
 
     def _on_cancel_condition(self, command: CancelCondition) -> None:
         condition = self._book.get(command.condition_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -238,6 +239,15 @@ def _check_exit_sides(position: Position) -> None:
             )
 
 
+def account_equity(balance: Decimal, positions: Iterable[Position]) -> Decimal:
+    """Cash plus the filled positions marked to market. A position's ``unrealized_pnl`` is net
+    of its entry fee, which cash has already paid, so the fee is added back once."""
+    return balance + sum(
+        (p.unrealized_pnl + p.fees_paid for p in positions if p.status is not PositionStatus.PENDING),
+        Decimal(0),
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SniperSnapshot:
     """An immutable view of everything the Sniper owns at one instant.
@@ -254,9 +264,14 @@ class SniperSnapshot:
     fees_paid: Decimal = Decimal(0)
     closed_positions: int = 0
 
+    @property
+    def equity(self) -> Decimal:
+        return account_equity(self.balance, self.positions)
+
 
 __all__ = [
     "ExitReason",
+    "account_equity",
     "Position",
     "PositionStatus",
     "PositionTrigger",
