@@ -14,7 +14,8 @@ supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -54,19 +55,37 @@ class EngineActor(pykka.ThreadingActor):
         self.log = logger.bind(actor=self.role)
         self._handlers: dict[type, Callable[[Any], Any]] = {}
         self.handler_errors = 0
+        self._handling_ns: int | None = None  # causal time of the message being handled
 
     # --- dispatch --------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Request):
             return self._answer(message)
-        self.clock.handling(getattr(message, "ts_init_ns", None))  # causal time (replay)
+        self._handling_ns = getattr(message, "ts_init_ns", None)
+        self.clock.handling(self._handling_ns)  # causal time (replay)
         try:
             self._dispatch(message)
         finally:
+            self._handling_ns = None
             self.clock.handling(None)
             self.bus.message_done(self.role)
         return None
+
+    @contextmanager
+    def handling_later(self, message: Any) -> Iterator[None]:
+        """Handle ``message`` now, inside another message's handler, at ``message``'s own time.
+
+        For a message that waited (a tick deferred behind an order in flight): what it causes
+        must carry its time, not the time of the message that released it, or a replay's
+        stamps would depend on how far the Feed had read ahead.
+        """
+        outer = self._handling_ns
+        self.clock.handling(getattr(message, "ts_init_ns", None))
+        try:
+            yield
+        finally:
+            self.clock.handling(outer)
 
     def _dispatch(self, message: Any) -> None:
         handler = self._handlers.get(type(message))

@@ -527,7 +527,9 @@ class Sniper(EngineActor):
                 del self._inflight[coin]
         backlog = self._deferred.get(coin)
         while backlog and coin not in self._inflight:
-            self._process_tick(backlog.popleft())
+            tick = backlog.popleft()
+            with self.handling_later(tick):
+                self._process_tick(tick)
         if backlog is not None and not backlog:
             del self._deferred[coin]
 

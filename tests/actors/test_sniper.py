@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 
 from actors.bus import JOURNAL, RISK_GATE, SNIPER
 from actors.sniper import Sniper
+from adapters.clock import TickClock
 from state.market import default_rules
 from state.bars import Bar
 from state.messages import (
@@ -178,6 +180,36 @@ def test_ticks_during_an_entry_in_flight_are_checked_against_the_stop_after_the_
     closed = sniper.pb.wait_for(PositionClosed).position
     assert closed.exit_reason == "STOP_LOSS"
     assert sniper.ask("stats")["deferred_ticks"] == 0
+
+
+def test_a_deferred_tick_stamps_what_it_causes_with_its_own_time_not_the_fills(sniper_factory, probe_bus_for):
+    """On a tick clock, a tick evaluated after the fill it waited for must stamp the exit it
+    triggers (and the close) with its own time: otherwise a replay's journal depends on how
+    far the Feed read ahead of the venue."""
+    pb = dataclasses.replace(probe_bus_for(SNIPER), clock=TickClock())
+    sniper = sniper_factory(pb=pb)
+    sniper.ask("add_condition", condition(trigger=42000, size=1000))
+    t0 = sniper.ts
+
+    def tick(price: str, ts_ms: int) -> None:
+        pb.bus.publish(Tick(ts_init_ns=ts_ms * 1_000_000, coin="BTC", price=Decimal(price), ts_ms=ts_ms))
+
+    tick("42001", t0 + 1)
+    entry = sniper.submitted()
+    assert entry.ts_init_ns == (t0 + 1) * 1_000_000
+    tick("41000", t0 + 5_000)  # waits behind the entry, then hits the stop
+    sniper.idle()
+    assert sniper.ask("stats")["deferred_ticks"] == 1
+    pb.bus.publish(OrderFilled(
+        ts_init_ns=entry.ts_init_ns, order=entry.order, venue_order_id="v-1", trade_id="t-1",
+        fill_price=entry.order.reference_price, fill_quantity=entry.order.quantity, fee=Decimal(0),
+        ts_event_ms=entry.order.reference_ts_ms,
+    ))
+    exit_ = sniper.submitted(OrderIntent.EXIT)
+    assert exit_.order.reference_ts_ms == t0 + 5_000
+    assert exit_.ts_init_ns == (t0 + 5_000) * 1_000_000
+    changed = pb.wait_for(PositionChanged, where=lambda m: m.change == "EXIT_SUBMITTED")
+    assert changed.ts_init_ns == (t0 + 5_000) * 1_000_000
 
 
 def test_stop_is_checked_before_take_profit(sniper):
