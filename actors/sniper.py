@@ -25,7 +25,10 @@ actor holds or changes any of it.
 
 **Ordering.** While an entry or exit order of a coin is in flight, that coin's later ticks are
 queued and evaluated, in arrival order, when the order resolves: every tick after an entry is
-checked against its stop, and results never depend on thread timing. Other coins go on.
+checked against its stop. Live (wall clock), other coins go on meanwhile. On a tick clock
+(replay, manual) every coin waits: ticks are evaluated in exactly the Feed's order, as if the
+venue answered instantly, so the balance and limits one coin's decision sees never depend on
+how fast another coin's order came back, and two replays give the same journal.
 
 **Durability.** Every decision (conditions armed, canceled or expired; a position's status,
 quantity and exit levels; the balance) is written to the store before it takes effect, in one
@@ -113,6 +116,7 @@ from state.types import (
 ZERO = Decimal(0)
 MARK_FLUSH_TICKS = 1_000
 CURSOR_PREFIX = "replay_seq:"  # account keys of the replay cursor, one per coin
+ALL_COINS = "*"  # the one waiting lane of a tick clock (never a coin symbol)
 
 
 class Sniper(EngineActor):
@@ -140,7 +144,8 @@ class Sniper(EngineActor):
         self._positions: dict[str, Position] = {}
         self._by_coin: dict[str, list[str]] = {}
         self._inflight: dict[str, set[str]] = {}
-        self._deferred: dict[str, deque[Tick]] = {}
+        self._deferred: dict[str, deque[Tick]] = {}  # per lane: a coin, or ALL_COINS
+        self._one_lane = self.clock.causal
         self._last_price: dict[str, tuple[Decimal, int]] = {}
         self._blocked: set[str] = set()
         self._balance = initial_balance
@@ -212,8 +217,9 @@ class Sniper(EngineActor):
         if tick.seq is not None and tick.seq <= self._cursor.get(coin, -1):
             self.replayed_skipped += 1  # a resumed replay feeds what was already processed
             return
-        if coin in self._inflight:
-            backlog = self._deferred.setdefault(coin, deque())
+        lane = self._lane(coin)
+        if self._waits(lane):
+            backlog = self._deferred.setdefault(lane, deque())
             if len(backlog) >= self._backlog_limit:
                 backlog.popleft()
                 self.backlog_dropped += 1
@@ -225,6 +231,14 @@ class Sniper(EngineActor):
             backlog.append(tick)
             return
         self._process_tick(tick)
+
+    def _lane(self, coin: str) -> str:
+        """The queue ``coin``'s ticks wait in behind an order: its own, or on a tick clock the
+        one queue of every coin (see Ordering)."""
+        return ALL_COINS if self._one_lane else coin
+
+    def _waits(self, lane: str) -> bool:
+        return bool(self._inflight) if lane == ALL_COINS else lane in self._inflight
 
     def _process_tick(self, tick: Tick) -> None:
         coin, price = tick.coin, tick.price
@@ -525,13 +539,14 @@ class Sniper(EngineActor):
             waiting.discard(order_id)
             if not waiting:
                 del self._inflight[coin]
-        backlog = self._deferred.get(coin)
-        while backlog and coin not in self._inflight:
+        lane = self._lane(coin)
+        backlog = self._deferred.get(lane)
+        while backlog and not self._waits(lane):
             tick = backlog.popleft()
             with self.handling_later(tick):
                 self._process_tick(tick)
         if backlog is not None and not backlog:
-            del self._deferred[coin]
+            del self._deferred[lane]
 
     # --- commands ---------------------------------------------------------------------------------
 

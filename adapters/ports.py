@@ -13,6 +13,9 @@ from state.order import VenueReport
 class Clock(Protocol):
     """Engine time. In replay and manual mode it follows tick timestamps."""
 
+    causal: bool
+    """True for a tick clock: time is the stamp of the message being handled (see TickClock)."""
+
     def now_ns(self) -> int: ...
 
     def observe_tick(self, ts_ms: int) -> None:

@@ -212,6 +212,47 @@ def test_a_deferred_tick_stamps_what_it_causes_with_its_own_time_not_the_fills(s
     assert changed.ts_init_ns == (t0 + 5_000) * 1_000_000
 
 
+def test_on_a_tick_clock_every_coin_waits_behind_an_order_so_ticks_are_evaluated_in_feed_order(
+    sniper_factory, probe_bus_for
+):
+    """A replay is evaluated as if the venue answered at once: an ETH tick that arrives while a
+    BTC order is in flight waits, so what it sees (balance, limits) never depends on latency."""
+    pb = dataclasses.replace(probe_bus_for(SNIPER), clock=TickClock())
+    sniper = sniper_factory(pb=pb, max_positions=1)
+    btc = sniper.ask("add_condition", condition(trigger=42000, size=500))
+    eth = sniper.ask("add_condition", condition(coin="ETH", trigger=3000, size=300))
+    t0 = sniper.ts
+
+    def tick(coin: str, price: str, ts_ms: int) -> None:
+        pb.bus.publish(Tick(ts_init_ns=ts_ms * 1_000_000, coin=coin, price=Decimal(price), ts_ms=ts_ms))
+
+    tick("BTC", "42001", t0 + 1)
+    entry = sniper.submitted()
+    assert entry.correlation_id == btc
+    tick("ETH", "3001", t0 + 2)  # waits behind the BTC entry
+    tick("BTC", "41000", t0 + 3)  # and so does this one, behind it
+    sniper.idle()
+    assert sniper.ask("stats")["deferred_ticks"] == 2
+    assert pb.messages(ConditionBlocked) == []
+    sniper.fill(entry)
+    blocked = pb.wait_for(ConditionBlocked)
+    assert blocked.condition_id == eth and "max_positions" in blocked.reason
+    assert blocked.ts_init_ns == (t0 + 2) * 1_000_000
+    exit_ = sniper.submitted(OrderIntent.EXIT)
+    assert exit_.order.reference_ts_ms == t0 + 3
+    assert [m.correlation_id for m in pb.messages(SubmitOrder, RISK_GATE)] == []  # no ETH entry
+
+
+def test_on_a_wall_clock_other_coins_go_on_while_an_order_is_in_flight(sniper):
+    sniper.ask("add_condition", condition(trigger=42000, size=500))
+    eth = sniper.ask("add_condition", condition(coin="ETH", trigger=3000, size=300))
+    sniper.tick("BTC", 42001)
+    sniper.submitted()
+    sniper.tick("ETH", 3001)
+    assert sniper.submitted().correlation_id == eth
+    assert sniper.ask("stats")["deferred_ticks"] == 0
+
+
 def test_stop_is_checked_before_take_profit(sniper):
     sniper.ask("add_condition", condition(trigger=42000, size=1000))
     sniper.tick("BTC", 42001)

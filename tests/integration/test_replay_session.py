@@ -2,6 +2,8 @@
 
 - the full day of BTCUSDT at max speed: every tick processed, two runs identical, the report
   agrees with the journal;
+- two coins merged by time give the same journal, row for row, with a prompt venue and with a
+  venue that answers after random delays;
 - ``kill -9`` in the middle of a paced replay with a position open, then the same command
   again: the durable state is what the restarted engine loads, the replay continues where it
   stopped and ends exactly as an uninterrupted replay, no client order id placed twice;
@@ -14,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -25,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from adapters.paper_exchange import PaperExchange
 from run import build_engine
 from state.store import jsonable
 
@@ -40,7 +44,8 @@ def write_config(folder: Path, files: list[tuple[str, Path]], *, speed: str = "m
     entries = ", ".join(f'{{ coin = "{coin}", path = "{path}" }}' for coin, path in files)
     config = folder / "replay.toml"
     config.write_text(
-        f'[feed]\nsource = "replay"\nsymbols = ["BTC"]\nfiles = [{entries}]\nspeed = "{speed}"\n'
+        f'[feed]\nsource = "replay"\nsymbols = {json.dumps(sorted({coin for coin, _ in files}))}\n'
+        f'files = [{entries}]\nspeed = "{speed}"\n'
         f"bar_seconds = {bar_seconds}\n"
         '[strategist]\nstrategies = ["breakout"]\n'
         f"[strategist.breakout]\nlookback_bars = {lookback}\nstop_loss_pct = {exit_pct}\n"
@@ -122,6 +127,66 @@ def test_full_day_replay_at_max_speed_twice_gives_identical_journals_and_a_repor
         assert first_journal[table] == second_journal[table], f"journal table {table} differs"
     assert {k: v for k, v in first.items() if k not in RUN_FIELDS} == \
         {k: v for k, v in second.items() if k not in RUN_FIELDS}
+
+
+TWO_COINS = "trades/binance-usdm_trades_BTCUSDT-ETHUSDT_2024-08-08.csv.gz"
+
+
+def _split_by_symbol(shared_data: Path, folder: Path) -> list[tuple[str, Path]]:
+    """The BTC+ETH window as one ts_ms,price,qty file per coin (files the test makes itself)."""
+    targets = {"BTCUSDT": ("BTC", folder / "btc.csv"), "ETHUSDT": ("ETH", folder / "eth.csv")}
+    writers = {symbol: path.open("w") for symbol, (_, path) in targets.items()}
+    try:
+        for writer in writers.values():
+            writer.write("ts_ms,price,qty\n")
+        with gzip.open(shared_data / TWO_COINS, "rt") as reader:
+            header = next(reader).rstrip("\n").split(",")
+            symbol, price, qty, ts = (header.index(k) for k in ("symbol", "price", "qty", "trade_time_ms"))
+            for line in reader:
+                row = line.rstrip("\n").split(",")
+                writers[row[symbol]].write(f"{row[ts]},{row[price]},{row[qty]}\n")
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return list(targets.values())
+
+
+def _replay_in_process(config: Path, data_dir: Path) -> None:
+    engine = build_engine(config, data_dir).start()
+    try:
+        assert engine.finished.wait(120), "the replay did not reach its end"
+        report = engine.shutdown(reason="end of data")
+    finally:
+        engine.stop()
+    assert report["end_reason"] == "end of data"
+
+
+@pytest.mark.slow
+def test_two_coins_give_the_same_journal_whatever_the_venue_latency(shared_data, tmp_path, monkeypatch):
+    """Two coins merged by time, replayed twice: once as fast as the venue goes, once with the
+    paper venue answering after a random delay. Every journal row is the same, in the same
+    order: ticks are evaluated in the Feed's order and stamped with their own time."""
+    config = write_config(tmp_path, _split_by_symbol(shared_data, tmp_path), bar_seconds=5, lookback=4,
+                          exit_pct="0.0005", extra="[sniper]\nmax_positions = 1\n")
+    _replay_in_process(config, tmp_path / "prompt")
+
+    jitter = random.Random(7)
+    submit = PaperExchange.submit_order
+
+    def slow_submit(venue: PaperExchange, order: Any) -> Any:
+        time.sleep(jitter.uniform(0, 0.004))  # a venue that takes its time, not a synchronization
+        return submit(venue, order)
+
+    monkeypatch.setattr(PaperExchange, "submit_order", slow_submit)
+    _replay_in_process(config, tmp_path / "slow")
+
+    prompt, slow = whole_journal(tmp_path / "prompt"), whole_journal(tmp_path / "slow")
+    trades = [t for t in prompt["trades"] if t["status"] == "CLOSED"]
+    assert len({t["coin"] for t in trades}) == 2 and len(trades) > 20, "both coins trade"
+    blocked = [e for e in prompt["events"] if e["kind"] == "ConditionBlocked" and "max_positions" in e["data"]]
+    assert blocked, "the coins compete for the one position slot"
+    for table in JOURNAL_TABLES:
+        assert prompt[table] == slow[table], f"journal table {table} differs"
 
 
 def _slice(shared_data: Path, folder: Path, rows: int) -> Path:
