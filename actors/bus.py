@@ -396,11 +396,12 @@ class Bus:
         with self._lock:
             slot = self._slots[role]
             slot.backlog = max(0, slot.backlog + delta)
+            if delta < 0:
+                self._changed.notify_all()  # a source waiting for room may go on
 
-    def wait_for_room(self, roles: Iterable[str], limit: int, timeout: float,
-                      extra: Callable[[], int] = lambda: 0) -> bool:
+    def wait_for_room(self, roles: Iterable[str], limit: int, timeout: float) -> bool:
         """Block the calling (source) thread while ``roles`` have ``limit`` or more messages
-        not yet handled (plus ``extra()``). The waiter is woken when a watched role's backlog
+        not yet handled or kept (``add_backlog``). The waiter is woken when a watched role's backlog
         has fallen to half the limit (and re-checks at least every 50 ms), so a fast source
         and the actors do not trade places on every message. True when there is room, False
         on timeout. Never called by an actor."""
@@ -408,7 +409,7 @@ class Bus:
         deadline = _monotonic() + timeout
         with self._lock:
             while True:
-                total = sum(self._slots[r].outstanding + self._slots[r].backlog for r in watched) + extra()
+                total = sum(self._slots[r].outstanding + self._slots[r].backlog for r in watched)
                 if total < limit:
                     return True
                 remaining = deadline - _monotonic()

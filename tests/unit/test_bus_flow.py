@@ -245,17 +245,22 @@ def test_wait_for_room_returns_true_once_the_roles_drop_below_the_limit(flow):
     assert result == [True]
 
 
-def test_wait_for_room_counts_extra_and_rechecks_it(flow):
-    held = [3]
+def test_wait_for_room_counts_what_a_role_keeps_and_wakes_when_it_passes_it_on(flow):
+    flow.bus.add_backlog("a", 3)  # e.g. ticks the Feed holds behind a bar
 
-    assert flow.bus.wait_for_room(("a",), 3, timeout=0.1, extra=lambda: held[0]) is False
+    assert flow.bus.wait_for_room(("a",), 3, timeout=0) is False
 
     result: list[bool] = []
-    source = threading.Thread(
-        target=lambda: result.append(flow.bus.wait_for_room(("a",), 3, timeout=WAIT, extra=lambda: held[0]))
-    )
+    source = threading.Thread(target=lambda: result.append(flow.bus.wait_for_room(("a",), 3, timeout=WAIT)))
     source.start()
-    held[0] = 2  # the Feed released a held tick: no bus message, the waiter must still notice
+    flow.bus.add_backlog("a", -1)  # passed on: no bus message, the waiter must still notice
     source.join(WAIT)
 
+    assert not source.is_alive()
     assert result == [True]
+
+
+def test_backlog_never_goes_below_zero(flow):
+    flow.bus.add_backlog("a", -5)
+
+    assert flow.bus.wait_for_room(("a",), 1, timeout=0) is True
