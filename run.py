@@ -35,7 +35,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ from actors.feed import Feed
 from actors.handles import ActorHandle, JournalHandle, RiskGateHandle, SniperHandle
 from actors.invariants import Invariants
 from actors.journal import Journal
-from actors.risk_gate import STATE_KEY, REASON_KEY, RiskGate
+from actors.risk_gate import RiskGate
 from actors.sniper import Sniper
 from actors.strategist import Strategist
 from actors.supervisor import ChildSpec, Supervisor
@@ -87,6 +86,7 @@ from state.messages import (
     TimerFired,
 )
 from state.models import TradeCondition
+from state.report import format_report
 from state.store import Store
 from state.strategies import StrategyContext, build_strategy
 from state.types import PositionStatus, TradingState
@@ -381,9 +381,8 @@ class Engine:
             self.bus.remove_tap(self._watch)
             if self.halt_reason is not None:
                 # The RiskGate persists HALTED when it can; if it was the one that died, do it here.
-                if self.store.get_setting(STATE_KEY) != TradingState.HALTED.value:
-                    self.store.set_setting(STATE_KEY, TradingState.HALTED.value)
-                    self.store.set_setting(REASON_KEY, self.halt_reason)
+                if self.store.load_trading_state() is not TradingState.HALTED:
+                    self.store.save_trading_state(TradingState.HALTED, self.halt_reason)
             self.store.close()
             self.journal_store.close()
             if self.recorder is not None:
@@ -665,50 +664,6 @@ def _status_line(engine: Engine, previous: dict[str, float] | None = None) -> st
     )
 
 
-def format_report(report: dict[str, Any]) -> str:
-    """The session report as a few readable lines."""
-    if not report:
-        return "no session report (the engine stopped before it could make one)"
-
-    def usd(value: Any) -> str:
-        return "-" if value is None else f"{Decimal(value):.2f}"
-
-    return "\n".join([
-        f"Session {report['run_id']} ({report['source']}{' SIMULATED' if report.get('simulated') else ''}): "
-        f"{report['duration_s']}s, {report['ticks']} ticks, ended by {report['end_reason']}",
-        f"  trades {report['total_trades']} (wins {report['wins']}, losses {report['losses']}) | "
-        f"realized {usd(report['realized_pnl_usd'])} USD | fees {usd(report['fees_paid_usd'])} USD | "
-        f"slippage {report['slippage_avg_bps']} bps | max drawdown {report['max_drawdown_pct']} %",
-        f"  equity {usd(report['start_equity'])} -> {usd(report['end_equity'])} | open positions "
-        f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
-        f"trading {report['trading_state']}",
-        f"  report: {Path(report['data_dir']) / 'runs' / report['run_id'] / 'summary.json'}",
-        *([f"  recorded: {', '.join(f'{coin} {path}' for coin, path in report['recorded'].items())}"]
-          if report.get("recorded") else []),
-    ])
-
-
-def durable_status(data_dir: Path, initial_balance: Decimal) -> dict[str, Any]:
-    """The durable state as JSON-ready data, read straight from the store without starting
-    any actor (safe while a session runs: SQLite WAL readers never block the writer)."""
-    from state.store import jsonable
-
-    store = Store(data_dir / "engine.db")
-    try:
-        account = store.load_account()
-        return {
-            "data_dir": str(data_dir),
-            "conditions": [jsonable(condition) for _, condition, _ in store.load_conditions()],
-            "positions": [jsonable(position) for position in store.load_positions()],
-            "balance": account.get("balance", str(initial_balance)),
-            "realized_pnl": account.get("realized_pnl", "0"),
-            "fees_paid": account.get("fees_paid", "0"),
-            "trading_state": store.get_setting(STATE_KEY) or TradingState.ACTIVE.value,
-        }
-    finally:
-        store.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Autonomous trade-execution engine (paper session).")
     parser.add_argument("--config", default="config.toml", help="path to config.toml")
@@ -730,7 +685,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.status:  # read the store only: no engine, no actor
             config, data_dir = resolve_config_and_data_dir(args.config, args.data_dir)
-            status = durable_status(data_dir, config.paper.initial_balance)
+            store = Store(data_dir / "engine.db")
+            try:
+                status = {"data_dir": str(data_dir), **store.durable_status(config.paper.initial_balance)}
+            finally:
+                store.close()
             print(json.dumps(status, indent=2, sort_keys=True))
             return EXIT_OK
         engine = build_engine(args.config, args.data_dir, progress=progress, record=args.record)

@@ -62,8 +62,6 @@ from state.models import TradeCondition
 from state.store import Store
 from state.types import PositionStatus, TradingState, from_epoch_ns
 
-STATE_KEY = "trading_state"
-REASON_KEY = "trading_state_reason"
 DAY_KEY = "risk_day_start"  # "YYYY-MM-DD equity"
 
 
@@ -100,8 +98,8 @@ class RiskGate(EngineActor):
         self.rejected = 0
 
     def on_start(self) -> None:
-        self._state = TradingState(self._store.get_setting(STATE_KEY) or TradingState.ACTIVE.value)
-        self._reason = self._store.get_setting(REASON_KEY) or ""
+        self._state = self._store.load_trading_state()
+        self._reason = self._store.load_trading_reason()
         account = self._store.load_account()
         self._equity = Decimal(account.get("balance", str(self._initial_balance)))
         saved_day = self._store.get_setting(DAY_KEY)
@@ -191,9 +189,7 @@ class RiskGate(EngineActor):
         return self._state.value
 
     def _set_state(self, state: TradingState, reason: str) -> None:
-        with self._store.transaction():
-            self._store.set_setting(STATE_KEY, state.value)
-            self._store.set_setting(REASON_KEY, reason)
+        self._store.save_trading_state(state, reason)
         changed = state is not self._state
         self._state, self._reason = state, reason
         if changed:

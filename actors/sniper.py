@@ -177,9 +177,7 @@ class Sniper(EngineActor):
                         if key.startswith(CURSOR_PREFIX)}
         self._saved_cursor = dict(self._cursor)
         self._tick_ts_ms = int(account.get("tick_ts_ms", "0"))
-        self._trading_state = TradingState(
-            self._store.get_setting("trading_state") or TradingState.ACTIVE.value
-        )
+        self._trading_state = self._store.load_trading_state()
         for seq, condition, live in self._store.load_conditions():
             self._book.add(condition, None, live=live)
             self._seq = max(self._seq, seq + 1)

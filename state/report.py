@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from state.messages import OrderRequest
@@ -564,3 +565,28 @@ __all__ = [
     "trade_stats",
     "utc_day",
 ]
+
+
+# --- the session report as text ---------------------------------------------------------------
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The session report (``summary.json``) as a few readable lines for the terminal."""
+    if not report:
+        return "no session report (the engine stopped before it could make one)"
+
+    def usd(value: Any) -> str:
+        return "-" if value is None else f"{Decimal(value):.2f}"
+
+    return "\n".join([
+        f"Session {report['run_id']} ({report['source']}{' SIMULATED' if report.get('simulated') else ''}): "
+        f"{report['duration_s']}s, {report['ticks']} ticks, ended by {report['end_reason']}",
+        f"  trades {report['total_trades']} (wins {report['wins']}, losses {report['losses']}) | "
+        f"realized {usd(report['realized_pnl_usd'])} USD | fees {usd(report['fees_paid_usd'])} USD | "
+        f"slippage {report['slippage_avg_bps']} bps | max drawdown {report['max_drawdown_pct']} %",
+        f"  equity {usd(report['start_equity'])} -> {usd(report['end_equity'])} | open positions "
+        f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
+        f"trading {report['trading_state']}",
+        f"  report: {Path(report['data_dir']) / 'runs' / report['run_id'] / 'summary.json'}",
+        *([f"  recorded: {', '.join(f'{coin} {path}' for coin, path in report['recorded'].items())}"]
+          if report.get("recorded") else []),
+    ])

@@ -40,9 +40,11 @@ import peewee
 from state.bars import Bar
 from state.models import Position, TradeCondition
 from state.order import OrderRecord, VenueReport
-from state.types import OrderStatus, PositionStatus
+from state.types import OrderStatus, PositionStatus, TradingState
 
 T = TypeVar("T")
+TRADING_STATE_KEY = "trading_state"  # settings keys of the RiskGate's trading state ...
+TRADING_REASON_KEY = "trading_state_reason"  # ... and of why it was set
 
 _PRAGMAS = {
     "journal_mode": "wal",
@@ -326,6 +328,35 @@ class Store:
     def get_setting(self, key: str) -> str | None:
         row = self._Setting.get_or_none(self._Setting.key == key)
         return None if row is None else row.value
+
+    def load_trading_state(self) -> TradingState:
+        """The RiskGate's trading state as last saved (ACTIVE when never saved)."""
+        return TradingState(self.get_setting(TRADING_STATE_KEY) or TradingState.ACTIVE.value)
+
+    def load_trading_reason(self) -> str:
+        """Why the trading state was last set ("" when never saved)."""
+        return self.get_setting(TRADING_REASON_KEY) or ""
+
+    def save_trading_state(self, state: TradingState, reason: str) -> None:
+        """The trading state and its reason, together (one transaction)."""
+        with self.transaction():
+            self.set_setting(TRADING_STATE_KEY, state.value)
+            self.set_setting(TRADING_REASON_KEY, reason)
+
+    def durable_status(self, initial_balance: Decimal) -> dict[str, Any]:
+        """The durable engine state as JSON-ready data (``run.py --status``): armed
+        ``conditions``, active ``positions``, ``balance``, ``realized_pnl``, ``fees_paid`` and
+        ``trading_state``. Read-only, so it is safe while a session runs (SQLite WAL readers
+        never block the writer)."""
+        account = self.load_account()
+        return {
+            "conditions": [jsonable(condition) for _, condition, _ in self.load_conditions()],
+            "positions": [jsonable(position) for position in self.load_positions()],
+            "balance": account.get("balance", str(initial_balance)),
+            "realized_pnl": account.get("realized_pnl", "0"),
+            "fees_paid": account.get("fees_paid", "0"),
+            "trading_state": self.load_trading_state().value,
+        }
 
     # --- orders (written by the Executor) ---------------------------------------------------
 

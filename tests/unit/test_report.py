@@ -22,6 +22,7 @@ from state.report import (
     day_after_kill_switch,
     day_after_mark,
     first_day_of_window,
+    format_report,
     is_rejected_entry,
     max_drawdown_pct,
     new_day,
@@ -262,3 +263,41 @@ def test_daily_rows_when_a_trade_closes_before_any_mark_then_the_first_mark_star
 
     assert row.starting_equity == D("10000") and row.trades == 1
 
+
+# --- the report as text -------------------------------------------------------------------------------
+
+
+def _report(**overrides: Any) -> dict[str, Any]:
+    report = {
+        "run_id": "20261121T100000Z-abc123", "source": "replay", "simulated": False, "duration_s": 12.5,
+        "ticks": 137988, "end_reason": "end of data", "total_trades": 3, "wins": 1, "losses": 2,
+        "realized_pnl_usd": "-0.70123", "fees_paid_usd": "0.3", "slippage_avg_bps": "5.0001",
+        "max_drawdown_pct": "0.0071", "start_equity": "10000", "end_equity": "9999.29877",
+        "open_positions_at_end": 0, "on_stop": "keep", "restarts": 0, "trading_state": "ACTIVE",
+        "data_dir": "/tmp/var",
+    }
+    report.update(overrides)
+    return report
+
+
+def test_format_report_when_given_a_summary_then_its_numbers_in_cents_and_where_it_was_written():
+    text = format_report(_report())
+    assert text.splitlines() == [
+        "Session 20261121T100000Z-abc123 (replay): 12.5s, 137988 ticks, ended by end of data",
+        "  trades 3 (wins 1, losses 2) | realized -0.70 USD | fees 0.30 USD | slippage 5.0001 bps | "
+        "max drawdown 0.0071 %",
+        "  equity 10000.00 -> 9999.30 | open positions 0 (keep) | restarts 0 | trading ACTIVE",
+        "  report: /tmp/var/runs/20261121T100000Z-abc123/summary.json",
+    ]
+
+
+def test_format_report_when_simulated_and_recorded_then_both_said():
+    text = format_report(_report(source="sim", simulated=True, realized_pnl_usd=None,
+                                 recorded={"BTC": "/tmp/rec.BTC.csv"}))
+    assert text.startswith("Session 20261121T100000Z-abc123 (sim SIMULATED)")
+    assert "realized - USD" in text
+    assert text.endswith("  recorded: BTC /tmp/rec.BTC.csv")
+
+
+def test_format_report_when_empty_then_says_there_is_none():
+    assert format_report({}) == "no session report (the engine stopped before it could make one)"

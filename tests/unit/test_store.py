@@ -15,7 +15,7 @@ import pytest
 from state.models import Position, TradeCondition, entry_order_id, position_id_for
 from state.order import OrderRecord
 from state.store import Store, decode, encode, jsonable
-from state.types import Direction, OrderIntent, OrderStatus, PositionStatus, Side
+from state.types import Direction, OrderIntent, OrderStatus, PositionStatus, Side, TradingState
 
 D = Decimal
 NAIVE = datetime(2024, 3, 1, 12, 0, 0, 123456)
@@ -292,6 +292,40 @@ def test_get_setting_when_set_then_latest_value(store: Store) -> None:
     store.set_setting("trading_state", "HALTED")
     store.set_setting("trading_state", "ACTIVE")
     assert store.get_setting("trading_state") == "ACTIVE"
+
+
+def test_trading_state_when_never_saved_then_active_with_no_reason(store: Store) -> None:
+    assert store.load_trading_state() is TradingState.ACTIVE
+    assert store.load_trading_reason() == ""
+
+
+def test_trading_state_when_saved_then_state_and_reason_together(store: Store) -> None:
+    store.save_trading_state(TradingState.HALTED, "KILL_SWITCH: daily loss")
+    assert store.load_trading_state() is TradingState.HALTED
+    assert store.load_trading_reason() == "KILL_SWITCH: daily loss"
+
+
+def test_durable_status_when_empty_then_initial_balance_and_nothing_armed(store: Store) -> None:
+    assert store.durable_status(D("10000")) == {
+        "conditions": [], "positions": [], "balance": "10000", "realized_pnl": "0", "fees_paid": "0",
+        "trading_state": "ACTIVE",
+    }
+
+
+def test_durable_status_when_state_saved_then_as_json_values(store: Store) -> None:
+    condition, position = make_condition(), make_position(condition_id="c-other")
+    store.save_condition(condition, 1)
+    store.save_position(position)
+    store.save_account(balance=D("9990.5"), realized_pnl=D("-9.5"), fees_paid=D("0.5"))
+    store.save_trading_state(TradingState.REDUCING, "requested")
+
+    status = store.durable_status(D("10000"))
+
+    assert json.loads(json.dumps(status)) == status
+    assert status["conditions"] == [jsonable(condition)]
+    assert status["positions"] == [jsonable(position)]
+    assert (status["balance"], status["realized_pnl"], status["fees_paid"]) == ("9990.5", "-9.5", "0.5")
+    assert status["trading_state"] == "REDUCING"
 
 
 # --- orders -------------------------------------------------------------------------------------------
