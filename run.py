@@ -85,9 +85,10 @@ from state.messages import (
     SetTradingState,
     TimerFired,
 )
+from state.market import MarketRules
 from state.models import TradeCondition
 from state.report import format_report
-from state.store import Store
+from state.store import Store, jsonable
 from state.strategies import StrategyContext, build_strategy
 from state.types import PositionStatus, TradingState
 
@@ -152,9 +153,11 @@ class Engine:
             raise
         self.clock: Clock = clock or _make_clock(config, self.store, self.source)
         self.board = InMemoryPriceBoard()
+        self.market_rules: dict[str, MarketRules] = {}  # the venue's, when loaded at start
+        self.market_rules_from = "config"
         self.venue: ExchangePort = venue or PaperExchange(
             clock=self.clock,
-            markets=config.market,
+            markets=self.market,
             slippage_bps=config.paper.slippage_bps,
             taker_fee_rate=config.paper.taker_fee,
             max_price_age_s=config.paper.max_price_age_s,
@@ -202,11 +205,11 @@ class Engine:
             STRATEGIST: lambda: Strategist.start(make_strategies=self._make_strategies, store=self.store,
                                                  bar_seconds=config.feed.bar_seconds, **base),
             RISK_GATE: lambda: RiskGate.start(store=self.store, limits=config.risk, known_coins=known_coins,
-                                              markets=config.market, board=self.board,
+                                              markets=self.market, board=self.board,
                                               initial_balance=config.paper.initial_balance, **base),
             SNIPER: lambda: Sniper.start(
                 store=self.store,
-                markets=config.market,
+                markets=self.market,
                 limits=config.sniper,
                 initial_balance=config.paper.initial_balance,
                 **base,
@@ -241,12 +244,50 @@ class Engine:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
+    def market(self, coin: str) -> MarketRules:
+        """The rules of ``coin``: the venue's when they were loaded, else ``[markets]`` or the
+        defaults."""
+        return self.market_rules.get(coin) or self.config.market(coin)
+
+    def _load_market_rules(self) -> None:
+        """A live source's rules from the venue (``[feed] market_rules``), before any actor
+        starts. A coin the venue does not list is a ``ConfigError``; a venue that cannot be read
+        leaves ``[markets]`` and the defaults in force, with a warning."""
+        from adapters.exchange_rules import MarketRulesUnavailable, UnknownMarkets
+        from adapters.live_feeds import exchange_market_rules
+
+        feed, log = self.config.feed, logger.bind(actor="engine")
+        try:
+            rules = exchange_market_rules(feed, self.rest_limiter)
+        except UnknownMarkets as error:
+            self._close_stores()
+            raise ConfigError([f"feed.symbols: {error}"]) from None
+        except MarketRulesUnavailable as error:
+            log.warning("MARKET_RULES_UNAVAILABLE: {}; orders use [markets] and the defaults", error)
+            self.market_rules_from = "config (venue unreachable)"
+            return
+        for coin, rule in sorted(rules.items()):
+            configured = self.config.markets.get(coin)
+            log.info("MARKET_RULES: {} from {}: tick {} step {} min qty {} min notional {}{}", coin, feed.source,
+                     rule.tick_size, rule.qty_step, rule.min_qty, rule.min_notional,
+                     f" ([markets.{coin}] ignored)" if configured is not None and configured != rule else "")
+        self.market_rules, self.market_rules_from = rules, feed.source
+
+    def _close_stores(self) -> None:
+        self.store.close()
+        self.journal_store.close()
+
     def start(self) -> Engine:
+        """Start every actor in order (after loading a live venue's market rules). Raises
+        ``ConfigError`` when the venue does not list a configured coin, ``EngineStartError``
+        when an actor cannot start."""
         intercept_stdlib_logging()  # pykka reports crashes on stdlib logging: never lose them
         logger.bind(actor="engine").info(
             "ENGINE_STARTING: mode {} source {} data {}", self.config.engine.mode,
             self.config.feed.source, self.data_dir,
         )
+        if self.config.feed.rules_from_exchange():
+            self._load_market_rules()
         started = []
         try:
             for role in START_ORDER:
@@ -254,8 +295,7 @@ class Engine:
                 started.append(role)
         except Exception as error:
             self._stop_roles([r for r in STOP_ORDER if r in started])
-            self.store.close()
-            self.journal_store.close()
+            self._close_stores()
             raise EngineStartError(f"could not start {START_ORDER[len(started)]}: {error}") from error
         self.supervisor.start()
         self._timer = threading.Thread(target=self._run_timers, name="engine-timers", daemon=True)
@@ -349,6 +389,8 @@ class Engine:
             "reconnects": source.get("reconnects", 0) if isinstance(source, dict) else 0,
             "bad_frames": source.get("bad_frames", {}).get("total", 0) if isinstance(source, dict) else 0,
             "rest": self.rest_limiter.stats(),
+            "market_rules": {"from": self.market_rules_from,
+                             **{coin: jsonable(rule) for coin, rule in sorted(self.market_rules.items())}},
             "top_of_book": feed.get("top_of_book", {}),
             "recorded": {coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
             "bad_rows": source.get("bad_rows", 0) if isinstance(source, dict) else 0,
@@ -547,7 +589,7 @@ def _make_source(config: Config, on_finished: Callable[[int, int], None], progre
             raise ConfigError([f"feed.files: {error}"]) from None
     if feed.source == "manual":
         return None
-    if feed.source in ("binance", "bybit"):
+    if feed.live:
         from adapters.live_feeds import live_source
 
         return live_source(feed, limiter)
@@ -720,6 +762,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         engine.start()
+    except ConfigError as error:  # found at start: a coin the live venue does not list
+        print(str(error), file=sys.stderr)
+        return EXIT_BAD_INPUT
     except EngineStartError as error:
         logger.bind(actor="engine").critical("ENGINE_START_FAILED: {}", error)
         return 1

@@ -335,12 +335,9 @@ class Sniper(EngineActor):
             return
         market = self._markets(condition.coin)
         quantity = rules.entry_quantity(condition.position_size_usd, tick.price, market)
-        if not rules.meets_min_notional(quantity, tick.price, market):
-            self._remove_condition(
-                condition,
-                f"below the minimum notional {market.min_notional} at {tick.price}",
-                ConditionCanceled,
-            )
+        problem = rules.order_size_problem(quantity, tick.price, market)
+        if problem is not None:
+            self._remove_condition(condition, f"order too small at {tick.price}: {problem}", ConditionCanceled)
             return
         position_id = position_id_for(condition.id)
         order_id = entry_order_id(position_id)
@@ -733,11 +730,11 @@ class Sniper(EngineActor):
             )
         market = self._markets(condition.coin)
         quantity = rules.entry_quantity(condition.position_size_usd, condition.trigger_price, market)
-        if not rules.meets_min_notional(quantity, condition.trigger_price, market):
+        problem = rules.order_size_problem(quantity, condition.trigger_price, market)
+        if problem is not None:
             raise ValueError(
                 f"position_size_usd: {condition.position_size_usd} buys {quantity} {condition.coin} at "
-                f"{condition.trigger_price}, below the minimum notional {market.min_notional} "
-                f"(quantity step {market.qty_step})"
+                f"{condition.trigger_price}: {problem}"
             )
 
     def _remove_condition(self, condition: TradeCondition, reason: str, event: type) -> None:

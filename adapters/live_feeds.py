@@ -14,12 +14,14 @@ from typing import Any
 from adapters.backoff import Backoff
 from adapters.binance_frames import BinanceFrameParser, combined_url
 from adapters.bybit_frames import BybitFrameParser, ping_message
+from adapters.exchange_rules import load_market_rules
 from adapters.frame_log import default_symbols
 from adapters.live_source import LiveSource
 from adapters.rate_limit import TokenBucket
 from adapters.rest_fallback import CcxtTickerFetcher, RestPoller, rebase_api_urls
 from adapters.ws_connection import WsConnection
 from state.config import FeedConfig
+from state.market import MarketRules
 
 CCXT_IDS = {("binance", "usdm"): "binanceusdm", ("binance", "spot"): "binance",
             ("bybit", "linear"): "bybit", ("bybit", "spot"): "bybit"}
@@ -31,9 +33,37 @@ def ccxt_symbol(coin: str, symbol: str, market: str) -> str:
     return f"{coin}/{quote}" if market == "spot" else f"{coin}/{quote}:{quote}"
 
 
+def exchange_symbols(feed: FeedConfig) -> dict[str, str]:
+    """Coin -> exchange symbol: ``[feed] symbol_map`` over the default ``COIN + USDT``."""
+    return {**default_symbols(feed.symbols), **{c: s for c, s in feed.symbol_map.items() if c in feed.symbols}}
+
+
+def ccxt_client(feed: FeedConfig, limiter: TokenBucket) -> CcxtTickerFetcher:
+    """The public, rate-limited ccxt client of the feed's venue (REST fallback, market rules),
+    pointed at ``[feed] rest_url`` when set."""
+    market = feed.market_kind()
+    exchange_id = CCXT_IDS[(feed.source, market)]
+    symbols = {coin: ccxt_symbol(coin, symbol, market) for coin, symbol in exchange_symbols(feed).items()}
+    return CcxtTickerFetcher(
+        exchange_id, symbols, limiter,
+        api_urls=rebase_api_urls(exchange_id, feed.rest_url) if feed.rest_url else None,
+    )
+
+
+def exchange_market_rules(feed: FeedConfig, limiter: TokenBucket) -> dict[str, MarketRules]:
+    """Every configured coin's rules from the venue (one ``load_markets``). Raises
+    ``UnknownMarkets`` for a coin the venue does not list, ``MarketRulesUnavailable`` when the
+    venue cannot be read."""
+    client = ccxt_client(feed, limiter)
+    try:
+        return load_market_rules(client)
+    finally:
+        client.close()
+
+
 def live_source(feed: FeedConfig, limiter: TokenBucket) -> LiveSource:
     market = feed.market_kind()
-    symbols = {**default_symbols(feed.symbols), **{c: s for c, s in feed.symbol_map.items() if c in feed.symbols}}
+    symbols = exchange_symbols(feed)
     name = feed.source
 
     def backoff() -> Backoff:
@@ -63,15 +93,8 @@ def live_source(feed: FeedConfig, limiter: TokenBucket) -> LiveSource:
             silence_timeout_s=feed.silence_timeout_s, max_lifetime_s=feed.max_connection_age_s,
         )
 
-    exchange_id = CCXT_IDS[(name, market)]
-    ccxt_symbols = {coin: ccxt_symbol(coin, symbol, market) for coin, symbol in symbols.items()}
-
     def make_poller(sink: Callable[..., None]) -> RestPoller:
-        fetcher = CcxtTickerFetcher(
-            exchange_id, ccxt_symbols, limiter,
-            api_urls=rebase_api_urls(exchange_id, feed.rest_url) if feed.rest_url else None,
-        )
-        return RestPoller(name, fetcher, tuple(symbols), sink, interval_s=feed.rest_poll_s)
+        return RestPoller(name, ccxt_client(feed, limiter), tuple(symbols), sink, interval_s=feed.rest_poll_s)
 
     return LiveSource(name, parser=parser, make_connection=make_connection, make_poller=make_poller,
                       rest_fallback_after_s=feed.rest_fallback_after_s)

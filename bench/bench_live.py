@@ -98,7 +98,8 @@ def trade_frame(price: Decimal, trade_id: int, ts_ms: int) -> str:
 def latency(samples: int, warmup: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-live-") as folder, ReplayServer() as server:
         config, _ = resolve_config({
-            "feed": {"source": "binance", "symbols": ["BTC"], "url": server.url, "stale_after_s": 3600,
+            "feed": {"source": "binance", "symbols": ["BTC"], "url": server.url, "market_rules": "config",
+                     "stale_after_s": 3600,
                      "rest_fallback_after_s": 3600},
             "strategist": {"strategies": []}, "paper": {"slippage_bps": 0},
         })

@@ -20,6 +20,8 @@ from state.market import MarketRules, default_rules
 from state.rules import PositionLimits
 from state.types import coin_symbol, to_decimal
 
+LIVE_SOURCES = ("binance", "bybit")
+
 
 class ConfigError(ValueError):
     """One or more configuration problems, each as ``section.key: problem``."""
@@ -69,6 +71,16 @@ class FeedConfig:
     rest_fallback_after_s: float = 10.0  # stream down this long: poll last prices over REST
     rest_poll_s: float = 1.0
     rest_url: str = ""  # REST endpoint; empty: the exchange's public one
+    # exchange: tick size, steps and minimums from the venue at start (live sources' default);
+    # config: from [markets] and the defaults (sim, replay and manual always)
+    market_rules: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.source in LIVE_SOURCES
+
+    def rules_from_exchange(self) -> bool:
+        return self.live and self.market_rules != "config"
 
     def market_kind(self) -> str:
         if self.market:
@@ -300,7 +312,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "sweep_interval_s": _number(above=0),
     },
     "feed": {
-        "source": _choice("sim", "replay", "manual", "binance", "bybit"),
+        "source": _choice("sim", "replay", "manual", *LIVE_SOURCES),
         "symbols": _symbols,
         "files": _files,
         "speed": _speed,
@@ -320,6 +332,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "rest_fallback_after_s": _number(above=0),
         "rest_poll_s": _number(minimum=0.05),
         "rest_url": _http_url,
+        "market_rules": _choice("exchange", "config"),
     },
     "paper": {
         "initial_balance": _decimal(above=Decimal(0)),
@@ -353,7 +366,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
     },
     "journal": {"url": _journal_url},
 }
-MARKET_KEYS = ("tick_size", "qty_step", "min_notional")
+MARKET_KEYS = ("tick_size", "qty_step", "min_notional", "min_qty")
 SECTIONS = (*SCHEMA, "markets")
 
 
@@ -412,10 +425,13 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
     if feed.get("source") == "replay" and not feed.get("files"):
         problems.append("feed.files: the replay source needs at least one file")
     market = feed.get("market")
-    if market and feed.get("source") in ("binance", "bybit"):
+    if market and feed.get("source") in LIVE_SOURCES:
         allowed = ("usdm", "spot") if feed.get("source") == "binance" else ("linear", "spot")
         if market not in allowed:
             problems.append(f"feed.market: {feed['source']} offers {' or '.join(allowed)}, not {market!r}")
+    if feed.get("market_rules") == "exchange" and feed.get("source", "sim") not in LIVE_SOURCES:
+        problems.append(f"feed.market_rules: 'exchange' needs a live source ({', '.join(LIVE_SOURCES)}); "
+                        f"{feed.get('source', 'sim')} takes them from [markets]")
     _check_strategies(values.get("strategist", {}), feed, problems)
     config: Config | None = None
     if not problems:

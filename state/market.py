@@ -29,10 +29,14 @@ def round_to_increment(value: Decimal, increment: Decimal, rounding: Rounding) -
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketRules:
+    """A venue's rules for orders of one coin: prices on ``tick_size``, quantities on
+    ``qty_step`` and at least ``min_qty``, notional (quantity x price) at least ``min_notional``."""
+
     coin: str
     tick_size: Decimal
     qty_step: Decimal
     min_notional: Decimal
+    min_qty: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coin", coin_symbol(self.coin))
@@ -41,6 +45,7 @@ class MarketRules:
         object.__setattr__(
             self, "min_notional", non_negative_decimal(self.min_notional, "min_notional")
         )
+        object.__setattr__(self, "min_qty", non_negative_decimal(self.min_qty, "min_qty"))
 
     def round_price(self, price: Decimal, rounding: Rounding) -> Decimal:
         return round_to_increment(price, self.tick_size, rounding)

@@ -49,8 +49,16 @@ def entry_quantity(size_usd: Decimal, price: Decimal, market: MarketRules) -> De
     return market.round_qty_down(size_usd / price)
 
 
-def meets_min_notional(quantity: Decimal, price: Decimal, market: MarketRules) -> bool:
-    return quantity > 0 and quantity * price >= market.min_notional
+def order_size_problem(quantity: Decimal, price: Decimal, market: MarketRules) -> str | None:
+    """Why the venue would refuse an order of ``quantity`` at ``price``, or ``None``."""
+    if quantity <= 0:
+        return (f"rounds to no quantity at all (quantity step {market.qty_step}, "
+                f"minimum notional {market.min_notional})")
+    if quantity < market.min_qty:
+        return f"{quantity} is below the minimum quantity {market.min_qty}"
+    if quantity * price < market.min_notional:
+        return f"{quantity} x {price} is below the minimum notional {market.min_notional}"
+    return None
 
 
 def stop_loss_price(

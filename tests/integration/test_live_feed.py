@@ -81,7 +81,8 @@ class TickLog:
 
 def live_engine(tmp_path: Path, server: ReplayServer, **feed: Any) -> Any:
     config = {
-        "feed": {"source": "binance", "symbols": ["BTC", "ETH"], "url": server.url, "reconnect_first_s": 0.05,
+        "feed": {"source": "binance", "symbols": ["BTC", "ETH"], "url": server.url,
+                 "market_rules": "config", "reconnect_first_s": 0.05,
                  "reconnect_max_s": 0.2, "stale_after_s": 1.0, "silence_timeout_s": 30,
                  "rest_fallback_after_s": 3600, **feed},
         "strategist": {"strategies": []},
@@ -234,7 +235,8 @@ def test_a_breakout_session_on_the_local_server_trades_reports_reconnects_and_st
     recording = tmp_path / "rec" / "live.csv"
     with ReplayServer(first, pace_s=0.0003) as server:
         config = {
-            "feed": {"source": "binance", "symbols": ["BTC", "ETH"], "url": server.url, "bar_seconds": 1,
+            "feed": {"source": "binance", "symbols": ["BTC", "ETH"], "url": server.url,
+                 "market_rules": "config", "bar_seconds": 1,
                      "reconnect_first_s": 0.05, "reconnect_max_s": 0.2, "stale_after_s": 0.5,
                      "silence_timeout_s": 30, "rest_fallback_after_s": 3600},
             "strategist": strategy,
@@ -294,7 +296,8 @@ def test_the_bybit_source_subscribes_pings_and_turns_v5_frames_into_ticks_and_qu
                                             "i": f"id-{number}", "BT": False}]}))
     with ReplayServer([json.dumps(ticker), *trades], pace_s=0.01) as server:
         engine = build_engine({
-            "feed": {"source": "bybit", "symbols": ["BTC", "ETH"], "url": server.url, "ping_interval_s": 0.2,
+            "feed": {"source": "bybit", "symbols": ["BTC", "ETH"], "url": server.url,
+                 "market_rules": "config", "ping_interval_s": 0.2,
                      "stale_after_s": 60, "rest_fallback_after_s": 3600},
             "strategist": {"strategies": []},
         }, data_dir=tmp_path / "data")

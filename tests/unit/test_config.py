@@ -245,3 +245,23 @@ def test_parse_config_when_risk_and_journal_are_wrong_then_both_are_reported() -
     assert any(p.startswith("risk.sizing: must be one of") for p in problems)
     assert any(p.startswith("risk.max_daily_loss_pct: must be at most 1") for p in problems)
     assert any(p.startswith("journal.url: must start with sqlite:/// or postgresql://") for p in problems)
+
+
+def test_parse_config_when_live_source_then_market_rules_come_from_the_exchange_unless_config() -> None:
+    assert parse_config({"feed": {"source": "binance"}}).feed.rules_from_exchange() is True
+    assert parse_config({"feed": {"source": "bybit", "market_rules": "exchange"}}).feed.rules_from_exchange() is True
+    assert parse_config({"feed": {"source": "binance", "market_rules": "config"}}).feed.rules_from_exchange() is False
+    assert parse_config({"feed": {"source": "sim"}}).feed.rules_from_exchange() is False
+
+
+def test_parse_config_when_market_rules_exchange_without_a_live_source_then_problem() -> None:
+    assert problems_of({"feed": {"source": "replay", "files": [{"coin": "BTC", "path": "x.csv"}],
+                                 "market_rules": "exchange"}}) == [
+        "feed.market_rules: 'exchange' needs a live source (binance, bybit); replay takes them from [markets]"]
+    assert problems_of({"feed": {"market_rules": "venue"}}) == [
+        "feed.market_rules: must be one of 'exchange', 'config', not 'venue'"]
+
+
+def test_parse_config_when_markets_sets_min_qty_then_kept() -> None:
+    config = parse_config({"markets": {"SOL": {"min_qty": "0.1"}}})
+    assert config.market("SOL").min_qty == Decimal("0.1")

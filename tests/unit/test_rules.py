@@ -19,7 +19,7 @@ from state.rules import (
     exit_trigger,
     gross_pnl,
     is_on_reset_side,
-    meets_min_notional,
+    order_size_problem,
     net_pnl,
     slipped_price,
     stop_loss_price,
@@ -231,14 +231,26 @@ def test_entry_quantity_when_step_is_coarse_then_never_exceeds_budget() -> None:
     [("0.5", "10", True), ("0.499", "10", False), ("1", "5", True), ("0", "100", False),
      ("0.00001", "42000", False)],
 )
-def test_meets_min_notional_when_notional_at_or_above_minimum_then_true(
+def test_order_size_problem_when_notional_at_or_above_minimum_then_none(
     quantity: str, price: str, meets: bool
 ) -> None:
-    assert meets_min_notional(D(quantity), D(price), MARKET) is meets
+    assert (order_size_problem(D(quantity), D(price), MARKET) is None) is meets
 
 
-def test_meets_min_notional_when_quantity_zero_and_minimum_zero_then_still_false() -> None:
-    assert meets_min_notional(D(0), D("100"), cent_market(min_notional="0")) is False
+def test_order_size_problem_when_quantity_zero_and_minimum_zero_then_still_a_problem() -> None:
+    problem = order_size_problem(D(0), D("100"), cent_market(min_notional="0"))
+    assert problem == "rounds to no quantity at all (quantity step 0.00001, minimum notional 0)"
+
+
+def test_order_size_problem_when_below_the_minimum_quantity_then_it_says_so() -> None:
+    market = cent_market(qty_step="0.0001", min_qty="0.001", min_notional="10")
+    assert order_size_problem(D("0.0009"), D("42000"), market) == "0.0009 is below the minimum quantity 0.001"
+    assert order_size_problem(D("0.001"), D("42000"), market) is None
+
+
+def test_order_size_problem_when_below_the_minimum_notional_then_it_names_both_numbers() -> None:
+    assert order_size_problem(D("0.0001"), D("42000"), MARKET) == \
+        "0.0001 x 42000 is below the minimum notional 5"
 
 
 # --- slippage -----------------------------------------------------------------------------------
