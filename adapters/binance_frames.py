@@ -13,7 +13,8 @@ What a frame becomes:
 - ``aggTrade`` (``a,p,q,f,l,T,m``) -> ``TradeEvent(trade_id="a<a>")``: the ``a`` prefix keeps
   aggregate ids apart from raw trade ids.
 - ``bookTicker`` (``u,s,b,B,a,A`` and on USD-M ``T,E``; spot sends no ``e`` field) ->
-  ``QuoteEvent`` with ``ts_ms`` from ``T``, else ``E``, else ``None``.
+  ``QuoteEvent`` with ``ts_ms`` from ``T``, else ``E``, else ``None``, and ``seq`` from the
+  order book update id ``u`` (``None`` if absent; not a whole number >= 0: ``bad_value``).
 - depth (diff and partial), klines and the other stream types we do not use -> control
   ``ignored:<type>`` (``ignored:depth``, ``ignored:kline``, ``ignored:markPrice``, ...).
 - ``{"result": null, "id": n}`` -> control ``ack`` (a non-null result, e.g. LIST_SUBSCRIPTIONS:
@@ -269,6 +270,9 @@ class BinanceFrameParser:
             field = "E"
         else:
             field = "T"
+        seq = data.get("u")
+        if seq is not None and (type(seq) is not int or seq < 0):
+            raise FrameError("bad_value", f"u: {seq!r} is not an update id")
         return ParsedFrame(events=(QuoteEvent(
             coin=coin,
             bid=price(data["b"], "b"),
@@ -276,6 +280,7 @@ class BinanceFrameParser:
             ask=price(data["a"], "a"),
             ask_qty=quantity(data["A"], "A"),
             ts_ms=None if ts is None else timestamp_ms(ts, field),
+            seq=seq,
         ),))
 
 

@@ -2,8 +2,8 @@
 subscribe and ping messages.
 
 One ``json`` decode per frame, then dict lookups. The only state is the last known top of book
-per symbol (see ``tickers`` below), owned by the parser and touched only by ``parse``, so a
-parser belongs to one connection's thread.
+per symbol and its sequence (see ``tickers`` below), owned by the parser and touched only by
+``parse`` and ``reset``, so a parser belongs to one connection's thread.
 
 What a frame becomes:
 
@@ -13,13 +13,22 @@ What a frame becomes:
   built with ``block_trades=True``; a frame of block trades only is control
   ``ignored:publicTrade:block``. One bad element rejects the whole frame.
 - ``tickers.<SYMBOL>`` -> ``QuoteEvent`` from ``bid1Price``, ``bid1Size``, ``ask1Price``,
-  ``ask1Size``, with ``ts_ms`` from the envelope's ``ts``. A ``delta`` carries only the fields
-  that changed, so the parser keeps the last known four values per symbol (a ``snapshot``
-  replaces them) and emits a quote whenever a frame changes any of them **and** all four are
-  known; until then control ``ignored:tickers:incomplete``. A ticker frame that changes none
-  of them (mark price, funding, ...) is control ``ignored:tickers``. Spot tickers carry no
-  bid/ask at all, so on spot the tickers topic gives no quotes and ``topics()`` leaves it out.
-  Call ``reset()`` after a reconnect (the new snapshot would replace the values anyway).
+  ``ask1Size``, with ``ts_ms`` from the envelope's ``ts`` and ``seq`` from its cross sequence
+  ``cs`` (``None`` if absent; not a whole number >= 0: ``bad_value``). A ``delta`` carries only the
+  fields that changed, so the parser keeps the last known four values per symbol (a
+  ``snapshot`` replaces them) and emits a quote whenever a frame changes any of them **and**
+  all four are known; until then control ``ignored:tickers:incomplete``. A ticker frame that
+  changes none of them (mark price, funding, ...) is control ``ignored:tickers``. Spot tickers
+  carry no bid/ask at all, so on spot the tickers topic gives no quotes and ``topics()`` leaves
+  it out. Call ``reset()`` after a reconnect (the new snapshot would replace the values anyway).
+- A ticker frame whose ``cs`` is below that of the last one applied to its symbol's book is
+  control ``ignored:tickers:stale`` and leaves the book alone: during a websocket handover two
+  connections deliver the same frames, and a connection's deltas are relative to its own
+  previous frames, so applying only frames at least as new as the book keeps the book right
+  whichever connection each came from (a frame of the same ``cs`` sets the values they had
+  then, which the book has already). One exception: an older ``snapshot`` still fills in the
+  fields the book has not known since a ``reset()`` (it was taken after the reset, and every
+  later change of those fields would have been applied).
 - ``orderbook.*``, ``kline.*``, ``liquidation.*`` and the other topics we do not use ->
   control ``ignored:<topic kind>`` (``ignored:orderbook``, ``ignored:kline``, ...).
 - ``{"success": true, "op": "subscribe", ...}`` -> control ``ack``; ``success: false`` ->
@@ -67,6 +76,7 @@ _ACK = ParsedFrame(control="ack")
 _PONG = ParsedFrame(control="pong")
 _TICKERS_UNCHANGED = ParsedFrame(control="ignored:tickers")
 _TICKERS_INCOMPLETE = ParsedFrame(control="ignored:tickers:incomplete")
+_TICKERS_STALE = ParsedFrame(control="ignored:tickers:stale")
 _BLOCK_ONLY = ParsedFrame(control="ignored:publicTrade:block")
 _NO_TRADES = ParsedFrame(control="ignored:publicTrade:empty")
 
@@ -108,6 +118,7 @@ class BybitFrameParser:
         self._coins = coin_by_symbol(symbols)  # validates: non-empty text, no symbol twice
         self.symbols: dict[str, str] = {coin: symbol.upper() for coin, symbol in symbols.items()}
         self._book: dict[str, list[Decimal | None]] = {}  # symbol -> [bid, bid_qty, ask, ask_qty]
+        self._book_seq: dict[str, int] = {}  # symbol -> cs of the last frame applied to its book
         self._handlers: dict[str, Callable[[dict[str, Any], str], ParsedFrame]] = {
             "publicTrade": self._public_trade,
             "tickers": self._tickers,
@@ -118,8 +129,9 @@ class BybitFrameParser:
         return DEFAULT_URLS[self.category]
 
     def reset(self) -> None:
-        """Forget the last known top of book (call on reconnect)."""
+        """Forget the last known top of book and its sequence (call on reconnect)."""
         self._book.clear()
+        self._book_seq.clear()
 
     # --- subscription ------------------------------------------------------------------------
 
@@ -238,15 +250,20 @@ class BybitFrameParser:
         data = message["data"]
         if type(data) is not dict:
             raise FrameError("bad_value", f"data: a {type(data).__name__}, not a ticker object")
+        seq = message.get("cs")
+        if seq is not None and (type(seq) is not int or seq < 0):
+            raise FrameError("bad_value", f"cs: {seq!r} is not a sequence number")
         bid = data.get("bid1Price")
         bid_qty = data.get("bid1Size")
         ask = data.get("ask1Price")
         ask_qty = data.get("ask1Size")
         snapshot = message.get("type") == "snapshot"
+        last = self._book_seq.get(symbol)
+        stale = seq is not None and last is not None and seq < last
         if bid is None and bid_qty is None and ask is None and ask_qty is None:
-            if snapshot:
+            if snapshot and not stale:
                 self._book.pop(symbol, None)
-            return _TICKERS_UNCHANGED
+            return _TICKERS_STALE if stale else _TICKERS_UNCHANGED
         # parse everything first, so a bad value leaves the known book as it was
         if bid is not None:
             bid = price(bid, "bid1Price")
@@ -260,7 +277,14 @@ class BybitFrameParser:
         if ts is not None:
             ts = timestamp_ms(ts, "ts")
         book = self._book.get(symbol)
-        if book is None or snapshot:
+        if stale:
+            if not snapshot or book is None or None not in book:
+                return _TICKERS_STALE
+            for index, value in enumerate((bid, bid_qty, ask, ask_qty)):  # see the module docstring
+                if book[index] is None:
+                    book[index] = value
+            seq = last
+        elif book is None or snapshot:
             book = self._book[symbol] = [bid, bid_qty, ask, ask_qty]
         else:
             if bid is not None:
@@ -271,10 +295,13 @@ class BybitFrameParser:
                 book[2] = ask
             if ask_qty is not None:
                 book[3] = ask_qty
+        if seq is not None:
+            self._book_seq[symbol] = seq
         if None in book:
             return _TICKERS_INCOMPLETE
         return ParsedFrame(events=(QuoteEvent(
             coin=coin, bid=book[0], bid_qty=book[1], ask=book[2], ask_qty=book[3], ts_ms=ts,  # type: ignore[arg-type]
+            seq=seq,
         ),))
 
 

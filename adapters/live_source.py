@@ -1,16 +1,22 @@
 """A live exchange feed (Binance or Bybit public streams): the market source of a live session.
 
 **Owns** one websocket connection (``WsConnection``: its own thread, reconnects with jittered
-backoff, resubscribes, keeps alive, drops a connection that has gone silent, reconnects before
-Binance's 24-hour cut), the frame parser of its exchange, the per-coin trade de-duplication,
-the bad-frame log, and the REST fallback poller.
+backoff, resubscribes, keeps alive, drops a connection that has gone silent, hands the stream
+over to a new connection before Binance's 24-hour cut), the frame parser of its exchange, the
+per-coin trade and quote de-duplication, the bad-frame log, and the REST fallback poller.
 
 **Hands over** each trade as a tick (``sink``) and each best bid/ask as a quote
 (``quote_sink``), from the connection's thread; the Feed turns them into messages.
 
-**De-duplication.** A reconnect can replay trades the previous connection already delivered;
-a trade whose id was already seen for its coin is dropped and counted, so no tick is delivered
-twice.
+**De-duplication.** A reconnect can replay trades the previous connection already delivered,
+and during a planned reconnect (a handover) the old and the new connection deliver the frames
+of their overlap both, the new one's copies after the old one's. A trade whose id was already
+seen for its coin is dropped and counted (``duplicates``), so no tick is delivered twice. A
+quote that carries a sequence (Binance's ``u``, Bybit's ``cs``) not above the last one handed
+over for its coin is dropped and counted (``stale_quotes``), so the best bid/ask never goes
+back to an older one; the last sequences are forgotten when the connection goes down
+(``on_state`` other than ``open``), so an exchange that restarts its sequences cannot silence
+the quotes. A quote without a sequence is always handed over.
 
 **REST fallback.** While the stream has been down for ``rest_fallback_after_s``, the poller
 fetches last prices over REST (every call through the process-wide rate limiter) so open
@@ -107,6 +113,7 @@ class LiveSource:
         self._monotonic = monotonic
         self._bad = BadFrameLog(name)
         self._recent: dict[str, _RecentIds] = {}
+        self._quote_seq: dict[str, int] = {}  # coin -> sequence of the last quote handed over
         self._sink: Callable[..., None] | None = None
         self._quote_sink: QuoteSink | None = None
         self._connection: Connection | None = None
@@ -118,6 +125,7 @@ class LiveSource:
         self.trades = 0
         self.quotes = 0
         self.duplicates = 0
+        self.stale_quotes = 0
         self.handler_errors = 0
         self.top_of_book: dict[str, QuoteEvent] = {}
 
@@ -179,12 +187,24 @@ class LiveSource:
         self._sink(trade.coin, trade.price, trade.ts_ms, trade.qty, None)
 
     def _on_quote(self, quote: QuoteEvent) -> None:
+        seq = quote.seq
+        if seq is not None:
+            coin = quote.coin
+            if seq <= self._quote_seq.get(coin, -1):  # sequences are not negative
+                self.stale_quotes += 1  # a handover's overlap: the new connection repeats it
+                return
+            self._quote_seq[coin] = seq
         self.quotes += 1
         self.top_of_book[quote.coin] = quote
         if self._quote_sink is not None:
             self._quote_sink(quote.coin, quote.bid, quote.bid_qty, quote.ask, quote.ask_qty, quote.ts_ms)
 
     def _on_state(self, state: str, info: dict[str, Any]) -> None:
+        if state != "open":
+            # Down: the next connection's quotes are all newer (nothing of the old one is read
+            # any more), and its sequences may have restarted. On the connection's thread, like
+            # _on_quote.
+            self._quote_seq.clear()
         with self._lock:
             if state == "open":
                 self._down_since = None
@@ -215,6 +235,7 @@ class LiveSource:
         connection = self._connection.stats() if self._connection is not None else {}
         return {
             "trades": self.trades, "quotes": self.quotes, "duplicates": self.duplicates,
+            "stale_quotes": self.stale_quotes,
             "bad_frames": self._bad.summary(), "connection": connection,
             "reconnects": connection.get("reconnects", 0), "state": connection.get("state", "stopped"),
             "rest_fallback": self._poller.stats() if self._poller is not None else None,

@@ -20,7 +20,10 @@ class TradeEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuoteEvent:
-    """Best bid and ask of ``coin``."""
+    """Best bid and ask of ``coin``. ``seq``, when the stream gives one, grows with every change
+    of the book (Binance bookTicker's update id ``u``, Bybit's cross sequence ``cs``) and is
+    the same on every connection: of two quotes of a coin, the one with the higher ``seq`` is
+    the newer (a quote repeated by a second connection has the same ``seq``)."""
 
     coin: str
     bid: Decimal
@@ -28,6 +31,7 @@ class QuoteEvent:
     ask: Decimal
     ask_qty: Decimal
     ts_ms: int | None = None  # exchange time when the stream gives one
+    seq: int | None = None  # order of the quotes of one coin (>= 0), when the stream gives one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""adapters/live_source.py with a fake connection and a fake REST poller (no sockets)."""
+"""adapters/live_source.py with a fake connection and a fake REST poller (no sockets), and
+once with a real ``WsConnection`` against the local ``ReplayServer`` across handovers."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from adapters.backoff import Backoff
 from adapters.binance_frames import BinanceFrameParser
 from adapters.live_source import LiveSource
+from adapters.ws_connection import WsConnection
+from tests.support.ws_server import ReplayServer
 
 WAIT = 5.0
 
@@ -73,6 +77,13 @@ def trade(price: str, trade_id: int, symbol: str = "BTCUSDT") -> str:
     return json.dumps({"stream": f"{symbol.lower()}@trade", "data": {
         "e": "trade", "E": 1_700_000_000_000 + trade_id, "T": 1_700_000_000_000 + trade_id, "s": symbol,
         "t": trade_id, "p": price, "q": "0.5", "X": "MARKET", "m": False}})
+
+
+def book(bid: str, update_id: int | None, symbol: str = "BTCUSDT") -> str:
+    data: dict[str, Any] = {"e": "bookTicker", "s": symbol, "b": bid, "B": "2", "a": str(Decimal(bid) + 1), "A": "3"}
+    if update_id is not None:
+        data["u"] = update_id
+    return json.dumps({"stream": f"{symbol.lower()}@bookTicker", "data": data})
 
 
 @pytest.fixture
@@ -148,3 +159,65 @@ def test_rest_prices_reach_the_sink_marked_as_rest(parts):
     finally:
         source.stop()
     assert ticks == [(("BTC", Decimal("101"), 1_700_000_000_000, Decimal(0), None), {"origin": "rest"})]
+
+
+def test_a_quote_not_newer_than_the_last_of_its_coin_is_dropped_and_counted(parts):
+    quotes: list[tuple[Any, ...]] = []
+    source = make_source(parts, poller=False)
+    source.start(lambda *tick, **kw: None, lambda *quote: quotes.append(quote))
+    connection = parts["connection"]
+    for frame in (book("100.0", 5), book("100.2", 7), book("100.1", 6), book("100.2", 7), book("3000", 1, "ETHUSDT"),
+                  book("100.3", 8), book("99.9", None)):
+        connection.on_text(frame, 0)
+    assert [(coin, str(bid)) for coin, bid, *_ in quotes] == [
+        ("BTC", "100.0"), ("BTC", "100.2"), ("ETH", "3000"), ("BTC", "100.3"), ("BTC", "99.9")]
+    assert (source.stats()["stale_quotes"], source.stats()["quotes"]) == (2, 5)
+
+    connection.on_state("backoff", {"reason": "dropped"})  # a new connection: its sequences may restart
+    connection.on_state("open", {})
+    connection.on_text(book("100.4", 3), 0)
+    assert str(quotes[-1][1]) == "100.4"
+    source.stop()
+
+
+def test_across_handovers_every_trade_arrives_once_in_order_and_no_quote_goes_back():
+    """A real connection with a short lifetime against a server that streams on like an
+    exchange: trade ids 1..N, each followed by three bookTickers whose update id and bid grow
+    (mostly quotes, so that the frames of each overlap are likely to hold some)."""
+    count = 300
+    frames = [frame for n in range(1, count + 1)
+              for frame in (trade(f"{1000 + n}", n), *(book(f"{2000 + u}", u) for u in range(3 * n - 2, 3 * n + 1)))]
+    trade_ids: list[int] = []
+    bids: list[Decimal] = []
+    arrived = threading.Condition()
+
+    def sink(coin: str, price: Decimal, ts_ms: int, qty: Decimal, seq: Any, **kw: Any) -> None:
+        with arrived:
+            trade_ids.append(ts_ms - 1_700_000_000_000)
+            arrived.notify_all()
+
+    def quote_sink(coin: str, bid: Decimal, *rest: Any) -> None:
+        with arrived:
+            bids.append(bid)
+            arrived.notify_all()
+
+    with ReplayServer(frames, pace_s=0.001, live=True) as server:
+        def connection(on_text: Any, on_state: Any) -> WsConnection:
+            return WsConnection("binance", server.url, on_text=on_text, on_state=on_state, ping_interval_s=None,
+                                max_lifetime_s=0.2, backoff=Backoff(first_s=30.0, cap_s=60.0))
+
+        source = LiveSource("binance", parser=BinanceFrameParser({"BTC": "BTCUSDT"}), make_connection=connection)
+        source.start(sink, quote_sink)
+        try:
+            with arrived:
+                assert arrived.wait_for(lambda: count in trade_ids and Decimal(2000 + 3 * count) in bids, WAIT), (
+                    f"{trade_ids[-3:]} {bids[-3:]}; {source.stats()}")
+            stats = source.stats()
+        finally:
+            source.stop()
+    assert trade_ids == list(range(1, count + 1))  # once each, none lost, in order
+    assert all(before < after for before, after in zip(bids, bids[1:]))  # never back to an older quote
+    assert bids[-1] == Decimal(2000 + 3 * count)
+    assert server.peak_clients == 2
+    assert stats["connection"]["handovers"] >= 2
+    assert stats["duplicates"] + stats["stale_quotes"] >= 1  # the overlaps were there, and dropped

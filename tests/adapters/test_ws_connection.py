@@ -494,17 +494,167 @@ def test_max_lifetime_triggers_a_planned_reconnect_without_backoff(servers, conn
     assert connection.stats()["reconnects"] >= 1
 
 
-def test_a_requested_reconnect_is_planned(servers, connect, logs) -> None:
-    server = servers()
-    states = States()
-    connection = connect(server.url, on_state=states, backoff=Backoff(first_s=30.0, cap_s=60.0))
-    assert states.wait_count("open", 1)
+def test_a_requested_reconnect_is_a_handover(servers, connect, logs) -> None:
+    server = servers([f"f{i:04d}" for i in range(2000)], pace_s=0.002, live=True)
+    inbox, states = Inbox(), States()
+    connection = connect(server.url, inbox, on_state=states, backoff=Backoff(first_s=30.0, cap_s=60.0))
+    assert inbox.wait_count(5)
     connection.reconnect("subscriptions changed")
-    assert states.wait_count("open", 2)
-    assert logs.wait_for("WS_PLANNED_RECONNECT: reconnect requested: subscriptions changed")
-    assert "backoff" not in states.names()
-    reconnecting = [info for state, info in states.seen if state == "connecting"][1]
-    assert reconnecting["reason"] == "reconnect requested: subscriptions changed"
+    assert logs.wait_for("WS_PLANNED_RECONNECT: reconnect requested: subscriptions changed [test]")
+    assert logs.wait_for("WS_HANDOVER: connect #2 took over after")
+    assert states.names() == ["connecting", "open"]  # the stream was never reported down
+    stats = connection.stats()
+    assert (stats["connects"], stats["reconnects"], stats["handovers"], stats["handover_failures"]) == (2, 1, 1, 0)
+    assert stats["last_reason"] == "reconnect requested: subscriptions changed"
+
+
+# --- handovers (make-before-break) --------------------------------------------------------------
+
+def first_copies(texts: list[str]) -> list[str]:
+    """``texts`` with every repeat left out (the first copy of each kept, in place)."""
+    seen: set[str] = set()
+    return [text for text in texts if not (text in seen or seen.add(text))]  # type: ignore[func-returns-value]
+
+
+def step_backs(texts: list[str]) -> int:
+    """How often a text is smaller than the one before (texts that sort in stream order)."""
+    return sum(1 for before, after in zip(texts, texts[1:]) if after < before)
+
+
+def hanging_listener() -> socket.socket:
+    """A TCP listener that accepts and never answers a websocket upgrade."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(WAIT)
+    return listener
+
+
+def test_planned_reconnects_hand_over_without_losing_a_frame(servers, connect, logs) -> None:
+    frames = [f"f{i:04d}" for i in range(600)]
+    server = servers(frames, pace_s=0.002, live=True)  # goes on whether anyone listens or not
+    inbox, states = Inbox(), States()
+    connection = connect(server.url, inbox, on_state=states, subscribe=lambda: ["sub"], max_lifetime_s=0.25,
+                         backoff=Backoff(first_s=30.0, cap_s=60.0))  # a backoff wait would blow the bounds
+    assert server.wait_for_connections(3, WAIT)  # two handovers at least
+    assert inbox.wait_for(lambda texts: frames[-1] in texts, timeout=WAIT)
+    connection.stop()
+
+    texts = list(inbox.texts)
+    assert first_copies(texts) == frames  # nothing lost, in stream order
+    stats = connection.stats()
+    assert stats["handovers"] >= 2 and stats["handover_failures"] == 0
+    assert stats["connects"] == stats["handovers"] + 1 == stats["reconnects"] + 1
+    assert stats["frames"] == len(texts) > len(set(texts))  # overlap frames came twice ...
+    assert step_backs(texts) <= stats["handovers"]  # ... once per handover at most, right after it
+    assert server.peak_clients == 2  # the new connection was open before the old one closed
+    assert server.received == ["sub"] * server.connections  # every connection subscribed
+    assert states.names() == ["connecting", "open", "stopped"]  # never down, no backoff
+    assert logs.wait_for("WS_PLANNED_RECONNECT: max lifetime 0.25s reached [test]")
+    assert logs.wait_for("WS_HANDOVER: connect #2 took over after")
+    assert "WS_DISCONNECTED" not in logs.text() and "WS_HANDOVER_FAILED" not in logs.text()
+
+
+def test_a_handover_whose_connect_fails_keeps_the_old_connection_and_retries_after_the_backoff(
+        servers, connect, logs) -> None:
+    frames = [f"f{i:04d}" for i in range(500)]
+    server = servers(frames, pace_s=0.002, live=True)
+    urls = iter([server.url, dead_url()])
+    inbox, states = Inbox(), States()
+    connection = connect(lambda: next(urls, server.url), inbox, on_state=states, max_lifetime_s=0.2,
+                         backoff=Backoff(first_s=0.1, cap_s=0.1, jitter=0.0))
+    assert logs.wait_for("WS_HANDOVER_FAILED: connect failed: ConnectionRefusedError")
+    assert "keeping the old connection, next try in 0.10s [test]" in logs.text()
+    during = len(inbox.texts)
+    assert inbox.wait_count(during + 10)  # the old connection goes on delivering
+    assert logs.wait_for("WS_HANDOVER: connect #2 took over")  # the retry, after the delay, succeeded
+    assert inbox.wait_for(lambda texts: frames[-1] in texts)
+    connection.stop()
+
+    texts = list(inbox.texts)
+    assert first_copies(texts) == frames  # nothing lost across both
+    stats = connection.stats()
+    assert stats["handover_failures"] == 1 and stats["connect_failures"] == 1 and stats["handovers"] >= 1
+    assert states.names() == ["connecting", "open", "stopped"]
+    assert server.connections == stats["connects"] == stats["handovers"] + 1
+
+
+def test_a_new_connection_that_shows_nothing_is_closed_and_the_handover_tried_again(servers, connect, logs) -> None:
+    frames = [f"f{i:04d}" for i in range(500)]
+    server, mute = servers(frames, pace_s=0.002, live=True), servers()  # mute: accepts, never sends
+    urls = iter([server.url, mute.url])
+    inbox, states = Inbox(), States()
+    connection = connect(lambda: next(urls, server.url), inbox, on_state=states, subscribe=lambda: ["sub"],
+                         max_lifetime_s=0.2, handover_timeout_s=0.3, backoff=Backoff(first_s=0.05, cap_s=0.05))
+    assert mute.wait_for_received(1, WAIT)  # the new connection is open and subscribed ...
+    during = len(inbox.texts)
+    assert inbox.wait_count(during + 20)  # ... and the old one is read on meanwhile
+    assert logs.wait_for("WS_HANDOVER_FAILED: no frame on the new connection within 0.3s; keeping the old "
+                         "connection")
+    assert mute.wait_until(lambda s: s.clients == 0, WAIT)  # the new one was closed
+    assert logs.wait_for("WS_HANDOVER: connect #3 took over")
+    assert inbox.wait_for(lambda texts: frames[-1] in texts)
+    connection.stop()
+
+    texts = list(inbox.texts)
+    assert first_copies(texts) == frames
+    stats = connection.stats()
+    assert stats["handover_failures"] == 1 and stats["connect_failures"] == 0
+    assert states.names() == ["connecting", "open", "stopped"]
+
+
+def test_an_old_connection_lost_during_the_overlap_leaves_the_new_one_reading(servers, connect, logs) -> None:
+    old, new = servers(), servers()
+    urls = iter([old.url, new.url])
+    inbox, states = Inbox(), States()
+    connection = connect(lambda: next(urls), inbox, on_state=states, subscribe=lambda: ["sub"],
+                         handover_timeout_s=30.0, backoff=Backoff(first_s=30.0, cap_s=60.0))
+    assert old.wait_for_received(1, WAIT)
+    connection.reconnect("test")
+    assert new.wait_for_received(1, WAIT)  # in the overlap: the new one shows nothing yet
+    old.push("last of the old")
+    old.drop_clients()
+    assert logs.wait_for("(the old connection, during a handover: connect #2 goes on) [test]")
+    new.push("first of the new")
+    assert inbox.wait_for(lambda texts: "first of the new" in texts)
+    assert inbox.texts == ["last of the old", "first of the new"]
+    stats = connection.stats()
+    assert (stats["connects"], stats["handovers"], stats["state"]) == (2, 1, "open")
+    assert states.names() == ["connecting", "open"]
+
+
+def test_stop_while_the_new_connection_shows_nothing_yet_returns_at_once(servers, connect) -> None:
+    server, mute = servers([f"f{i:04d}" for i in range(3000)], pace_s=0.002), servers()
+    urls = iter([server.url, mute.url])
+    inbox = Inbox()
+    connection = connect(lambda: next(urls), inbox, subscribe=lambda: ["sub"], handover_timeout_s=30.0)
+    assert inbox.wait_count(3)
+    connection.reconnect("test")
+    assert mute.wait_for_received(1, WAIT)  # both connections open, the overlap waits for the new one
+    started = time.monotonic()
+    connection.stop()
+    assert time.monotonic() - started < 1.0
+    assert not connection.running
+    assert server.wait_until(lambda s: s.clients == 0, WAIT) and mute.wait_until(lambda s: s.clients == 0, WAIT)
+    assert connection.stats()["handovers"] == 0
+
+
+def test_stop_while_the_new_connection_is_in_its_handshake_returns_at_once(servers, connect) -> None:
+    server = servers([f"f{i:04d}" for i in range(3000)], pace_s=0.002)
+    with hanging_listener() as listener:
+        urls = iter([server.url, f"ws://127.0.0.1:{listener.getsockname()[1]}/"])
+        inbox = Inbox()
+        connection = connect(lambda: next(urls), inbox, open_timeout_s=30.0)
+        assert inbox.wait_count(3)
+        connection.reconnect("test")
+        accepted, _ = listener.accept()  # the new connection waits for its 101 that never comes
+        with accepted:
+            started = time.monotonic()
+            connection.stop()
+            assert time.monotonic() - started < 1.0
+            assert not connection.running
+            assert server.wait_until(lambda s: s.clients == 0, WAIT)
+            assert connection.stats()["connects"] == 1
 
 
 # --- construction --------------------------------------------------------------------------------------
@@ -518,6 +668,8 @@ def test_a_requested_reconnect_is_planned(servers, connect, logs) -> None:
         ("ws://127.0.0.1:1/", {"silence_timeout_s": -1}, "silence_timeout_s"),
         ("ws://127.0.0.1:1/", {"open_timeout_s": None}, "open_timeout_s"),
         ("ws://127.0.0.1:1/", {"max_lifetime_s": float("inf")}, "max_lifetime_s"),
+        ("ws://127.0.0.1:1/", {"handover_timeout_s": 0}, "handover_timeout_s"),
+        ("ws://127.0.0.1:1/", {"handover_timeout_s": None}, "handover_timeout_s"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_argument(url: str, options: dict[str, Any], field: str) -> None:

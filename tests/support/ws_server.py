@@ -19,6 +19,12 @@ client and the cursor moves on once at least one of them was sent it, then the s
 stopped (nothing is repeated, nothing skipped), like a live exchange stream rather than a
 recording restarted per client. ``sent`` is the cursor.
 
+**Live** (``live=True``): once a first client has connected, the stream goes on at ``pace_s``
+whether or not a client is connected at the moment, as an exchange's does: a frame sent while
+no client was connected is lost to all of them (``missed`` counts those). That is what makes a
+reconnect's gap visible to a test. ``peak_clients`` is the most connections open at once (two
+while a client hands a stream over from an old connection to a new one).
+
 **Pause** makes the server mute: no replayed frame and no pong goes out until ``resume`` (the
 connection stays open; the clients' pings are still recorded). That is a connection that is open
 but dead, which only a silence watchdog can notice. ``push``, ``ping_clients`` and
@@ -203,10 +209,12 @@ class _Client:
 class ReplayServer:
     """A controllable local websocket server; see the module docstring."""
 
-    def __init__(self, frames: Iterable[str] | None = None, *, pace_s: float = 0.0, host: str = "127.0.0.1") -> None:
+    def __init__(self, frames: Iterable[str] | None = None, *, pace_s: float = 0.0, host: str = "127.0.0.1",
+                 live: bool = False) -> None:
         if pace_s < 0:
             raise ValueError(f"pace_s: must not be negative, got {pace_s!r}")
         self.pace_s = pace_s
+        self.live = live
         self._host = host
         self._frames: list[str] = list(frames) if frames is not None else []
         self._cursor = 0
@@ -216,6 +224,8 @@ class ReplayServer:
         self._clients: list[_Client] = []  # upgraded and not dropped: what frames go to
         self._accepted: list[_Client] = []  # every socket not yet closed, for stop()
         self._connections = 0
+        self._peak_clients = 0
+        self._missed = 0
         self._received: list[str] = []
         self._pings: list[bytes] = []
         self._pongs: list[bytes] = []
@@ -360,6 +370,18 @@ class ReplayServer:
             return len(self._clients)
 
     @property
+    def peak_clients(self) -> int:
+        """The most connections open at the same time since start."""
+        with self._changed:
+            return self._peak_clients
+
+    @property
+    def missed(self) -> int:
+        """With ``live``: replayed frames that went out while no client was connected."""
+        with self._changed:
+            return self._missed
+
+    @property
     def sent(self) -> int:
         """Replayed frames sent so far (the replay cursor)."""
         with self._changed:
@@ -443,6 +465,7 @@ class ReplayServer:
                 return False
             self._clients.append(client)
             self._connections += 1
+            self._peak_clients = max(self._peak_clients, len(self._clients))
             self._paths.append(client.path)
             self._changed.notify_all()
             return True
@@ -495,7 +518,8 @@ class ReplayServer:
         while not self._stopping.is_set():
             with self._changed:
                 while not self._stopping.is_set() and (
-                        self._paused or not self._clients or self._cursor >= len(self._frames)):
+                        self._paused or self._cursor >= len(self._frames)
+                        or not (self._clients or (self.live and self._connections))):
                     self._changed.wait(SOCKET_POLL_S)
                 if self._stopping.is_set():
                     return
@@ -506,10 +530,11 @@ class ReplayServer:
                 if self._paused:
                     continue
                 delivered = sum(client.send(OP_TEXT, payload) for client in clients)
-            if delivered:
+            if delivered or self.live:
                 with self._changed:
                     if self._cursor == index:
                         self._cursor = index + 1
+                        self._missed += 0 if delivered else 1
                     self._changed.notify_all()
                 if self.pace_s:
                     self._stopping.wait(self.pace_s)

@@ -108,7 +108,7 @@ def check_capture(parser: BinanceFrameParser, messages: Iterator[str]) -> Counte
         elif stream_type == "bookTicker":
             event = only(parsed)
             assert event == QuoteEvent(coin="BTC", bid=D(data["b"]), bid_qty=D(data["B"]), ask=D(data["a"]),
-                                       ask_qty=D(data["A"]), ts_ms=data.get("T", data.get("E")))
+                                       ask_qty=D(data["A"]), ts_ms=data.get("T", data.get("E")), seq=data["u"])
             assert str(event.bid) == data["b"] and str(event.ask_qty) == data["A"]
         else:
             assert stream_type == "depth"
@@ -200,7 +200,7 @@ def test_parse_when_nautilus_raw_market_data_payloads_then_ignored_types_are_con
         assert parser.parse((folder / name).read_text()) == ParsedFrame(control=control), name
     quote = only(parser.parse((folder / "book_ticker_stream.json").read_text()))
     assert quote == QuoteEvent(coin="BNB", bid=D("25.35190000"), bid_qty=D("31.21000000"), ask=D("25.36520000"),
-                               ask_qty=D("40.66000000"), ts_ms=1568014460891)
+                               ask_qty=D("40.66000000"), ts_ms=1568014460891, seq=400900217)
     for name in ("trade_stream.json", "agg_trade_stream.json"):
         parsed = parser.parse((folder / name).read_text())
         assert kind_of(parsed) == "bad_value" and parsed.problem.detail.startswith("T:")  # type: ignore[union-attr]
@@ -225,11 +225,27 @@ def test_parse_when_book_ticker_then_time_from_t_before_e(parser: BinanceFramePa
     assert only(parser.parse(frame(data, "btcusdt@bookTicker"))).ts_ms is None  # type: ignore[union-attr]
 
 
+def test_parse_when_book_ticker_then_sequence_from_the_update_id(parser: BinanceFrameParser) -> None:
+    assert only(parser.parse(BOOK)).seq == 5123107839020  # type: ignore[union-attr]
+    data = json.loads(BOOK)["data"]
+    del data["u"]
+    assert only(parser.parse(frame(data, "btcusdt@bookTicker"))).seq is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("value", ["5123107839020", 1.5, True, [1], -1])
+def test_parse_when_book_ticker_update_id_not_an_integer_then_bad_value(parser: BinanceFrameParser,
+                                                                        value: Any) -> None:
+    data = json.loads(BOOK)["data"]
+    data["u"] = value
+    parsed = parser.parse(frame(data, "btcusdt@bookTicker"))
+    assert kind_of(parsed) == "bad_value" and parsed.problem.detail.startswith("u:")  # type: ignore[union-attr]
+
+
 def test_parse_when_raw_unwrapped_events_then_same_meaning(parser: BinanceFrameParser) -> None:
     assert parser.parse(json.dumps(json.loads(TRADE)["data"])) == parser.parse(TRADE)
     spot_book = {"u": 50093239212, "s": "ETHUSDT", "b": "2500.1", "B": "3", "a": "2500.2", "A": "1.5"}
     assert only(parser.parse(json.dumps(spot_book))) == QuoteEvent(
-        coin="ETH", bid=D("2500.1"), bid_qty=D("3"), ask=D("2500.2"), ask_qty=D("1.5"))
+        coin="ETH", bid=D("2500.1"), bid_qty=D("3"), ask=D("2500.2"), ask_qty=D("1.5"), seq=50093239212)
 
 
 def test_parse_when_bytes_frame_then_parsed_like_text(parser: BinanceFrameParser) -> None:

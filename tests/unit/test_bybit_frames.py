@@ -56,9 +56,9 @@ def trade(**changes: Any) -> dict[str, Any]:
     return {key: value for key, value in element.items() if value is not None}
 
 
-def ticker(kind: str = "delta", symbol: str = "BTCUSDT", ts: Any = TS, **fields: Any) -> str:
+def ticker(kind: str = "delta", symbol: str = "BTCUSDT", ts: Any = TS, cs: Any = 1, **fields: Any) -> str:
     return json.dumps({"topic": f"tickers.{symbol}", "type": kind, "data": {"symbol": symbol, **fields},
-                       "cs": 1, "ts": ts})
+                       "cs": cs, "ts": ts})
 
 
 def quote(parsed: ParsedFrame) -> QuoteEvent:
@@ -90,7 +90,7 @@ def test_parse_when_linear_ticker_snapshot_then_quote_with_envelope_time(
         shared_data: Path, parser: BybitFrameParser) -> None:
     assert quote(parser.parse(payload(shared_data, "ws_ticker_linear.json"))) == QuoteEvent(
         coin="BTC", bid=D("17215.50"), bid_qty=D("84.489"), ask=D("17216.00"), ask_qty=D("83.020"),
-        ts_ms=1673272861686)
+        ts_ms=1673272861686, seq=24987956059)
 
 
 def test_parse_when_subscription_ack_or_failure_payload(shared_data: Path, parser: BybitFrameParser) -> None:
@@ -156,7 +156,7 @@ def test_parse_when_one_trade_element_bad_then_whole_frame_is_a_problem(parser: 
 def test_parse_when_ticker_delta_changes_one_side_then_quote_keeps_the_other(parser: BybitFrameParser) -> None:
     quote(parser.parse(ticker("snapshot", bid1Price="100.0", bid1Size="1", ask1Price="100.5", ask1Size="2")))
     assert quote(parser.parse(ticker(bid1Price="100.1", ts=TS + 5))) == QuoteEvent(
-        coin="BTC", bid=D("100.1"), bid_qty=D("1"), ask=D("100.5"), ask_qty=D("2"), ts_ms=TS + 5)
+        coin="BTC", bid=D("100.1"), bid_qty=D("1"), ask=D("100.5"), ask_qty=D("2"), ts_ms=TS + 5, seq=1)
     assert quote(parser.parse(ticker(ask1Size="3.5"))).ask_qty == D("3.5")
 
 
@@ -169,7 +169,7 @@ def test_parse_when_book_not_fully_known_yet_then_incomplete_until_it_is(parser:
     assert parser.parse(ticker(bid1Price="100.0", bid1Size="1")) == ParsedFrame(control="ignored:tickers:incomplete")
     assert parser.parse(ticker(ask1Price="100.5")) == ParsedFrame(control="ignored:tickers:incomplete")
     assert quote(parser.parse(ticker(ask1Size="2"))) == QuoteEvent(
-        coin="BTC", bid=D("100.0"), bid_qty=D("1"), ask=D("100.5"), ask_qty=D("2"), ts_ms=TS)
+        coin="BTC", bid=D("100.0"), bid_qty=D("1"), ask=D("100.5"), ask_qty=D("2"), ts_ms=TS, seq=1)
 
 
 def test_parse_when_book_kept_per_symbol_and_reset_forgets_it(parser: BybitFrameParser) -> None:
@@ -190,6 +190,52 @@ def test_parse_when_ticker_value_bad_then_book_unchanged(parser: BybitFrameParse
     bad = parser.parse(ticker(bid1Price="100.1", ask1Price="abc"))
     assert kind_of(bad) == "bad_value" and bad.problem.detail.startswith("ask1Price:")  # type: ignore[union-attr]
     assert quote(parser.parse(ticker(bid1Size="5"))).bid == D("100.0")
+
+
+def test_parse_when_ticker_then_sequence_from_the_cross_sequence(parser: BybitFrameParser) -> None:
+    book = {"bid1Price": "100.0", "bid1Size": "1", "ask1Price": "100.5", "ask1Size": "2"}
+    assert quote(parser.parse(ticker("snapshot", cs=24987956059, **book))).seq == 24987956059
+    assert quote(parser.parse(ticker("snapshot", cs=None, **book))).seq is None
+
+
+@pytest.mark.parametrize("value", ["24987956059", 2.5, False, -3])
+def test_parse_when_cross_sequence_not_an_integer_then_bad_value(parser: BybitFrameParser, value: Any) -> None:
+    parsed = parser.parse(ticker("snapshot", cs=value, bid1Price="100.0"))
+    assert kind_of(parsed) == "bad_value" and parsed.problem.detail.startswith("cs:")  # type: ignore[union-attr]
+
+
+def test_parse_when_ticker_older_than_the_book_then_stale_and_book_unchanged(parser: BybitFrameParser) -> None:
+    quote(parser.parse(ticker("snapshot", cs=10, bid1Price="100.0", bid1Size="1", ask1Price="100.5", ask1Size="2")))
+    assert quote(parser.parse(ticker(cs=12, bid1Price="100.2"))).bid == D("100.2")
+    # a second connection repeats older frames: they must not take the book back
+    assert parser.parse(ticker(cs=11, bid1Price="100.1")) == ParsedFrame(control="ignored:tickers:stale")
+    assert parser.parse(ticker("snapshot", cs=9, bid1Price="99", bid1Size="9", ask1Price="99.5",
+                               ask1Size="9")) == ParsedFrame(control="ignored:tickers:stale")
+    assert parser.parse(ticker("snapshot", cs=11, markPrice="100")) == ParsedFrame(control="ignored:tickers:stale")
+    # the same cs again sets the values of that moment, which the book has already
+    assert quote(parser.parse(ticker(cs=12, bid1Price="100.2"))) == QuoteEvent(
+        coin="BTC", bid=D("100.2"), bid_qty=D("1"), ask=D("100.5"), ask_qty=D("2"), ts_ms=TS, seq=12)
+    assert quote(parser.parse(ticker(cs=13, ask1Size="3"))) == QuoteEvent(
+        coin="BTC", bid=D("100.2"), bid_qty=D("1"), ask=D("100.5"), ask_qty=D("3"), ts_ms=TS, seq=13)
+
+
+def test_parse_when_two_connections_interleave_around_a_reset_then_the_book_stays_right(
+        parser: BybitFrameParser) -> None:
+    """A handover as the parser sees it: the new connection's subscribe resets the parser while
+    the old one still delivers; then the new one's snapshot (older than the old one's latest
+    delta) and its deltas, each relative to its own previous frame, arrive between the old one's."""
+    quote(parser.parse(ticker("snapshot", cs=100, bid1Price="100.0", bid1Size="1", ask1Price="100.5", ask1Size="2")))
+    parser.reset()
+    assert parser.parse(ticker(cs=104, bid1Price="100.1")).control == "ignored:tickers:incomplete"  # old
+    # new: a snapshot taken at 103, after the reset: it fills what the book does not know
+    assert quote(parser.parse(ticker("snapshot", cs=103, bid1Price="100.05", bid1Size="1", ask1Price="100.5",
+                                     ask1Size="2"))) == QuoteEvent(
+        coin="BTC", bid=D("100.1"), bid_qty=D("1"), ask=D("100.5"), ask_qty=D("2"), ts_ms=TS, seq=104)
+    assert quote(parser.parse(ticker(cs=106, ask1Price="100.6"))).ask == D("100.6")  # old
+    assert parser.parse(ticker(cs=104, bid1Price="100.1")).control == "ignored:tickers:stale"  # new, since 103
+    assert quote(parser.parse(ticker(cs=107, bid1Size="5", ask1Price="100.6"))) == QuoteEvent(  # new, since 104
+        coin="BTC", bid=D("100.1"), bid_qty=D("5"), ask=D("100.6"), ask_qty=D("2"), ts_ms=TS, seq=107)
+    assert parser.parse(ticker(cs=107, bid1Size="5")).events[0].bid_qty == D("5")  # type: ignore[union-attr]  # old
 
 
 def test_parse_when_spot_ticker_without_book_fields_then_ignored() -> None:
