@@ -271,7 +271,7 @@ class BinanceFrameParser:
         else:
             field = "T"
         seq = data.get("u")
-        if seq is not None and (type(seq) is not int or seq < 0):
+        if (type(seq) is not int or seq < 0) and seq is not None:
             raise FrameError("bad_value", f"u: {seq!r} is not an update id")
         return ParsedFrame(events=(QuoteEvent(
             coin=coin,

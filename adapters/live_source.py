@@ -107,6 +107,7 @@ class LiveSource:
         ``make_poller(sink)`` the REST fallback (``None``: no fallback)."""
         self.name = name
         self._parser = parser
+        self._parse = parser.parse  # once per frame: the bound method saves two lookups
         self._make_connection = make_connection
         self._make_poller = make_poller
         self._fallback_after_s = rest_fallback_after_s
@@ -164,7 +165,7 @@ class LiveSource:
     # --- the connection's thread ------------------------------------------------------------------
 
     def _on_text(self, text: str, received_ns: int) -> None:
-        parsed = self._parser.parse(text)
+        parsed = self._parse(text)
         if parsed.problem is not None:
             self._bad(parsed.problem)
             return
@@ -187,17 +188,18 @@ class LiveSource:
         self._sink(trade.coin, trade.price, trade.ts_ms, trade.qty, None)
 
     def _on_quote(self, quote: QuoteEvent) -> None:
+        coin = quote.coin
         seq = quote.seq
         if seq is not None:
-            coin = quote.coin
-            if seq <= self._quote_seq.get(coin, -1):  # sequences are not negative
+            if seq <= self._quote_seq.get(coin, -1):  # the parsers give sequences >= 0
                 self.stale_quotes += 1  # a handover's overlap: the new connection repeats it
                 return
             self._quote_seq[coin] = seq
         self.quotes += 1
-        self.top_of_book[quote.coin] = quote
-        if self._quote_sink is not None:
-            self._quote_sink(quote.coin, quote.bid, quote.bid_qty, quote.ask, quote.ask_qty, quote.ts_ms)
+        self.top_of_book[coin] = quote
+        sink = self._quote_sink
+        if sink is not None:
+            sink(coin, quote.bid, quote.bid_qty, quote.ask, quote.ask_qty, quote.ts_ms)
 
     def _on_state(self, state: str, info: dict[str, Any]) -> None:
         if state != "open":

@@ -4,8 +4,8 @@ sources; it knows nothing of any exchange's frames (the parser is the ``on_text`
 
 **Owns** one daemon thread per ``start`` and the sockets of the moment (websocket-client's
 low-level ``WebSocket``; one, two during a handover: every wait in the thread is a socket
-timeout, a ``select`` with a timeout or an ``Event.wait``, so there is no second thread, no
-sleep, and ``stop`` is prompt), the counters of ``stats()``, and the backoff policy
+timeout, a ``selectors`` wait with a timeout or an ``Event.wait``, so there is no second
+thread, no sleep, and ``stop`` is prompt), the counters of ``stats()``, and the backoff policy
 (``adapters.backoff``).
 
 **A connection** (``state`` goes ``connecting`` -> ``open``):
@@ -40,9 +40,9 @@ subscriptions or saw Binance's ``serverShutdown`` event), logged as ``WS_PLANNED
    ``open_timeout_s``).
 2. The old connection is read as usual, its text frames going to ``on_text``, until a first
    whole frame of any kind has arrived on the new one (on Binance's combined stream its first
-   data frame, on Bybit the subscription ack): ``select`` on both raw sockets, plus what
-   ``select`` cannot see (a frame websocket-client has partly read, TLS data already
-   decrypted: ``SSLSocket.pending()``). That frame is held back. This phase ends after
+   data frame, on Bybit the subscription ack): a ``selectors`` wait on both raw sockets, plus
+   what it cannot see (part of a frame websocket-client has read already, TLS data decrypted
+   but not yet read: ``SSLSocket.pending()``). That frame is held back. This phase ends after
    ``handover_timeout_s`` (10 s) at most.
 3. What the old connection has already received is read without waiting for more (at most
    ``DRAIN_MAX_S``) and delivered, the old connection is closed with a close frame, then the
@@ -56,9 +56,11 @@ is not called), and a handover counts in ``connects``, ``reconnects`` and ``hand
 If the new connection cannot be opened or subscribed, is closed by the server, or shows no
 frame within ``handover_timeout_s``, it is closed, ``WS_HANDOVER_FAILED: <reason>`` is logged
 (counted in ``handover_failures``), the old connection is read on as before, and the handover
-is tried again after ``backoff.next_delay()`` (at once on a new ``reconnect`` request). An old
-connection that dies meanwhile goes the way of any failure (below). One that dies during the
-overlap is closed (``WS_DISCONNECTED``) and reading goes on with the new connection at once.
+is tried again after ``backoff.next_delay()`` (at once on a new ``reconnect`` request). A
+stream that sends nothing for ``handover_timeout_s`` cannot be handed over: its old connection
+lives on until it fails. An old connection that dies meanwhile goes the way of any failure
+(below); one that dies during the overlap is closed (``WS_DISCONNECTED``) and reading goes on
+with the new connection at once.
 
 **Failures.** A refused or timed-out connect, a dropped or reset connection, a protocol error,
 a close frame from the server or silence: the state goes to ``backoff`` and the thread waits
@@ -75,8 +77,8 @@ once keeps the delays growing, a stream that worked for a while comes back after
 may hold a listen key).
 
 **On stop** (``stop()``, any thread, idempotent; also from inside ``on_text``) every socket
-(both during a handover) is shut down, which wakes a blocked read, ``select`` or websocket
-handshake at once, a backoff wait ends, and the thread is joined for at most
+(both during a handover) is shut down, which wakes a blocked read, ``selectors`` wait or
+websocket handshake at once, a backoff wait ends, and the thread is joined for at most
 ``JOIN_TIMEOUT_S``. The waits ``stop`` cannot cut short are a DNS lookup, a TCP connect and a
 TLS handshake in progress (websocket-client hands the socket out only after them): each is
 bounded by ``open_timeout_s`` (DNS by the resolver), and the thread, a daemon, ends by itself
@@ -87,7 +89,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import select
+import selectors
 import socket
 import ssl
 import struct
@@ -657,74 +659,69 @@ class WsConnection:
         why, None)`` or ``("stopped", "", None)``."""
         stopping = run.stopping
         deadline = time.monotonic() + self._handover_timeout_s
-        old_sock, new_sock = old.ws.sock, new.ws.sock
-        while True:
-            if stopping.is_set():
-                return "stopped", "", None
-            now = time.monotonic()
-            if now >= deadline:
-                return "new failed", f"no frame on the new connection within {self._handover_timeout_s:g}s", None
-            wait = min(POLL_S, deadline - now)
-            if _buffered(new.ws):
-                new_ready, old_ready = True, False
-            elif _buffered(old.ws):
-                new_ready, old_ready = False, True
-            else:
-                try:
-                    ready = select.select([old_sock, new_sock], [], [], wait)[0]
-                except (OSError, ValueError) as error:  # a socket closed under us: only stop() does that
-                    return ("stopped", "", None) if stopping.is_set() else ("old lost", _describe(error), None)
-                new_ready, old_ready = new_sock in ready, old_sock in ready
-            if new_ready:
-                try:
-                    first = self._receive(new, wait)
-                except Exception as error:  # noqa: BLE001 - closed, reset, protocol error
-                    if stopping.is_set():
-                        return "stopped", "", None
-                    return "new failed", f"new connection lost: {_describe(error)}", None
-                if first is None:
-                    continue  # part of a frame: the rest is on its way (or the deadline comes)
-                if first[0] == websocket.ABNF.OPCODE_CLOSE:
-                    return "new failed", f"new connection closed by the server ({_close_reason(first[1])})", None
-                return "live", "", first
-            if old_ready:
-                try:
-                    received = self._receive(old, wait)
-                except Exception as error:  # noqa: BLE001 - closed, reset, protocol error
-                    if stopping.is_set():
-                        return "stopped", "", None
-                    return "old lost", f"connection lost: {_describe(error)}", None
-                if received is not None:
-                    ended = self._handle(old, received)
-                    if ended is not None:
-                        return "old lost", ended, None
+        with selectors.DefaultSelector() as selector:  # no fd limit, unlike select.select
+            selector.register(old.ws.sock, selectors.EVENT_READ, old)
+            selector.register(new.ws.sock, selectors.EVENT_READ, new)
+            while True:
+                if stopping.is_set():
+                    return "stopped", "", None
+                now = time.monotonic()
+                if now >= deadline:
+                    return "new failed", f"no frame on the new connection within {self._handover_timeout_s:g}s", None
+                wait = min(POLL_S, deadline - now)
+                if _buffered(new.ws):
+                    ready: list[_Link] = [new]
+                elif _buffered(old.ws):
+                    ready = [old]
+                else:
+                    ready = [key.data for key, _ in selector.select(wait)]  # stop() makes both readable
+                if new in ready:
+                    try:
+                        first = self._receive(new, wait)
+                    except Exception as error:  # noqa: BLE001 - closed, reset, protocol error
+                        if stopping.is_set():
+                            return "stopped", "", None
+                        return "new failed", f"new connection lost: {_describe(error)}", None
+                    if first is None:
+                        continue  # part of a frame: the rest is on its way (or the deadline comes)
+                    if first[0] == websocket.ABNF.OPCODE_CLOSE:
+                        return "new failed", f"new connection closed by the server ({_close_reason(first[1])})", None
+                    return "live", "", first
+                if old in ready:
+                    try:
+                        received = self._receive(old, wait)
+                    except Exception as error:  # noqa: BLE001 - closed, reset, protocol error
+                        if stopping.is_set():
+                            return "stopped", "", None
+                        return "old lost", f"connection lost: {_describe(error)}", None
+                    if received is not None:
+                        ended = self._handle(old, received)
+                        if ended is not None:
+                            return "old lost", ended, None
 
     def _drain(self, run: _Run, old: _Link) -> tuple[int, str | None]:
         """Deliver the frames ``old`` has already received, without waiting for more (at most
         ``DRAIN_MAX_S``): ``(frames delivered, why old ended, or None)``."""
         deadline = time.monotonic() + DRAIN_MAX_S
         before = old.frames
-        sock = old.ws.sock
-        while not run.stopping.is_set():
-            now = time.monotonic()
-            if now >= deadline:
-                self._log.warning("WS_HANDOVER: the old connection still had frames after {:g}s of draining [{}]",
-                                  DRAIN_MAX_S, self.name)
-                break
-            if not _buffered(old.ws):
-                try:
-                    if not select.select([sock], [], [], 0)[0]:
-                        break
-                except (OSError, ValueError):
+        with selectors.DefaultSelector() as selector:
+            selector.register(old.ws.sock, selectors.EVENT_READ)
+            while not run.stopping.is_set():
+                now = time.monotonic()
+                if now >= deadline:
+                    self._log.warning("WS_HANDOVER: the old connection still had frames after {:g}s of draining "
+                                      "[{}]", DRAIN_MAX_S, self.name)
                     break
-            try:
-                received = self._receive(old, min(POLL_S, deadline - now))
-            except Exception as error:  # noqa: BLE001 - it went away: what it had is delivered
-                return old.frames - before, f"connection lost: {_describe(error)}"
-            if received is not None:
-                ended = self._handle(old, received)
-                if ended is not None:
-                    return old.frames - before, ended
+                if not _buffered(old.ws) and not selector.select(0):
+                    break  # nothing more received: drained
+                try:
+                    received = self._receive(old, min(POLL_S, deadline - now))
+                except Exception as error:  # noqa: BLE001 - it went away: what it had is delivered
+                    return old.frames - before, f"connection lost: {_describe(error)}"
+                if received is not None:
+                    ended = self._handle(old, received)
+                    if ended is not None:
+                        return old.frames - before, ended
         return old.frames - before, None
 
     # --- helpers --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Pure: no threads, no network. The real-data tests read ../shared/data through th
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections import Counter
@@ -239,6 +240,16 @@ def test_parse_when_book_ticker_update_id_not_an_integer_then_bad_value(parser: 
     data["u"] = value
     parsed = parser.parse(frame(data, "btcusdt@bookTicker"))
     assert kind_of(parsed) == "bad_value" and parsed.problem.detail.startswith("u:")  # type: ignore[union-attr]
+
+
+def test_quote_event_init_sets_every_declared_field_and_stays_frozen() -> None:
+    """QuoteEvent's __init__ is written by hand (for speed): it must keep up with the fields."""
+    values = {field.name: f"value of {field.name}" for field in dataclasses.fields(QuoteEvent)}
+    quote = QuoteEvent(**values)  # type: ignore[arg-type]
+    assert {name: getattr(quote, name) for name in values} == values
+    assert QuoteEvent(coin="BTC", bid=D(1), bid_qty=D(1), ask=D(2), ask_qty=D(1)).seq is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quote.seq = 1  # type: ignore[misc]
 
 
 def test_parse_when_raw_unwrapped_events_then_same_meaning(parser: BinanceFrameParser) -> None:

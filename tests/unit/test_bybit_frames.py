@@ -235,7 +235,7 @@ def test_parse_when_two_connections_interleave_around_a_reset_then_the_book_stay
     assert parser.parse(ticker(cs=104, bid1Price="100.1")).control == "ignored:tickers:stale"  # new, since 103
     assert quote(parser.parse(ticker(cs=107, bid1Size="5", ask1Price="100.6"))) == QuoteEvent(  # new, since 104
         coin="BTC", bid=D("100.1"), bid_qty=D("5"), ask=D("100.6"), ask_qty=D("2"), ts_ms=TS, seq=107)
-    assert parser.parse(ticker(cs=107, bid1Size="5")).events[0].bid_qty == D("5")  # type: ignore[union-attr]  # old
+    assert quote(parser.parse(ticker(cs=107, bid1Size="5"))).bid_qty == D("5")  # old, since 106
 
 
 def test_parse_when_spot_ticker_without_book_fields_then_ignored() -> None:
