@@ -44,6 +44,7 @@ from adapters.frame_log import (
     price,
     problem,
     quantity,
+    sequence,
     timestamp_ms,
 )
 from adapters.stream_events import ParsedFrame, QuoteEvent, TradeEvent
@@ -270,9 +271,7 @@ class BinanceFrameParser:
             field = "E"
         else:
             field = "T"
-        seq = data.get("u")
-        if (type(seq) is not int or seq < 0) and seq is not None:
-            raise FrameError("bad_value", f"u: {seq!r} is not an update id")
+        seq = sequence(data.get("u"), "u", "an update id")
         return ParsedFrame(events=(QuoteEvent(
             coin=coin,
             bid=price(data["b"], "b"),

@@ -56,6 +56,7 @@ from adapters.frame_log import (
     price,
     problem,
     quantity,
+    sequence,
     timestamp_ms,
 )
 from adapters.stream_events import ParsedFrame, QuoteEvent, TradeEvent
@@ -250,9 +251,7 @@ class BybitFrameParser:
         data = message["data"]
         if type(data) is not dict:
             raise FrameError("bad_value", f"data: a {type(data).__name__}, not a ticker object")
-        seq = message.get("cs")
-        if seq is not None and (type(seq) is not int or seq < 0):
-            raise FrameError("bad_value", f"cs: {seq!r} is not a sequence number")
+        seq = sequence(message.get("cs"), "cs")
         bid = data.get("bid1Price")
         bid_qty = data.get("bid1Size")
         ask = data.get("ask1Price")

@@ -137,6 +137,13 @@ def timestamp_ms(value: Any, field: str) -> int:
     raise FrameError("bad_value", f"{field}: {value!r} is not a timestamp in ms")
 
 
+def sequence(value: Any, field: str, what: str = "a sequence number") -> int | None:
+    """An optional venue sequence (an int >= 0), ``None`` when absent."""
+    if value is None or (type(value) is int and value >= 0):
+        return value
+    raise FrameError("bad_value", f"{field}: {value!r} is not {what}")
+
+
 # --- symbols ---------------------------------------------------------------------------------
 
 def default_symbols(coins: Iterable[str], quote: str = "USDT") -> dict[str, str]:
