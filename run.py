@@ -14,13 +14,16 @@ Command line::
     python run.py --config config.toml [--data-dir DIR] [--duration S] [--repl]
     python run.py --config config.toml --status    # durable state as JSON, starts nothing
 
-A session ends on Ctrl-C / SIGTERM, after ``--duration``, at the end of a replay, or by the
-kill switch; it then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop,
-orders in flight settle, open positions are kept or flattened (``[session] on_stop``), and the
-session report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``.
+A session ends on Ctrl-C / SIGTERM, after ``--duration``, at the end of a replay, by the
+kill switch, or when a live source has received nothing since start (``FEED_GAVE_UP``); it
+then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop, orders in
+flight settle, open positions are kept or flattened (``[session] on_stop``), and the session
+report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``.
 
 Exit codes: 0 clean stop, 2 bad config or input, 3 halted by the supervisor (an actor could
-not be kept alive), 99 stopped by the kill switch.
+not be kept alive), 4 a live source received nothing at all for ``[feed] give_up_after_s``
+after start (``FEED_GAVE_UP``: no trade, no quote, no REST price), 99 stopped by the kill
+switch.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ from state.messages import (
     ConditionRejected,
     EndOfData,
     FeedFinished,
+    FeedGaveUp,
     InjectCrash,
     KillSwitchTriggered,
     ProposeSignal,
@@ -95,6 +99,7 @@ from state.types import PositionStatus, TradingState
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_HALTED = 3
+EXIT_FEED_GAVE_UP = 4
 EXIT_KILL_SWITCH = 99
 
 JOURNAL_FLUSH_S = 0.25
@@ -181,10 +186,13 @@ class Engine:
         self.finished = threading.Event()  # a replay reached its end and everything settled
         self.killed = threading.Event()  # the kill switch tripped
         self.kill_reason = ""
+        self.gave_up = threading.Event()  # a live source received nothing for give_up_after_s
+        self.gave_up_reason = ""
         self.report: dict[str, Any] | None = None
         self.bus.add_tap(self._watch)
         # Wall-clock sources are watched for silence; replayed and manual time is not real time.
         self._stale_after_s = config.feed.stale_after_s if config.feed.source not in ("replay", "manual") else None
+        self._give_up_after_s = config.feed.give_up_after_s if config.feed.live and config.feed.give_up_after_s else None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._timer_stop = threading.Event()
@@ -201,7 +209,7 @@ class Engine:
             FEED: lambda: Feed.start(source=self.source, board=self.board, store=self.store,
                                      bar_seconds=config.feed.bar_seconds, stale_after_s=self._stale_after_s,
                                      watched=config.feed.symbols, recorder=self.recorder,
-                                     hold_bars=True, **base),
+                                     hold_bars=True, give_up_after_s=self._give_up_after_s, **base),
             STRATEGIST: lambda: Strategist.start(make_strategies=self._make_strategies, store=self.store,
                                                  bar_seconds=config.feed.bar_seconds, **base),
             RISK_GATE: lambda: RiskGate.start(store=self.store, limits=config.risk, known_coins=known_coins,
@@ -233,14 +241,18 @@ class Engine:
         self.bus.send(EndOfData(ts_init_ns=self.clock.now_ns(), ticks=ticks, bad_rows=bad_rows))
 
     def _watch(self, role: str, message: Any) -> None:
-        """Bus tap (under the bus lock: quick, never sends): notice the end of a replay and
-        the kill switch, which end the session."""
+        """Bus tap (under the bus lock: quick, never sends): notice the end of a replay, the
+        kill switch and a live source giving up, which end the session."""
         kind = type(message)
         if kind is FeedFinished and role == JOURNAL:
             self.finished.set()
         elif kind is KillSwitchTriggered and role == JOURNAL:
             self.kill_reason = message.reason
             self.killed.set()
+        elif kind is FeedGaveUp and role == JOURNAL:
+            self.gave_up_reason = (f"FEED_GAVE_UP: {message.source} received nothing in "
+                                   f"{message.waited_s:g}s since start; {message.detail}")
+            self.gave_up.set()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -486,7 +498,7 @@ class Engine:
         while not self._timer_stop.wait(step):
             now = self.clock.now_ns()
             self.bus.tell(JOURNAL, TimerFired(ts_init_ns=now, name="flush"))
-            if self._stale_after_s is not None or self.recorder is not None:
+            if self._stale_after_s is not None or self._give_up_after_s is not None or self.recorder is not None:
                 self.bus.tell(FEED, TimerFired(ts_init_ns=now, name="stale_check"))
             for role in due:
                 due[role] += step
@@ -811,12 +823,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _session_over(engine: Engine, stop_requested: threading.Event) -> bool:
-    return stop_requested.is_set() or engine.stopped or engine.finished.is_set() or engine.killed.is_set()
+    return (stop_requested.is_set() or engine.stopped or engine.finished.is_set() or engine.killed.is_set()
+            or engine.gave_up.is_set())
 
 
 def _session_outcome(engine: Engine, default_reason: str) -> tuple[int, str]:
     if engine.killed.is_set():
         return EXIT_KILL_SWITCH, engine.kill_reason or "KILL_SWITCH"
+    if engine.gave_up.is_set():
+        return EXIT_FEED_GAVE_UP, engine.gave_up_reason
     if engine.finished.is_set():
         return EXIT_OK, "end of data"
     return EXIT_OK, default_reason

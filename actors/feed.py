@@ -11,7 +11,8 @@ loses nothing) or from ``engine.push_tick``; ``PushQuote`` (best bid/ask of a li
 
 **Emits** ``Tick`` to the Sniper; ``BarClosed`` to the Strategist, ExitMonitor and Sniper;
 ``FeedFinished`` when a replay has no more data and everything it caused has been handled;
-``FeedStale`` / ``FeedRecovered`` per coin (live sources, see below). A tick
+``FeedStale`` / ``FeedRecovered`` per coin (live sources, see below); ``FeedGaveUp`` once when
+a live source has delivered nothing at all since start (see below). A tick
 older than the last accepted one of its coin is counted and dropped (time never runs
 backwards); every accepted tick moves the engine clock and the price board.
 
@@ -32,6 +33,14 @@ or quote) for that long, by the receiving machine's monotonic clock, is announce
 open positions keep their exits on the last good price. The first message after that
 announces ``FeedRecovered``. An open connection that has gone silent is stale too.
 
+**Giving up** (with ``give_up_after_s``, live sources): if nothing at all has arrived (no tick,
+stream or REST, and no quote) that long after this Feed started, the next ``stale_check`` logs
+``FEED_GAVE_UP`` with what the source tried (connect attempts and failures, errors, its url as
+shown, credentials masked, the REST fallback's polls and errors) and publishes ``FeedGaveUp``
+once; the engine ends the session with exit code 4. Once anything has arrived the Feed never
+gives up (a later outage is stale periods and reconnects). A restarted Feed waits again from its
+own start.
+
 **Recording** (``--record``): every received trade is handed to the recorder before anything
 else, so a replay of the recording feeds the same ticks.
 
@@ -50,6 +59,7 @@ emitted twice.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -65,6 +75,7 @@ from state.messages import (
     BarClosed,
     EndOfData,
     FeedFinished,
+    FeedGaveUp,
     FeedRecovered,
     FeedStale,
     PushQuote,
@@ -80,6 +91,7 @@ BAR_EFFECT_ROLES = (STRATEGIST, RISK_GATE, SNIPER, EXECUTOR, EXIT_MONITOR)
 RESUME_KEY = "replay_resume_seq"
 KEEP_BARS = 2_000  # per coin in the store
 FLOW_WAIT_S = 0.5  # a source thread re-checks for stop at least this often
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")  # user[:password]@ of a url
 
 
 class Feed(EngineActor):
@@ -99,6 +111,7 @@ class Feed(EngineActor):
         monotonic: Callable[[], float] = time.monotonic,
         recorder: TradeRecorder | None = None,
         hold_bars: bool | None = None,
+        give_up_after_s: float | None = None,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -124,6 +137,10 @@ class Feed(EngineActor):
         self._stale: dict[str, float] = {}  # coin -> when it went stale
         self._quotes: dict[str, PushQuote] = {}
         self._recorder = recorder
+        self._give_up_after_s = give_up_after_s
+        self._waiting_since = monotonic()  # give-up: when this Feed started waiting for data
+        self._received = False  # anything at all (tick, from the stream or REST, or quote)
+        self._gave_up = False
         self.stale_periods = 0
         self.ticks = 0
         self.bars = 0
@@ -192,6 +209,7 @@ class Feed(EngineActor):
     # --- ticks ------------------------------------------------------------------------------------------
 
     def _on_push_tick(self, raw: PushTick) -> None:
+        self._received = True
         if self._recorder is not None:
             self._recorder.write(raw.coin, raw.ts_ms, raw.price, raw.qty)
         if self._stale_after_s is not None and raw.origin == "stream":
@@ -239,6 +257,7 @@ class Feed(EngineActor):
     # --- quotes and freshness (live sources) ----------------------------------------------------
 
     def _on_push_quote(self, quote: PushQuote) -> None:
+        self._received = True
         self._quotes[quote.coin] = quote
         if self._stale_after_s is not None:
             self._heard_from(quote.coin)
@@ -253,9 +272,12 @@ class Feed(EngineActor):
 
     def _on_timer_fired(self, timer: TimerFired) -> None:
         """``stale_check`` (the engine's timer, several times a second): a coin with no message
-        for ``stale_after_s`` is stale, also when its connection is open but silent."""
+        for ``stale_after_s`` is stale, also when its connection is open but silent; a live
+        source that has delivered nothing since start gives up after ``give_up_after_s``."""
         if self._recorder is not None:
             self._recorder.flush()  # a recording is at most one timer period behind
+        if timer.name == "stale_check" and self._give_up_after_s is not None:
+            self._check_give_up()
         if timer.name != "stale_check" or self._stale_after_s is None:
             return
         now = self._monotonic()
@@ -269,6 +291,22 @@ class Feed(EngineActor):
                                  "returns (last price {})", coin, silent, last[0] if last else "none")
                 self.publish(FeedStale(ts_init_ns=self.clock.now_ns(), coin=coin, silent_s=round(silent, 3),
                                        last_price=last[0] if last else None))
+
+    def _check_give_up(self) -> None:
+        """``FeedGaveUp`` once, when nothing at all has arrived ``give_up_after_s`` after start."""
+        if self._received or self._gave_up or self._give_up_after_s is None:
+            return
+        waited = self._monotonic() - self._waiting_since
+        if waited < self._give_up_after_s:
+            return
+        self._gave_up = True
+        source = self._source.name if self._source is not None else "manual"
+        stats = self._source.stats() if self._source is not None and hasattr(self._source, "stats") else {}
+        detail = attempts_summary(stats)
+        self.log.error("FEED_GAVE_UP: {} received nothing (no trade, no quote) in {:.1f}s since start; {}",
+                       source, waited, detail)
+        self.publish(FeedGaveUp(ts_init_ns=self.clock.now_ns(), source=source, waited_s=round(waited, 3),
+                                detail=detail))
 
     def _on_actor_restarted(self, event: ActorRestarted) -> None:
         """A restarted Sniper has forgotten which coins are stale: tell it again."""
@@ -356,3 +394,28 @@ class Feed(EngineActor):
                 "held": len(self._held), "finished": self._finished,
                 "coins": dict(self._last_ts), "source": source, "stale": sorted(self._stale),
                 "stale_periods": self.stale_periods, "top_of_book": top}
+
+
+def attempts_summary(stats: dict[str, Any]) -> str:
+    """What a live source tried, from its ``stats()``: ``5 connect attempt(s) to wss://... (0
+    opened, 5 failed), 0 other error(s), last: ...; REST fallback: 3 poll(s), 3 error(s),
+    last: ...``. Credentials in any url of it (``wss://user:secret@host``) are masked."""
+    connection = stats.get("connection") or {}
+    if not connection:
+        return "no connection was made"
+    opened, failed = connection.get("connects", 0), connection.get("connect_failures", 0)
+    text = (f"{opened + failed} connect attempt(s) to {connection.get('url', '?')} ({opened} opened, {failed} "
+            f"failed), {connection.get('errors', 0)} other error(s)")
+    if connection.get("last_reason"):
+        text += f", last: {connection['last_reason']}"
+    rest = stats.get("rest_fallback")
+    if rest and rest.get("activations"):
+        text += f"; REST fallback: {rest.get('polls', 0)} poll(s), {rest.get('errors', 0)} error(s)"
+        if rest.get("last_error"):
+            text += f", last: {rest['last_error']}"
+    elif rest:
+        text += "; REST fallback: not started yet (rest_fallback_after_s not reached)"
+    elif "rest_fallback" in stats:
+        text += "; no REST fallback"
+    return _CREDENTIALS.sub(r"\1***@", text)
+

@@ -138,12 +138,15 @@ def check_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Scheme, host and port only: what may be logged of a URL."""
+    """Scheme, host and port only: what may be logged of a URL (credentials become ``***``)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<bad url>"
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "<bad url>"
+    if not parts.netloc:
+        return "<bad url>"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    return f"{parts.scheme}://{'***@' if at else ''}{host}"
 
 
 def _describe(error: BaseException) -> str:

@@ -71,6 +71,9 @@ class FeedConfig:
     rest_fallback_after_s: float = 10.0  # stream down this long: poll last prices over REST
     rest_poll_s: float = 1.0
     rest_url: str = ""  # REST endpoint; empty: the exchange's public one
+    # nothing at all received (no trade, no quote, no REST price) this long after start: the
+    # session ends with exit code 4 (FEED_GAVE_UP); 0 waits forever
+    give_up_after_s: float = 300.0
     # exchange: tick size, steps and minimums from the venue at start (live sources' default);
     # config: from [markets] and the defaults (sim, replay and manual always)
     market_rules: str = ""
@@ -332,6 +335,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "rest_fallback_after_s": _number(above=0),
         "rest_poll_s": _number(minimum=0.05),
         "rest_url": _http_url,
+        "give_up_after_s": _number(minimum=0),
         "market_rules": _choice("exchange", "config"),
     },
     "paper": {

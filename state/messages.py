@@ -147,6 +147,17 @@ class FeedFinished(Event):
     bad_rows: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedGaveUp(Event):
+    """A live source has received nothing at all (no trade, no quote, no REST price) for
+    ``waited_s`` since the Feed started (FEED_GAVE_UP): the session ends with exit code 4.
+    ``detail`` says what was tried (connect attempts, errors, the masked url)."""
+
+    source: str
+    waited_s: float
+    detail: str
+
+
 # --- conditions --------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,6 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from state.config import LIVE_SOURCES
 from state.messages import OrderRequest
 from state.models import Position, entry_order_id, exit_order_id
 from state.types import ExitReason, Side, parse_enum, to_decimal
@@ -589,4 +590,15 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"  report: {Path(report['data_dir']) / 'runs' / report['run_id'] / 'summary.json'}",
         *([f"  recorded: {', '.join(f'{coin} {path}' for coin, path in report['recorded'].items())}"]
           if report.get("recorded") else []),
+        *_feed_health_lines(report),
     ])
+
+
+def _feed_health_lines(report: Mapping[str, Any]) -> list[str]:
+    """``feed: reconnects N | stale periods N | bad frames N``: for a live source always (zeros
+    included: they say the stream was clean), for the others only when one is not zero."""
+    counts = {name: report.get(key) or 0 for name, key in
+              (("reconnects", "reconnects"), ("stale periods", "stale_periods"), ("bad frames", "bad_frames"))}
+    if report.get("source") not in LIVE_SOURCES and not any(counts.values()):
+        return []
+    return ["  feed: " + " | ".join(f"{name} {count}" for name, count in counts.items())]
