@@ -36,6 +36,11 @@ equity seen on a new UTC day: the new day starts at the last equity known before
 at the day change), so a loss first seen after midnight, or on the first trade of the day,
 counts. The day's start and the peak are persisted (``DAY_KEY``, ``PEAK_KEY``).
 
+Replays: reports carry their tick's time and come at the same ticks, so a replay trips at the
+same report every time. A trip between bar closes is not held like a bar's effects: the
+positions close at the Sniper's price when the ``ClosePosition`` reaches it, at max speed
+possibly a few ticks later, and the session ends there.
+
 **On crash** the restart reloads the trading state, the day's start and the peak from the store,
 announces the state again, learns the open positions from the store, and trips at once if the
 equity in the store already breaches a limit.
@@ -202,11 +207,7 @@ class RiskGate(EngineActor):
         return self._state.value
 
     def _set_state(self, state: TradingState, reason: str) -> None:
-        if self._state is TradingState.HALTED and state is not TradingState.HALTED \
-                and self._reason.startswith(DRAWDOWN_REASON):
-            self._watch = self._watch.rebase_peak()  # the operator accepted the drawdown
-            self._store.set_setting(PEAK_KEY, str(self._watch.peak))
-            self.log.warning("DRAWDOWN_PEAK_RESET: the peak restarts at {} ({})", self._watch.peak, reason)
+        self._rebase_peak_on_resume(state, reason)
         self._store.save_trading_state(state, reason)
         changed = state is not self._state
         self._state, self._reason = state, reason
@@ -234,6 +235,15 @@ class RiskGate(EngineActor):
         self._open.pop(event.position.id, None)
         if not self._open:
             self._observe_equity(event.balance)  # flat: cash is the whole equity
+
+    def _rebase_peak_on_resume(self, state: TradingState, reason: str) -> None:
+        """Leaving a drawdown halt accepts the drawdown: the peak restarts at the equity now
+        (else the next mark, still as far below the old peak, would trip again)."""
+        if self._state is TradingState.HALTED and state is not TradingState.HALTED \
+                and self._reason.startswith(DRAWDOWN_REASON):
+            self._watch = self._watch.rebase_peak()
+            self._store.set_setting(PEAK_KEY, str(self._watch.peak))
+            self.log.warning("DRAWDOWN_PEAK_RESET: the peak restarts at {} ({})", self._watch.peak, reason)
 
     def _start_watch(self, positions: Collection[Any]) -> None:
         """Fix the day's start and the peak from the store (see the module docstring)."""
