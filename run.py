@@ -220,6 +220,7 @@ class Engine:
                 markets=self.market,
                 limits=config.sniper,
                 initial_balance=config.paper.initial_balance,
+                mark_report_ms=config.risk.mark_report_ms,
                 **base,
             ),
             EXECUTOR: lambda: Executor.start(store=self.store, venue=self.venue, **base),

@@ -47,6 +47,7 @@ from state.messages import (
     ConditionRejected,
     ConditionTriggered,
     EndOfData,
+    EquityMarked,
     ExecuteOrder,
     FeedFinished,
     FeedGaveUp,
@@ -130,6 +131,7 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     PositionClosed: _POSITION_LISTENERS,
     TradingStateChanged: (SNIPER, STRATEGIST, JOURNAL),
     AccountMarked: (RISK_GATE, JOURNAL),
+    EquityMarked: (RISK_GATE,),  # the kill switch's feed between bar closes: never journaled
     KillSwitchTriggered: (JOURNAL,),
     ActorRestarted: (FEED, INVARIANTS, JOURNAL),
     InvariantViolated: (JOURNAL,),

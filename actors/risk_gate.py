@@ -1,11 +1,14 @@
 """The RiskGate: the only road to the Executor, and the account's risk state.
 
 **Owns** the trading state (ACTIVE, REDUCING, HALTED), persisted so a halt survives any restart;
-the day's starting equity and the kill switch (persisted too); condition vetting and sizing.
+the kill switch's ``EquityWatch`` (the day's starting equity and the equity peak, persisted
+too); condition vetting and sizing.
 
 **Accepts** ``ProposeCondition`` and ``ProposeConditions`` (vet, size, then arm on the Sniper),
 ``SubmitOrder`` (gate, then build the one and only ``ExecuteOrder``), ``SetTradingState``,
-``AccountMarked`` and position events (equity, and which positions are open).
+``EquityMarked`` (the Sniper's equity after every fill and, while marks change, at most every
+``[risk] mark_report_ms`` of engine time), ``AccountMarked`` (at bar closes) and position
+events (equity, and which positions are open).
 
 **Emits** ``ArmCondition`` / ``ArmConditions`` to the Sniper, ``ExecuteOrder`` to the Executor,
 ``ConditionRejected`` (with the reason), ``OrderDenied`` (a local decision: the order never
@@ -18,13 +21,29 @@ position; ACTIVE passes everything. Exits are never denied: a stop must always b
 Vetting (``state/risk.py``): known coin, not expired, stop and take-profit sane and on the right
 sides of the trigger, trigger near the last price. Sizing: ``[risk] sizing``.
 
-Kill switch: when equity falls ``[risk] max_daily_loss_pct`` below the day's starting equity
-(engine time, UTC day), trading is HALTED with reason ``KILL_SWITCH: ...``, every open position
-is closed, and the engine stops with exit code 99. Trading stays HALTED across restarts until
-resumed by command.
+Kill switch: every equity the RiskGate learns of (balance plus unrealized PnL at the marks) is
+checked, so a loss is acted on within one report of the Sniper, not at the next bar close. When
+equity falls ``[risk] max_daily_loss_pct`` below the day's starting equity (``KILL_SWITCH: daily
+loss ...``) or ``max_drawdown_pct`` below the highest equity ever seen (``KILL_SWITCH: drawdown
+...``), trading is HALTED with that reason, every open position is closed, and the engine stops
+with exit code 99. Trading stays HALTED across restarts until resumed by command; resuming
+after a drawdown halt restarts the peak at the equity of that moment (else the next mark would
+trip again).
 
-**On crash** the restart reloads the trading state and the day's start from the store, announces
-the state again, and learns the open positions from the store.
+The day's starting equity is fixed at start (the store's balance plus the stored unrealized PnL
+of the open positions, unless the stored day is today's, by engine time, UTC), and at the first
+equity seen on a new UTC day: the new day starts at the last equity known before it (the equity
+at the day change), so a loss first seen after midnight, or on the first trade of the day,
+counts. The day's start and the peak are persisted (``DAY_KEY``, ``PEAK_KEY``).
+
+Replays: reports carry their tick's time and come at the same ticks, so a replay trips at the
+same report every time. A trip between bar closes is not held like a bar's effects: the
+positions close at the Sniper's price when the ``ClosePosition`` reaches it, at max speed
+possibly a few ticks later, and the session ends there.
+
+**On crash** the restart reloads the trading state, the day's start and the peak from the store,
+announces the state again, learns the open positions from the store, and trips at once if the
+equity in the store already breaches a limit.
 """
 
 from __future__ import annotations
@@ -46,6 +65,7 @@ from state.messages import (
     ArmConditions,
     ClosePosition,
     ConditionRejected,
+    EquityMarked,
     ExecuteOrder,
     KillSwitchTriggered,
     OrderDenied,
@@ -58,11 +78,13 @@ from state.messages import (
     SubmitOrder,
     TradingStateChanged,
 )
-from state.models import TradeCondition
+from state.models import TradeCondition, account_equity
 from state.store import Store
-from state.types import PositionStatus, TradingState, from_epoch_ns
+from state.types import PositionStatus, TradingState
 
 DAY_KEY = "risk_day_start"  # "YYYY-MM-DD equity"
+PEAK_KEY = "risk_equity_peak"  # the highest equity seen, ever (the drawdown's reference)
+DRAWDOWN_REASON = "KILL_SWITCH: drawdown"
 
 
 class RiskGate(EngineActor):
@@ -89,9 +111,8 @@ class RiskGate(EngineActor):
         self._initial_balance = initial_balance
         self._state = TradingState.ACTIVE
         self._reason = ""
-        self._equity = initial_balance
-        self._day = ""
-        self._day_start = initial_balance
+        self._watch = risk.EquityWatch(day="", day_start=initial_balance, peak=initial_balance,
+                                       equity=initial_balance)
         self._open: dict[str, PositionStatus] = {}
         self.passed = 0
         self.denied = 0
@@ -100,16 +121,13 @@ class RiskGate(EngineActor):
     def on_start(self) -> None:
         self._state = self._store.load_trading_state()
         self._reason = self._store.load_trading_reason()
-        account = self._store.load_account()
-        self._equity = Decimal(account.get("balance", str(self._initial_balance)))
-        saved_day = self._store.get_setting(DAY_KEY)
-        if saved_day:
-            day, _, equity = saved_day.partition(" ")
-            self._day, self._day_start = day, Decimal(equity)
-        self._open = {p.id: p.status for p in self._store.load_positions()}
+        positions = self._store.load_positions()
+        self._open = {p.id: p.status for p in positions}
+        self._start_watch(positions)
         if self._state is not TradingState.ACTIVE:
             self.log.warning("TRADING_STATE: {} since before this start ({})", self._state.value, self._reason)
         self.publish(TradingStateChanged(ts_init_ns=self.now_ns(), state=self._state, reason=self._reason))
+        self._observe_equity(self._watch.equity)  # a loss the store already shows trips now
 
     # --- conditions ---------------------------------------------------------------------------------
 
@@ -141,9 +159,9 @@ class RiskGate(EngineActor):
         if problem is not None:
             self._reject(condition, problem)
             return None
-        size = risk.position_size(condition, self._equity, self._limits)
+        size = risk.position_size(condition, self._watch.equity, self._limits)
         if size <= 0:
-            self._reject(condition, f"position_size_usd: sizing gave {size} (equity {self._equity})")
+            self._reject(condition, f"position_size_usd: sizing gave {size} (equity {self._watch.equity})")
             return None
         if size == condition.position_size_usd:
             return condition
@@ -189,6 +207,7 @@ class RiskGate(EngineActor):
         return self._state.value
 
     def _set_state(self, state: TradingState, reason: str) -> None:
+        self._rebase_peak_on_resume(state, reason)
         self._store.save_trading_state(state, reason)
         changed = state is not self._state
         self._state, self._reason = state, reason
@@ -200,6 +219,9 @@ class RiskGate(EngineActor):
     # --- equity and the kill switch -----------------------------------------------------------------
 
     def _on_account_marked(self, event: AccountMarked) -> None:
+        self._observe_equity(event.equity)
+
+    def _on_equity_marked(self, event: EquityMarked) -> None:
         self._observe_equity(event.equity)
 
     def _on_position_opened(self, event: PositionOpened) -> None:
@@ -214,29 +236,63 @@ class RiskGate(EngineActor):
         if not self._open:
             self._observe_equity(event.balance)  # flat: cash is the whole equity
 
+    def _rebase_peak_on_resume(self, state: TradingState, reason: str) -> None:
+        """Leaving a drawdown halt accepts the drawdown: the peak restarts at the equity now
+        (else the next mark, still as far below the old peak, would trip again)."""
+        if self._state is TradingState.HALTED and state is not TradingState.HALTED \
+                and self._reason.startswith(DRAWDOWN_REASON):
+            self._watch = self._watch.rebase_peak()
+            self._store.set_setting(PEAK_KEY, str(self._watch.peak))
+            self.log.warning("DRAWDOWN_PEAK_RESET: the peak restarts at {} ({})", self._watch.peak, reason)
+
+    def _start_watch(self, positions: Collection[Any]) -> None:
+        """Fix the day's start and the peak from the store (see the module docstring)."""
+        account = self._store.load_account()
+        balance = Decimal(account.get("balance", str(self._initial_balance)))
+        equity = account_equity(balance, positions)
+        saved_day = self._store.get_setting(DAY_KEY)
+        saved_peak = self._store.get_setting(PEAK_KEY)
+        self._watch = risk.EquityWatch.start(
+            equity, risk.utc_day(self.now_ns()),
+            saved_day=risk.parse_day_start(saved_day) if saved_day else None,
+            saved_peak=risk.parse_equity(saved_peak, PEAK_KEY) if saved_peak else None,
+        )
+        self._save_watch(saved_day, saved_peak)
+        self.log.info("EQUITY_WATCH: equity {}, day {} started at {}, peak {}", equity, self._watch.day,
+                      self._watch.day_start, self._watch.peak)
+
+    def _save_watch(self, saved_day: str | None, saved_peak: str | None) -> None:
+        """Persist the day's start and the peak where they differ from what is stored."""
+        day = risk.format_day_start(self._watch.day, self._watch.day_start)
+        peak = str(self._watch.peak)
+        if day != saved_day or peak != saved_peak:
+            with self._store.transaction():
+                if day != saved_day:
+                    self._store.set_setting(DAY_KEY, day)
+                if peak != saved_peak:
+                    self._store.set_setting(PEAK_KEY, peak)
+
     def _observe_equity(self, equity: Decimal) -> None:
-        self._equity = equity
-        day = from_epoch_ns(self.now_ns()).date().isoformat()
-        if day != self._day:
-            self._day, self._day_start = day, equity
-            self._store.set_setting(DAY_KEY, f"{day} {equity}")
-            return
-        if self._state is TradingState.HALTED:
-            return
-        breach = risk.kill_switch_breach(self._day_start, equity, self._limits)
-        if breach is not None:
+        before = self._watch
+        self._watch, breach = before.observe(equity, risk.utc_day(self.now_ns()), self._limits)
+        if self._watch.day != before.day or self._watch.peak != before.peak:
+            self._save_watch(risk.format_day_start(before.day, before.day_start), str(before.peak))
+        if self._watch.day != before.day:
+            self.log.info("DAY_STARTED: {} at equity {}", self._watch.day, self._watch.day_start)
+        if breach is not None and self._state is not TradingState.HALTED:
             self._trip(breach)
 
     def _trip(self, reason: str) -> None:
         self.log.critical("{}", reason)
         self._set_state(TradingState.HALTED, reason)
         now = self.now_ns()
-        self.publish(KillSwitchTriggered(ts_init_ns=now, reason=reason, equity=self._equity))
+        self.publish(KillSwitchTriggered(ts_init_ns=now, reason=reason, equity=self._watch.equity))
         for position_id, status in sorted(self._open.items()):
             if status is PositionStatus.OPEN:
                 self.send(ClosePosition(ts_init_ns=now, position_id=position_id, reason="KILL_SWITCH"))
 
     def _ask_stats(self) -> dict[str, Any]:
         return {"state": self._state.value, "reason": self._reason, "passed": self.passed, "denied": self.denied,
-                "rejected": self.rejected, "equity": str(self._equity), "day_start_equity": str(self._day_start)}
+                "rejected": self.rejected, "equity": str(self._watch.equity), "day": self._watch.day,
+                "day_start_equity": str(self._watch.day_start), "peak_equity": str(self._watch.peak)}
 

@@ -21,7 +21,11 @@ actor holds or changes any of it.
 
 **Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor);
 ``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``; ``PositionOpened``,
-``PositionChanged``, ``PositionClosed``, each carrying the frozen ``Position``.
+``PositionChanged``, ``PositionClosed``, each carrying the frozen ``Position``;
+``AccountMarked`` at bar closes (above); ``EquityMarked`` to the RiskGate alone, so its kill
+switch sees every loss between bar closes: after every fill, and when a tick changed a mark,
+at most once per ``mark_report_ms`` of engine time (the tick's own time, so a replay reports at
+the same ticks; the next report due comes with the first changed mark at or after it).
 
 **Ordering.** While an entry or exit order of a coin is in flight, that coin's later ticks are
 queued and evaluated, in arrival order, when the order resolves: every tick after an entry is
@@ -77,6 +81,7 @@ from state.messages import (
     ConditionExpired,
     ConditionRejected,
     ConditionTriggered,
+    EquityMarked,
     FeedRecovered,
     FeedStale,
     OrderDenied,
@@ -131,6 +136,7 @@ class Sniper(EngineActor):
         limits: PositionLimits,
         initial_balance: Decimal,
         backlog_limit: int = 100_000,
+        mark_report_ms: int = 1000,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -160,6 +166,9 @@ class Sniper(EngineActor):
         self._tick_ts_ms = 0
         self._last_account_mark: tuple[Decimal, Decimal, int] | None = None
         self._stale: set[str] = set()  # coins whose feed is stale: no new entries
+        self._mark_report_ms = mark_report_ms
+        self._marks_changed = False  # a mark changed since the last EquityMarked
+        self._next_report_ms = 0  # tick time from which a changed mark is reported again
         self.backlog_dropped = 0
         self.replayed_skipped = 0
 
@@ -249,6 +258,9 @@ class Sniper(EngineActor):
             self._expire(condition)
         for position_id in self._by_coin.get(coin, ()):
             self._mark(self._positions[position_id], tick)
+        if self._marks_changed and tick.ts_ms >= self._next_report_ms:
+            self._next_report_ms = tick.ts_ms + self._mark_report_ms
+            self._report_equity()
         if coin in self._inflight and self._limits.max_per_coin <= 1:
             return
         for condition in self._book.on_price(coin, price):
@@ -273,6 +285,7 @@ class Sniper(EngineActor):
             self._submit_exit(marked, reason.value, tick.price, tick.ts_ms)
             return
         self._positions[position.id] = marked
+        self._marks_changed = True
         self._unsaved_marks.add(position.id)
         self._marks_since_flush += 1
         if self._marks_since_flush >= MARK_FLUSH_TICKS or self.actor_inbox.empty():
@@ -497,6 +510,7 @@ class Sniper(EngineActor):
             )
             self.publish(PositionClosed(ts_init_ns=self.now_ns(), correlation_id=closed.condition_id,
                                         position=closed, balance=self._balance))
+        self._report_equity()
         self._resolve(position.coin, order_id)
 
     def _apply_failure(self, position: Position, reason: str, *, denied: bool) -> None:
@@ -580,6 +594,14 @@ class Sniper(EngineActor):
         self.publish(AccountMarked(ts_init_ns=self.now_ns(), balance=self._balance, unrealized_pnl=unrealized,
                                    equity=account_equity(self._balance, self._positions.values()),
                                    open_positions=len(self._positions)))
+
+    def _report_equity(self) -> None:
+        """Tell the RiskGate the account's equity now (see Emits: ``EquityMarked``)."""
+        self._marks_changed = False
+        unrealized = sum((p.unrealized_pnl for p in self._positions.values()
+                          if p.status is not PositionStatus.PENDING), ZERO)
+        self.publish(EquityMarked(ts_init_ns=self.now_ns(), balance=self._balance, unrealized_pnl=unrealized,
+                                  equity=account_equity(self._balance, self._positions.values())))
 
     def _on_cancel_condition(self, command: CancelCondition) -> None:
         condition = self._book.get(command.condition_id)

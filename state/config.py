@@ -119,7 +119,10 @@ class SessionConfig:
 class RiskConfig:
     """The RiskGate's rules. Sizing ``fixed_usd`` keeps the condition's size (capped at
     ``max_position_usd``); ``risk_pct`` sizes so that hitting the stop loses
-    ``risk_per_trade_pct`` of equity."""
+    ``risk_per_trade_pct`` of equity. The kill switch trips at ``max_daily_loss_pct`` below
+    the day's starting equity or ``max_drawdown_pct`` below the equity peak; the Sniper reports
+    equity on every fill and, while marks change, at most every ``mark_report_ms`` of engine
+    time (0: on every changed mark)."""
 
     sizing: str = "fixed_usd"
     max_position_usd: Decimal = Decimal("1000")
@@ -128,6 +131,8 @@ class RiskConfig:
     max_take_profit_pct: Decimal = Decimal("1.0")
     max_trigger_distance_pct: Decimal = Decimal("0.20")  # from the last price, when known
     max_daily_loss_pct: Decimal = Decimal("0.05")  # kill switch; 0 turns it off
+    max_drawdown_pct: Decimal = Decimal("0.20")  # kill switch from the equity peak; 0 turns it off
+    mark_report_ms: int = 1000  # the Sniper reports marked equity at most this often (engine time)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -367,6 +372,8 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "max_take_profit_pct": _decimal(above=Decimal(0)),
         "max_trigger_distance_pct": _decimal(above=Decimal(0)),
         "max_daily_loss_pct": _decimal(minimum=Decimal(0), maximum=Decimal(1)),
+        "max_drawdown_pct": _decimal(minimum=Decimal(0), maximum=Decimal(1)),
+        "mark_report_ms": _number(integer=True, minimum=0, maximum=60_000),
     },
     "journal": {"url": _journal_url},
 }

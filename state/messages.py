@@ -382,6 +382,17 @@ class AccountMarked(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EquityMarked(Event):
+    """The Sniper's account marked to market between bar closes, for the RiskGate's kill switch
+    only (never journaled): on every fill, and while marks change at most every ``[risk]
+    mark_report_ms`` of engine time. Stamped with the time of the tick or fill that caused it."""
+
+    balance: Decimal
+    unrealized_pnl: Decimal
+    equity: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KillSwitchTriggered(Event):
     """The RiskGate tripped the kill switch: trading HALTED, positions flattened, the session
     stops with exit code 99."""

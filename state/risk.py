@@ -1,12 +1,19 @@
 """Account-level risk rules, pure: vetting a proposed condition, sizing it, the kill switch.
 
 The RiskGate applies them; they are tested here without threads. Percentages are fractions.
+
+The kill switch watches equity (cash plus open positions at their marks) in an ``EquityWatch``:
+the UTC day it is in, that day's starting equity, the all-time peak and the last known equity.
+``observe`` is its one transition. A new UTC day starts from the *last known* equity, the
+equity at the day change, not from the first observation of the new day: a loss that happened
+after midnight and is first seen in that observation counts for the new day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from decimal import ROUND_DOWN, Decimal
+from dataclasses import dataclass, replace
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from state import rules
 from state.config import RiskConfig
@@ -95,3 +102,92 @@ def kill_switch_breach(day_start_equity: Decimal, equity: Decimal, limits: RiskC
             f"reached the limit {limits.max_daily_loss_pct:.2%}"
         )
     return None
+
+
+def drawdown_pct(peak_equity: Decimal, equity: Decimal) -> Decimal:
+    """The fall from the equity peak as a fraction of the peak (0 at or above it)."""
+    if peak_equity <= 0 or equity >= peak_equity:
+        return ZERO
+    return (peak_equity - equity) / peak_equity
+
+
+def drawdown_breach(peak_equity: Decimal, equity: Decimal, limits: RiskConfig) -> str | None:
+    """Why the drawdown kill switch must trip, or ``None``. ``max_drawdown_pct = 0`` turns it off."""
+    if limits.max_drawdown_pct <= 0:
+        return None
+    fall = drawdown_pct(peak_equity, equity)
+    if fall >= limits.max_drawdown_pct:
+        return (
+            f"KILL_SWITCH: drawdown {fall:.2%} (equity {equity:.2f} from the peak {peak_equity:.2f}) "
+            f"reached the limit {limits.max_drawdown_pct:.2%}"
+        )
+    return None
+
+
+def utc_day(ns: int) -> str:
+    """The UTC calendar day (``YYYY-MM-DD``) of an engine timestamp."""
+    return from_epoch_ns(ns).date().isoformat()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EquityWatch:
+    """What the kill switch knows about equity: ``day`` (UTC, engine time) and the equity it
+    started with, the highest equity ever seen (``peak``) and the last known ``equity``."""
+
+    day: str
+    day_start: Decimal
+    peak: Decimal
+    equity: Decimal
+
+    @classmethod
+    def start(cls, equity: Decimal, day: str, *, saved_day: tuple[str, Decimal] | None = None,
+              saved_peak: Decimal | None = None) -> EquityWatch:
+        """The watch when the engine starts with ``equity`` on ``day``: the saved day's start
+        is kept if it is the same day, else the day starts now at ``equity``; the peak is the
+        saved one or ``equity``, whichever is higher."""
+        day_start = saved_day[1] if saved_day is not None and saved_day[0] == day else equity
+        peak = equity if saved_peak is None else max(saved_peak, equity)
+        return cls(day=day, day_start=day_start, peak=peak, equity=equity)
+
+    def observe(self, equity: Decimal, day: str, limits: RiskConfig) -> tuple[EquityWatch, str | None]:
+        """The watch after seeing ``equity`` on ``day``, and why the kill switch must trip
+        (the daily loss first, then the drawdown) or ``None``. On a new day the day starts at the
+        last known equity, then ``equity`` is checked against it."""
+        watch = self
+        if day != self.day:
+            watch = replace(watch, day=day, day_start=self.equity)
+        watch = replace(watch, equity=equity, peak=max(watch.peak, equity))
+        breach = kill_switch_breach(watch.day_start, equity, limits) or drawdown_breach(watch.peak, equity, limits)
+        return watch, breach
+
+    def rebase_peak(self) -> EquityWatch:
+        """The peak restarts at the last known equity (an operator resumed after a drawdown halt)."""
+        return replace(self, peak=self.equity)
+
+
+def format_day_start(day: str, equity: Decimal) -> str:
+    """The stored form of a day's start: ``"YYYY-MM-DD equity"``."""
+    return f"{day} {equity}"
+
+
+def parse_day_start(text: str) -> tuple[str, Decimal]:
+    """Read ``format_day_start``'s form back; ``ValueError`` naming the bad value."""
+    day, _, equity = text.partition(" ")
+    try:
+        value = Decimal(equity)
+    except InvalidOperation:
+        raise ValueError(f"risk day start: {text!r} is not 'YYYY-MM-DD equity'") from None
+    if len(day) != 10 or not value.is_finite():
+        raise ValueError(f"risk day start: {text!r} is not 'YYYY-MM-DD equity'")
+    return day, value
+
+
+def parse_equity(text: str, name: str) -> Decimal:
+    """A stored equity (the peak); ``ValueError`` naming ``name`` when it is not a number."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{name}: stored value {text!r} is not a number") from None
+    if not value.is_finite():
+        raise ValueError(f"{name}: stored value {text!r} is not a number")
+    return value

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from actors.bus import EXECUTOR, JOURNAL, RISK_GATE, SNIPER, STRATEGIST
-from actors.risk_gate import RiskGate
+from actors.risk_gate import DAY_KEY, PEAK_KEY, RiskGate
 from adapters.price_board import InMemoryPriceBoard
 from state.config import RiskConfig
 from state.market import default_rules
@@ -21,6 +21,7 @@ from state.messages import (
     ArmConditions,
     ClosePosition,
     ConditionRejected,
+    EquityMarked,
     ExecuteOrder,
     KillSwitchTriggered,
     OrderDenied,
@@ -427,8 +428,8 @@ def test_kill_switch_then_entries_are_denied_and_exits_pass(rig, noon):
     assert rig.pb.wait_for(ExecuteOrder, EXECUTOR).order.client_order_id == "p0008-X1"
 
 
-def test_kill_switch_off_when_the_limit_is_zero(rig, noon):
-    start_gate(rig, max_daily_loss_pct=D("0"))
+def test_kill_switch_off_when_both_limits_are_zero(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0"), max_drawdown_pct=D("0"))
     mark(rig, "10000")
     mark(rig, "1")
 
@@ -484,17 +485,142 @@ def test_the_days_start_survives_a_restart(rig, noon):
     assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).equity == D("9400")
 
 
-def test_a_new_utc_day_starts_from_its_first_mark(rig, noon):
+def test_a_new_utc_day_starts_at_the_last_equity_of_the_day_before(rig, noon):
     start_gate(rig, max_daily_loss_pct=D("0.05"))
     mark(rig, "10000")
+    mark(rig, "9600")  # 4 % down: yesterday's loss does not count today
     rig.pb.drain()  # the gate reads the engine clock when it handles the mark
     rig.pb.clock.advance(24 * 3600)
-    mark(rig, "9000")  # yesterday's loss does not count today
-    mark(rig, "8600")
+    mark(rig, "9300")  # the day's first mark: 3.1 % below the equity at the day change
     rig.pb.drain()
     assert rig.ask("trading_state") == "ACTIVE"
-    assert rig.ask("stats")["day_start_equity"] == "9000"
+    assert rig.ask("stats")["day_start_equity"] == "9600"
+    assert rig.store.get_setting(DAY_KEY) == "2024-03-02 9600"
 
-    mark(rig, "8550")
+    mark(rig, "9120")
 
-    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).equity == D("8550")
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).equity == D("9120")
+
+
+def test_a_loss_first_seen_after_midnight_counts_for_the_new_day(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0.05"))
+    mark(rig, "10000")
+    rig.pb.drain()
+    rig.pb.clock.advance(24 * 3600)
+
+    mark(rig, "9400")  # the new day's first mark is already 6 % down from the day change
+
+    killed = rig.pb.wait_for(KillSwitchTriggered, JOURNAL)
+    assert killed.reason.startswith("KILL_SWITCH: daily loss 6.00%")
+
+
+# --- EquityMarked (between bar closes), the day fixed at start, the drawdown -----------------------
+
+
+def equity_marked(rig: ActorRig, equity: str, unrealized: str = "0") -> None:
+    rig.pb.bus.publish(EquityMarked(ts_init_ns=rig.pb.clock.now_ns(), balance=D(equity) - D(unrealized),
+                                    unrealized_pnl=D(unrealized), equity=D(equity)))
+
+
+def test_equity_marked_between_bar_closes_trips_the_kill_switch_at_once(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0.01"))
+    opened(rig, "p0001")
+    equity_marked(rig, "9901", unrealized="-99")
+    rig.pb.drain()
+    assert rig.ask("trading_state") == "ACTIVE"
+
+    equity_marked(rig, "9690", unrealized="-310")  # -3.1 % unrealized against a 1 % limit
+
+    halted = rig.pb.wait_for(TradingStateChanged, SNIPER)
+    assert halted.state is TradingState.HALTED and halted.reason.startswith("KILL_SWITCH: daily loss 3.10%")
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).equity == D("9690")
+    assert rig.pb.wait_for(ClosePosition, SNIPER).position_id == "p0001"
+
+
+def test_the_first_trades_loss_counts_against_the_equity_fixed_at_start(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0.01"))
+    assert rig.ask("stats")["day_start_equity"] == "10000"
+    assert rig.store.get_setting(DAY_KEY) == "2024-03-01 10000"
+
+    closed(rig, "p0001", balance="9600")  # a -4 % first trade, closed before any bar close
+
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).reason.startswith("KILL_SWITCH: daily loss 4.00%")
+
+
+def test_start_fixes_the_day_from_the_stored_balance_and_the_open_positions_unrealized_pnl(rig, noon):
+    rig.store.save_account(balance=D("9000"))
+    rig.store.save_position(replace(open_position("p0001"), unrealized_pnl=D("-100")))
+    rig.store.set_setting(DAY_KEY, "2024-02-29 12000")  # yesterday's: not today's start
+
+    start_gate(rig)
+
+    stats = rig.ask("stats")
+    assert (stats["day"], stats["day_start_equity"], stats["equity"]) == ("2024-03-01", "8900", "8900")
+    assert rig.store.get_setting(DAY_KEY) == "2024-03-01 8900"
+    assert rig.ask("trading_state") == "ACTIVE"
+
+
+def test_start_keeps_todays_stored_start_and_trips_when_the_stored_equity_already_breaches(rig, noon):
+    rig.store.save_account(balance=D("9000"))
+    rig.store.save_position(open_position("p0001"))
+    rig.store.set_setting(DAY_KEY, "2024-03-01 10000")  # today's: a 10 % loss already
+
+    start_gate(rig, max_daily_loss_pct=D("0.05"))
+
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).reason.startswith("KILL_SWITCH: daily loss 10.00%")
+    assert rig.pb.wait_for(ClosePosition, SNIPER).position_id == "p0001"
+    assert rig.ask("stats")["day_start_equity"] == "10000"
+
+
+def test_drawdown_from_the_peak_halts_flattens_and_names_the_drawdown(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0"), max_drawdown_pct=D("0.10"))
+    opened(rig, "p0001")
+    equity_marked(rig, "12000", unrealized="2000")
+    equity_marked(rig, "10801", unrealized="801")
+    rig.pb.drain()
+    assert rig.ask("trading_state") == "ACTIVE"
+    assert rig.ask("stats")["peak_equity"] == "12000"
+
+    equity_marked(rig, "10800", unrealized="800")
+
+    halted = rig.pb.wait_for(TradingStateChanged, SNIPER)
+    assert halted.state is TradingState.HALTED
+    assert halted.reason == ("KILL_SWITCH: drawdown 10.00% (equity 10800.00 from the peak 12000.00) "
+                             "reached the limit 10.00%")
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).reason == halted.reason
+    assert rig.pb.wait_for(ClosePosition, SNIPER).position_id == "p0001"
+
+
+def test_the_peak_is_persisted_and_survives_a_restart(rig, noon):
+    first = start_gate(rig, max_daily_loss_pct=D("0"), max_drawdown_pct=D("0.10"))
+    equity_marked(rig, "12000")
+    equity_marked(rig, "11000")
+    rig.pb.drain()
+    assert rig.store.get_setting(PEAK_KEY) == "12000"
+    rig.stop(first)
+    rig.store.save_account(balance=D("11000"))
+
+    start_gate(rig, max_daily_loss_pct=D("0"), max_drawdown_pct=D("0.10"))
+    assert rig.ask("stats")["peak_equity"] == "12000"
+    equity_marked(rig, "10800")
+
+    assert rig.pb.wait_for(KillSwitchTriggered, JOURNAL).reason.startswith("KILL_SWITCH: drawdown 10.00%")
+
+
+def test_resuming_after_a_drawdown_halt_restarts_the_peak_and_after_another_halt_keeps_it(rig, noon):
+    start_gate(rig, max_daily_loss_pct=D("0"), max_drawdown_pct=D("0.10"))
+    equity_marked(rig, "12000")
+    equity_marked(rig, "10000")
+    rig.pb.wait_for(KillSwitchTriggered, JOURNAL)
+    assert rig.pb.wait_for(TradingStateChanged, SNIPER).state is TradingState.HALTED
+
+    set_state(rig, TradingState.ACTIVE, reason="resumed")
+    equity_marked(rig, "9500")  # 5 % below the new peak of 10000
+    rig.pb.drain()
+
+    assert rig.ask("stats")["peak_equity"] == "10000"
+    assert rig.store.get_setting(PEAK_KEY) == "10000"
+    assert rig.ask("trading_state") == "ACTIVE"
+    set_state(rig, TradingState.HALTED, reason="operator")
+    set_state(rig, TradingState.ACTIVE, reason="resumed")
+    assert rig.ask("stats")["peak_equity"] == "10000"

@@ -27,6 +27,7 @@ from state.messages import (
     ConditionCanceled,
     ConditionExpired,
     ConditionRejected,
+    EquityMarked,
     FeedRecovered,
     FeedStale,
     OrderDenied,
@@ -604,6 +605,87 @@ def test_bar_closed_publishes_nothing_when_nothing_changed_since_the_last_mark(s
 
     marks = account_marks(sniper)
     assert [m[2] for m in marks] == [Decimal(10000), Decimal("10002.380"), Decimal("10004.760")]
+
+
+# --- EquityMarked: equity for the RiskGate's kill switch between bar closes ---------------------------
+
+
+D = Decimal
+
+
+def equity_reports(harness: Harness) -> list[tuple[Decimal, Decimal, Decimal]]:
+    return [(m.balance, m.unrealized_pnl, m.equity) for m in harness.pb.messages(EquityMarked, RISK_GATE)]
+
+
+def position_id_of(harness: Harness) -> str:
+    (position,) = harness.ask("snapshot").positions
+    return position.id
+
+
+def test_equity_marked_after_every_fill_and_at_most_once_a_second_of_tick_time_while_marks_change(sniper):
+    sniper.ask("add_condition", condition(trigger=42000, size=1000))
+    sniper.tick("BTC", 42001)
+    sniper.fill(sniper.submitted(), price="42000", fee="0.5")
+    sniper.pb.wait_for(PositionOpened)
+    sniper.idle()
+    assert equity_reports(sniper) == [(D("9999.5"), D("-0.5"), D("9999.5"))], "the entry fill reports"
+    sniper.pb.seen.clear()
+
+    sniper.tick("BTC", 42100)  # the first changed mark reports at once
+    sniper.tick("BTC", 42200)
+    sniper.tick("BTC", 42300)  # both within a second of tick time: not reported
+    sniper.idle()
+    assert equity_reports(sniper) == [(D("9999.5"), D("1.880"), D("10001.880"))]
+    sniper.pb.seen.clear()
+
+    sniper.tick("BTC", 42050, step_ms=1000)  # a second after the last report: the latest equity
+    sniper.tick("BTC", 42050, step_ms=5000)  # the same price: no change, no report
+    sniper.idle()
+    assert equity_reports(sniper) == [(D("9999.5"), D("0.690"), D("10000.690"))]
+    sniper.pb.seen.clear()
+
+    sniper.ask("close_position", position_id_of(sniper), "MANUAL")
+    sniper.fill(sniper.submitted(OrderIntent.EXIT), price="42050", fee="0.5")
+    sniper.pb.wait_for(PositionClosed)
+    sniper.idle()
+    assert equity_reports(sniper) == [(D("10000.190"), D("0"), D("10000.190"))], "the exit fill reports"
+    assert sniper.pb.messages(EquityMarked, JOURNAL) == [], "never journaled"
+
+
+def test_equity_marked_is_not_sent_for_ticks_while_flat(sniper):
+    sniper.ask("add_condition", condition(trigger=42000, size=1000))
+    for price in (41000, 41100, 41200):
+        sniper.tick("BTC", price, step_ms=2000)
+    sniper.idle()
+
+    assert sniper.pb.messages(EquityMarked) == []
+
+
+def test_equity_marked_is_stamped_with_the_time_of_the_fill_or_tick_that_caused_it(sniper_factory, probe_bus_for):
+    """On a tick clock a report carries its cause's time, also for a tick that waited behind an
+    order, so the RiskGate's engine day, and a replay, depend on the tape alone."""
+    pb = dataclasses.replace(probe_bus_for(SNIPER), clock=TickClock())
+    sniper = sniper_factory(pb=pb)
+    sniper.ask("add_condition", condition(trigger=42000, size=1000))
+    t0 = sniper.ts
+
+    def tick(price: str, ts_ms: int) -> None:
+        pb.bus.publish(Tick(ts_init_ns=ts_ms * 1_000_000, coin="BTC", price=Decimal(price), ts_ms=ts_ms))
+
+    tick("42001", t0 + 1)
+    entry = sniper.submitted()
+    tick("42100", t0 + 5_000)  # waits behind the entry
+    sniper.idle()
+    pb.bus.publish(OrderFilled(
+        ts_init_ns=entry.ts_init_ns, order=entry.order, venue_order_id="v-1", trade_id="t-1",
+        fill_price=entry.order.reference_price, fill_quantity=entry.order.quantity, fee=Decimal(0),
+        ts_event_ms=entry.order.reference_ts_ms,
+    ))
+    sniper.idle()
+
+    reports = pb.messages(EquityMarked, RISK_GATE)
+    assert [m.ts_init_ns for m in reports] == [(t0 + 1) * 1_000_000, (t0 + 5_000) * 1_000_000]
+    assert [m.equity for m in reports] == [Decimal("10000"), Decimal("10000") + Decimal("0.02380") * 99]
 
 
 # --- the replay cursor ---------------------------------------------------------------------------------

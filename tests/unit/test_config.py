@@ -247,6 +247,21 @@ def test_parse_config_when_risk_and_journal_are_wrong_then_both_are_reported() -
     assert any(p.startswith("journal.url: must start with sqlite:/// or postgresql://") for p in problems)
 
 
+def test_parse_config_reads_the_drawdown_limit_and_the_mark_report_interval() -> None:
+    risk = parse_config({"risk": {"max_drawdown_pct": 0.1, "mark_report_ms": 250}}).risk
+
+    assert (risk.max_drawdown_pct, risk.mark_report_ms) == (Decimal("0.1"), 250)
+
+
+def test_parse_config_when_the_drawdown_limit_or_the_mark_report_interval_is_wrong_then_each_is_named() -> None:
+    problems = problems_of({"risk": {"max_drawdown_pct": 1.5, "mark_report_ms": 0.5}})
+
+    assert any(p.startswith("risk.max_drawdown_pct: must be at most 1") for p in problems), problems
+    assert any(p.startswith("risk.mark_report_ms: must be a whole number") for p in problems), problems
+    assert any(p.startswith("risk.mark_report_ms: must be at most 60000")
+               for p in problems_of({"risk": {"mark_report_ms": 600_000}}))
+
+
 def test_parse_config_when_live_source_then_market_rules_come_from_the_exchange_unless_config() -> None:
     assert parse_config({"feed": {"source": "binance"}}).feed.rules_from_exchange() is True
     assert parse_config({"feed": {"source": "bybit", "market_rules": "exchange"}}).feed.rules_from_exchange() is True

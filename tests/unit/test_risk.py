@@ -1,4 +1,4 @@
-"""state/risk.py: vetting a proposed condition, sizing it, daily loss and the kill switch."""
+"""state/risk.py: vetting a proposed condition, sizing it, daily loss, drawdown and the kill switch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,19 @@ import pytest
 from state.config import RiskConfig
 from state.market import MarketRules
 from state.models import TradeCondition
-from state.risk import daily_loss_pct, kill_switch_breach, position_size, vet_condition
+from state.risk import (
+    EquityWatch,
+    daily_loss_pct,
+    drawdown_breach,
+    drawdown_pct,
+    format_day_start,
+    kill_switch_breach,
+    parse_day_start,
+    parse_equity,
+    position_size,
+    utc_day,
+    vet_condition,
+)
 from state.types import from_epoch_ns
 
 D = Decimal
@@ -197,3 +209,136 @@ def test_kill_switch_breach_when_the_loss_is_below_the_limit_then_none() -> None
 
 def test_kill_switch_breach_when_the_limit_is_zero_then_off_even_at_total_loss() -> None:
     assert kill_switch_breach(D("10000"), D("0"), RiskConfig(max_daily_loss_pct=D("0"))) is None
+
+
+# --- drawdown from the peak ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peak", "equity", "fall"),
+    [("10000", "8000", "0.2"), ("10000", "10000", "0"), ("10000", "10001", "0"), ("0", "-5", "0")],
+)
+def test_drawdown_pct(peak: str, equity: str, fall: str) -> None:
+    assert drawdown_pct(D(peak), D(equity)) == D(fall)
+
+
+def test_drawdown_breach_at_the_limit_names_the_drawdown_the_equity_and_the_peak() -> None:
+    reason = drawdown_breach(D("12000"), D("10800"), RiskConfig(max_drawdown_pct=D("0.10")))
+
+    assert reason == ("KILL_SWITCH: drawdown 10.00% (equity 10800.00 from the peak 12000.00) "
+                      "reached the limit 10.00%")
+
+
+def test_drawdown_breach_below_the_limit_or_off_then_none() -> None:
+    assert drawdown_breach(D("12000"), D("10800.01"), RiskConfig(max_drawdown_pct=D("0.10"))) is None
+    assert drawdown_breach(D("12000"), D("0"), RiskConfig(max_drawdown_pct=D("0"))) is None
+
+
+def test_the_default_limits_have_the_drawdown_on_at_20_percent() -> None:
+    assert RiskConfig().max_drawdown_pct == D("0.20")
+    assert RiskConfig().mark_report_ms == 1000
+
+
+# --- the equity watch: the day's start, the peak, observe -------------------------------------------
+
+DAILY_1 = RiskConfig(max_daily_loss_pct=D("0.01"), max_drawdown_pct=D("0"))
+
+
+def watch(equity: str = "10000", day: str = "2024-03-01", **saved: Any) -> EquityWatch:
+    return EquityWatch.start(D(equity), day, **saved)
+
+
+def test_start_without_anything_saved_begins_the_day_and_the_peak_at_the_equity() -> None:
+    assert watch("10000") == EquityWatch(day="2024-03-01", day_start=D("10000"), peak=D("10000"),
+                                         equity=D("10000"))
+
+
+def test_start_on_the_saved_day_keeps_its_start_and_on_another_day_starts_afresh() -> None:
+    same = watch("9950", saved_day=("2024-03-01", D("10000")))
+    other = watch("9950", saved_day=("2024-02-29", D("10000")))
+
+    assert same.day_start == D("10000")
+    assert other.day_start == D("9950")
+
+
+def test_start_keeps_the_saved_peak_unless_the_equity_is_higher() -> None:
+    assert watch("9000", saved_peak=D("11000")).peak == D("11000")
+    assert watch("12000", saved_peak=D("11000")).peak == D("12000")
+
+
+def test_observe_a_loss_within_the_limit_moves_the_equity_only() -> None:
+    after, breach = watch().observe(D("9901"), "2024-03-01", DAILY_1)
+
+    assert breach is None
+    assert after == EquityWatch(day="2024-03-01", day_start=D("10000"), peak=D("10000"), equity=D("9901"))
+
+
+def test_observe_a_loss_at_the_daily_limit_is_a_breach() -> None:
+    _, breach = watch().observe(D("9900"), "2024-03-01", DAILY_1)
+
+    assert breach is not None and breach.startswith("KILL_SWITCH: daily loss 1.00%")
+
+
+def test_observe_the_first_trades_loss_counts_against_the_start_fixed_before_it() -> None:
+    """The day starts when the engine starts, not at the first observation (a -4 % first trade)."""
+    _, breach = watch("10000").observe(D("9600"), "2024-03-01", DAILY_1)
+
+    assert breach is not None and "daily loss 4.00%" in breach
+
+
+def test_observe_a_new_day_starts_at_the_last_known_equity_so_yesterdays_loss_does_not_count() -> None:
+    yesterday, _ = watch().observe(D("9950"), "2024-03-01", DAILY_1)
+
+    today, breach = yesterday.observe(D("9900"), "2024-03-02", DAILY_1)
+
+    assert breach is None  # 0.5 % below 9950
+    assert (today.day, today.day_start, today.equity) == ("2024-03-02", D("9950"), D("9900"))
+
+
+def test_observe_a_loss_first_seen_in_a_new_day_counts_for_that_day() -> None:
+    """The new day's start is the equity at the day change, not the (already lower) first
+    observation: otherwise a loss made just after midnight would never count."""
+    yesterday, _ = watch().observe(D("10000"), "2024-03-01", DAILY_1)
+
+    today, breach = yesterday.observe(D("9800"), "2024-03-02", DAILY_1)
+
+    assert today.day_start == D("10000")
+    assert breach is not None and "daily loss 2.00%" in breach
+
+
+def test_observe_raises_the_peak_and_measures_the_drawdown_from_it_across_days() -> None:
+    limits = RiskConfig(max_daily_loss_pct=D("0"), max_drawdown_pct=D("0.10"))
+    up, _ = watch().observe(D("12000"), "2024-03-01", limits)
+    next_day, breach = up.observe(D("10801"), "2024-03-02", limits)
+    assert breach is None and next_day.peak == D("12000")
+
+    _, breach = next_day.observe(D("10800"), "2024-03-03", limits)
+
+    assert breach is not None and breach.startswith("KILL_SWITCH: drawdown 10.00%")
+
+
+def test_observe_names_the_daily_loss_when_both_limits_are_reached() -> None:
+    limits = RiskConfig(max_daily_loss_pct=D("0.01"), max_drawdown_pct=D("0.01"))
+
+    _, breach = watch().observe(D("9000"), "2024-03-01", limits)
+
+    assert breach is not None and breach.startswith("KILL_SWITCH: daily loss")
+
+
+def test_rebase_peak_restarts_the_peak_at_the_last_equity() -> None:
+    fallen, _ = watch().observe(D("7000"), "2024-03-01", DAILY_1)
+
+    assert fallen.rebase_peak().peak == D("7000")
+
+
+def test_utc_day_of_an_engine_timestamp() -> None:
+    assert utc_day(NOW_NS) == "2023-11-14"
+    assert utc_day(1_709_251_199_999_000_000) == "2024-02-29"  # the last millisecond before March
+
+
+def test_day_start_round_trips_and_a_bad_stored_value_is_a_clear_error() -> None:
+    assert parse_day_start(format_day_start("2024-03-01", D("10000.50"))) == ("2024-03-01", D("10000.50"))
+    with pytest.raises(ValueError, match="risk day start"):
+        parse_day_start("2024-03-01 lots")
+    with pytest.raises(ValueError, match="risk_equity_peak"):
+        parse_equity("NaN", "risk_equity_peak")
