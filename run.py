@@ -11,16 +11,25 @@ Python API::
 
 Command line::
 
-    python run.py --config config.toml [--data-dir DIR] [--duration S] [--repl]
+    python run.py --config config.toml [--data-dir DIR] [--fresh] [--duration S] [--repl]
     python run.py --config config.toml --status    # durable state as JSON, starts nothing
+
+A data folder (default ``var/<config file name>/`` beside the config file) belongs to one
+session: its store records what produced it (``state/session.py``), and a session of another
+kind, or a replay of other files or settings, is refused before anything starts (exit 2,
+naming each difference); ``--fresh`` moves the old contents to ``<data_dir>/archive/<UTC
+timestamp>/`` first. One engine per folder: the engine holds ``<data_dir>/engine.lock``
+(flock) for its life. A finished replay run again prints its report and replays nothing.
 
 A session ends on Ctrl-C / SIGTERM, after ``--duration``, at the end of a replay, or by the
 kill switch; it then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop,
 orders in flight settle, open positions are kept or flattened (``[session] on_stop``), and the
 session report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``.
 
-Exit codes: 0 clean stop, 2 bad config or input, 3 halted by the supervisor (an actor could
-not be kept alive), 99 stopped by the kill switch.
+Exit codes: 0 clean stop (also a finished replay run again), 2 bad config or input (also a
+data folder that holds another session, is in use by another engine, cannot be created or
+written, or, for ``--status``, where no session ever ran), 3 halted by the supervisor (an actor
+could not be kept alive), 99 stopped by the kill switch.
 """
 
 from __future__ import annotations
@@ -131,7 +140,12 @@ def new_run_id() -> str:
 
 
 class Engine:
-    """The running system: eight supervised actors on one bus, one store, one venue."""
+    """The running system: eight supervised actors on one bus, one store, one venue.
+
+    It owns its data folder from construction to ``stop()``: it takes the folder's lock before
+    it opens anything there for writing (the stores are opened here, and ``fresh`` archives
+    the folder first, so the lock cannot wait for ``start()``), and releases it last in
+    ``stop()`` (or when construction or ``start()`` fails)."""
 
     def __init__(
         self,
@@ -308,6 +322,8 @@ class Engine:
         when an actor cannot start."""
         if self.completion is not None:
             raise ReplayAlreadyComplete(self.data_dir, self.completion)
+        if not self.folder_lock.held:  # stopped (or a failed start): its folder is no longer its own
+            raise EngineStartError(f"this engine was stopped and released {self.data_dir}; build a new one")
         intercept_stdlib_logging()  # pykka reports crashes on stdlib logging: never lose them
         logger.bind(actor="engine").info(
             "ENGINE_STARTING: mode {} source {} data {}", self.config.engine.mode,
@@ -943,6 +959,9 @@ def _status_command(args: argparse.Namespace) -> int:
             status["identity"] = f"unreadable: {error}"
         status["replay_complete"] = store.load_replay_completion()
         status["store_read_mode"] = store.read_mode
+        if store.read_mode == "immutable" and (data_dir / "engine.db-wal").exists():
+            status["store_note"] = ("read as immutable (the folder is read-only and has no -shm): the last "
+                                    "changes, still in engine.db-wal, are not shown")
     finally:
         store.close()
     holder = lock_holder(data_dir)
