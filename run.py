@@ -171,7 +171,8 @@ class Engine:
             config, self._source_finished, progress, self.rest_limiter)
         try:
             self.identity = _session_identity(config)
-            self.folder_lock, self.store, self.completion = _open_session_folder(data_dir, self.identity, fresh)
+            self.folder_lock, self.store, self.completion, self._folder_notes = _open_session_folder(
+                data_dir, self.identity, fresh)
         except BaseException:
             self.rest_limiter.close()
             raise
@@ -325,6 +326,8 @@ class Engine:
         if not self.folder_lock.held:  # stopped (or a failed start): its folder is no longer its own
             raise EngineStartError(f"this engine was stopped and released {self.data_dir}; build a new one")
         intercept_stdlib_logging()  # pykka reports crashes on stdlib logging: never lose them
+        for note in self._folder_notes:  # now, when the session's log is set up
+            logger.bind(actor="engine").warning(note)
         logger.bind(actor="engine").info(
             "ENGINE_STARTING: mode {} source {} data {}", self.config.engine.mode,
             self.config.feed.source, self.data_dir,
@@ -627,18 +630,18 @@ def _session_identity(config: Config) -> SessionIdentity:
 
 
 def _open_session_folder(data_dir: Path, identity: SessionIdentity,
-                         fresh: bool) -> tuple[FolderLock, Store, dict[str, Any] | None]:
+                         fresh: bool) -> tuple[FolderLock, Store, dict[str, Any] | None, list[str]]:
     """Lock the folder (``--fresh``: archive its contents), open its store and check that it
     belongs to this session: record the identity in a new folder, adopt a folder of an older
     version (no identity recorded) with a warning, refuse another session's
-    (``SessionMismatch``). Returns the lock, the store and a finished replay's completion.
-    Everything is released again when it raises."""
-    log = logger.bind(actor="engine")
+    (``SessionMismatch``). Returns the lock, the store, a finished replay's completion and the
+    warnings to log when the session starts. Everything is released again when it raises."""
+    notes: list[str] = []
     lock = FolderLock.acquire(data_dir)
     store: Store | None = None
     try:
         if fresh and (archived := archive_contents(data_dir)) is not None:
-            log.warning("SESSION_ARCHIVED: --fresh moved the previous contents of {} to {}", data_dir, archived)
+            notes.append(f"SESSION_ARCHIVED: --fresh moved the previous contents of {data_dir} to {archived}")
         existed = (data_dir / "engine.db").exists()
         try:
             store = Store(data_dir / "engine.db")
@@ -653,16 +656,13 @@ def _open_session_folder(data_dir: Path, identity: SessionIdentity,
         except Exception as error:  # noqa: BLE001 - a database that cannot be opened: say so, exit 2
             raise DataDirUnusable(f"data_dir {data_dir}: cannot use its store {data_dir / 'engine.db'}: "
                                   f"{error}") from None
-        if stored is None:
-            if existed:
-                log.warning("SESSION_ADOPTED: {} has a store made by an older version, with no record of "
-                            "the session that made it; it is now recorded as {} (run --fresh instead if it "
-                            "held another session)", data_dir, describe(identity))
-            return lock, store, completion
-        found = differences(stored, identity)
-        if found:
+        if stored is None and existed:
+            notes.append(f"SESSION_ADOPTED: {data_dir} has a store made by an older version, with no record "
+                         f"of the session that made it; it is now recorded as {describe(identity)} (run "
+                         "--fresh instead if it held another session)")
+        if stored is not None and (found := differences(stored, identity)):
             raise SessionMismatch(data_dir, stored, identity, found)
-        return lock, store, completion
+        return lock, store, completion, notes
     except BaseException:
         if store is not None:
             store.close()
