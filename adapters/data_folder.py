@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +72,7 @@ class FolderLock:
     def __init__(self, data_dir: Path, fd: int) -> None:
         self.data_dir = data_dir
         self._fd: int | None = fd
+        self._guard = threading.Lock()  # release may come from a halt thread and the caller at once
 
     @classmethod
     def acquire(cls, data_dir: Path) -> FolderLock:
@@ -111,7 +113,8 @@ class FolderLock:
         return self._fd is not None
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
+        with self._guard:
+            fd, self._fd = self._fd, None
         if fd is None:
             return
         try:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from adapters.data_folder import FolderLocked, lock_holder
-from run import build_engine, resolve_config_and_data_dir
+from run import EngineStartError, build_engine, resolve_config_and_data_dir
 from state.config import ConfigError
 from state.session import ReplayAlreadyComplete, SessionMismatch
 from state.store import Store
@@ -217,6 +217,8 @@ def test_build_engine_refuses_a_second_engine_on_the_folder_in_the_same_process(
             build_engine(manual_config(), data_dir=tmp_path)
     finally:
         first.stop()
+    with pytest.raises(EngineStartError, match="was stopped and released"):
+        first.start()
     build_engine(manual_config(), data_dir=tmp_path).stop()  # free again
 
 
