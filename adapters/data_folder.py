@@ -112,6 +112,9 @@ class FolderLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def __del__(self) -> None:  # an engine built and dropped without stop() frees its folder
+        self.release()
+
     def release(self) -> None:
         with self._guard:
             fd, self._fd = self._fd, None

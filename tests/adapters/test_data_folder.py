@@ -52,6 +52,11 @@ def test_release_frees_the_folder_and_empties_the_file(tmp_path: Path) -> None:
     assert not again.held
 
 
+def test_a_lock_dropped_without_release_frees_the_folder(tmp_path: Path) -> None:
+    FolderLock.acquire(tmp_path)  # not kept: collected at once
+    FolderLock.acquire(tmp_path).release()
+
+
 def test_lock_holder_when_the_file_names_a_process_that_holds_nothing_then_not_running(tmp_path: Path) -> None:
     (tmp_path / "engine.lock").write_text(json.dumps({"pid": os.getpid(), "started_at": "2026-01-01T00:00:00+00:00"}))
     holder = lock_holder(tmp_path)
