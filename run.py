@@ -11,8 +11,15 @@ Python API::
 
 Command line::
 
-    python run.py --config config.toml [--data-dir DIR] [--duration S] [--repl]
+    python run.py --config config.toml [--data-dir DIR] [--fresh] [--duration S] [--repl]
     python run.py --config config.toml --status    # durable state as JSON, starts nothing
+
+A data folder (default ``var/<config file name>/`` beside the config file) belongs to one
+session: its store records what produced it (``state/session.py``), and a session of another
+kind, or a replay of other files or settings, is refused before anything starts (exit 2,
+naming each difference); ``--fresh`` moves the old contents to ``<data_dir>/archive/<UTC
+timestamp>/`` first. One engine per folder: the engine holds ``<data_dir>/engine.lock``
+(flock) for its life. A finished replay run again prints its report and replays nothing.
 
 A session ends on Ctrl-C / SIGTERM, after ``--duration``, at the end of a replay, by the
 kill switch, or when a live source has received nothing since start (``FEED_GAVE_UP``); it
@@ -20,10 +27,12 @@ then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop, o
 flight settle, open positions are kept or flattened (``[session] on_stop``), and the session
 report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``.
 
-Exit codes: 0 clean stop, 2 bad config or input, 3 halted by the supervisor (an actor could
-not be kept alive), 4 a live source received nothing at all for ``[feed] give_up_after_s``
-after start (``FEED_GAVE_UP``: no trade, no quote, no REST price), 99 stopped by the kill
-switch.
+Exit codes: 0 clean stop (also a finished replay run again), 2 bad config or input (also a
+data folder that holds another session, is in use by another engine, cannot be created or
+written, or, for ``--status``, where no session ever ran), 3 halted by the supervisor (an actor
+could not be kept alive), 4 a live source received nothing at all for ``[feed]
+give_up_after_s`` after start (``FEED_GAVE_UP``: no trade, no quote, no REST price), 99
+stopped by the kill switch.
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ from actors.sniper import Sniper
 from actors.strategist import Strategist
 from actors.supervisor import ChildSpec, Supervisor
 from adapters.clock import TickClock, WallClock
+from adapters.data_folder import FolderLock, archive_contents, fingerprint_file, lock_holder
 from adapters.logs import configure_logging, intercept_stdlib_logging
 from adapters.paper_exchange import PaperExchange
 from adapters.rate_limit import TokenBucket
@@ -92,6 +102,17 @@ from state.messages import (
 from state.market import MarketRules
 from state.models import TradeCondition
 from state.report import format_report
+from state.session import (
+    DataDirError,
+    DataDirUnusable,
+    ReplayAlreadyComplete,
+    SessionIdentity,
+    SessionMismatch,
+    as_dict,
+    describe,
+    differences,
+    identity_from_config,
+)
 from state.store import Store, jsonable
 from state.strategies import StrategyContext, build_strategy
 from state.types import PositionStatus, TradingState
@@ -124,7 +145,12 @@ def new_run_id() -> str:
 
 
 class Engine:
-    """The running system: eight supervised actors on one bus, one store, one venue."""
+    """The running system: eight supervised actors on one bus, one store, one venue.
+
+    It owns its data folder from construction to ``stop()``: it takes the folder's lock before
+    it opens anything there for writing (the stores are opened here, and ``fresh`` archives
+    the folder first, so the lock cannot wait for ``start()``), and releases it last in
+    ``stop()`` (or when construction or ``start()`` fails)."""
 
     def __init__(
         self,
@@ -138,23 +164,35 @@ class Engine:
         run_id: str | None = None,
         progress: bool = False,
         record: Path | str | None = None,
+        fresh: bool = False,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.run_id = run_id or new_run_id()
-        try:
-            self.recorder = TradeRecorder(record) if record is not None else None
-        except ValueError as error:
-            raise ConfigError([str(error)]) from None
-        self.store = Store(data_dir / "engine.db")
         self.bus = Bus(ROLES)
         self.rest_limiter = TokenBucket(REST_RATE_PER_S, REST_BURST)  # every REST call of the process
+        # Inputs first (replay files read and fingerprinted): bad input touches no folder.
+        self.source = source if source is not None else _make_source(
+            config, self._source_finished, progress, self.rest_limiter)
         try:
-            self.source = source if source is not None else _make_source(
-                config, self._source_finished, progress, self.rest_limiter)
+            self.identity = _session_identity(config)
+            self.folder_lock, self.store, self.completion, self._folder_notes = _open_session_folder(
+                data_dir, self.identity, fresh)
+        except BaseException:
+            self.rest_limiter.close()
+            raise
+        self.recorder: TradeRecorder | None = None
+        try:
+            try:
+                self.recorder = TradeRecorder(record) if record is not None else None
+            except ValueError as error:
+                raise ConfigError([str(error)]) from None
             self.journal_store = _make_journal_store(config, data_dir)
         except ConfigError:
             self.store.close()
+            if self.recorder is not None:
+                self.recorder.close()
+            self.folder_lock.release()
             raise
         self.clock: Clock = clock or _make_clock(config, self.store, self.source)
         self.board = InMemoryPriceBoard()
@@ -289,12 +327,20 @@ class Engine:
     def _close_stores(self) -> None:
         self.store.close()
         self.journal_store.close()
+        self.folder_lock.release()
 
     def start(self) -> Engine:
         """Start every actor in order (after loading a live venue's market rules). Raises
+        ``ReplayAlreadyComplete`` when this folder's replay reached its end before,
         ``ConfigError`` when the venue does not list a configured coin, ``EngineStartError``
         when an actor cannot start."""
+        if self.completion is not None:
+            raise ReplayAlreadyComplete(self.data_dir, self.completion)
+        if not self.folder_lock.held:  # stopped (or a failed start): its folder is no longer its own
+            raise EngineStartError(f"this engine was stopped and released {self.data_dir}; build a new one")
         intercept_stdlib_logging()  # pykka reports crashes on stdlib logging: never lose them
+        for note in self._folder_notes:  # now, when the session's log is set up
+            logger.bind(actor="engine").warning(note)
         logger.bind(actor="engine").info(
             "ENGINE_STARTING: mode {} source {} data {}", self.config.engine.mode,
             self.config.feed.source, self.data_dir,
@@ -338,18 +384,31 @@ class Engine:
         for role in refs:
             self.supervisor.release(role)
         self._stop_roles((FEED, STRATEGIST), refs)
-        if not self._settle(settle_s):
+        settled = self._settle(settle_s)
+        if not settled:
             log.warning("ORDERS_IN_FLIGHT: not settled within {}s; they stay recorded and are "
                         "reconciled at the next start", settle_s)
         if self.config.session.on_stop == "flatten" or exit_code == EXIT_KILL_SWITCH:
             self._flatten("SESSION_END" if exit_code != EXIT_KILL_SWITCH else "KILL_SWITCH")
-            self._settle(settle_s)
+            settled = self._settle(settle_s) and settled
         snapshot = _ask_or(self.sniper.snapshot, None)
         totals = _ask_or(lambda: self.journal.run_totals(self.run_id, str(self.start_equity)), {})
         self.report = self._build_report(exit_code, reason, feed_stats, snapshot, totals)
         self._write_report(self.report)
+        if settled and exit_code == EXIT_OK and self.finished.is_set() and self.config.feed.source == "replay":
+            self._record_completion(self.report)
         self.stop(exit_code)
         return self.report
+
+    def _record_completion(self, report: dict[str, Any]) -> None:
+        """The replay reached its end and everything settled: a later run on this folder says
+        so and shows this run's report instead of replaying nothing."""
+        try:
+            self.store.save_replay_completion(self.run_id, str(report.get("ended_at", "")))
+        except Exception as error:  # noqa: BLE001 - the next run then resumes at the end instead
+            logger.bind(actor="engine").error("REPLAY_COMPLETION_NOT_RECORDED: {!r}", error)
+            return
+        logger.bind(actor="engine").info("REPLAY_COMPLETE: run {} reached the end of data", self.run_id)
 
     def _settle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -443,6 +502,7 @@ class Engine:
             if self.recorder is not None:
                 self.recorder.close()
             self.rest_limiter.close()
+            self.folder_lock.release()  # last: the folder is free once nothing writes to it
             self.exit_code = exit_code
             self._stopped.set()
         logger.bind(actor="engine").info("ENGINE_STOPPED: exit code {}", exit_code)
@@ -570,6 +630,59 @@ class Engine:
         return dict(self.supervisor.restarts)
 
 
+def _session_identity(config: Config) -> SessionIdentity:
+    """What this session is (``state/session.py``), with the replay files fingerprinted."""
+    prints = []
+    if config.feed.source == "replay":
+        for file in config.feed.files:
+            try:
+                prints.append(fingerprint_file(file.coin, file.path))
+            except OSError as error:
+                raise ConfigError([f"feed.files: {file.path}: cannot read: {error.strerror or error}"]) from None
+    return identity_from_config(config, prints)
+
+
+def _open_session_folder(data_dir: Path, identity: SessionIdentity,
+                         fresh: bool) -> tuple[FolderLock, Store, dict[str, Any] | None, list[str]]:
+    """Lock the folder (``--fresh``: archive its contents), open its store and check that it
+    belongs to this session: record the identity in a new folder, adopt a folder of an older
+    version (no identity recorded) with a warning, refuse another session's
+    (``SessionMismatch``). Returns the lock, the store, a finished replay's completion and the
+    warnings to log when the session starts. Everything is released again when it raises."""
+    notes: list[str] = []
+    lock = FolderLock.acquire(data_dir)
+    store: Store | None = None
+    try:
+        if fresh and (archived := archive_contents(data_dir)) is not None:
+            notes.append(f"SESSION_ARCHIVED: --fresh moved the previous contents of {data_dir} to {archived}")
+        existed = (data_dir / "engine.db").exists()
+        try:
+            store = Store(data_dir / "engine.db")
+            with store.connection():
+                stored = store.load_session_identity()
+                if stored is None:
+                    store.save_session_identity(identity)
+                completion = store.load_replay_completion() if identity.source == "replay" else None
+        except ValueError as error:
+            raise DataDirUnusable(f"data_dir {data_dir}: {error}; use another --data-dir, or --fresh to "
+                                  f"archive this folder and start empty") from None
+        except Exception as error:  # noqa: BLE001 - a database that cannot be opened: say so, exit 2
+            raise DataDirUnusable(f"data_dir {data_dir}: cannot use its store {data_dir / 'engine.db'}: "
+                                  f"{error}") from None
+        if stored is None and existed:
+            notes.append(f"SESSION_ADOPTED: {data_dir} has a store made by an older version, with no record "
+                         f"of the session that made it; it is now recorded as {describe(identity)} (run "
+                         "--fresh instead if it held another session)")
+        if stored is not None and (found := differences(stored, identity)):
+            raise SessionMismatch(data_dir, stored, identity, found)
+        return lock, store, completion, notes
+    except BaseException:
+        if store is not None:
+            store.close()
+        lock.release()
+        raise
+
+
 def _make_clock(config: Config, store: Store, source: MarketSource | None) -> Clock:
     """Wall time for live sources; tick time for manual and replay. A replay's clock starts at
     the tick it resumes from, or at its first tick, never at today's date."""
@@ -653,26 +766,45 @@ def build_engine(
     ask_timeout: float = 10.0,
     progress: bool = False,
     record: Path | str | None = None,
+    fresh: bool = False,
 ) -> Engine:
     """Build (not start) an engine from a config file, a mapping shaped like ``config.toml``,
-    or a ``Config``. ``data_dir`` overrides ``[engine] data_dir``; a relative ``data_dir`` in a
-    config file is resolved against the file's folder. Raises ``ConfigError`` (also for a
-    replay file that cannot be read)."""
+    or a ``Config``, on its data folder (``resolve_config_and_data_dir``), which it locks for
+    its life (``engine.stop()`` releases it). ``fresh`` first moves the folder's contents to
+    ``<data_dir>/archive/<UTC timestamp>/``. Raises ``ConfigError`` (also for a replay file
+    that cannot be read, or no data folder for a mapping), ``DataDirError`` when the folder
+    cannot be used: ``SessionMismatch`` (it holds another session's state), ``FolderLocked``
+    (another engine runs on it), ``DataDirUnusable`` (cannot be created or written). A replay
+    that already reached its end builds, with ``engine.completion`` set, and ``start()``
+    raises ``ReplayAlreadyComplete``."""
     config, folder = resolve_config_and_data_dir(config_or_path, data_dir)
     return Engine(config, data_dir=folder, clock=clock, venue=venue, source=source, ask_timeout=ask_timeout,
-                  progress=progress, record=record)
+                  progress=progress, record=record, fresh=fresh)
 
 
 def resolve_config_and_data_dir(
     config_or_path: Config | Mapping[str, Any] | str | Path, data_dir: str | Path | None = None
 ) -> tuple[Config, Path]:
-    """The validated config and the absolute data directory: ``data_dir`` (relative to the
-    working directory) if given, else ``[engine] data_dir`` (relative to the config file)."""
+    """The validated config and the absolute data folder: ``data_dir`` (relative to the
+    working directory) if given, else ``[engine] data_dir`` (relative to the config file's
+    folder), else ``var/<config file name>/`` beside the config file (``config.toml`` ->
+    ``var/config/``, ``replay.toml`` -> ``var/replay/``), so sessions of different config files
+    never share a folder. A mapping or ``Config`` has no file name: without ``data_dir`` or
+    ``[engine] data_dir`` it is a ``ConfigError``."""
     config, base = resolve_config(config_or_path)
-    folder = Path(data_dir) if data_dir is not None else config.engine.data_dir
-    if not folder.is_absolute():
-        folder = (Path.cwd() if data_dir is not None else base) / folder
-    return config, folder
+    if data_dir is not None:
+        folder = Path(data_dir)
+        if not folder.is_absolute():
+            folder = Path.cwd() / folder
+        return config, folder
+    folder = config.engine.data_dir
+    if folder is None:
+        if isinstance(config_or_path, (Config, Mapping)):
+            raise ConfigError(["engine.data_dir: a config given as a mapping or a Config has no file name to "
+                               "name its data folder after; pass build_engine(..., data_dir=...) or set "
+                               "[engine] data_dir"])
+        folder = Path("var") / Path(config_or_path).stem
+    return config, folder if folder.is_absolute() else base / folder
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -722,7 +854,10 @@ def _status_line(engine: Engine, previous: dict[str, float] | None = None) -> st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Autonomous trade-execution engine (paper session).")
     parser.add_argument("--config", default="config.toml", help="path to config.toml")
-    parser.add_argument("--data-dir", help="overrides [engine] data_dir")
+    parser.add_argument("--data-dir", help="the session's folder; overrides [engine] data_dir "
+                                           "(default: var/<config file name>/ beside the config file)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="move the folder's contents to <data_dir>/archive/<UTC timestamp>/ and start empty")
     parser.add_argument("--duration", type=float, help="stop after S seconds (default: until Ctrl-C)")
     parser.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     parser.add_argument("--status", action="store_true",
@@ -735,22 +870,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration: must be a positive number of seconds")
+    if args.status and args.fresh:
+        parser.error("--fresh: not with --status (which only reads)")
 
     progress = sys.stderr.isatty() and not args.repl
     try:
-        if args.status:  # read the store only: no engine, no actor
-            config, data_dir = resolve_config_and_data_dir(args.config, args.data_dir)
-            store = Store(data_dir / "engine.db")
-            try:
-                status = {"data_dir": str(data_dir), **store.durable_status(config.paper.initial_balance)}
-            finally:
-                store.close()
-            print(json.dumps(status, indent=2, sort_keys=True))
-            return EXIT_OK
-        engine = build_engine(args.config, args.data_dir, progress=progress, record=args.record)
-    except ConfigError as error:
+        if args.status:  # read the store only: no engine, no actor, no lock, nothing created
+            return _status_command(args)
+        engine = build_engine(args.config, args.data_dir, progress=progress, record=args.record,
+                              fresh=args.fresh)
+    except (ConfigError, DataDirError) as error:
         print(str(error), file=sys.stderr)
         return EXIT_BAD_INPUT
+    if engine.completion is not None:
+        return _already_complete(engine)
     level = engine.config.engine.log_level
     show_progress = progress and engine.config.feed.source == "replay" and engine.config.feed.speed == "max"
     if (args.repl or show_progress) and level in ("TRACE", "DEBUG", "INFO", "SUCCESS"):
@@ -821,6 +954,54 @@ def main(argv: list[str] | None = None) -> int:
         engine.wait_stopped(30)
     print(format_report(report), flush=True)
     return engine.exit_code if engine.exit_code is not None else code
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    """``--status``: the durable state as JSON, read without writing anything: no lock (a
+    starting engine never fails because of it), the store opened read-only (also in a
+    read-only folder); whether an engine runs on the folder, from its lock file. A folder
+    where no session ever ran is ``NoSession`` (exit 2), and nothing is created."""
+    config, data_dir = resolve_config_and_data_dir(args.config, args.data_dir)
+    store = Store.open_read_only(data_dir / "engine.db")
+    try:
+        status = {"data_dir": str(data_dir), **store.durable_status(config.paper.initial_balance)}
+        try:
+            identity = store.load_session_identity()
+            status["identity"] = as_dict(identity) if identity is not None else None
+        except ValueError as error:
+            status["identity"] = f"unreadable: {error}"
+        status["replay_complete"] = store.load_replay_completion()
+        status["store_read_mode"] = store.read_mode
+        if store.read_mode == "immutable" and (data_dir / "engine.db-wal").exists():
+            status["store_note"] = ("read as immutable (the folder is read-only and has no -shm): the last "
+                                    "changes, still in engine.db-wal, are not shown")
+    finally:
+        store.close()
+    holder = lock_holder(data_dir)
+    if holder is not None and holder.running:
+        status["session"] = {"running": True, "pid": holder.pid, "started_at": holder.started_at}
+    elif holder is not None:
+        status["session"] = {"running": False, "last_pid": holder.pid, "last_started_at": holder.started_at,
+                             "note": "the last engine on this folder did not stop cleanly (killed?)"}
+    else:
+        status["session"] = {"running": False}
+    print(json.dumps(status, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def _already_complete(engine: Engine) -> int:
+    """A replay run again on its finished folder: say so, show the report of the run that
+    finished it, replay nothing (exit 0)."""
+    done = ReplayAlreadyComplete(engine.data_dir, engine.completion or {})
+    engine.stop()
+    print(str(done), flush=True)
+    try:
+        report = json.loads(done.report_path.read_text())
+    except (OSError, ValueError) as error:
+        print(f"its report cannot be read: {error}", file=sys.stderr)
+        return EXIT_OK
+    print(format_report(report), flush=True)
+    return EXIT_OK
 
 
 def _session_over(engine: Engine, stop_requested: threading.Event) -> bool:

@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
-    data_dir: Path = Path("var")
+    data_dir: Path | None = None  # None: var/<config file name without .toml>/ beside the config file
     mode: str = "paper"
     clock: str = "auto"  # auto: tick time for manual/replay sources, wall time otherwise
     log_level: str = "INFO"

@@ -11,19 +11,27 @@ from the frozen domain objects explicitly, so ``state/models.py`` knows nothing 
 Tables and their single writer:
 - ``conditions``, ``positions``, ``account``: the Sniper.
 - ``orders``: the Executor (others read it, e.g. the Sniper when it reconciles on start).
-- ``settings``: small key/value facts of other owners (the RiskGate's trading state).
+- ``settings``: small key/value facts of other owners (the RiskGate's trading state; the
+  session's identity and a replay's completion, written by ``run.py`` while it holds the
+  folder's lock: ``state/session.py``).
 - ``bars``: the Feed (closed bars, so strategies warm up again after a restart, and the point a
   crashed replay resumes from).
 - ``venue_orders``: the paper venue's own book of orders it has seen (what a real exchange
   remembers across our restarts).
 
 The journal (trades, daily PnL, events) has its own database: ``state/journal_store.py``.
+
+``Store(path, read_only=True)`` (``--status``) opens an existing file without writing anything,
+also in a read-only folder: SQLite's ``mode=ro`` first; if that cannot open (a WAL database
+whose ``-shm`` cannot be created there), ``immutable=1``, which reads the main file only (what
+is still in the ``-wal`` is then not seen: ``read_mode`` says which one was used).
 """
 
 from __future__ import annotations
 
 import json
 import typing
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -40,11 +48,14 @@ import peewee
 from state.bars import Bar
 from state.models import Position, TradeCondition
 from state.order import OrderRecord, VenueReport
+from state.session import DataDirUnusable, NoSession, SessionIdentity, from_json, to_json
 from state.types import OrderStatus, PositionStatus, TradingState
 
 T = TypeVar("T")
 TRADING_STATE_KEY = "trading_state"  # settings keys of the RiskGate's trading state ...
 TRADING_REASON_KEY = "trading_state_reason"  # ... and of why it was set
+SESSION_IDENTITY_KEY = "session_identity"  # what produced this store (state/session.py)
+REPLAY_COMPLETE_KEY = "replay_complete"  # a replay that reached its end: run id and time
 
 _PRAGMAS = {
     "journal_mode": "wal",
@@ -138,10 +149,18 @@ def _dumps(obj: Any) -> str:
 class Store:
     """All durable engine state behind plain methods that take and return domain objects."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool = False, immutable: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = peewee.SqliteDatabase(str(self.path), pragmas=_PRAGMAS, check_same_thread=False)
+        self.read_only = read_only or immutable
+        self.read_mode = "immutable" if immutable else "ro" if read_only else "rw"
+        if self.read_only:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no store at {self.path}")
+            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?{'immutable=1' if immutable else 'mode=ro'}"
+            self.db = peewee.SqliteDatabase(uri, pragmas={"busy_timeout": 10_000}, check_same_thread=False, uri=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = peewee.SqliteDatabase(str(self.path), pragmas=_PRAGMAS, check_same_thread=False)
         db = self.db
 
         class Base(peewee.Model):
@@ -215,20 +234,49 @@ class Store:
         self._Order = OrderRow
         self._Bar = BarRow
         self._VenueOrder = VenueOrderRow
+        if self.read_only:
+            db.connect()  # now, so a file SQLite cannot open fails here and not at the first query
+            db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
+            return
         with db.connection_context():
             db.create_tables(
                 [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, BarRow, VenueOrderRow],
                 safe=True,
             )
 
+    @classmethod
+    def open_read_only(cls, path: Path | str) -> Store:
+        """An existing store opened for reading only (``mode=ro``, else ``immutable=1``);
+        ``NoSession`` when there is none (nothing is created), ``DataDirUnusable`` when it cannot
+        be read."""
+        path = Path(path)
+        if not path.is_file():
+            raise NoSession(f"data_dir {path.parent}: no session has ever run here (no {path.name}); "
+                            "nothing was created")
+        try:
+            return cls(path, read_only=True)
+        except peewee.DatabaseError:
+            try:
+                return cls(path, immutable=True)
+            except peewee.DatabaseError as error:
+                raise DataDirUnusable(f"{path}: cannot be read: {error}") from None
+
     def close(self) -> None:
         if not self.db.is_closed():
-            self.checkpoint()
+            if not self.read_only:
+                self.checkpoint()
             self.db.close()
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file without blocking writers."""
         self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    @contextmanager
+    def connection(self) -> Iterator[None]:
+        """This thread's connection for a few calls, closed after them (a thread that is not
+        an actor's, such as the one that builds the engine, keeps none open)."""
+        with self.db.connection_context():
+            yield
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -343,20 +391,45 @@ class Store:
             self.set_setting(TRADING_STATE_KEY, state.value)
             self.set_setting(TRADING_REASON_KEY, reason)
 
+    # --- the session this store belongs to (written by run.py, under the folder's lock) ----------
+
+    def load_session_identity(self) -> SessionIdentity | None:
+        """The identity recorded when the store was made; None for a store made by an older
+        version. ``ValueError`` when what is recorded cannot be read."""
+        text = self.get_setting(SESSION_IDENTITY_KEY)
+        return None if text is None else from_json(text)
+
+    def save_session_identity(self, identity: SessionIdentity) -> None:
+        self.set_setting(SESSION_IDENTITY_KEY, to_json(identity))
+
+    def load_replay_completion(self) -> dict[str, Any] | None:
+        """``{"run_id", "ended_at"}`` of the run that reached the end of this store's replay."""
+        text = self.get_setting(REPLAY_COMPLETE_KEY)
+        if text is None:
+            return None
+        value = json.loads(text)
+        return value if isinstance(value, dict) else {"run_id": str(value)}
+
+    def save_replay_completion(self, run_id: str, ended_at: str) -> None:
+        self.set_setting(REPLAY_COMPLETE_KEY, json.dumps({"run_id": run_id, "ended_at": ended_at}, sort_keys=True))
+
     def durable_status(self, initial_balance: Decimal) -> dict[str, Any]:
         """The durable engine state as JSON-ready data (``run.py --status``): armed
         ``conditions``, active ``positions``, ``balance``, ``realized_pnl``, ``fees_paid`` and
         ``trading_state``. Read-only, so it is safe while a session runs (SQLite WAL readers
-        never block the writer)."""
-        account = self.load_account()
-        return {
-            "conditions": [jsonable(condition) for _, condition, _ in self.load_conditions()],
-            "positions": [jsonable(position) for position in self.load_positions()],
-            "balance": account.get("balance", str(initial_balance)),
-            "realized_pnl": account.get("realized_pnl", "0"),
-            "fees_paid": account.get("fees_paid", "0"),
-            "trading_state": self.load_trading_state().value,
-        }
+        never block the writer). ``DataDirUnusable`` when the database cannot be read."""
+        try:
+            account = self.load_account()
+            return {
+                "conditions": [jsonable(condition) for _, condition, _ in self.load_conditions()],
+                "positions": [jsonable(position) for position in self.load_positions()],
+                "balance": account.get("balance", str(initial_balance)),
+                "realized_pnl": account.get("realized_pnl", "0"),
+                "fees_paid": account.get("fees_paid", "0"),
+                "trading_state": self.load_trading_state().value,
+            }
+        except peewee.DatabaseError as error:
+            raise DataDirUnusable(f"{self.path}: cannot be read: {error}") from None
 
     # --- orders (written by the Executor) ---------------------------------------------------
 
