@@ -17,7 +17,9 @@ Command line::
 A session ends on Ctrl-C / SIGTERM, after ``--duration``, at the end of a replay, or by the
 kill switch; it then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop,
 orders in flight settle, open positions are kept or flattened (``[session] on_stop``), and the
-session report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``.
+session report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``. A replay's
+report covers the whole replay (every run on its data folder); other sources' cover the run,
+beside the cumulative account that ``--status`` shows.
 
 Exit codes: 0 clean stop, 2 bad config or input, 3 halted by the supervisor (an actor could
 not be kept alive), 99 stopped by the kill switch.
@@ -306,7 +308,8 @@ class Engine:
         try:
             begun = self.sniper.snapshot()
             self.start_equity = begun.equity
-            self.start_ledger = Ledger(balance=begun.balance, realized_pnl=begun.realized_pnl, fees_paid=begun.fees_paid)
+            self.start_ledger = Ledger(balance=begun.balance, realized_pnl=begun.realized_pnl,
+                                       fees_paid=begun.fees_paid)
         except Exception as error:  # noqa: BLE001 - the report then starts from the initial balance
             logger.bind(actor="engine").warning("START_EQUITY_UNKNOWN: {!r}", error)
         logger.bind(actor="engine").info("ENGINE_STARTED: {} actors up, run {}", len(started), self.run_id)

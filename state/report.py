@@ -755,6 +755,16 @@ def _scope_lines(report: Mapping[str, Any]) -> list[str]:
     return [f"  whole replay ({what}): ticks, trades, PnL, fees, slippage and drawdown cover all of it"]
 
 
+def _open_position_line(position: Mapping[str, Any]) -> str:
+    head = f"  open {position['coin']} {position['direction']} {position['quantity']}"
+    status = position.get("status", "OPEN")
+    if position.get("entry_price") is None:
+        return f"{head} ({status}: its entry is in flight)"
+    return (f"{head} @ {position['entry_price']}, last {position.get('last_price')}, unrealized "
+            f"{signed_cents(position.get('unrealized_pnl_usd'))} USD (after its "
+            f"{cents(position.get('entry_fee_usd'))} entry fee)" + ("" if status == "OPEN" else f" ({status})"))
+
+
 def _money_lines(report: Mapping[str, Any]) -> list[str]:
     """How the balance moved, what is still open, the cumulative account when the totals are a
     resumed folder's last run only, and any disagreement between journal and account."""
@@ -762,14 +772,10 @@ def _money_lines(report: Mapping[str, Any]) -> list[str]:
     if "start_balance" in report and report.get("balance") is not None:
         lines.append(
             f"  balance {cents(report['start_balance'])} -> {cents(report['balance'])} "
-            f"(closed trades' gross {signed_cents(report.get('gross_pnl_usd'))}, fees -{cents(report['fees_paid_usd'])})")
+            f"(closed trades' gross {signed_cents(report.get('gross_pnl_usd'))}, "
+            f"fees -{cents(report['fees_paid_usd'])})")
     for position in report.get("open_positions") or []:
-        entry = position.get("entry_price")
-        lines.append(
-            f"  open {position['coin']} {position['direction']} {position['quantity']} "
-            + (f"@ {entry}, last {position.get('last_price')}, unrealized "
-               f"{signed_cents(position.get('unrealized_pnl_usd'))} USD (after its {cents(position.get('entry_fee_usd'))} "
-               f"entry fee)" if entry is not None else f"({position.get('status')}: entry in flight)"))
+        lines.append(_open_position_line(position))
     account = report.get("account")
     if account and report.get("scope") == "run" and report.get("resumed_account"):
         lines.append(

@@ -41,6 +41,7 @@ from state.report import (
     trade_stats,
     utc_day,
 )
+from state.store import jsonable
 from state.types import OrderIntent
 
 D = Decimal
@@ -238,7 +239,8 @@ def test_report_money_when_the_journal_disagrees_or_is_silent_then_each_mismatch
     silent = report_money(start=start, end=end, journal={}, open_positions=[])
 
     assert fees == "fees: the journal's fills were charged 0.50, the account 0.75"
-    assert silent["mismatches"] == ["journal: no realized_pnl_usd, gross_pnl_usd, fees_paid_usd (the journal did not answer)"]
+    assert silent["mismatches"] == [
+        "journal: no realized_pnl_usd, gross_pnl_usd, fees_paid_usd (the journal did not answer)"]
     assert silent["realized_pnl_usd"] is None and silent["fees_paid_usd"] == D("0.75")
 
 
@@ -418,3 +420,11 @@ def test_format_report_when_a_run_resumed_an_account_then_the_cumulative_account
     assert ("  account since the data folder began (as --status): balance 10012.35 | realized 13.50 USD | "
             "fees 1.05 USD; the figures above are this run's") in text.splitlines()
     assert "whole replay" not in text
+
+
+def test_format_report_when_an_entry_is_still_in_flight_then_it_is_listed_without_a_price():
+    rows = open_position_rows([pending("p7")])
+    text = format_report(_report(open_positions=jsonable(rows)))
+
+    assert rows[0]["entry_price"] is None and rows[0]["unrealized_pnl_usd"] == D(0)
+    assert "  open BTC LONG 0 (PENDING: its entry is in flight)" in text.splitlines()
