@@ -179,6 +179,8 @@ def test_a_replay_interrupted_by_ctrl_c_then_resumed_reports_the_whole_replay_as
     assert 0 < first["ticks"] < reference["ticks"], "stopped in the middle"
     assert first["open_positions_at_end"] == 1 and first["total_trades"] >= 1
     assert f"Session {first['run_id']}" in printed
+    assert_report_adds_up(first, *journal_of(data_dir), {first["run_id"]})  # a graceful stop loses nothing
+    assert first["fees_paid_usd"] == status_of(config, data_dir)["fees_paid"]
 
     result = subprocess.run(command, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             timeout=180)
