@@ -25,7 +25,9 @@ A session ends on Ctrl-C / SIGTERM, after ``--duration``, at the end of a replay
 kill switch, or when a live source has received nothing since start (``FEED_GAVE_UP``); it
 then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop, orders in
 flight settle, open positions are kept or flattened (``[session] on_stop``), and the session
-report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``.
+report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``. A replay's
+report covers the whole replay (every run on its data folder); other sources' cover the run,
+beside the cumulative account that ``--status`` shows.
 
 Exit codes: 0 clean stop (also a finished replay run again), 2 bad config or input (also a
 data folder that holds another session, is in use by another engine, cannot be created or
@@ -101,7 +103,7 @@ from state.messages import (
 )
 from state.market import MarketRules
 from state.models import TradeCondition
-from state.report import format_report
+from state.report import Ledger, format_report, report_money
 from state.session import (
     DataDirError,
     DataDirUnusable,
@@ -221,6 +223,7 @@ class Engine:
         self.started_at: float | None = None
         self.started_wall: datetime | None = None
         self.start_equity = config.paper.initial_balance
+        self.start_ledger = Ledger.fresh(config.paper.initial_balance)  # the account when this run began
         self.finished = threading.Event()  # a replay reached its end and everything settled
         self.killed = threading.Event()  # the kill switch tripped
         self.kill_reason = ""
@@ -362,7 +365,10 @@ class Engine:
         self.started_at = time.monotonic()
         self.started_wall = datetime.now(timezone.utc)
         try:
-            self.start_equity = self.sniper.snapshot().equity
+            begun = self.sniper.snapshot()
+            self.start_equity = begun.equity
+            self.start_ledger = Ledger(balance=begun.balance, realized_pnl=begun.realized_pnl,
+                                       fees_paid=begun.fees_paid)
         except Exception as error:  # noqa: BLE001 - the report then starts from the initial balance
             logger.bind(actor="engine").warning("START_EQUITY_UNKNOWN: {!r}", error)
         logger.bind(actor="engine").info("ENGINE_STARTED: {} actors up, run {}", len(started), self.run_id)
@@ -392,7 +398,7 @@ class Engine:
             self._flatten("SESSION_END" if exit_code != EXIT_KILL_SWITCH else "KILL_SWITCH")
             settled = self._settle(settle_s) and settled
         snapshot = _ask_or(self.sniper.snapshot, None)
-        totals = _ask_or(lambda: self.journal.run_totals(self.run_id, str(self.start_equity)), {})
+        totals = self._report_totals()
         self.report = self._build_report(exit_code, reason, feed_stats, snapshot, totals)
         self._write_report(self.report)
         if settled and exit_code == EXIT_OK and self.finished.is_set() and self.config.feed.source == "replay":
@@ -431,25 +437,78 @@ class Engine:
                 except (ValueError, TimeoutError) as error:
                     logger.bind(actor="engine").error("FLATTEN_FAILED: {}: {}", position.id, error)
 
+    def _report_scope(self) -> tuple[str, Ledger, Any]:
+        """What the report's totals cover: a replay's whole data folder (every run of it, from a
+        fresh account), else this run (from the account as it began)."""
+        if self.config.feed.source == "replay":
+            return "replay", Ledger.fresh(self.config.paper.initial_balance), self.config.paper.initial_balance
+        return "run", self.start_ledger, self.start_equity
+
+    def _report_totals(self) -> dict[str, Any]:
+        """The journal's figures over the report's scope, and the runs it covers (``runs``)."""
+        scope, _, start_equity = self._report_scope()
+        if scope == "run":
+            totals = _ask_or(lambda: self.journal.ask("totals", str(start_equity), (self.run_id,)), {})
+            return {**totals, "runs": [self.run_id]}
+        totals = _ask_or(lambda: self.journal.ask("totals", str(start_equity), None), {})
+        runs = [r for r in _ask_or(lambda: self.journal.ask("run_ids"), []) if r != self.run_id]
+        return {**totals, "runs": [*runs, self.run_id]}
+
+    def _report_ticks(self, feed: dict[str, Any]) -> int:
+        """A replay's ticks are its position in its files: every tick read from their start
+        through the last one this run fed (those a resumed run skipped were fed by the runs
+        before it), so the report of a replay interrupted and resumed counts what an
+        uninterrupted one does; at the end of data, every tick of the files. Other sources:
+        the ticks this run's Feed delivered."""
+        delivered = feed.get("ticks", 0)
+        stats = getattr(self.source, "stats", None)
+        if self.config.feed.source != "replay" or stats is None:
+            return delivered
+        position = _ask_or(stats, {})  # the source has stopped with the Feed: its final numbers
+        if "skipped" not in position or "ticks" not in position:
+            return delivered
+        return int(position["skipped"]) + int(position["ticks"])
+
     def _build_report(self, exit_code: int, reason: str, feed: dict[str, Any], snapshot: Any,
                       totals: dict[str, Any]) -> dict[str, Any]:
+        """The session report. A replay's totals cover the whole replay (every run on its data
+        folder, ``runs``); other sources' cover this run, with the cumulative account beside
+        them. ``fees_paid_usd`` is what the balance lost to fees (the Sniper's ledger), checked
+        against the journal (``mismatches``)."""
         ended = datetime.now(timezone.utc)
         started = self.started_wall or ended
         source = feed.get("source", {}) if isinstance(feed, dict) else {}
+        scope, start_ledger, start_equity = self._report_scope()
+        if snapshot is not None:
+            end_ledger = Ledger(balance=snapshot.balance, realized_pnl=snapshot.realized_pnl,
+                                fees_paid=snapshot.fees_paid)
+            money = jsonable(report_money(start=start_ledger, end=end_ledger, journal=totals,
+                                          open_positions=snapshot.positions))
+        else:
+            money = {"mismatches": ["account: the Sniper did not answer; money from the journal alone"],
+                     "realized_pnl_usd": totals.get("realized_pnl_usd"), "fees_paid_usd": totals.get("fees_paid_usd")}
+        for mismatch in money["mismatches"]:
+            logger.bind(actor="engine").warning("REPORT_MISMATCH: {}", mismatch)
         report: dict[str, Any] = {
             "run_id": self.run_id,
+            "scope": scope,
+            "runs": totals.get("runs", [self.run_id]),
             "started_at": started.isoformat(),
             "ended_at": ended.isoformat(),
             "duration_s": round((ended - started).total_seconds(), 3),
-            "ticks": feed.get("ticks", 0),
+            "ticks": self._report_ticks(feed),
+            "ticks_this_run": feed.get("ticks", 0),
             "total_trades": totals.get("total_trades", 0),
             "wins": totals.get("wins", 0),
             "losses": totals.get("losses", 0),
-            "realized_pnl_usd": str(totals.get("realized_pnl_usd", "0")),
-            "fees_paid_usd": str(totals.get("fees_paid_usd", "0")),
+            "realized_pnl_usd": money.get("realized_pnl_usd"),
+            "gross_pnl_usd": money.get("gross_pnl_usd"),
+            "fees_paid_usd": money.get("fees_paid_usd"),
             "slippage_avg_bps": str(totals.get("slippage_avg_bps", "0")),
             "max_drawdown_pct": str(totals.get("max_drawdown_pct", "0")),
             "open_positions_at_end": sum(1 for p in snapshot.positions) if snapshot is not None else None,
+            "open_positions": money.get("open_positions", []),
+            "unrealized_pnl_usd": money.get("unrealized_pnl_usd"),
             "restarts": sum(self.restarts.values()),
             "restarts_by_actor": {role: n for role, n in self.restarts.items() if n},
             "exit_code": exit_code,
@@ -466,9 +525,13 @@ class Engine:
             "top_of_book": feed.get("top_of_book", {}),
             "recorded": {coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
             "bad_rows": source.get("bad_rows", 0) if isinstance(source, dict) else 0,
-            "start_equity": str(self.start_equity),
+            "start_equity": str(start_equity),
             "end_equity": str(snapshot.equity) if snapshot is not None else None,
+            "start_balance": money.get("start_balance"),
             "balance": str(snapshot.balance) if snapshot is not None else None,
+            "account": money.get("account"),
+            "resumed_account": start_ledger != Ledger.fresh(self.config.paper.initial_balance),
+            "mismatches": money["mismatches"],
             "trading_state": _ask_or(self.risk_gate.trading_state, None),
             "on_stop": self.config.session.on_stop,
             "data_dir": str(self.data_dir),

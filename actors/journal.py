@@ -27,7 +27,8 @@ is recorded as an ``events`` row only and never crashes the Journal. ``TimerFire
 
 Requests from outside (``engine.journal``), each answered after a flush, as JSON-ready dicts
 (decimals as exact text, ``str``): ``events(kind)``, ``trades(coin, days, run_id, status)``,
-``daily(days)``, ``orders(run_id)``, ``run_totals(run_id, start_equity)``, ``stats()``.
+``daily(days)``, ``orders(run_id)``, ``run_totals(run_id, start_equity)``,
+``totals(start_equity, run_ids)``, ``run_ids()``, ``stats()``.
 
 **Emits** nothing.
 
@@ -431,6 +432,18 @@ class Journal(EngineActor):
         start = to_decimal(start_equity, "start_equity")
         self._flush()
         return self._store.run_totals(run_id, start)
+
+    def _ask_totals(self, start_equity: Any, run_ids: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The session report's journal figures over ``run_ids`` (every run when ``None``):
+        ``JournalStore.totals``."""
+        start = to_decimal(start_equity, "start_equity")
+        self._flush()
+        return self._store.totals(start, run_ids)
+
+    def _ask_run_ids(self) -> list[str]:
+        """Every run the journal has recorded, in the order each first appeared."""
+        self._flush()
+        return self._store.run_ids()
 
     def _ask_stats(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "written": self.written, "buffered": len(self._pending),

@@ -399,20 +399,48 @@ class JournalStore:
             rows.append(row)
         return rows
 
-    def run_totals(self, run_id: str, start_equity: Any) -> dict[str, Any]:
-        """The session report's numbers for ``run_id`` (``report.run_totals`` over this run's
-        CLOSED trades, its orders and its equity curve after ``start_equity``): exactly the keys
-        ``total_trades``, ``wins``, ``losses`` (ints), ``realized_pnl_usd``, ``fees_paid_usd``,
-        ``slippage_avg_bps``, ``max_drawdown_pct`` (exact decimal text)."""
-        if not isinstance(run_id, str) or not run_id:
-            raise ValueError(f"run_id: expected a run id, got {run_id!r}")
-        totals = report.run_totals(
-            self.trades(run_id=run_id, status=TradeStatus.CLOSED.value),
-            self.orders(run_id=run_id),
-            [row["equity"] for row in self.equity(run_id=run_id)],
+    def run_ids(self) -> list[str]:
+        """Every run the journal has recorded (by its events), in the order each first appeared."""
+        model = self._Event
+        first = peewee.fn.MIN(model.id)
+        query = model.select(model.run_id, first.alias("first")).group_by(model.run_id).order_by(first)
+        return [row["run_id"] for row in query.dicts()]
+
+    def totals(self, start_equity: Any, run_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """The session report's journal figures (``report.scope_totals``) over the CLOSED trades,
+        the orders and the equity curve (after ``start_equity``) of the runs ``run_ids``, or of
+        every run when ``None`` (a whole replay: its data folder and journal hold nothing else).
+        Exactly the keys ``report.SCOPE_TOTAL_KEYS``: ints for counts, exact decimal text for
+        the rest."""
+        if run_ids is not None:
+            run_ids = list(run_ids)
+            bad = [r for r in run_ids if not isinstance(r, str) or not r]
+            if bad or not run_ids:
+                raise ValueError(f"run_ids: expected run ids, got {run_ids!r}")
+        trades, orders, equity = self._Trade, self._Order, self._Equity
+        trade_query = trades.select().where(trades.status == TradeStatus.CLOSED.value)
+        order_query = orders.select().order_by(orders.ts_ns, orders.client_order_id)
+        equity_query = equity.select(equity.equity).order_by(equity.id)
+        if run_ids is not None:
+            trade_query = trade_query.where(trades.run_id.in_(run_ids))
+            order_query = order_query.where(orders.run_id.in_(run_ids))
+            equity_query = equity_query.where(equity.run_id.in_(run_ids))
+        totals = report.scope_totals(
+            list(trade_query.dicts()), list(order_query.dicts()), [row["equity"] for row in equity_query.dicts()],
             start_equity,
         )
         return jsonable(totals)
+
+    def run_totals(self, run_id: str, start_equity: Any) -> dict[str, Any]:
+        """The journal's numbers for ``run_id`` (``report.run_totals`` over this run's CLOSED
+        trades, its orders and its equity curve after ``start_equity``): exactly the keys
+        ``total_trades``, ``wins``, ``losses`` (ints), ``realized_pnl_usd``, ``fees_paid_usd``
+        (every fee of the run's fills), ``slippage_avg_bps``, ``max_drawdown_pct`` (exact
+        decimal text)."""
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"run_id: expected a run id, got {run_id!r}")
+        totals = self.totals(start_equity, [run_id])
+        return {key: totals[key] for key in report.RUN_TOTAL_KEYS}
 
 
 # --- helpers -------------------------------------------------------------------------------------------

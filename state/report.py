@@ -13,6 +13,9 @@ Conventions (the report and the tables agree on each):
   after fees counts as a loss, so ``wins + losses == total_trades`` always.
 - **pnl** is net (after entry and exit fees); **pnl_pct** is ``pnl / entry notional`` as a
   *fraction* (``0.01`` is 1 %, like a condition's ``stop_loss_pct``), 8 decimals.
+- **Fees paid** are every fee charged (each fill's), entries of positions still open included:
+  what the cash balance lost to fees. The engine's ledger is ``balance = start + gross results
+  of the closed trades - fees paid``; the session report checks its journal figures against it.
 - **Slippage** in basis points, signed so that a worse price for the trader is positive:
   BUY ``(fill - ref) / ref * 1e4``, SELL ``(ref - fill) / ref * 1e4``, 4 decimals.
 - **Drawdown** is peak-to-trough as a *percentage* of the running peak (``2.5`` is 2.5 %),
@@ -183,10 +186,57 @@ def average_slippage_bps(orders: Iterable[Mapping[str, Any]]) -> Decimal:
     return (sum(values, ZERO) / len(values)).quantize(BPS_QUANTUM)
 
 
+def fill_fees(orders: Iterable[Mapping[str, Any]]) -> Decimal:
+    """Every fee the FILLED orders of ``orders`` were charged: entries of positions still open
+    included, which is what the cash balance lost to fees (``fee`` of each filled row)."""
+    return sum(
+        (money(o["fee"], "fee") for o in orders
+         if o.get("status") == JournalOrderStatus.FILLED.value and o.get("fee") is not None),
+        ZERO,
+    )
+
+
 RUN_TOTAL_KEYS = (
     "total_trades", "wins", "losses", "realized_pnl_usd", "fees_paid_usd", "slippage_avg_bps",
     "max_drawdown_pct",
 )
+# The session report's journal figures: the run totals and the closed trades' gross result.
+SCOPE_TOTAL_KEYS = (*RUN_TOTAL_KEYS, "gross_pnl_usd")
+
+
+def scope_totals(
+    trades: Iterable[Mapping[str, Any]],
+    orders: Iterable[Mapping[str, Any]],
+    equity_samples: Iterable[Any],
+    start_equity: Any,
+) -> dict[str, Any]:
+    """The journal's numbers over a set of rows (one run's, or every run of a replay).
+
+    ``trades`` and ``orders`` are the rows in scope (the caller selects them by run); only
+    CLOSED trades count and only FILLED orders have slippage and fees. ``equity_samples`` are
+    the equities in time order (every AccountMarked and the equity after every closed trade);
+    the drawdown is taken over ``start_equity`` followed by them.
+
+    - ``realized_pnl_usd``: the closed trades' net PnL; ``gross_pnl_usd``: their result before
+      fees (``pnl + fees`` of each), which is what their exits added to the cash balance;
+    - ``fees_paid_usd``: every fee of the filled orders (``fill_fees``), entries of positions
+      still open included, so ``balance change == gross_pnl_usd - fees_paid_usd``.
+
+    Returns exactly the keys ``SCOPE_TOTAL_KEYS``: ints for counts, ``Decimal`` for the rest.
+    """
+    stats = trade_stats(trades)
+    orders = list(orders)
+    curve = [money(start_equity, "start_equity"), *(money(e, "equity") for e in equity_samples)]
+    return {
+        "total_trades": stats.total_trades,
+        "wins": stats.wins,
+        "losses": stats.losses,
+        "realized_pnl_usd": stats.realized_pnl_usd,
+        "fees_paid_usd": fill_fees(orders),
+        "slippage_avg_bps": average_slippage_bps(orders),
+        "max_drawdown_pct": max_drawdown_pct(curve),
+        "gross_pnl_usd": stats.realized_pnl_usd + stats.fees_paid_usd,
+    }
 
 
 def run_totals(
@@ -195,25 +245,104 @@ def run_totals(
     equity_samples: Iterable[Any],
     start_equity: Any,
 ) -> dict[str, Any]:
-    """The journal's numbers for one run's session report.
+    """The journal's numbers for one run (``scope_totals`` over that run's rows): exactly the
+    keys ``RUN_TOTAL_KEYS``. ``fees_paid_usd`` is every fee the run's fills were charged."""
+    totals = scope_totals(trades, orders, equity_samples, start_equity)
+    return {key: totals[key] for key in RUN_TOTAL_KEYS}
 
-    ``trades`` and ``orders`` are the run's rows (the caller selects them by ``run_id``);
-    only CLOSED trades count and only FILLED orders have slippage. ``equity_samples`` are the
-    run's equities in time order (every AccountMarked and the equity after every closed
-    trade); the drawdown is taken over ``start_equity`` followed by them.
 
-    Returns exactly the keys ``RUN_TOTAL_KEYS``: ints for counts, ``Decimal`` for the rest.
+# --- the session report's money: the account's ledger against the journal ------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ledger:
+    """The Sniper's account at one instant, as ``--status`` prints it: cash ``balance``, the
+    closed positions' net ``realized_pnl`` and every fee charged (``fees_paid``), each since the
+    data folder began. The engine's identity: ``balance = initial + sum of closed gross results
+    - fees_paid``."""
+
+    balance: Decimal
+    realized_pnl: Decimal
+    fees_paid: Decimal
+
+    @classmethod
+    def fresh(cls, initial_balance: Any) -> Ledger:
+        """The account of a new data folder."""
+        return cls(balance=money(initial_balance, "initial_balance"), realized_pnl=ZERO, fees_paid=ZERO)
+
+
+def open_position_rows(positions: Iterable[Position]) -> list[dict[str, Any]]:
+    """The positions still held at the end, for the report: ``position_id``, ``coin``,
+    ``direction``, ``status``, ``quantity``, ``entry_price``, ``last_price`` (the last price
+    it was marked at), ``unrealized_pnl_usd`` (at that price, net of its entry fee as the
+    engine counts it: ``qty x (last - entry)`` for LONG, less the fee) and ``entry_fee_usd``
+    (already out of the balance and in ``fees_paid_usd``). A PENDING entry has no price yet."""
+    rows = []
+    for position in positions:
+        rows.append({
+            "position_id": position.id,
+            "coin": position.coin,
+            "direction": position.direction.value,
+            "status": position.status.value,
+            "quantity": position.quantity,
+            "entry_price": position.entry_price,
+            "last_price": position.current_price,
+            "unrealized_pnl_usd": position.unrealized_pnl,
+            "entry_fee_usd": position.fees_paid,
+        })
+    return rows
+
+
+def report_money(
+    *,
+    start: Ledger,
+    end: Ledger,
+    journal: Mapping[str, Any],
+    open_positions: Iterable[Position],
+) -> dict[str, Any]:
+    """The money of a session report over a scope that began at ledger ``start`` and ended at
+    ``end`` (a run: the Sniper's account when it started; a whole replay: a fresh account).
+
+    - ``fees_paid_usd``: what the balance lost to fees in the scope (``end.fees_paid -
+      start.fees_paid``), entries of positions still open included;
+    - ``realized_pnl_usd``, ``gross_pnl_usd``: the journal's closed trades in the scope;
+    - ``start_balance``; ``unrealized_pnl_usd``: the open positions' total (net of their entry
+      fees); ``open_positions``: ``open_position_rows``;
+    - ``account``: the ``end`` ledger (cumulative since the data folder began: ``--status``);
+    - ``mismatches``: a sentence for each way the journal disagrees with the ledger (journal
+      fees vs ledger fees, journal realized vs ledger realized, and ``end.balance -
+      start.balance == gross_pnl_usd - fees_paid_usd``); empty when the report adds up.
+
+    ``journal`` holds ``scope_totals`` (as Decimal or exact text); missing keys (a journal
+    that did not answer) are reported as a mismatch, never as zeros passed off as facts.
     """
-    stats = trade_stats(trades)
-    curve = [money(start_equity, "start_equity"), *(money(e, "equity") for e in equity_samples)]
+    positions = list(open_positions)
+    fees = end.fees_paid - start.fees_paid
+    realized_ledger = end.realized_pnl - start.realized_pnl
+    mismatches: list[str] = []
+    missing = [key for key in ("realized_pnl_usd", "gross_pnl_usd", "fees_paid_usd") if key not in journal]
+    if missing:
+        mismatches.append(f"journal: no {', '.join(missing)} (the journal did not answer)")
+        realized = gross = None
+    else:
+        realized = money(journal["realized_pnl_usd"], "realized_pnl_usd")
+        gross = money(journal["gross_pnl_usd"], "gross_pnl_usd")
+        journal_fees = money(journal["fees_paid_usd"], "fees_paid_usd")
+        if journal_fees != fees:
+            mismatches.append(f"fees: the journal's fills were charged {journal_fees}, the account {fees}")
+        if realized != realized_ledger:
+            mismatches.append(f"realized: the journal's closed trades made {realized}, the account {realized_ledger}")
+        if end.balance - start.balance != gross - fees:
+            mismatches.append(
+                f"balance: {start.balance} -> {end.balance} is not {start.balance} + gross {gross} - fees {fees}")
     return {
-        "total_trades": stats.total_trades,
-        "wins": stats.wins,
-        "losses": stats.losses,
-        "realized_pnl_usd": stats.realized_pnl_usd,
-        "fees_paid_usd": stats.fees_paid_usd,
-        "slippage_avg_bps": average_slippage_bps(orders),
-        "max_drawdown_pct": max_drawdown_pct(curve),
+        "realized_pnl_usd": realized,
+        "gross_pnl_usd": gross,
+        "fees_paid_usd": fees,
+        "start_balance": start.balance,
+        "unrealized_pnl_usd": sum((p.unrealized_pnl for p in positions), ZERO),
+        "open_positions": open_position_rows(positions),
+        "account": {"balance": end.balance, "realized_pnl": end.realized_pnl, "fees_paid": end.fees_paid},
+        "mismatches": mismatches,
     }
 
 
@@ -542,9 +671,11 @@ __all__ = [
     "DailyRow",
     "EquitySample",
     "JournalOrderStatus",
+    "Ledger",
     "Mark",
     "OrderRow",
     "RUN_TOTAL_KEYS",
+    "SCOPE_TOTAL_KEYS",
     "SampleKind",
     "TradeRow",
     "TradeStats",
@@ -555,12 +686,16 @@ __all__ = [
     "day_after_kill_switch",
     "day_after_mark",
     "drawdown_pct",
+    "fill_fees",
     "is_rejected_entry",
     "is_win",
     "max_drawdown_pct",
     "new_day",
+    "open_position_rows",
     "order_row",
+    "report_money",
     "run_totals",
+    "scope_totals",
     "slippage_bps",
     "trade_row",
     "trade_stats",
@@ -570,23 +705,41 @@ __all__ = [
 
 # --- the session report as text ---------------------------------------------------------------
 
+CENT = Decimal("0.01")
+
+
+def cents(value: Any) -> str:
+    """Money for the console: rounded half-even to the cent, ``-`` when unknown, and never
+    ``-0.00`` (a loss too small to show is shown as 0.00)."""
+    if value is None:
+        return "-"
+    rounded = money(value, "money").quantize(CENT)
+    return f"{rounded.copy_abs() if rounded == 0 else rounded:.2f}"
+
+
+def signed_cents(value: Any) -> str:
+    """``cents`` with an explicit ``+`` for a gain (a PnL figure)."""
+    text = cents(value)
+    return text if text in ("-", "0.00") or text.startswith("-") else f"+{text}"
+
+
 def format_report(report: Mapping[str, Any]) -> str:
-    """The session report (``summary.json``) as a few readable lines for the terminal."""
+    """The session report (``summary.json``) as a few readable lines for the terminal: money
+    to the cent (``summary.json`` keeps the exact values)."""
     if not report:
         return "no session report (the engine stopped before it could make one)"
-
-    def usd(value: Any) -> str:
-        return "-" if value is None else f"{Decimal(value):.2f}"
-
+    usd = cents
     return "\n".join([
         f"Session {report['run_id']} ({report['source']}{' SIMULATED' if report.get('simulated') else ''}): "
         f"{report['duration_s']}s, {report['ticks']} ticks, ended by {report['end_reason']}",
+        *_scope_lines(report),
         f"  trades {report['total_trades']} (wins {report['wins']}, losses {report['losses']}) | "
         f"realized {usd(report['realized_pnl_usd'])} USD | fees {usd(report['fees_paid_usd'])} USD | "
         f"slippage {report['slippage_avg_bps']} bps | max drawdown {report['max_drawdown_pct']} %",
         f"  equity {usd(report['start_equity'])} -> {usd(report['end_equity'])} | open positions "
         f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
         f"trading {report['trading_state']}",
+        *_money_lines(report),
         f"  report: {Path(report['data_dir']) / 'runs' / report['run_id'] / 'summary.json'}",
         *([f"  recorded: {', '.join(f'{coin} {path}' for coin, path in report['recorded'].items())}"]
           if report.get("recorded") else []),
@@ -602,3 +755,45 @@ def _feed_health_lines(report: Mapping[str, Any]) -> list[str]:
     if report.get("source") not in LIVE_SOURCES and not any(counts.values()):
         return []
     return ["  feed: " + " | ".join(f"{name} {count}" for name, count in counts.items())]
+
+
+def _scope_lines(report: Mapping[str, Any]) -> list[str]:
+    """Which runs the totals cover: a replay's report covers every run of it."""
+    runs = report.get("runs") or []
+    if report.get("scope") != "replay" or not runs:
+        return []
+    earlier = [run for run in runs if run != report["run_id"]]
+    what = "this run alone" if not earlier else f"{len(runs)} runs: {', '.join(runs)}"
+    return [f"  whole replay ({what}): ticks, trades, PnL, fees, slippage and drawdown cover all of it"]
+
+
+def _open_position_line(position: Mapping[str, Any]) -> str:
+    head = f"  open {position['coin']} {position['direction']} {position['quantity']}"
+    status = position.get("status", "OPEN")
+    if position.get("entry_price") is None:
+        return f"{head} ({status}: its entry is in flight)"
+    return (f"{head} @ {position['entry_price']}, last {position.get('last_price')}, unrealized "
+            f"{signed_cents(position.get('unrealized_pnl_usd'))} USD (after its "
+            f"{cents(position.get('entry_fee_usd'))} entry fee)" + ("" if status == "OPEN" else f" ({status})"))
+
+
+def _money_lines(report: Mapping[str, Any]) -> list[str]:
+    """How the balance moved, what is still open, the cumulative account when the totals are a
+    resumed folder's last run only, and any disagreement between journal and account."""
+    lines = []
+    if "start_balance" in report and report.get("balance") is not None:
+        lines.append(
+            f"  balance {cents(report['start_balance'])} -> {cents(report['balance'])} "
+            f"(closed trades' gross {signed_cents(report.get('gross_pnl_usd'))}, "
+            f"fees -{cents(report['fees_paid_usd'])})")
+    for position in report.get("open_positions") or []:
+        lines.append(_open_position_line(position))
+    account = report.get("account")
+    if account and report.get("scope") == "run" and report.get("resumed_account"):
+        lines.append(
+            f"  account since the data folder began (as --status): balance {cents(account['balance'])} | "
+            f"realized {cents(account['realized_pnl'])} USD | fees {cents(account['fees_paid'])} USD; "
+            f"the figures above are this run's")
+    for mismatch in report.get("mismatches") or []:
+        lines.append(f"  WARNING the journal and the account disagree: {mismatch}")
+    return lines

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = "trades/binance-futures_BTCUSDT_trades_2020-02-22.csv.gz"
 DAY_TICKS = 137_988
 # Fields of summary.json that legitimately differ between two runs of the same data.
-RUN_FIELDS = {"run_id", "started_at", "ended_at", "duration_s", "data_dir"}
+RUN_FIELDS = {"run_id", "runs", "started_at", "ended_at", "duration_s", "data_dir"}
 
 
 def write_config(folder: Path, files: list[tuple[str, Path]], *, speed: str = "max", bar_seconds: int = 60,
@@ -98,14 +98,21 @@ def status_of(config: Path, data_dir: Path) -> dict[str, Any]:
 
 
 def assert_report_agrees_with_journal(data_dir: Path) -> dict[str, Any]:
+    """The report of a replay covers every run of it (``runs``); its fees are every fill's fee,
+    those of positions still open included."""
     report = summary_of(data_dir)
+    assert report["scope"] == "replay" and report["run_id"] in report["runs"]
     trades = [t for t in journal_rows(data_dir, "trades", "position_id")
-              if t["status"] == "CLOSED" and t["run_id"] == report["run_id"]]
+              if t["status"] == "CLOSED" and t["run_id"] in report["runs"]]
+    fills = [o for o in journal_rows(data_dir, "orders", "client_order_id")
+             if o["status"] == "FILLED" and o["run_id"] in report["runs"]]
     assert report["total_trades"] == len(trades)
     assert report["wins"] == sum(1 for t in trades if Decimal(t["pnl"]) > 0)
     assert report["losses"] == len(trades) - report["wins"]
     assert Decimal(report["realized_pnl_usd"]) == sum((Decimal(t["pnl"]) for t in trades), Decimal(0))
-    assert Decimal(report["fees_paid_usd"]) == sum((Decimal(t["fees"]) for t in trades), Decimal(0))
+    assert Decimal(report["fees_paid_usd"]) == sum((Decimal(o["fee"]) for o in fills), Decimal(0))
+    assert Decimal(report["fees_paid_usd"]) >= sum((Decimal(t["fees"]) for t in trades), Decimal(0))
+    assert report["mismatches"] == []
     return report
 
 
@@ -265,8 +272,15 @@ def test_kill_9_during_a_replay_with_a_position_open_then_the_same_command_conti
     result = subprocess.run(command, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert summary_of(data_dir)["end_reason"] == "end of data"
+    final, whole = summary_of(data_dir), summary_of(reference)
+    assert final["end_reason"] == "end of data"
     assert closed_trades(data_dir) == expected, "the resumed replay must end exactly as the uninterrupted one"
+    # The report covers the whole replay: the killed run too (the account's figures are durable).
+    # Three runs wrote to this folder: the one killed, the one that read the snapshot, the last.
+    assert len(final["runs"]) == 3 and final["runs"][-1] == final["run_id"]
+    assert final["ticks"] == whole["ticks"] == 12_000
+    assert {k: final[k] for k in ("fees_paid_usd", "balance", "end_equity", "total_trades", "realized_pnl_usd")} == \
+        {k: whole[k] for k in ("fees_paid_usd", "balance", "end_equity", "total_trades", "realized_pnl_usd")}
     with sqlite3.connect(data_dir / "engine.db") as db:
         ids = [row[0] for row in db.execute("SELECT client_order_id FROM venue_orders")]
         fills = [json.loads(row[0]) for row in db.execute("SELECT data FROM orders")]

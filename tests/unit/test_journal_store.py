@@ -27,6 +27,7 @@ from state.report import (
     DailyRow,
     EquitySample,
     Mark,
+    RUN_TOTAL_KEYS,
     OrderRow,
     TradeRow,
     daily_rows,
@@ -242,12 +243,37 @@ def test_run_totals_when_asked_then_they_agree_with_the_tables(store: JournalSto
     closed = [t for t in store.trades(run_id="r1") if t["status"] == "CLOSED"]
     assert totals["total_trades"] == len(closed) == 3
     assert D(totals["realized_pnl_usd"]) == sum(D(t["pnl"]) for t in closed) == D("7.84")
-    assert D(totals["fees_paid_usd"]) == sum(D(t["fees"]) for t in closed)
+    fills = [o for o in store.orders(run_id="r1") if o["status"] == "FILLED"]
+    assert D(totals["fees_paid_usd"]) == sum(D(o["fee"]) for o in fills) == D("0.50"), "every fill's fee"
     assert (totals["wins"], totals["losses"]) == (1, 2)
     assert totals["slippage_avg_bps"] == "0.5000"
     curve = [D("10000")] + [D(s["equity"]) for s in store.equity(run_id="r1")]
     assert totals["max_drawdown_pct"] == str(max_drawdown_pct(curve)) == "1.0000"
     assert json.loads(json.dumps(totals)) == totals, "JSON-ready"
+
+
+def test_totals_when_no_run_given_then_every_run_and_the_runs_in_the_order_they_appeared(store: JournalStore):
+    store.write(JournalBatch(
+        events=(replace(event(ts_ns=DAY1), run_id="r2"), event(ts_ns=DAY1 + 1), replace(event(), run_id="r2")),
+        trades=(trade("p1", pnl="12.34", fees="0.50"), trade("p2", pnl="-4.5", fees="0.50", run_id="r2"),
+                trade("p3", status="OPEN", fees="0.25", run_id="r2")),
+        orders=(order("p1-E"), order("p1-X1"), order("p2-E"), order("p2-X1", run_id="r2"),
+                order("p3-E", run_id="r2", slippage="-1")),
+        equity=(sample(DAY1, "10100"), sample(DAY1 + 1, "9999", run_id="r2")),
+    ))
+
+    every = store.totals("10000")
+    one = store.totals("10000", ["r2"])
+
+    assert store.run_ids() == ["r2", "r1"]
+    assert (every["total_trades"], every["wins"], every["losses"]) == (2, 1, 1)
+    assert every["realized_pnl_usd"] == "7.84" and every["gross_pnl_usd"] == "8.84"
+    assert every["fees_paid_usd"] == "1.25", "five fills at 0.25: the open position's entry too"
+    assert every["slippage_avg_bps"] == "1.8000" and every["max_drawdown_pct"] == "1.0000", "10100 -> 9999"
+    assert (one["total_trades"], one["fees_paid_usd"], one["gross_pnl_usd"]) == (1, "0.50", "-4.00")
+    assert store.run_totals("r2", "10000") == {k: one[k] for k in RUN_TOTAL_KEYS}
+    with pytest.raises(ValueError, match="run_ids"):
+        store.totals("10000", [])
 
 
 def test_daily_rows_reference_when_built_from_the_tables_then_equal_to_stored_rows(store: JournalStore):

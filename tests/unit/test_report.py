@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -12,8 +13,10 @@ from state.messages import OrderRequest
 from state.models import Position, PositionTrigger
 from state.report import (
     RUN_TOTAL_KEYS,
+    SCOPE_TOTAL_KEYS,
     DailyRow,
     JournalOrderStatus,
+    Ledger,
     Mark,
     TradeStatus,
     average_slippage_bps,
@@ -21,18 +24,24 @@ from state.report import (
     day_after_close,
     day_after_kill_switch,
     day_after_mark,
+    fill_fees,
     first_day_of_window,
+    cents,
     format_report,
     is_rejected_entry,
     max_drawdown_pct,
     new_day,
+    open_position_rows,
     order_row,
+    report_money,
     run_totals,
+    scope_totals,
     slippage_bps,
     trade_row,
     trade_stats,
     utc_day,
 )
+from state.store import jsonable
 from state.types import OrderIntent
 
 D = Decimal
@@ -136,12 +145,15 @@ def test_trade_stats_when_rows_are_open_or_rejected_then_they_are_not_trades():
 
 
 def test_run_totals_when_given_rows_then_exactly_the_report_keys_and_exact_sums():
-    trades = [trade("10.10", "0.40"), trade("-3.05", "0.45"), trade(None, "0", "REJECTED")]
-    orders = [
-        {"status": "FILLED", "slippage_bps": "2.0000"},
-        {"status": "FILLED", "slippage_bps": "-1.0000"},
-        {"status": "FILLED", "slippage_bps": "0.5000"},
-        {"status": "DENIED", "slippage_bps": None},
+    trades = [trade("10.10", "0.40"), trade("-3.05", "0.45"), trade(None, "0", "REJECTED"),
+              trade(None, "0.25", "OPEN")]
+    orders = [  # the two closed trades' entries and exits, the open position's entry, a denial
+        {"status": "FILLED", "slippage_bps": "2.0000", "fee": "0.20"},
+        {"status": "FILLED", "slippage_bps": "-1.0000", "fee": "0.20"},
+        {"status": "FILLED", "slippage_bps": "0.5000", "fee": "0.22"},
+        {"status": "FILLED", "slippage_bps": "0.5000", "fee": "0.23"},
+        {"status": "FILLED", "slippage_bps": "0.0000", "fee": "0.25"},
+        {"status": "DENIED", "slippage_bps": None, "fee": None},
     ]
 
     totals = run_totals(trades, orders, ["10050", "9900", "10007.05"], "10000")
@@ -149,10 +161,23 @@ def test_run_totals_when_given_rows_then_exactly_the_report_keys_and_exact_sums(
     assert tuple(totals) == RUN_TOTAL_KEYS
     assert totals == {
         "total_trades": 2, "wins": 1, "losses": 1,
-        "realized_pnl_usd": D("7.05"), "fees_paid_usd": D("0.85"),
-        "slippage_avg_bps": D("0.5000"),
+        "realized_pnl_usd": D("7.05"),
+        "fees_paid_usd": D("1.10"),  # every fill's fee: the open position's entry too
+        "slippage_avg_bps": D("0.4000"),
         "max_drawdown_pct": D("1.4925"),  # 10050 -> 9900
     }
+
+
+def test_scope_totals_when_given_rows_then_the_closed_trades_gross_result_too():
+    trades = [trade("10.10", "0.40"), trade("-3.05", "0.45"), trade(None, "0.25", "OPEN")]
+    orders = [{"status": "FILLED", "slippage_bps": "1", "fee": "0.85"}, {"status": "FILLED", "fee": "0.25"}]
+
+    totals = scope_totals(trades, orders, [], "10000")
+
+    assert tuple(totals) == SCOPE_TOTAL_KEYS
+    assert totals["gross_pnl_usd"] == D("7.90"), "7.05 net + 0.85 of the closed trades' fees"
+    assert totals["fees_paid_usd"] == D("1.10")
+    assert fill_fees([{"status": "REJECTED", "fee": "9"}, {"status": "FILLED", "fee": None}]) == D(0)
 
 
 def test_run_totals_when_equity_falls_below_the_start_then_drawdown_counts_from_the_start():
@@ -161,6 +186,62 @@ def test_run_totals_when_equity_falls_below_the_start_then_drawdown_counts_from_
 
 def test_average_slippage_when_no_fill_then_zero():
     assert average_slippage_bps([{"status": "REJECTED", "slippage_bps": None}]) == D("0")
+
+
+# --- the report's money: the ledger against the journal ----------------------------------------------
+
+def marked(position_id: str = "p2", last: Any = "101") -> Position:
+    """``opened`` (5 at 100, entry fee 0.25) marked at ``last``, as the Sniper marks it."""
+    price = D(str(last))
+    return replace(opened(position_id), current_price=price, unrealized_pnl=D("5") * (price - D("100")) - D("0.25"))
+
+
+def test_open_position_rows_when_marked_then_coin_direction_qty_entry_last_price_and_unrealized():
+    (row,) = open_position_rows([marked(last="101.03")])
+
+    assert row == {"position_id": "p2", "coin": "BTC", "direction": "LONG", "status": "OPEN", "quantity": D("5"),
+                   "entry_price": D("100"), "last_price": D("101.03"), "unrealized_pnl_usd": D("4.90"),
+                   "entry_fee_usd": D("0.25")}
+
+
+def test_report_money_when_a_position_is_still_open_then_its_entry_fee_is_paid_and_the_balance_adds_up():
+    # One trade closed (gross 7.50, fees 0.25 + 0.25, net 7.00), one still open (entry fee 0.25).
+    start = Ledger.fresh("10000")
+    end = Ledger(balance=D("10006.75"), realized_pnl=D("7.00"), fees_paid=D("0.75"))
+    journal = {"realized_pnl_usd": "7.00", "gross_pnl_usd": "7.50", "fees_paid_usd": "0.75"}
+
+    money = report_money(start=start, end=end, journal=journal, open_positions=[marked()])
+
+    assert money["fees_paid_usd"] == D("0.75"), "the open position's entry fee is a fee paid"
+    assert money["start_balance"] - end.balance == money["fees_paid_usd"] - money["gross_pnl_usd"]
+    assert (money["realized_pnl_usd"], money["unrealized_pnl_usd"]) == (D("7.00"), D("4.75"))
+    assert [p["position_id"] for p in money["open_positions"]] == ["p2"]
+    assert money["account"] == {"balance": D("10006.75"), "realized_pnl": D("7.00"), "fees_paid": D("0.75")}
+    assert money["mismatches"] == []
+
+
+def test_report_money_when_the_account_did_not_start_fresh_then_the_run_s_fees_are_the_difference():
+    start = Ledger(balance=D("10006.75"), realized_pnl=D("7.00"), fees_paid=D("0.75"))
+    end = Ledger(balance=D("10005.50"), realized_pnl=D("5.50"), fees_paid=D("1.00"))  # the open one closed
+    journal = {"realized_pnl_usd": "-1.50", "gross_pnl_usd": "-1.00", "fees_paid_usd": "0.25"}
+
+    money = report_money(start=start, end=end, journal=journal, open_positions=[])
+
+    assert money["fees_paid_usd"] == D("0.25") and money["mismatches"] == []
+    assert money["account"]["fees_paid"] == D("1.00"), "cumulative, as --status prints it"
+
+
+def test_report_money_when_the_journal_disagrees_or_is_silent_then_each_mismatch_is_named():
+    start, end = Ledger.fresh("10000"), Ledger(balance=D("10006.75"), realized_pnl=D("7"), fees_paid=D("0.75"))
+    short = {"realized_pnl_usd": "7", "gross_pnl_usd": "7.50", "fees_paid_usd": "0.50"}
+
+    (fees,) = report_money(start=start, end=end, journal=short, open_positions=[])["mismatches"]
+    silent = report_money(start=start, end=end, journal={}, open_positions=[])
+
+    assert fees == "fees: the journal's fills were charged 0.50, the account 0.75"
+    assert silent["mismatches"] == [
+        "journal: no realized_pnl_usd, gross_pnl_usd, fees_paid_usd (the journal did not answer)"]
+    assert silent["realized_pnl_usd"] is None and silent["fees_paid_usd"] == D("0.75")
 
 
 # --- trade and order rows ------------------------------------------------------------------------------
@@ -301,3 +382,49 @@ def test_format_report_when_simulated_and_recorded_then_both_said():
 
 def test_format_report_when_empty_then_says_there_is_none():
     assert format_report({}) == "no session report (the engine stopped before it could make one)"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    ("0.74939", "0.75"), ("-0.70123", "-0.70"), ("0.125", "0.12"), ("0.135", "0.14"), ("-0.004", "0.00"),
+    ("10000", "10000.00"), (None, "-"),
+])
+def test_cents_when_money_given_then_rounded_half_even_to_the_cent_and_never_minus_zero(value, text):
+    assert cents(value) == text
+
+
+def test_format_report_when_positions_are_open_then_each_line_to_the_cent_and_the_balance_adds_up():
+    text = format_report(_report(
+        scope="replay", runs=["20261121T090000Z-aaaaaa", "20261121T100000Z-abc123"],
+        fees_paid_usd="0.74939", gross_pnl_usd="-1.8006", start_balance="10000", balance="9997.44999",
+        open_positions_at_end=1,
+        open_positions=[{"position_id": "p9", "coin": "BTC", "direction": "SHORT", "status": "OPEN",
+                         "quantity": "0.01", "entry_price": "9650.12", "last_price": "9640.5",
+                         "unrealized_pnl_usd": "0.04793994", "entry_fee_usd": "0.0482506"}],
+        mismatches=["fees: the journal's fills were charged 0.69943, the account 0.74939"]))
+
+    lines = text.splitlines()
+    assert lines[1] == ("  whole replay (2 runs: 20261121T090000Z-aaaaaa, 20261121T100000Z-abc123): ticks, trades, "
+                        "PnL, fees, slippage and drawdown cover all of it")
+    assert "| fees 0.75 USD |" in lines[2]
+    assert lines[4] == "  balance 10000.00 -> 9997.45 (closed trades' gross -1.80, fees -0.75)"
+    assert lines[5] == ("  open BTC SHORT 0.01 @ 9650.12, last 9640.5, unrealized +0.05 USD "
+                        "(after its 0.05 entry fee)")
+    assert lines[6] == ("  WARNING the journal and the account disagree: fees: the journal's fills were charged "
+                        "0.69943, the account 0.74939")
+
+
+def test_format_report_when_a_run_resumed_an_account_then_the_cumulative_account_is_said_apart():
+    text = format_report(_report(source="sim", scope="run", runs=["20261121T100000Z-abc123"], resumed_account=True,
+                                 account={"balance": "10012.346", "realized_pnl": "13.5", "fees_paid": "1.048"}))
+
+    assert ("  account since the data folder began (as --status): balance 10012.35 | realized 13.50 USD | "
+            "fees 1.05 USD; the figures above are this run's") in text.splitlines()
+    assert "whole replay" not in text
+
+
+def test_format_report_when_an_entry_is_still_in_flight_then_it_is_listed_without_a_price():
+    rows = open_position_rows([pending("p7")])
+    text = format_report(_report(open_positions=jsonable(rows)))
+
+    assert rows[0]["entry_price"] is None and rows[0]["unrealized_pnl_usd"] == D(0)
+    assert "  open BTC LONG 0 (PENDING: its entry is in flight)" in text.splitlines()
