@@ -22,6 +22,7 @@ The journal (trades, daily PnL, events) has its own database: ``state/journal_st
 
 from __future__ import annotations
 
+import errno
 import json
 import typing
 import uuid
@@ -55,6 +56,34 @@ _PRAGMAS = {
     # order path): the Journal runs ``checkpoint()`` on its timer instead.
     "wal_autocheckpoint": 0,
 }
+
+
+# SQLite's words (both stores are SQLite by default) and the OS errors for a store that can no
+# longer be written: a full disk or quota, a file or folder made read-only, a failing device.
+_UNWRITABLE_MESSAGES = (
+    "database or disk is full",  # SQLITE_FULL
+    "attempt to write a readonly database",  # SQLITE_READONLY
+    "disk i/o error",  # SQLITE_IOERR
+    "unable to open database file",  # SQLITE_CANTOPEN (the folder lost its permissions)
+    "no space left on device",
+    "disk quota exceeded",
+    "read-only file system",
+)
+_UNWRITABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def is_store_unwritable(error: BaseException | str | None) -> bool:
+    """True when ``error`` (or its text) says a store can no longer be written: SQLite's
+    ``database or disk is full``, ``attempt to write a readonly database``, ``disk I/O error``,
+    ``unable to open database file``, or an ``OSError`` for a full disk, a lost permission or a
+    read-only file system (whatever library wrapped it: peewee re-raises SQLite's errors as its
+    own classes with the same text). Retrying such a write cannot help until an operator acts."""
+    if error is None:
+        return False
+    if isinstance(error, OSError) and error.errno in _UNWRITABLE_ERRNOS:
+        return True
+    text = str(error).lower()
+    return any(message in text for message in _UNWRITABLE_MESSAGES)
 
 
 # --- codec: frozen dataclass <-> JSON-safe dict ----------------------------------------------
