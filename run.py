@@ -112,7 +112,7 @@ from state.messages import (
 from state.market import MarketRules
 from state.models import TradeCondition, account_equity
 from state.report import format_report
-from state.store import Store, is_store_unwritable, jsonable
+from state.store import Store, hold_open, is_store_unwritable, jsonable
 from state.strategies import StrategyContext, build_strategy
 from state.types import PositionStatus, TradingState
 
@@ -212,6 +212,8 @@ class Engine:
         self.store_error: str | None = None  # set when a halt came from a store that cannot be written
         self.durable: dict[str, Any] | None = None  # read from the stores as the engine stopped
         self._closed_before = 0  # closed positions in the store when the session started
+        self._account_before: dict[str, str] = {}  # the store's account when the session started
+        self._anchors: list[Any] = []  # idle connections that keep the stores readable (hold_open)
         self.bus.add_tap(self._watch)
         # Wall-clock sources are watched for silence; replayed and manual time is not real time.
         self._stale_after_s = config.feed.stale_after_s if config.feed.source not in ("replay", "manual") else None
@@ -320,8 +322,11 @@ class Engine:
         )
         if self.config.feed.rules_from_exchange():
             self._load_market_rules()
+        self._anchors = [a for db in (self.store.db, self.journal_store.db)
+                         if (a := _step("store anchor not opened", hold_open, db)) is not None]
         with _reading(self.store.db):
             self._closed_before = _step("closed positions unknown", self.store.count_closed_positions) or 0
+            self._account_before = _step("account unknown", self.store.load_account) or {}
         started = []
         try:
             for role in START_ORDER:
@@ -470,6 +475,8 @@ class Engine:
                     self.durable = _read_durable(self)
                 _step("engine store", self.store.close)
                 _step("journal store", self.journal_store.close)
+                for anchor in self._anchors:
+                    _step("store anchor", anchor.close)
                 if self.recorder is not None:
                     _step("recorder", self.recorder.close)
                 _step("rest limiter", self.rest_limiter.close)
@@ -710,13 +717,15 @@ def _read_durable(engine: Engine) -> dict[str, Any]:
         account = store.load_account()
         positions = store.load_positions()
         balance = Decimal(account.get("balance", str(engine.config.paper.initial_balance)))
+        before = engine._account_before
         return {
             "balance": balance,
             "equity": account_equity(balance, positions),
             "open_positions": len(positions),
-            "realized_pnl_all_sessions": account.get("realized_pnl", "0"),
-            "fees_paid_all_sessions": account.get("fees_paid", "0"),
             "closed_positions_this_session": store.count_closed_positions() - engine._closed_before,
+            "realized_pnl_this_session": Decimal(account.get("realized_pnl", "0"))
+            - Decimal(before.get("realized_pnl", "0")),
+            "fees_paid_this_session": Decimal(account.get("fees_paid", "0")) - Decimal(before.get("fees_paid", "0")),
             "trading_state": store.load_trading_state().value,
         }
 
@@ -736,13 +745,19 @@ def _with_durable_state(engine: Engine, report: dict[str, Any], durable: dict[st
     balance, equity and trading state from the engine store. Says so in ``built_from``."""
     out = dict(report)
     out["ticks"] = max(int(out.get("ticks") or 0), engine.ticks_seen)
-    for key, value in (durable.get("journal_totals") or {}).items():
-        out[key] = value
+    trades_from = "the journal database"
+    if "journal_totals" in durable:
+        out.update(durable["journal_totals"])
+    elif "balance" in durable:  # the journal cannot be read: the engine store's own count
+        trades_from = "the engine store (journal unreadable: no wins/losses, slippage or drawdown)"
+        out.update(total_trades=durable["closed_positions_this_session"], wins=None, losses=None,
+                   realized_pnl_usd=str(durable["realized_pnl_this_session"]),
+                   fees_paid_usd=str(durable["fees_paid_this_session"]))
     if "balance" in durable:
         out.update(balance=str(durable["balance"]), end_equity=str(durable["equity"]),
                    open_positions_at_end=durable["open_positions"], trading_state=durable["trading_state"])
-    out["built_from"] = "durable state (the actors were down): ticks counted by the engine, trades from the " \
-                        "journal database, positions and balance from the engine store"
+    out["built_from"] = (f"durable state (the actors were down): ticks counted by the engine, trades from "
+                         f"{trades_from}, positions and balance from the engine store")
     out["durable"] = {key: jsonable(value) for key, value in durable.items() if key != "journal_totals"}
     return out
 
@@ -936,7 +951,10 @@ def main(argv: list[str] | None = None) -> int:
                 reason = f"--duration {args.duration:g}s"
                 break
             if not show_progress:
-                print(_status_line(engine, rates), flush=True)
+                line = _status_line(engine, rates)
+                if _halting(engine):  # it stopped while the line was made: "unavailable" says nothing
+                    break
+                _say(line)
     finally:
         if _halting(engine):  # halted by the supervisor: the actors are gone, the stores remain
             code, report = _halted_report(engine)

@@ -38,7 +38,7 @@ from actors.bus import Bus, RoleState
 from adapters.ports import Clock
 from state.config import SupervisorConfig
 from state.messages import ActorRestarted, Request
-from state.store import is_store_unwritable
+from state.store import unwritable_cause
 
 _PING = Request(name="ping")
 
@@ -120,8 +120,9 @@ class Supervisor:
     def _note_failure(self, role: str, reason: str, error: BaseException | None) -> None:
         if reason.startswith("crashed"):
             self.last_crash[role] = reason
-        if is_store_unwritable(error):
-            self._store_error = (time.monotonic(), f"{role}: {error}")
+        cause = unwritable_cause(error)
+        if cause is not None:
+            self._store_error = (time.monotonic(), f"{role}: {cause}")
 
     def store_error(self) -> str | None:
         """``"<role>: <error>"`` of the latest failure that said a store can no longer be written,
