@@ -122,6 +122,7 @@ EXIT_HALTED = 3
 EXIT_STORE_UNWRITABLE = 5
 EXIT_KILL_SWITCH = 99
 HALT_STOP_WAIT_S = 60.0  # how long main waits for a halted engine's stop before it gives up on it
+EXIT_JOIN_S = 10.0  # how long the process waits for threads left running before it exits anyway
 
 JOURNAL_FLUSH_S = 0.25
 REST_RATE_PER_S = 20.0  # sustained, shared by every REST call of the process
@@ -310,6 +311,9 @@ class Engine:
     def _close_stores(self) -> None:
         self.store.close()
         self.journal_store.close()
+        for anchor in self._anchors:
+            anchor.close()
+        self._anchors = []
 
     def start(self) -> Engine:
         """Start every actor in order (after loading a live venue's market rules). Raises
@@ -360,6 +364,8 @@ class Engine:
         log.info("SESSION_ENDING: {}", reason)
         settle_s = self.config.session.settle_timeout_s
         feed_stats = _ask_or(self.handles[FEED].stats, {})
+        if feed_stats:  # a restarted Feed counts from zero; the engine's own count does not
+            feed_stats["ticks"] = max(feed_stats.get("ticks", 0), self.ticks_seen)
         refs = {role: self.supervisor.current_ref(role) for role in (FEED, STRATEGIST)}
         for role in refs:
             self.supervisor.release(role)
@@ -477,6 +483,7 @@ class Engine:
                 _step("journal store", self.journal_store.close)
                 for anchor in self._anchors:
                     _step("store anchor", anchor.close)
+                self._anchors = []
                 if self.recorder is not None:
                     _step("recorder", self.recorder.close)
                 _step("rest limiter", self.rest_limiter.close)
@@ -1054,6 +1061,10 @@ def _say(text: str, stream: Any = None) -> None:
 def _exit(code: int) -> None:
     """Exit with ``code`` even if a thread is left running (a hung actor thread is not a daemon
     and would keep the process alive after ``main`` returned)."""
+    deadline = time.monotonic() + EXIT_JOIN_S
+    for thread in threading.enumerate():  # stopped actors' threads are still finishing: let them
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
     stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
     if not stuck:
         sys.exit(code)

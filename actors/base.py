@@ -7,8 +7,11 @@ A message of type ``OrderFilled`` is handled by ``_on_order_filled``; a ``Reques
 Failure policy (DESIGN.md 5.3): state owners (``crash_on_error = True``: Sniper, RiskGate,
 Executor, Journal) let an unexpected exception crash them, so the restart rebuilds from durable
 state; derived actors (Feed, Strategist, ExitMonitor, Invariants) log, count and skip a
-message that fails. ``on_failure`` hands the mailbox back to the bus and notices the
-supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
+message that fails, except when the error says a store cannot be written (disk full, lost
+permissions: ``state.store.is_store_unwritable``): that is no bad message but the end of
+durability, so they crash too, and the supervisor's restart limit halts the engine instead of
+a Feed that silently stops saving bars and its resume point. ``on_failure`` hands the mailbox
+back to the bus and notices the supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from loguru import logger
 from adapters.ports import Clock
 from actors.bus import Bus
 from state.messages import InjectCrash, Request
+from state.store import is_store_unwritable
 
 FailureListener = Callable[[str, "pykka.ActorRef[Any]", BaseException | None], None]
 
@@ -100,7 +104,9 @@ class EngineActor(pykka.ThreadingActor):
             return
         try:
             handler(message)
-        except Exception:  # noqa: BLE001 - derived actors skip a bad message (logged, counted)
+        except Exception as error:  # noqa: BLE001 - derived actors skip a bad message (logged, counted)
+            if is_store_unwritable(error):
+                raise  # not a bad message: the store is gone (see the module docstring)
             self.handler_errors += 1
             self.log.exception("HANDLER_ERROR: {} skipped", type(message).__name__)
 

@@ -30,12 +30,12 @@ STORE_WRITES = ("save_condition", "set_condition_live", "delete_condition", "sav
 PROCESS_BOUND_S = 90.0  # generous: the process must end well within it (it takes seconds)
 
 
+def refuse(*_args, **_kwargs):
+    raise peewee.OperationalError("database or disk is full")
+
+
 def disk_full(engine, monkeypatch) -> None:
     """Every write of both stores now fails as SQLite fails on a full disk."""
-
-    def refuse(*_args, **_kwargs):
-        raise peewee.OperationalError("database or disk is full")
-
     for name in STORE_WRITES:
         monkeypatch.setattr(engine.store, name, refuse)
     monkeypatch.setattr(engine.journal_store, "write", refuse)
@@ -81,6 +81,27 @@ def test_a_full_disk_halts_with_exit_code_5_and_the_report_comes_from_durable_st
     assert "built from durable state" in _report_text(report)
     saved = json.loads((engine.data_dir / "runs" / engine.run_id / "summary.json").read_text())
     assert saved["total_trades"] == 1 and saved["ticks"] == report["ticks"]
+
+
+def test_a_quiet_session_whose_bars_cannot_be_saved_halts_too_instead_of_idling_on(make_engine, ts, logs,
+                                                                                   monkeypatch):
+    """No position, no decision: only the Feed writes (its closed bars and the resume point).
+    A derived actor skips a bad message, but a store that cannot be written crashes it."""
+    engine = make_engine(feed={"bar_seconds": 1})
+    monkeypatch.setattr(engine.store, "save_bar", refuse)
+    start = ts()
+    for second in range(40):
+        if engine.supervisor.escalated is not None:
+            break
+        engine.push_tick("BTC", str(42000 + second), start + second * 1000)  # each one closes a bar
+        engine.wait_stopped(0.5)  # bounded wait on the condition; the loop goes on otherwise
+    assert engine.wait_stopped(WAIT * 4), "a halted engine must stop"
+    assert engine.exit_code == EXIT_STORE_UNWRITABLE
+    assert engine.halt_reason.startswith("store unwritable: feed: database or disk is full")
+    assert "HANDLER_ERROR" not in logs.text()
+    code, report = _halted_report(engine)
+    assert code == EXIT_STORE_UNWRITABLE and report["ticks"] == engine.ticks_seen > 0
+    assert report["trading_state"] == "HALTED"  # this store still took that write
 
 
 def test_a_halt_that_is_not_about_the_store_keeps_exit_code_3_and_names_the_last_crash(make_engine, ts):
