@@ -3,7 +3,9 @@ fails quietly (one console line, dropped lines counted) instead of flooding stde
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,17 +47,20 @@ def test_a_full_disk_is_said_once_and_the_recovery_counts_the_lost_lines(tmp_pat
 
 
 @pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
-def test_with_the_log_file_failing_the_console_stays_readable(tmp_path, capsys):
+def test_with_the_log_file_failing_the_console_stays_readable(tmp_path, monkeypatch):
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "engine.jsonl").symlink_to(DEV_FULL)
+    console = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", console)  # the console sink, and where loguru reports a sink's error
     try:
         configure_logging("INFO", tmp_path / "logs")
         for n in range(5):
             logger.bind(actor="engine").info("STEP_{}", n)
         logger.complete()  # the file sink's queue is drained
     finally:
-        configure_logging("WARNING", None)  # as tests/conftest.py set it
-    err = capsys.readouterr().err
+        monkeypatch.undo()
+        configure_logging("WARNING", None)  # as tests/conftest.py set it, on the real stderr
+    err = console.getvalue()
     assert [f"STEP_{n}" in err for n in range(5)] == [True] * 5
     assert err.count("LOG_FILE_UNWRITABLE") == 1
     assert "Logging error in Loguru Handler" not in err
