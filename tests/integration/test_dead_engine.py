@@ -154,6 +154,10 @@ def test_the_cli_on_a_disk_that_fills_up_exits_5_within_seconds_with_a_durable_r
     assert child.returncode == EXIT_STORE_UNWRITABLE, stderr[-3000:]
     assert re.search(r"run\.py: store unwritable: \w+: .*disk I/O error", stderr), stderr[-3000:]
     assert "built from durable state" in stdout
+    # The log file failed too: said once, and the console stayed readable (no loguru error flood).
+    assert stderr.count("LOG_FILE_UNWRITABLE") == 1, stderr[-3000:]
+    assert "Logging error in Loguru Handler" not in stderr
+    assert "STORE_UNWRITABLE:" in stderr
 
     ticks = int(re.search(r", (\d+) ticks, ended by store unwritable", stdout).group(1))
     trades = int(re.search(r"trades (\d+) \(wins", stdout).group(1))
