@@ -318,7 +318,8 @@ class Engine:
     def start(self) -> Engine:
         """Start every actor in order (after loading a live venue's market rules). Raises
         ``ConfigError`` when the venue does not list a configured coin, ``EngineStartError``
-        when an actor cannot start."""
+        when an actor cannot start (``store_error`` is then set if a store refused a write:
+        ``run.py`` exits with 5, else 1)."""
         intercept_stdlib_logging()  # pykka reports crashes on stdlib logging: never lose them
         logger.bind(actor="engine").info(
             "ENGINE_STARTING: mode {} source {} data {}", self.config.engine.mode,
@@ -339,7 +340,9 @@ class Engine:
         except Exception as error:
             self._stop_roles([r for r in STOP_ORDER if r in started])
             self._close_stores()
-            raise EngineStartError(f"could not start {START_ORDER[len(started)]}: {error}") from error
+            self.store_error = self.supervisor.store_error()
+            why = f"store unwritable: {self.store_error}" if self.store_error is not None else str(error)
+            raise EngineStartError(f"could not start {START_ORDER[len(started)]}: {why}") from error
         self.supervisor.start()
         self._timer = threading.Thread(target=self._run_timers, name="engine-timers", daemon=True)
         self._timer.start()
@@ -925,7 +928,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except EngineStartError as error:
         logger.bind(actor="engine").critical("ENGINE_START_FAILED: {}", error)
-        return 1
+        code = EXIT_STORE_UNWRITABLE if engine.store_error is not None else 1
+        _say(f"run.py: {error} (exit code {code})", sys.stderr)
+        return code
     if args.repl:
         from adapters.repl import run_repl
 

@@ -12,10 +12,14 @@ permissions: ``state.store.is_store_unwritable``): that is no bad message but th
 durability, so they crash too, and the supervisor's restart limit halts the engine instead of
 a Feed that silently stops saving bars and its resume point. ``on_failure`` hands the mailbox
 back to the bus and notices the supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
+A crash in ``on_start`` skips ``on_failure`` (pykka only logs it): each actor's own ``on_start``
+is wrapped so that its error still reaches the supervisor's notice (which then knows why a start
+or restart failed, e.g. a store that cannot be written); the supervisor also polls for it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +48,23 @@ def _snake(name: str) -> str:
 class EngineActor(pykka.ThreadingActor):
     role: ClassVar[str] = "actor"
     crash_on_error: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        start = cls.__dict__.get("on_start")
+        if start is None:
+            return
+
+        @functools.wraps(start)
+        def on_start(self: EngineActor) -> None:
+            try:
+                start(self)
+            except Exception as error:
+                if self._failure_notice is not None:
+                    self._failure_notice(self.role, self.actor_ref, error)  # the supervisor learns why
+                raise
+
+        cls.on_start = on_start  # type: ignore[method-assign]
 
     def __init__(
         self,

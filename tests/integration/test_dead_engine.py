@@ -19,7 +19,7 @@ from pathlib import Path
 import peewee
 import pytest
 
-from run import EXIT_OK, EXIT_STORE_UNWRITABLE, _halted_report, _report_text
+from run import EXIT_OK, EXIT_STORE_UNWRITABLE, EngineStartError, _halted_report, _report_text
 from tests.conftest import WAIT, condition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +102,15 @@ def test_a_quiet_session_whose_bars_cannot_be_saved_halts_too_instead_of_idling_
     code, report = _halted_report(engine)
     assert code == EXIT_STORE_UNWRITABLE and report["ticks"] == engine.ticks_seen > 0
     assert report["trading_state"] == "HALTED"  # this store still took that write
+
+
+def test_an_engine_that_cannot_write_its_first_balance_does_not_start_and_says_why(make_engine, monkeypatch):
+    engine = make_engine(start=False)  # a fresh data directory: the Sniper's start writes the balance
+    monkeypatch.setattr(engine.store, "save_account", refuse)
+    with pytest.raises(EngineStartError, match="could not start sniper: store unwritable: sniper: database or disk "
+                                               "is full"):
+        engine.start()
+    assert engine.store_error == "sniper: database or disk is full"
 
 
 def test_a_halt_that_is_not_about_the_store_keeps_exit_code_3_and_names_the_last_crash(make_engine, ts):
