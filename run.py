@@ -32,7 +32,8 @@ from the engine store) and says so, and one plain line on stderr gives the reaso
 Exit codes: 0 clean stop (also a stop signal before the start), 2 bad config or input, 3 halted
 by the supervisor (an actor could not be kept alive), 5 store unwritable (the engine or journal
 database refused writes: disk full, lost permissions, I/O error; the halt may not be persisted
-then), 99 stopped by the kill switch.
+then; also when an actor cannot start for it), 99 stopped by the kill switch; 1 when an actor
+could not start for another reason.
 """
 
 from __future__ import annotations
