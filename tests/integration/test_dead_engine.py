@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import peewee
@@ -172,10 +173,14 @@ def test_the_cli_on_a_disk_that_fills_up_exits_5_within_seconds_with_a_durable_r
     trades = int(re.search(r"trades (\d+) \(wins", stdout).group(1))
     run_id = re.search(r"Session (\S+) ", stdout).group(1)
     assert ticks > 0
-    with sqlite3.connect(f"file:{data_dir / 'journal.db'}?mode=ro", uri=True) as journal:
+    with closing(sqlite3.connect(f"file:{data_dir / 'journal.db'}?mode=ro", uri=True)) as journal:
         (closed,) = journal.execute("SELECT COUNT(*) FROM trades WHERE run_id = ? AND status = 'CLOSED'",
                                     (run_id,)).fetchone()
     assert trades == closed >= 1
+    opened = int(re.search(r"open positions (\d+) \(", stdout).group(1))
+    with closing(sqlite3.connect(f"file:{data_dir / 'engine.db'}?mode=ro", uri=True)) as store:
+        (active,) = store.execute("SELECT COUNT(*) FROM positions WHERE status != 'CLOSED'").fetchone()
+    assert opened == active
 
 
 def _sigterm_handled(pid: int) -> bool:
