@@ -72,6 +72,8 @@ class LogFile:
 
     def write(self, message: str) -> None:
         data = str(message).encode("utf-8")
+        failed: OSError | None = None
+        recovered = 0
         with self._lock:
             try:
                 self._write(data)
@@ -79,14 +81,17 @@ class LogFile:
                 self._close_quietly()
                 self.dropped += 1
                 if self.failure is None:
-                    self.failure = repr(error)
-                    _console_only().error("LOG_FILE_UNWRITABLE: {}: {!r}; lines are dropped until it can be "
-                                          "written again (the console goes on)", self.path, error)
-                return
-        if self.failure is not None:
-            dropped, self.failure, self.dropped = self.dropped, None, 0
+                    self.failure, failed = repr(error), error
+            else:
+                if self.failure is not None:
+                    recovered, self.failure, self.dropped = self.dropped, None, 0
+        # Said outside the lock, on the console only (the file sink filters these records out).
+        if failed is not None:
+            _console_only().error("LOG_FILE_UNWRITABLE: {}: {!r}; lines are dropped until it can be written "
+                                  "again (the console goes on)", self.path, failed)
+        elif recovered:
             _console_only().warning("LOG_FILE_RECOVERED: {} writable again; {} line(s) were dropped",
-                                    self.path, dropped)
+                                    self.path, recovered)
 
     def _write(self, data: bytes) -> None:
         if self._file is None:
