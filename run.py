@@ -29,30 +29,54 @@ report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``. A re
 report covers the whole replay (every run on its data folder); other sources' cover the run,
 beside the cumulative account that ``--status`` shows.
 
-Exit codes: 0 clean stop (also a finished replay run again), 2 bad config or input (also a
-data folder that holds another session, is in use by another engine, cannot be created or
-written, or, for ``--status``, where no session ever ran), 3 halted by the supervisor (an actor
-could not be kept alive), 4 a live source received nothing at all for ``[feed]
-give_up_after_s`` after start (``FEED_GAVE_UP``: no trade, no quote, no REST price), 99
-stopped by the kill switch.
+SIGTERM and SIGINT are caught from the first moment of the process (even during its imports):
+one that arrives before the engine started ends the process at once with exit code 0 and a
+one-line "Session not started" report (no actor runs); one during the start lets the start
+finish and then stops in order with the full report.
+
+A halt by the supervisor (an actor could not be kept alive, e.g. because a store can no longer
+be written) stops the engine within seconds; the report is then built from the durable state
+(ticks counted by the engine itself, trades from the journal database, positions and balance
+from the engine store) and says so, and one plain line on stderr gives the reason.
+
+Exit codes: 0 clean stop (also a finished replay run again, and a stop signal before the
+start), 2 bad config or input (also a data folder that holds another session, is in use by
+another engine, cannot be created or written, or, for ``--status``, where no session ever
+ran), 3 halted by the supervisor (an actor could not be kept alive), 4 a live source received
+nothing at all for ``[feed] give_up_after_s`` after start (``FEED_GAVE_UP``: no trade, no
+quote, no REST price), 5 store unwritable (the engine or journal database refused writes: disk
+full, lost permissions, I/O error; the halt may not be persisted then; also when an actor
+cannot start for it), 99 stopped by the kill switch; 1 when an actor could not start for
+another reason.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pykka
+if __name__ == "__main__":
+    # The command line: a stop signal while the imports below run (a second or more on a busy
+    # machine) is kept for main(), which takes it over, instead of killing the process with no
+    # report. Imported as a module (tests, scripts), run.py installs no handler.
+    _EARLY_SIGNALS: list[int] = []
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, lambda signum, _frame: _EARLY_SIGNALS.append(signum))
+
+import pykka  # noqa: E402 - after the early signal handlers on purpose
 import pykka.debug
 from loguru import logger
 
@@ -99,10 +123,11 @@ from state.messages import (
     ProposeSignal,
     PushTick,
     SetTradingState,
+    Tick,
     TimerFired,
 )
 from state.market import MarketRules
-from state.models import TradeCondition
+from state.models import TradeCondition, account_equity
 from state.report import Ledger, format_report, report_money
 from state.session import (
     DataDirError,
@@ -115,7 +140,7 @@ from state.session import (
     differences,
     identity_from_config,
 )
-from state.store import Store, jsonable
+from state.store import Store, hold_open, is_store_unwritable, jsonable
 from state.strategies import StrategyContext, build_strategy
 from state.types import PositionStatus, TradingState
 
@@ -123,7 +148,10 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_HALTED = 3
 EXIT_FEED_GAVE_UP = 4
+EXIT_STORE_UNWRITABLE = 5
 EXIT_KILL_SWITCH = 99
+HALT_STOP_WAIT_S = 60.0  # how long main waits for a halted engine's stop before it gives up on it
+EXIT_JOIN_S = 10.0  # how long the process waits for threads left running before it exits anyway
 
 JOURNAL_FLUSH_S = 0.25
 REST_RATE_PER_S = 20.0  # sustained, shared by every REST call of the process
@@ -230,6 +258,12 @@ class Engine:
         self.gave_up = threading.Event()  # a live source received nothing for give_up_after_s
         self.gave_up_reason = ""
         self.report: dict[str, Any] | None = None
+        self.ticks_seen = 0  # ticks the Feed delivered this session: counted on the bus, survives any actor
+        self.store_error: str | None = None  # set when a halt came from a store that cannot be written
+        self.durable: dict[str, Any] | None = None  # read from the stores as the engine stopped
+        self._closed_before = 0  # closed positions in the store when the session started
+        self._account_before: dict[str, str] = {}  # the store's account when the session started
+        self._anchors: list[Any] = []  # idle connections that keep the stores readable (hold_open)
         self.bus.add_tap(self._watch)
         # Wall-clock sources are watched for silence; replayed and manual time is not real time.
         self._stale_after_s = config.feed.stale_after_s if config.feed.source not in ("replay", "manual") else None
@@ -286,7 +320,9 @@ class Engine:
         """Bus tap (under the bus lock: quick, never sends): notice the end of a replay, the
         kill switch and a live source giving up, which end the session."""
         kind = type(message)
-        if kind is FeedFinished and role == JOURNAL:
+        if kind is Tick:
+            self.ticks_seen += 1  # one copy per tick: Tick goes to the Sniper only
+        elif kind is FeedFinished and role == JOURNAL:
             self.finished.set()
         elif kind is KillSwitchTriggered and role == JOURNAL:
             self.kill_reason = message.reason
@@ -330,13 +366,17 @@ class Engine:
     def _close_stores(self) -> None:
         self.store.close()
         self.journal_store.close()
+        for anchor in self._anchors:
+            anchor.close()
+        self._anchors = []
         self.folder_lock.release()
 
     def start(self) -> Engine:
         """Start every actor in order (after loading a live venue's market rules). Raises
         ``ReplayAlreadyComplete`` when this folder's replay reached its end before,
         ``ConfigError`` when the venue does not list a configured coin, ``EngineStartError``
-        when an actor cannot start."""
+        when an actor cannot start (``store_error`` is then set if a store refused a write:
+        ``run.py`` exits with 5, else 1)."""
         if self.completion is not None:
             raise ReplayAlreadyComplete(self.data_dir, self.completion)
         if not self.folder_lock.held:  # stopped (or a failed start): its folder is no longer its own
@@ -350,6 +390,11 @@ class Engine:
         )
         if self.config.feed.rules_from_exchange():
             self._load_market_rules()
+        self._anchors = [a for db in (self.store.db, self.journal_store.db)
+                         if (a := _step("store anchor not opened", hold_open, db)) is not None]
+        with _reading(self.store.db):
+            self._closed_before = _step("closed positions unknown", self.store.count_closed_positions) or 0
+            self._account_before = _step("account unknown", self.store.load_account) or {}
         started = []
         try:
             for role in START_ORDER:
@@ -358,7 +403,9 @@ class Engine:
         except Exception as error:
             self._stop_roles([r for r in STOP_ORDER if r in started])
             self._close_stores()
-            raise EngineStartError(f"could not start {START_ORDER[len(started)]}: {error}") from error
+            self.store_error = self.supervisor.store_error()
+            why = f"store unwritable: {self.store_error}" if self.store_error is not None else str(error)
+            raise EngineStartError(f"could not start {START_ORDER[len(started)]}: {why}") from error
         self.supervisor.start()
         self._timer = threading.Thread(target=self._run_timers, name="engine-timers", daemon=True)
         self._timer.start()
@@ -386,6 +433,8 @@ class Engine:
         log.info("SESSION_ENDING: {}", reason)
         settle_s = self.config.session.settle_timeout_s
         feed_stats = _ask_or(self.handles[FEED].stats, {})
+        if feed_stats:  # a restarted Feed counts from zero; the engine's own count does not
+            feed_stats["ticks"] = max(feed_stats.get("ticks", 0), self.ticks_seen)
         refs = {role: self.supervisor.current_ref(role) for role in (FEED, STRATEGIST)}
         for role in refs:
             self.supervisor.release(role)
@@ -400,6 +449,8 @@ class Engine:
         snapshot = _ask_or(self.sniper.snapshot, None)
         totals = self._report_totals()
         self.report = self._build_report(exit_code, reason, feed_stats, snapshot, totals)
+        if snapshot is None or not feed_stats or not totals:  # an actor could not answer
+            self.report = _with_durable_state(self, self.report, _read_durable(self))
         self._write_report(self.report)
         if settled and exit_code == EXIT_OK and self.finished.is_set() and self.config.feed.source == "replay":
             self._record_completion(self.report)
@@ -548,28 +599,45 @@ class Engine:
         logger.bind(actor="engine").info("SESSION_REPORT: {}", path)
 
     def stop(self, exit_code: int = EXIT_OK) -> int:
-        """Stop in order (producers first, Journal last); idempotent. Returns the exit code."""
+        """Stop in order (producers first, Journal last); idempotent. Returns the exit code.
+
+        Every step runs even when an earlier one fails (a full disk makes the HALTED write, the
+        stores' checkpoints and the recorder's flush raise): the failure is logged and the engine
+        counts as stopped all the same, so ``wait_stopped`` never waits for a stop that died
+        half-way. Without a session report (a halt), the durable state is read into ``durable``
+        before the stores close, for the report built from it (``_durable_report``)."""
         with self._stop_lock:
             if self._stopped.is_set():
                 return self.exit_code if self.exit_code is not None else exit_code
-            self._timer_stop.set()
-            self.supervisor.stop()
-            self._stop_roles(STOP_ORDER)
-            self.bus.remove_tap(self._watch)
-            if self.halt_reason is not None:
-                # The RiskGate persists HALTED when it can; if it was the one that died, do it here.
-                if self.store.load_trading_state() is not TradingState.HALTED:
-                    self.store.save_trading_state(TradingState.HALTED, self.halt_reason)
-            self.store.close()
-            self.journal_store.close()
-            if self.recorder is not None:
-                self.recorder.close()
-            self.rest_limiter.close()
-            self.folder_lock.release()  # last: the folder is free once nothing writes to it
-            self.exit_code = exit_code
-            self._stopped.set()
+            try:
+                self._timer_stop.set()
+                _step("supervisor", self.supervisor.stop)
+                _step("actors", self._stop_roles, STOP_ORDER)
+                self.bus.remove_tap(self._watch)
+                if self.halt_reason is not None:
+                    _step("HALTED not saved", self._persist_halt)
+                if self.report is None:
+                    self.durable = _read_durable(self)
+                _step("engine store", self.store.close)
+                _step("journal store", self.journal_store.close)
+                for anchor in self._anchors:
+                    _step("store anchor", anchor.close)
+                self._anchors = []
+                if self.recorder is not None:
+                    _step("recorder", self.recorder.close)
+                _step("rest limiter", self.rest_limiter.close)
+                _step("folder lock", self.folder_lock.release)  # last: the folder is free once nothing writes to it
+            finally:
+                self.exit_code = exit_code
+                self._stopped.set()
         logger.bind(actor="engine").info("ENGINE_STOPPED: exit code {}", exit_code)
         return exit_code
+
+    def _persist_halt(self) -> None:
+        """The RiskGate persists HALTED when it can; if it was the one that died, do it here."""
+        assert self.halt_reason is not None
+        if self.store.load_trading_state() is not TradingState.HALTED:
+            self.store.save_trading_state(TradingState.HALTED, self.halt_reason)
 
     def _stop_roles(self, roles: tuple[str, ...] | list[str],
                     refs: dict[str, pykka.ActorRef[Any] | None] | None = None) -> None:
@@ -588,14 +656,26 @@ class Engine:
             logger.bind(actor="engine").error("ACTORS_LEFT_RUNNING: {} (probably a bug)", leaked)
 
     def _escalate(self, reason: str) -> None:
-        """Called by the supervisor's thread: halt trading, then stop in order elsewhere."""
+        """Called by the supervisor's thread: halt trading, then stop in order elsewhere, with
+        exit code 3, or 5 when the failures that led here said a store cannot be written (a
+        full disk, lost permissions, an I/O error): then the reason starts with
+        ``store unwritable:`` and names the error."""
+        code = EXIT_HALTED
+        store_error = self.supervisor.store_error()
+        if store_error is not None:
+            code = EXIT_STORE_UNWRITABLE
+            self.store_error = store_error
+            reason = f"store unwritable: {store_error} ({reason})"
+            logger.bind(actor="engine").critical(
+                "STORE_UNWRITABLE: {}; the engine stops (free disk space or restore permissions, then "
+                "start again on the same data directory)", store_error)
         self.halt_reason = reason
         try:
             self.bus.send(SetTradingState(ts_init_ns=self.clock.now_ns(), state=TradingState.HALTED,
                                           reason=f"supervisor: {reason}"))
         except Exception as error:  # noqa: BLE001 - stopping anyway
             logger.bind(actor="engine").error("HALT_NOT_DELIVERED: {!r}", error)
-        threading.Thread(target=self.stop, args=(EXIT_HALTED,), name="engine-halt", daemon=True).start()
+        threading.Thread(target=self.stop, args=(code,), name="engine-halt", daemon=True).start()
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -804,6 +884,98 @@ def _ask_or(ask: Callable[[], Any], default: Any) -> Any:
         return default
 
 
+def _step(what: str, action: Callable[..., Any], *args: Any) -> Any:
+    """``action(*args)``, or ``None`` after logging why it failed (a stop goes on regardless)."""
+    try:
+        return action(*args)
+    except Exception as error:  # noqa: BLE001 - stopping: report each failure, finish the rest
+        unwritable = " (the store cannot be written)" if is_store_unwritable(error) else ""
+        logger.bind(actor="engine").error("STOP_STEP_FAILED: {}: {!r}{}", what, error, unwritable)
+        return None
+
+
+@contextmanager
+def _reading(db: Any) -> Iterator[None]:
+    """Leave the calling thread's connection to ``db`` as it was: a read from a thread that
+    had none (peewee opens one per thread on demand) closes it again afterwards."""
+    was_closed = db.is_closed()
+    try:
+        yield
+    finally:
+        if was_closed and not db.is_closed():
+            _step("close", db.close)
+
+
+def _read_durable(engine: Engine) -> dict[str, Any]:
+    """What the stores hold, read directly (no actor): the engine store's account, active
+    positions and trading state, the closed positions this session added, and this run's
+    totals from the journal database. A part that cannot be read is missing from the result."""
+    durable: dict[str, Any] = {}
+    store = engine.store
+
+    def engine_store() -> dict[str, Any]:
+        account = store.load_account()
+        positions = store.load_positions()
+        balance = Decimal(account.get("balance", str(engine.config.paper.initial_balance)))
+        before = engine._account_before
+        return {
+            "balance": balance,
+            "equity": account_equity(balance, positions),
+            "open_positions": len(positions),
+            "closed_positions_this_session": store.count_closed_positions() - engine._closed_before,
+            "realized_pnl_this_session": Decimal(account.get("realized_pnl", "0"))
+            - Decimal(before.get("realized_pnl", "0")),
+            "fees_paid_this_session": Decimal(account.get("fees_paid", "0")) - Decimal(before.get("fees_paid", "0")),
+            "trading_state": store.load_trading_state().value,
+        }
+
+    with _reading(store.db):
+        durable.update(_step("durable state: engine store unreadable", engine_store) or {})
+    with _reading(engine.journal_store.db):
+        scope, _, start_equity = engine._report_scope()  # a replay's report covers all its runs
+        run_ids = None if scope == "replay" else (engine.run_id,)
+        totals = _step("durable state: journal unreadable",
+                       lambda: engine.journal_store.totals(start_equity, run_ids))
+    if totals is not None:
+        durable["journal_totals"] = totals
+    return durable
+
+
+def _with_durable_state(engine: Engine, report: dict[str, Any], durable: dict[str, Any]) -> dict[str, Any]:
+    """``report`` with the numbers the actors could not give taken from the durable state:
+    ticks from the engine's own count, trades and PnL from the journal database, positions,
+    balance, equity and trading state from the engine store. Says so in ``built_from``."""
+    out = dict(report)
+    out["ticks"] = max(int(out.get("ticks") or 0), engine.ticks_seen)
+    trades_from = "the journal database"
+    if "journal_totals" in durable:
+        out.update(durable["journal_totals"])
+    elif "balance" in durable:  # the journal cannot be read: the engine store's own count
+        trades_from = "the engine store (journal unreadable: no wins/losses, slippage or drawdown)"
+        out.update(total_trades=durable["closed_positions_this_session"], wins=None, losses=None,
+                   realized_pnl_usd=str(durable["realized_pnl_this_session"]),
+                   fees_paid_usd=str(durable["fees_paid_this_session"]))
+    if "balance" in durable:
+        out.update(balance=str(durable["balance"]), end_equity=str(durable["equity"]),
+                   open_positions_at_end=durable["open_positions"], trading_state=durable["trading_state"])
+    out["built_from"] = (f"durable state (the actors were down): ticks counted by the engine, trades from "
+                         f"{trades_from}, positions and balance from the engine store")
+    out["durable"] = {key: jsonable(value) for key, value in durable.items() if key != "journal_totals"}
+    return out
+
+
+def _durable_report(engine: Engine, exit_code: int, reason: str) -> dict[str, Any]:
+    """The session report of an engine whose actors are gone (a halt): built from the durable
+    state read as it stopped (``Engine.durable``), or now if that was not possible, and written
+    to ``summary.json`` like any report (a full disk may refuse that: then it is only printed)."""
+    durable = engine.durable if engine.durable is not None else _read_durable(engine)
+    report = engine._build_report(exit_code, reason, {"ticks": engine.ticks_seen}, None, {})
+    report = _with_durable_state(engine, report, durable)
+    _step("report not written", engine._write_report, report)
+    engine.report = report
+    return report
+
+
 def resolve_config(config_or_path: Config | Mapping[str, Any] | str | Path) -> tuple[Config, Path]:
     """A validated config and the folder relative data paths are resolved against (replay
     files are resolved here already)."""
@@ -915,6 +1087,9 @@ def _status_line(engine: Engine, previous: dict[str, float] | None = None) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_requested = threading.Event()
+    stop_signal: list[str] = []
+    _install_signal_handlers(stop_requested, stop_signal)  # first: a stop at any moment ends in order
     parser = argparse.ArgumentParser(description="Autonomous trade-execution engine (paper session).")
     parser.add_argument("--config", default="config.toml", help="path to config.toml")
     parser.add_argument("--data-dir", help="the session's folder; overrides [engine] data_dir "
@@ -931,6 +1106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repl", action="store_true",
                         help="open an interactive console on the running engine; leaving it stops the engine")
     args = parser.parse_args(argv)
+    if args.repl:  # the console handles Ctrl-C itself (it cancels the line being typed)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration: must be a positive number of seconds")
     if args.status and args.fresh:
@@ -953,21 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
         # The console is for typing, or for the progress bar; the full log is in <data_dir>/logs.
         level = "WARNING"
     configure_logging(level, engine.data_dir / "logs")
-
-    stop_requested = threading.Event()
-    stop_signal: list[str] = []
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        logger.bind(actor="engine").info("STOP_REQUESTED: {}", name)
-        stop_signal.append(name)
-        stop_requested.set()
-
-    if not args.repl:  # the console handles Ctrl-C itself (it cancels the line being typed)
-        signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    if hasattr(signal, "SIGUSR1"):
-        signal.signal(signal.SIGUSR1, lambda *_: pykka.debug.log_thread_tracebacks())
+    if stop_requested.is_set():  # a stop signal before any actor ran: do not start one
+        return _never_started(engine, stop_signal)
 
     try:
         engine.start()
@@ -976,17 +1140,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except EngineStartError as error:
         logger.bind(actor="engine").critical("ENGINE_START_FAILED: {}", error)
-        return 1
+        code = EXIT_STORE_UNWRITABLE if engine.store_error is not None else 1
+        _say(f"run.py: {error} (exit code {code})", sys.stderr)
+        return code
     if args.repl:
         from adapters.repl import run_repl
 
         try:
             run_repl(engine, stop_requested=stop_requested)
         finally:
-            code, reason = _session_outcome(engine, "console closed")
-            report = engine.shutdown(code, reason)
-        print(format_report(report), flush=True)
-        return engine.exit_code if engine.exit_code is not None else code
+            if _halting(engine):
+                code, report = _halted_report(engine)
+            else:
+                code, reason = _session_outcome(engine, "console closed")
+                report = engine.shutdown(code, reason)
+        _say(_report_text(report))
+        return _outcome(engine, code)
 
     deadline = None if args.duration is None else time.monotonic() + args.duration
     rates: dict[str, float] = {}
@@ -1000,23 +1169,27 @@ def main(argv: list[str] | None = None) -> int:
             if _session_over(engine, stop_requested):
                 if stop_signal:
                     reason = stop_signal[0]
+                    logger.bind(actor="engine").info("STOP_REQUESTED: {}", reason)
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 reason = f"--duration {args.duration:g}s"
                 break
             if not show_progress:
-                print(_status_line(engine, rates), flush=True)
+                line = _status_line(engine, rates)
+                if _halting(engine):  # it stopped while the line was made: "unavailable" says nothing
+                    break
+                _say(line)
     finally:
-        if not engine.stopped and not show_progress:
-            print(_status_line(engine, rates), flush=True)
-        if engine.stopped:  # halted by the supervisor: no actor left to report
-            code, report = engine.exit_code or EXIT_HALTED, {}
+        if _halting(engine):  # halted by the supervisor: the actors are gone, the stores remain
+            code, report = _halted_report(engine)
         else:
+            if not show_progress:
+                _say(_status_line(engine, rates))
             code, why = _session_outcome(engine, reason)
             report = engine.shutdown(code, why)
         engine.wait_stopped(30)
-    print(format_report(report), flush=True)
-    return engine.exit_code if engine.exit_code is not None else code
+    _say(_report_text(report))
+    return _outcome(engine, code)
 
 
 def _status_command(args: argparse.Namespace) -> int:
@@ -1068,8 +1241,104 @@ def _already_complete(engine: Engine) -> int:
 
 
 def _session_over(engine: Engine, stop_requested: threading.Event) -> bool:
-    return (stop_requested.is_set() or engine.stopped or engine.finished.is_set() or engine.killed.is_set()
-            or engine.gave_up.is_set())
+    return (stop_requested.is_set() or _halting(engine) or engine.finished.is_set()
+            or engine.killed.is_set() or engine.gave_up.is_set())
+
+
+def _halting(engine: Engine) -> bool:
+    """The supervisor gave up (or the engine stopped under the session's feet): no actor will
+    answer again, so the session ends with a report from the durable state."""
+    return engine.stopped or engine.supervisor.escalated is not None
+
+
+def _install_signal_handlers(stop_requested: threading.Event, stop_signal: list[str]) -> None:
+    """SIGTERM and SIGINT request an orderly stop from the first moment of ``main`` (a signal
+    that came while ``run.py`` was still importing, kept by the handler at the top of the
+    module, counts too): the handler only records the signal (logging inside a handler could
+    re-enter a log call it interrupted); the main loop acts on it. SIGUSR1 logs every thread's
+    stack."""
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        stop_signal.append(signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, lambda *_: pykka.debug.log_thread_tracebacks())
+    for signum in globals().get("_EARLY_SIGNALS", ()):  # only when run as a script
+        request_stop(signum, None)
+
+
+def _never_started(engine: Engine, stop_signal: list[str]) -> int:
+    """A stop signal arrived before the engine started: close the stores, start nothing, say so
+    (exit code 0: a requested stop is a clean stop)."""
+    name = stop_signal[0] if stop_signal else "a stop request"
+    logger.bind(actor="engine").info("STOP_REQUESTED: {} before the engine started", name)
+    engine.stop(EXIT_OK)
+    _say(f"Session not started: {name} arrived before the engine started (no actor ran, nothing traded; "
+         f"data {engine.data_dir})")
+    return EXIT_OK
+
+
+def _halted_report(engine: Engine) -> tuple[int, dict[str, Any]]:
+    """Wait (bounded) for a halted engine's stop, then its report: the one a graceful stop
+    already made, else one built from the durable state (``_durable_report``)."""
+    if not engine.wait_stopped(HALT_STOP_WAIT_S):
+        logger.bind(actor="engine").critical("ENGINE_STOP_HUNG: not stopped within {}s; exiting anyway",
+                                             HALT_STOP_WAIT_S)
+    code = engine.exit_code if engine.exit_code is not None else (
+        EXIT_STORE_UNWRITABLE if engine.store_error is not None else EXIT_HALTED)
+    if engine.report is not None:
+        return code, engine.report
+    return code, _durable_report(engine, code, engine.halt_reason or "halted by the supervisor")
+
+
+def _report_text(report: dict[str, Any]) -> str:
+    text = format_report(report)
+    if report.get("built_from"):
+        text += f"\n  built from {report['built_from']}"
+    return text
+
+
+def _outcome(engine: Engine, code: int) -> int:
+    """The exit code, and for a session that did not end cleanly one plain line on stderr that
+    says why: printed, not logged, so it appears even when the console log sink is broken."""
+    code = engine.exit_code if engine.exit_code is not None else code
+    if code == EXIT_STORE_UNWRITABLE:
+        _say(f"run.py: {engine.halt_reason} (exit code {code})", sys.stderr)
+    elif code == EXIT_HALTED:
+        _say(f"run.py: halted by the supervisor: {engine.halt_reason} (exit code {code})", sys.stderr)
+    elif code not in (EXIT_OK,) and engine.report is not None:
+        _say(f"run.py: {engine.report.get('end_reason', '')} (exit code {code})", sys.stderr)
+    return code
+
+
+def _say(text: str, stream: Any = None) -> None:
+    """Print a line of the command line's own output; a stream that cannot be written (a full
+    disk under a redirected stdout) must not turn an orderly exit into a traceback."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _exit(code: int) -> None:
+    """Exit with ``code`` even if a thread is left running (a hung actor thread is not a daemon
+    and would keep the process alive after ``main`` returned)."""
+    deadline = time.monotonic() + EXIT_JOIN_S
+    for thread in threading.enumerate():  # stopped actors' threads are still finishing: let them
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not stuck:
+        sys.exit(code)
+    _say(f"run.py: threads still running at exit: {', '.join(stuck)}; exiting with code {code} anyway", sys.stderr)
+    try:
+        logger.remove()  # flush the log file's queue before the hard exit
+    except Exception:  # noqa: BLE001 - exiting regardless
+        pass
+    os._exit(code)
 
 
 def _session_outcome(engine: Engine, default_reason: str) -> tuple[int, str]:
@@ -1083,4 +1352,4 @@ def _session_outcome(engine: Engine, default_reason: str) -> tuple[int, str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

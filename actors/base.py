@@ -7,12 +7,19 @@ A message of type ``OrderFilled`` is handled by ``_on_order_filled``; a ``Reques
 Failure policy (DESIGN.md 5.3): state owners (``crash_on_error = True``: Sniper, RiskGate,
 Executor, Journal) let an unexpected exception crash them, so the restart rebuilds from durable
 state; derived actors (Feed, Strategist, ExitMonitor, Invariants) log, count and skip a
-message that fails. ``on_failure`` hands the mailbox back to the bus and notices the
-supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
+message that fails, except when the error says a store cannot be written (disk full, lost
+permissions: ``state.store.is_store_unwritable``): that is no bad message but the end of
+durability, so they crash too, and the supervisor's restart limit halts the engine instead of
+a Feed that silently stops saving bars and its resume point. ``on_failure`` hands the mailbox
+back to the bus and notices the supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
+A crash in ``on_start`` skips ``on_failure`` (pykka only logs it): each actor's own ``on_start``
+is wrapped so that its error still reaches the supervisor's notice (which then knows why a start
+or restart failed, e.g. a store that cannot be written); the supervisor also polls for it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +32,7 @@ from loguru import logger
 from adapters.ports import Clock
 from actors.bus import Bus
 from state.messages import InjectCrash, Request
+from state.store import is_store_unwritable
 
 FailureListener = Callable[[str, "pykka.ActorRef[Any]", BaseException | None], None]
 
@@ -40,6 +48,23 @@ def _snake(name: str) -> str:
 class EngineActor(pykka.ThreadingActor):
     role: ClassVar[str] = "actor"
     crash_on_error: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        start = cls.__dict__.get("on_start")
+        if start is None:
+            return
+
+        @functools.wraps(start)
+        def on_start(self: EngineActor) -> None:
+            try:
+                start(self)
+            except Exception as error:
+                if self._failure_notice is not None:
+                    self._failure_notice(self.role, self.actor_ref, error)  # the supervisor learns why
+                raise
+
+        cls.on_start = on_start  # type: ignore[method-assign]
 
     def __init__(
         self,
@@ -100,7 +125,9 @@ class EngineActor(pykka.ThreadingActor):
             return
         try:
             handler(message)
-        except Exception:  # noqa: BLE001 - derived actors skip a bad message (logged, counted)
+        except Exception as error:  # noqa: BLE001 - derived actors skip a bad message (logged, counted)
+            if is_store_unwritable(error):
+                raise  # not a bad message: the store is gone (see the module docstring)
             self.handler_errors += 1
             self.log.exception("HANDLER_ERROR: {} skipped", type(message).__name__)
 

@@ -12,7 +12,13 @@ state), then registers it on the bus, which delivers the mail held meanwhile.
 
 Escalation: past the intensity limit, when an actor cannot be started, or when a state owner
 hangs (a hung thread cannot be killed, and two owners of the same state must never run), the
-supervisor calls ``on_escalate(reason)``: the engine halts trading and stops in order.
+supervisor calls ``on_escalate(reason)``: the engine halts trading and stops in order. The
+reason names the role's last failure (``...; last failure: crashed: OperationalError(...)``), and
+``store_error()`` tells the engine when recent failures said a store can no longer be written
+(disk full, lost permissions, I/O error: ``state.store.is_store_unwritable``), so the process can
+say "store unwritable" instead of a generic halt. A state owner whose writes fail crashes on each
+write, and its restarts fail or crash again, so a full disk reaches the intensity limit within
+seconds while writes are being attempted.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from actors.bus import Bus, RoleState
 from adapters.ports import Clock
 from state.config import SupervisorConfig
 from state.messages import ActorRestarted, Request
+from state.store import unwritable_cause
 
 _PING = Request(name="ping")
 
@@ -76,6 +83,8 @@ class Supervisor:
         self._lock = threading.Lock()
         self.restarts: dict[str, int] = {}
         self.escalated: str | None = None
+        self.last_crash: dict[str, str] = {}  # role -> its latest crash (with the error)
+        self._store_error: tuple[float, str] | None = None  # (monotonic time, error text)
         self._restarted = threading.Condition()
         self.log = logger.bind(actor="supervisor")
 
@@ -105,7 +114,23 @@ class Supervisor:
 
     def notify_failure(self, role: str, ref: pykka.ActorRef[Any], error: BaseException | None) -> None:
         """Called from a dying actor's thread (``on_failure``)."""
+        self._note_failure(role, f"crashed: {error!r}", error)
         self._notices.put(_Notice(role, ref, f"crashed: {error!r}"))
+
+    def _note_failure(self, role: str, reason: str, error: BaseException | None) -> None:
+        if reason.startswith("crashed"):
+            self.last_crash[role] = reason
+        cause = unwritable_cause(error)
+        if cause is not None:
+            self._store_error = (time.monotonic(), f"{role}: {cause}")
+
+    def store_error(self) -> str | None:
+        """``"<role>: <error>"`` of the latest failure that said a store can no longer be written,
+        if it happened within the intensity window (``within_s``), else ``None``."""
+        noted = self._store_error
+        if noted is None or time.monotonic() - noted[0] > self._config.within_s:
+            return None
+        return noted[1]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
@@ -207,9 +232,11 @@ class Supervisor:
             while history and now - history[0] > self._config.within_s:
                 history.popleft()
             if len(history) > self._config.max_restarts:
+                crash = self.last_crash.get(spec.role)
                 self._escalate(
                     f"restart intensity exceeded for {spec.role}: {len(history)} failures in "
-                    f"{self._config.within_s:g}s (limit {self._config.max_restarts})"
+                    f"{self._config.within_s:g}s (limit {self._config.max_restarts}); last failure: "
+                    f"{reason}" + (f"; last crash: {crash}" if crash is not None and crash != reason else "")
                 )
                 return
             backoff = self._config.backoff_s[min(len(history), len(self._config.backoff_s)) - 1]
@@ -220,6 +247,7 @@ class Supervisor:
             except Exception as error:  # noqa: BLE001 - count it and try again (bounded)
                 self.log.error("ACTOR_RESTART_FAILED: {}: {!r}", spec.role, error)
                 reason = f"restart failed: {error!r}"
+                self._note_failure(spec.role, reason, error)
                 continue
             with self._lock:
                 self._refs[spec.role] = ref

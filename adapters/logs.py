@@ -1,13 +1,28 @@
 """Logging: loguru is the only sink; stdlib logging (pykka, ccxt, peewee, websocket) is
-forwarded into it so no crash is silent (pykka logs actor crashes on the stdlib logger)."""
+forwarded into it so no crash is silent (pykka logs actor crashes on the stdlib logger).
+
+A sink that fails must not take the others down or drown them: loguru catches a sink's error
+(``catch=True``) and prints it on stderr, once per record. The JSON-lines file is therefore
+``LogFile``, which never raises: when the file cannot be written (a full disk, a lost
+permission) it says so once on the console (``LOG_FILE_UNWRITABLE``), drops lines while it
+fails, and says how many when writing works again (``LOG_FILE_RECOVERED``), so the console log,
+where the reason of a halt appears, stays readable.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
+
+LOG_FILE_MAX_BYTES = 20 * 1024 * 1024
+LOG_FILES_KEPT = 5  # rotated files kept beside the current one
+CONSOLE_ONLY = "console_only"  # a record bound with this extra never goes to the log file
 
 CONSOLE_FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
@@ -41,8 +56,90 @@ def intercept_stdlib_logging() -> None:
     logging.getLogger("peewee").setLevel(logging.INFO)
 
 
+class LogFile:
+    """``engine.jsonl`` with size rotation (to ``engine.<UTC time>.jsonl``, the newest
+    ``keep`` kept) behind a guard: ``write`` never raises (see the module docstring)."""
+
+    def __init__(self, path: Path, *, max_bytes: int = LOG_FILE_MAX_BYTES, keep: int = LOG_FILES_KEPT) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.dropped = 0
+        self.failure: str | None = None
+        self._file: Any = None
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def write(self, message: str) -> None:
+        data = str(message).encode("utf-8")
+        failed: OSError | None = None
+        recovered = 0
+        with self._lock:
+            try:
+                self._write(data)
+            except OSError as error:
+                self._close_quietly()
+                self.dropped += 1
+                if self.failure is None:
+                    self.failure, failed = repr(error), error
+            else:
+                if self.failure is not None:
+                    recovered, self.failure, self.dropped = self.dropped, None, 0
+        # Said outside the lock, on the console only (the file sink filters these records out).
+        if failed is not None:
+            _console_only().error("LOG_FILE_UNWRITABLE: {}: {!r}; lines are dropped until it can be written "
+                                  "again (the console goes on)", self.path, failed)
+        elif recovered:
+            _console_only().warning("LOG_FILE_RECOVERED: {} writable again; {} line(s) were dropped",
+                                    self.path, recovered)
+
+    def _write(self, data: bytes) -> None:
+        if self._file is None:
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open between writes
+            self._size = self._file.tell()
+        if self._size and self._size + len(data) > self.max_bytes:
+            self._rotate()
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            view = view[written:]
+            self._size += written
+
+    def _rotate(self) -> None:
+        self._close_quietly()
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S_%f")
+        self.path.replace(self.path.with_name(f"{self.path.stem}.{stamp}{self.path.suffix}"))
+        rotated = sorted(self.path.parent.glob(f"{self.path.stem}.*{self.path.suffix}"))
+        for old in rotated[: max(0, len(rotated) - self.keep)]:
+            old.unlink(missing_ok=True)
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._size = 0
+
+    def _close_quietly(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        with self._lock:
+            self._close_quietly()
+
+
+def _console_only() -> Any:
+    return logger.bind(actor="logs", **{CONSOLE_ONLY: True})
+
+
+def _not_console_only(record: Any) -> bool:
+    return not record["extra"].get(CONSOLE_ONLY)
+
+
 def configure_logging(level: str = "INFO", log_dir: Path | None = None, *, console: bool = True) -> None:
-    """Console sink (readable) and, with ``log_dir``, a JSON-lines file with rotation."""
+    """Console sink (readable) and, with ``log_dir``, a JSON-lines file with rotation
+    (``LogFile``). Both keep loguru's ``catch=True``: a sink's error never reaches the code
+    that logged."""
     logger.remove()
     logger.configure(extra={"actor": "engine"})
     if console:
@@ -50,12 +147,11 @@ def configure_logging(level: str = "INFO", log_dir: Path | None = None, *, conso
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         logger.add(
-            log_dir / "engine.jsonl",
+            LogFile(log_dir / "engine.jsonl"),
             level="DEBUG",
             serialize=True,
-            rotation="20 MB",
-            retention=5,
-            enqueue=True,
+            enqueue=True,  # file I/O off the actors' threads
+            filter=_not_console_only,
             backtrace=False,
             diagnose=False,
         )

@@ -29,7 +29,9 @@ is still in the ``-wal`` is then not seen: ``read_mode`` says which one was used
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 import typing
 import urllib.parse
 import uuid
@@ -66,6 +68,67 @@ _PRAGMAS = {
     # order path): the Journal runs ``checkpoint()`` on its timer instead.
     "wal_autocheckpoint": 0,
 }
+
+
+# SQLite's words (both stores are SQLite by default) and the OS errors for a store that can no
+# longer be written: a full disk or quota, a file or folder made read-only, a failing device.
+_UNWRITABLE_MESSAGES = (
+    "database or disk is full",  # SQLITE_FULL
+    "attempt to write a readonly database",  # SQLITE_READONLY
+    "disk i/o error",  # SQLITE_IOERR
+    "unable to open database file",  # SQLITE_CANTOPEN (the folder lost its permissions)
+    "no space left on device",
+    "disk quota exceeded",
+    "read-only file system",
+    "file too large",
+)
+_UNWRITABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                                errno.EIO})
+
+
+def is_store_unwritable(error: BaseException | str | None) -> bool:
+    """True when ``error`` (or its text) says a store can no longer be written: SQLite's
+    ``database or disk is full``, ``attempt to write a readonly database``, ``disk I/O error``,
+    ``unable to open database file``, or an ``OSError`` for a full disk, a file-size limit, a
+    lost permission or a read-only file system (whatever library wrapped it: peewee re-raises
+    SQLite's errors as its own classes with the same text), also when it is the cause or context
+    of the error raised. Retrying such a write cannot help until an operator acts."""
+    return unwritable_cause(error) is not None
+
+
+def unwritable_cause(error: BaseException | str | None) -> BaseException | str | None:
+    """The error in ``error``'s chain (itself, its cause, its context, ...) that says a store
+    cannot be written, or ``None``. The error that surfaces can hide it: after SQLite rolled a
+    failed write back by itself, the wrapper's own rollback fails with "cannot rollback - no
+    transaction is active", raised while handling the disk error."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _UNWRITABLE_ERRNOS:
+            return error
+        text = str(error).lower()
+        if any(message in text for message in _UNWRITABLE_MESSAGES):
+            return error
+        if isinstance(error, str):
+            return None
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def hold_open(db: peewee.Database) -> sqlite3.Connection | None:
+    """A plain connection to ``db``'s SQLite file (``None`` for another database), which the
+    engine holds, idle, for its whole session so that the stores stay readable for the report
+    when they can no longer be written. While any connection of the process is open, SQLite's
+    shared-memory index of the write-ahead log stays mapped and a new reader needs no write;
+    once the last one closed (the actors' connections die with them), a first reader must
+    rebuild that index, which is a write, and fails on a full disk ("disk I/O error"). It runs
+    no transaction (a read steps to the end), so it never holds checkpoints back; closed last,
+    it checkpoints and removes the log as the last connection does."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return None
+    connection = sqlite3.connect(db.database, check_same_thread=False)
+    connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    return connection
 
 
 # --- codec: frozen dataclass <-> JSON-safe dict ----------------------------------------------
@@ -280,9 +343,20 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group several writes into one commit (all or nothing, also under ``kill -9``)."""
-        with self.db.atomic():
-            yield
+        """Group several writes into one commit (all or nothing, also under ``kill -9``).
+
+        When a write fails because the store cannot be written, SQLite rolls the transaction
+        back by itself and peewee's own rollback then fails with "cannot rollback - no
+        transaction is active"; the error raised here is the first one ("database or disk is
+        full", "disk I/O error", ...), so a crash says what happened."""
+        try:
+            with self.db.atomic():
+                yield
+        except peewee.OperationalError as error:
+            cause = unwritable_cause(error)
+            if isinstance(cause, BaseException) and cause is not error:
+                raise cause from None
+            raise
 
     # --- conditions ------------------------------------------------------------------------
 
@@ -321,7 +395,7 @@ class Store:
             "UPDATE positions SET data = json_set(data, '$.current_price', ?, "
             "'$.unrealized_pnl', ?) WHERE id = ? AND status = ?"
         )
-        with self.db.atomic():
+        with self.transaction():
             for position_id, price, unrealized in marks:
                 self.db.execute_sql(
                     sql, (str(price), str(unrealized), position_id, PositionStatus.OPEN.value)
@@ -459,7 +533,7 @@ class Store:
 
     def save_bar(self, bar: Bar, *, settings: dict[str, str] | None = None) -> None:
         """Store a closed bar, with ``settings`` (the replay resume point) in the same commit."""
-        with self.db.atomic():
+        with self.transaction():
             self._Bar.replace(coin=bar.coin, end_ms=bar.end_ms, data=_dumps(bar)).execute()
             for key, value in (settings or {}).items():
                 self._Setting.replace(key=key, value=value).execute()
