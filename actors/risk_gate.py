@@ -96,6 +96,7 @@ class RiskGate(EngineActor):
         self.passed = 0
         self.denied = 0
         self.rejected = 0
+        self._last_rejection = ""
 
     def on_start(self) -> None:
         self._state = self._store.load_trading_state()
@@ -128,10 +129,31 @@ class RiskGate(EngineActor):
                                 strategy_id=command.strategy_id, coin=command.coin, conditions=vetted))
 
     def _vet(self, condition: TradeCondition) -> TradeCondition | None:
-        """The sized condition, or ``None`` after publishing why it was rejected."""
-        if self._state is not TradingState.ACTIVE:
-            self._reject(condition, f"trading is {self._state.value}")
+        """The sized condition, or ``None`` after publishing why it was rejected. Vetting never
+        crashes the RiskGate: whatever a condition makes it raise is a rejection naming it."""
+        try:
+            problem, sized = self._vet_and_size(condition)
+        except Exception as error:  # noqa: BLE001 - a bad condition must never take the gate down
+            problem, sized = f"VET_FAILED: cannot vet this condition: {type(error).__name__}: {error}", None
+        if problem is not None or sized is None:
+            self._reject(condition, problem or "VET_FAILED")
             return None
+        return sized
+
+    def _ask_vet(self, condition: TradeCondition) -> TradeCondition:
+        """For ``engine.sniper.add_condition``: the condition vetted and sized exactly as a
+        proposed one, or ``ValueError`` with the reason (also published as ``ConditionRejected``)."""
+        if not isinstance(condition, TradeCondition):
+            raise ValueError(f"condition: expected a TradeCondition, got {type(condition).__name__}")
+        vetted = self._vet(condition)
+        if vetted is None:
+            raise ValueError(f"condition {condition.id} rejected: {self._last_rejection}")
+        return vetted
+
+    def _vet_and_size(self, condition: TradeCondition) -> tuple[str | None, TradeCondition | None]:
+        """(problem, None) or (None, the sized condition)."""
+        if self._state is not TradingState.ACTIVE:
+            return f"trading is {self._state.value}", None
         last = self._board.last(condition.coin) if self._board is not None else None
         known = self._known if self._known is not None else frozenset({condition.coin})
         problem = risk.vet_condition(
@@ -139,20 +161,19 @@ class RiskGate(EngineActor):
             last_price=last[0] if last else None, limits=self._limits,
         )
         if problem is not None:
-            self._reject(condition, problem)
-            return None
+            return problem, None
         size = risk.position_size(condition, self._equity, self._limits)
         if size <= 0:
-            self._reject(condition, f"position_size_usd: sizing gave {size} (equity {self._equity})")
-            return None
+            return f"position_size_usd: sizing gave {size} (equity {self._equity})", None
         if size == condition.position_size_usd:
-            return condition
+            return None, condition
         self.log.info("CONDITION_SIZED: {} {} -> {} USD ({})", condition.id, condition.position_size_usd,
                       size, self._limits.sizing)
-        return replace(condition, position_size_usd=size)
+        return None, replace(condition, position_size_usd=size)
 
     def _reject(self, condition: TradeCondition, problem: str) -> None:
         self.rejected += 1
+        self._last_rejection = problem
         self.log.warning("CONDITION_REJECTED: {}: {}", condition.id, problem)
         self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=condition.id,
                                        condition_id=condition.id, reason=problem))

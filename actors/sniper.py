@@ -729,8 +729,12 @@ class Sniper(EngineActor):
                 f"is not after engine time {from_epoch_ns(now_ns).astimezone().isoformat()}"
             )
         market = self._markets(condition.coin)
-        quantity = rules.entry_quantity(condition.position_size_usd, condition.trigger_price, market)
-        problem = rules.order_size_problem(quantity, condition.trigger_price, market)
+        try:
+            quantity = rules.entry_quantity(condition.position_size_usd, condition.trigger_price, market)
+            problem = rules.order_size_problem(quantity, condition.trigger_price, market)
+        except ArithmeticError as error:  # never a crash of the state owner over one condition
+            raise ValueError(f"position_size_usd: {condition.position_size_usd} at trigger_price "
+                             f"{condition.trigger_price} cannot be sized: {type(error).__name__}") from None
         if problem is not None:
             raise ValueError(
                 f"position_size_usd: {condition.position_size_usd} buys {quantity} {condition.coin} at "
