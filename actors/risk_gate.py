@@ -128,11 +128,11 @@ class RiskGate(EngineActor):
         self.send(ArmConditions(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
                                 strategy_id=command.strategy_id, coin=command.coin, conditions=vetted))
 
-    def _vet(self, condition: TradeCondition) -> TradeCondition | None:
+    def _vet(self, condition: TradeCondition, *, check_state: bool = True) -> TradeCondition | None:
         """The sized condition, or ``None`` after publishing why it was rejected. Vetting never
         crashes the RiskGate: whatever a condition makes it raise is a rejection naming it."""
         try:
-            problem, sized = self._vet_and_size(condition)
+            problem, sized = self._vet_and_size(condition, check_state=check_state)
         except Exception as error:  # noqa: BLE001 - a bad condition must never take the gate down
             problem, sized = f"VET_FAILED: cannot vet this condition: {type(error).__name__}: {error}", None
         if problem is not None or sized is None:
@@ -142,17 +142,20 @@ class RiskGate(EngineActor):
 
     def _ask_vet(self, condition: TradeCondition) -> TradeCondition:
         """For ``engine.sniper.add_condition``: the condition vetted and sized exactly as a
-        proposed one, or ``ValueError`` with the reason (also published as ``ConditionRejected``)."""
+        proposed one, or ``ValueError`` with the reason (also published as ``ConditionRejected``).
+        One difference: it is not refused while trading is not ACTIVE (an operator arms ahead;
+        the Sniper blocks its entry until trading is ACTIVE again)."""
         if not isinstance(condition, TradeCondition):
             raise ValueError(f"condition: expected a TradeCondition, got {type(condition).__name__}")
-        vetted = self._vet(condition)
+        vetted = self._vet(condition, check_state=False)
         if vetted is None:
             raise ValueError(f"condition {condition.id} rejected: {self._last_rejection}")
         return vetted
 
-    def _vet_and_size(self, condition: TradeCondition) -> tuple[str | None, TradeCondition | None]:
+    def _vet_and_size(self, condition: TradeCondition, *,
+                      check_state: bool = True) -> tuple[str | None, TradeCondition | None]:
         """(problem, None) or (None, the sized condition)."""
-        if self._state is not TradingState.ACTIVE:
+        if check_state and self._state is not TradingState.ACTIVE:
             return f"trading is {self._state.value}", None
         last = self._board.last(condition.coin) if self._board is not None else None
         known = self._known if self._known is not None else frozenset({condition.coin})

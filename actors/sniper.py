@@ -62,6 +62,7 @@ from actors.base import EngineActor
 from actors.bus import SNIPER
 from state import rules
 from state.book import ConditionBook
+from state.fill_guard import fill_problem
 from state.market import MarketRules
 from state.messages import (
     AccountMarked,
@@ -117,6 +118,8 @@ ZERO = Decimal(0)
 MARK_FLUSH_TICKS = 1_000
 CURSOR_PREFIX = "replay_seq:"  # account keys of the replay cursor, one per coin
 ALL_COINS = "*"  # the one waiting lane of a tick clock (never a coin symbol)
+EXIT_ESCALATE_AFTER = 3  # failed exit attempts of one position before EXIT_ESCALATED
+EXIT_RETRY_MAX_S = 60  # the sweep retries a failed exit after 2^attempts s, at most this
 
 
 class Sniper(EngineActor):
@@ -160,6 +163,7 @@ class Sniper(EngineActor):
         self._tick_ts_ms = 0
         self._last_account_mark: tuple[Decimal, Decimal, int] | None = None
         self._stale: set[str] = set()  # coins whose feed is stale: no new entries
+        self._failed_exits: dict[str, tuple[str, int]] = {}  # position -> (exit reason, failed at ns)
         self.backlog_dropped = 0
         self.replayed_skipped = 0
 
@@ -189,8 +193,36 @@ class Sniper(EngineActor):
             "SNIPER_READY: {} condition(s), {} active position(s), balance {}, trading {}",
             len(self._book), len(self._positions), self._balance, self._trading_state.value,
         )
+        self._repair_orderless()
         for position in [p for p in self._positions.values() if p.pending_order_id]:
             self._reconcile(position)
+
+    def _repair_orderless(self) -> None:
+        """A folder a crash or an older version left inconsistent: a CLOSING position with no
+        exit order in flight is put back OPEN (its stop is checked on the next tick, and a manual
+        or kill-switch exit is retried); a PENDING one with no entry order never opened and is
+        closed. Each is reported (``RECONCILE_INCONSISTENT``), never an unexplained failed start."""
+        for position in [p for p in self._positions.values() if p.pending_order_id is None]:
+            if position.status is PositionStatus.CLOSING:
+                repaired = position.transition(PositionTrigger.EXIT_FAILED, pending_quantity=None)
+                why = "CLOSING with no exit order in flight: reopened, its exits stay armed"
+                if position.exit_reason:
+                    self._failed_exits[position.id] = (position.exit_reason, self.now_ns())
+            elif position.status is PositionStatus.PENDING:
+                repaired = position.transition(
+                    PositionTrigger.ENTRY_FAILED, pending_quantity=None, unrealized_pnl=ZERO,
+                    exit_reason=f"{ExitReason.ENTRY_REJECTED.value}: no entry order was ever recorded")
+                why = "PENDING with no entry order: it never opened; closed"
+            else:
+                continue
+            self.log.error("RECONCILE_INCONSISTENT: position {} ({} {}) was {}", position.id,
+                           position.direction.value, position.coin, why)
+            with self._decision():
+                self._store.save_position(repaired)
+            if repaired.status is PositionStatus.CLOSED:
+                self._untrack(repaired)
+            else:
+                self._positions[repaired.id] = repaired
 
     def _reconcile(self, position: Position) -> None:
         order_id = position.pending_order_id
@@ -198,7 +230,13 @@ class Sniper(EngineActor):
         record = self._store.get_order(order_id)
         if record is not None and record.status is OrderStatus.FILLED:
             self.log.info("RECONCILE: {} filled while the Sniper was down; applying", order_id)
-            self._apply_fill(position, _fill_from_record(record, self._order_for(position)))
+            fill = _fill_from_record(record, self._order_for(position))
+            if fill is None:
+                self.log.error("RECONCILE_BAD_FILL: the stored fill of {} has no price or quantity ({} {})",
+                               order_id, record.fill_price, record.fill_quantity)
+                self._apply_failure(position, "FILL_REJECTED: stored fill without price or quantity", denied=False)
+            else:
+                self._apply_fill_checked(position, fill)
         elif record is not None and record.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
             self.log.info("RECONCILE: {} was {}; applying", order_id, record.status.value)
             self._apply_failure(position, record.reason or record.status.value, denied=False)
@@ -401,6 +439,7 @@ class Sniper(EngineActor):
         with self._decision():
             self._store.save_position(closing)
         self._positions[closing.id] = closing
+        self._failed_exits.pop(closing.id, None)
         self._inflight.setdefault(closing.coin, set()).add(order_id)
         self.log.info("EXIT_SUBMITTED: {} {} {} at {} ({}) -> {}", closing.id, closing.direction.value,
                       closing.coin, price, reason, order_id)
@@ -417,7 +456,24 @@ class Sniper(EngineActor):
         if position is None or position.pending_order_id != event.order.client_order_id:
             self.log.debug("DUPLICATE_FILL ignored: {}", event.order.client_order_id)
             return
-        self._apply_fill(position, event)
+        self._apply_fill_checked(position, event)
+
+    def _apply_fill_checked(self, position: Position, fill: OrderFilled) -> None:
+        """Apply a sane fill; a fill that fails ``state/fill_guard.py`` or that the position
+        cannot take (its exit levels cannot be computed) is a rejected fill (``FILL_REJECTED``):
+        the order counts as refused (an entry is dropped, an exit leaves the position OPEN and is
+        retried), never a crash of the state owner and never a stored record that crashes the
+        next start."""
+        problem = fill_problem(reference_price=fill.order.reference_price, ordered_quantity=fill.order.quantity,
+                               fill_price=fill.fill_price, fill_quantity=fill.fill_quantity, fee=fill.fee)
+        if problem is None:
+            try:
+                self._apply_fill(position, fill)
+                return
+            except (ValueError, ArithmeticError) as error:
+                problem = f"the position cannot take it: {error}"
+        self.log.error("FILL_REJECTED: {} of {}: {}", fill.order.client_order_id, position.id, problem)
+        self._apply_failure(position, f"FILL_REJECTED: {problem}", denied=False)
 
     def _on_order_rejected(self, event: OrderRejected) -> None:
         position = self._positions.get(event.order.position_id)
@@ -523,9 +579,38 @@ class Sniper(EngineActor):
             self._store.save_position(reopened)
             self._positions[reopened.id] = reopened
             self.log.error("{}: exit {} of {} failed: {}; exits stay armed", kind, order_id, position.id, reason)
+            self._exit_failed(reopened)
             self.publish(PositionChanged(ts_init_ns=self.now_ns(), correlation_id=reopened.condition_id,
                                          position=reopened, change=f"EXIT_FAILED: {reason}"))
         self._resolve(position.coin, order_id)
+
+    def _exit_failed(self, position: Position) -> None:
+        """Remember a failed exit for the sweep's retry; escalate once it failed
+        ``EXIT_ESCALATE_AFTER`` times (``EXIT_ESCALATED``, critical). The stop and the target
+        are checked on every tick meanwhile, as for any OPEN position."""
+        self._failed_exits[position.id] = (position.exit_reason or "MANUAL", self.now_ns())
+        if position.exit_attempts >= EXIT_ESCALATE_AFTER:
+            self.log.critical("EXIT_ESCALATED: {} {} {}: {} exit attempt(s) failed; still retried on every "
+                              "tick that crosses a level and every {}s by the sweep", position.id,
+                              position.direction.value, position.coin, position.exit_attempts, EXIT_RETRY_MAX_S)
+
+    def _retry_failed_exits(self) -> None:
+        """Sweep: send again the exit of every OPEN position whose last exit failed (with a
+        backoff of 2^attempts seconds of engine time, at most ``EXIT_RETRY_MAX_S``), at the last
+        price: a manual, kill-switch or time exit is not lost when no tick crosses a level."""
+        now = self.now_ns()
+        for position_id, (reason, failed_ns) in sorted(self._failed_exits.items()):
+            position = self._positions.get(position_id)
+            if position is None or position.status is not PositionStatus.OPEN:
+                self._failed_exits.pop(position_id, None)
+                continue
+            delay_s = min(2 ** position.exit_attempts, EXIT_RETRY_MAX_S)
+            last = self._last_price.get(position.coin)
+            if last is None or now - failed_ns < delay_s * 1_000_000_000:
+                continue
+            self._failed_exits.pop(position_id, None)
+            self.log.warning("EXIT_RETRY: {} ({}), attempt {}", position_id, reason, position.exit_attempts + 1)
+            self._submit_exit(position, reason, last[0], last[1])  # the venue judges the price's age
 
     def _resolve(self, coin: str, order_id: str) -> None:
         """An order of ``coin`` resolved: evaluate the ticks that waited for it, in order."""
@@ -626,6 +711,7 @@ class Sniper(EngineActor):
         if timer.name == "sweep":
             for condition in self._book.expired(self.now_ns()):
                 self._expire(condition)
+            self._retry_failed_exits()
 
     # --- requests from outside (engine.sniper) ------------------------------------------------------
 
@@ -764,7 +850,13 @@ class Sniper(EngineActor):
         position = self._positions.get(position_id)
         if position is None:
             raise ValueError(f"position_id: {position_id!r} is not an active position")
-        if position.status is PositionStatus.CLOSING:
+        if position.status is PositionStatus.CLOSING and position.pending_order_id is not None:
+            # Ask again for the exit in flight (same client order id: the Executor never places
+            # it twice, and answers with its outcome if it has one).
+            self.log.info("CLOSE: {} is already closing; asking again for {}", position_id,
+                          position.pending_order_id)
+            self.send(SubmitOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
+                                  order=self._order_for(position)))
             return position_id
         if position.status is not PositionStatus.OPEN:
             raise ValueError(f"position_id: {position_id!r} is {position.status.value}; its entry is still in flight")
@@ -811,8 +903,9 @@ class Sniper(EngineActor):
         )
 
 
-def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled:
-    assert record.fill_price is not None and record.fill_quantity is not None
+def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled | None:
+    if record.fill_price is None or record.fill_quantity is None:
+        return None
     return OrderFilled(
         ts_init_ns=record.updated_ns,
         correlation_id=None,
