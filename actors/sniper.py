@@ -17,7 +17,10 @@ actor holds or changes any of it.
   conditions stay armed; its open positions keep their exits).
 - ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes.
 - Requests from outside (``engine.sniper``): ``add_condition``, ``set_conditions``,
-  ``cancel_condition``, ``close_position``, ``snapshot``.
+  ``cancel_condition``, ``close_position``, ``snapshot``. ``engine.sniper``'s handle has the
+  RiskGate vet and size a condition before it asks (``actors/handles.py``); the actor itself
+  checks what it owns (ids, expiry, order size) and turns any arithmetic error into a
+  ``ValueError``.
 
 **Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor);
 ``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``; ``PositionOpened``,
@@ -43,10 +46,22 @@ coin, because a coin's ticks can wait behind its order while other coins go on).
 replay is fed again from an earlier point and the Sniper skips every tick it had already
 processed, so a resumed replay trades exactly as an uninterrupted one.
 
+**Bad fills and failed exits.** A fill that fails ``state/fill_guard.py`` (price or quantity
+zero, negative, not finite, far from the order's reference price, more than ordered), or that
+the position cannot take, is a rejected fill (``FILL_REJECTED``): an entry is dropped, an exit
+leaves the position OPEN. A failed exit leaves the position OPEN with its stop and target
+checked on every tick; the sweep sends it again after 2^attempts seconds (at most
+``EXIT_RETRY_MAX_S``), and from ``EXIT_ESCALATE_AFTER`` failed attempts on each failure is
+``EXIT_ESCALATED`` (critical). ``close_position`` on a CLOSING position asks again for its order
+in flight (same client order id). No position stays CLOSING with nothing in flight.
+
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
 from the store, then reconcile each in-flight order with the Executor's records: a recorded
-fill or rejection is applied; an order with no final record is sent again with its same client
-order id (the Executor and the venue never fill an id twice).
+fill or rejection is applied (a recorded fill that fails the fill guard, e.g. a price of 0.00
+an older version stored, is applied as a rejection); an order with no final record is sent
+again with its same client order id (the Executor and the venue never fill an id twice). A
+folder left inconsistent is repaired and reported (``RECONCILE_INCONSISTENT``): a CLOSING
+position with no order goes back to OPEN, a PENDING one with no order is closed.
 """
 
 from __future__ import annotations
@@ -632,7 +647,8 @@ class Sniper(EngineActor):
 
     def _on_arm_condition(self, command: ArmCondition) -> None:
         try:
-            self._arm([command.condition], replace_strategy=None)
+            with _arithmetic_as_value_error():
+                self._arm([command.condition], replace_strategy=None)
         except ValueError as error:
             self.log.warning("CONDITION_REJECTED: {}: {}", command.condition.id, error)
             self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=command.condition.id,
@@ -716,12 +732,14 @@ class Sniper(EngineActor):
     # --- requests from outside (engine.sniper) ------------------------------------------------------
 
     def _ask_add_condition(self, condition: TradeCondition) -> str:
-        self._arm([condition], replace_strategy=None)
+        with _arithmetic_as_value_error():
+            self._arm([condition], replace_strategy=None)
         return condition.id
 
     def _ask_set_conditions(self, conditions: Iterable[TradeCondition], strategy_id: str | None = None) -> tuple[str, ...]:
         new = list(conditions)
-        self._arm(new, replace_strategy=strategy_id if strategy_id is not None else "*")
+        with _arithmetic_as_value_error():
+            self._arm(new, replace_strategy=strategy_id if strategy_id is not None else "*")
         return tuple(c.id for c in new)
 
     def _ask_cancel_condition(self, condition_id: str, reason: str = "canceled") -> str:
@@ -901,6 +919,16 @@ class Sniper(EngineActor):
             reference_price=position.reference_price,
             reference_ts_ms=position.reference_ts_ms,
         )
+
+
+@contextmanager
+def _arithmetic_as_value_error() -> Iterator[None]:
+    """A condition whose numbers break the arithmetic is the caller's mistake (``ValueError``,
+    answered, state untouched), never a crash of the Sniper."""
+    try:
+        yield
+    except ArithmeticError as error:
+        raise ValueError(f"condition: its numbers cannot be computed with ({type(error).__name__})") from None
 
 
 def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled | None:
