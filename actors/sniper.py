@@ -53,7 +53,8 @@ leaves the position OPEN. A failed exit leaves the position OPEN with its stop a
 checked on every tick; the sweep sends it again after 2^attempts seconds (at most
 ``EXIT_RETRY_MAX_S``), and from ``EXIT_ESCALATE_AFTER`` failed attempts on each failure is
 ``EXIT_ESCALATED`` (critical). ``close_position`` on a CLOSING position asks again for its order
-in flight (same client order id). No position stays CLOSING with nothing in flight.
+in flight (same client order id), and so does the sweep for an exit with no outcome after
+``EXIT_STUCK_S`` (``EXIT_STUCK``). No position stays CLOSING with nothing in flight.
 
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
 from the store, then reconcile each in-flight order with the Executor's records: a recorded
@@ -135,6 +136,7 @@ CURSOR_PREFIX = "replay_seq:"  # account keys of the replay cursor, one per coin
 ALL_COINS = "*"  # the one waiting lane of a tick clock (never a coin symbol)
 EXIT_ESCALATE_AFTER = 3  # failed exit attempts of one position before EXIT_ESCALATED
 EXIT_RETRY_MAX_S = 60  # the sweep retries a failed exit after 2^attempts s, at most this
+EXIT_STUCK_S = 10  # an exit in flight this long (engine time) without an outcome is asked for again
 
 
 class Sniper(EngineActor):
@@ -179,6 +181,7 @@ class Sniper(EngineActor):
         self._last_account_mark: tuple[Decimal, Decimal, int] | None = None
         self._stale: set[str] = set()  # coins whose feed is stale: no new entries
         self._failed_exits: dict[str, tuple[str, int]] = {}  # position -> (exit reason, failed at ns)
+        self._exit_asked_ns: dict[str, int] = {}  # exit order in flight -> when first seen or last asked
         self.backlog_dropped = 0
         self.replayed_skipped = 0
 
@@ -627,6 +630,29 @@ class Sniper(EngineActor):
             self.log.warning("EXIT_RETRY: {} ({}), attempt {}", position_id, reason, position.exit_attempts + 1)
             self._submit_exit(position, reason, last[0], last[1])  # the venue judges the price's age
 
+    def _ask_again_for_stuck_exits(self) -> None:
+        """Sweep: an exit in flight for ``EXIT_STUCK_S`` of engine time without an outcome (an
+        ambiguous submit the venue never saw, a restart in between) is asked for again every
+        ``EXIT_STUCK_S``, with its same client order id: the Executor resolves it with the venue
+        and never places it twice. Entries are not: a resent entry could be denied while it
+        may have filled."""
+        now = self.now_ns()
+        for position in list(self._positions.values()):
+            order_id = position.pending_order_id
+            if position.status is not PositionStatus.CLOSING or order_id is None:
+                continue
+            since = self._exit_asked_ns.setdefault(order_id, now)
+            if now - since < EXIT_STUCK_S * 1_000_000_000:
+                continue
+            self._exit_asked_ns[order_id] = now
+            self.log.warning("EXIT_STUCK: {} of {} has no outcome after {:.0f}s; asking again (same client "
+                             "order id)", order_id, position.id, (now - since) / 1e9)
+            self.send(SubmitOrder(ts_init_ns=now, correlation_id=position.condition_id,
+                                  order=self._order_for(position)))
+        live = {p.pending_order_id for p in self._positions.values()}
+        for order_id in [o for o in self._exit_asked_ns if o not in live]:
+            del self._exit_asked_ns[order_id]
+
     def _resolve(self, coin: str, order_id: str) -> None:
         """An order of ``coin`` resolved: evaluate the ticks that waited for it, in order."""
         waiting = self._inflight.get(coin)
@@ -728,6 +754,7 @@ class Sniper(EngineActor):
             for condition in self._book.expired(self.now_ns()):
                 self._expire(condition)
             self._retry_failed_exits()
+            self._ask_again_for_stuck_exits()
 
     # --- requests from outside (engine.sniper) ------------------------------------------------------
 

@@ -73,6 +73,8 @@ def grid_problem(price: Decimal, tick_size: Decimal) -> tuple[Decimal | None, st
     """``(price on the grid, "")``, or ``(None, why)`` when ``price`` is off the grid by more
     than rounding or below one tick."""
     try:
+        if price >= tick_size and not price % tick_size:
+            return price, ""  # the usual case: on the grid (one operation on the hot path)
         steps = price / tick_size
         whole = steps.to_integral_value(rounding=ROUND_HALF_EVEN)
         if whole < 1:

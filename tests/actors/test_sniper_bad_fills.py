@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from actors.sniper import EXIT_ESCALATE_AFTER
+from actors.sniper import EXIT_ESCALATE_AFTER, EXIT_STUCK_S
 from state.messages import OrderFilled, OrderRejected, PositionChanged, PositionClosed, SubmitOrder, TimerFired
 from state.types import OrderIntent, PositionStatus
 from tests.actors.test_sniper import Harness, sniper, sniper_factory  # noqa: F401 - fixtures
@@ -93,3 +93,20 @@ def test_close_position_on_a_closing_position_asks_again_for_the_same_order(snip
     assert sniper.ask("close_position", position.id, "MANUAL") == position.id
     again = sniper.pb.wait_for(SubmitOrder, where=lambda m: m is not first and m.order.intent is OrderIntent.EXIT)
     assert again.order == first.order, "the same client order id: never placed twice"
+
+
+def test_an_exit_with_no_outcome_is_asked_for_again_by_the_sweep(sniper, logs):
+    position = open_long(sniper)
+    sniper.ask("close_position", position.id, "MANUAL")
+    first = sniper.submitted(OrderIntent.EXIT)
+    sniper.pb.bus.tell("sniper", TimerFired(ts_init_ns=0, name="sweep"))  # notes when it was first seen
+    sniper.idle()
+    sniper.pb.clock.advance(EXIT_STUCK_S - 1)
+    sniper.pb.bus.tell("sniper", TimerFired(ts_init_ns=0, name="sweep"))
+    sniper.idle()
+    assert [m.order for m in sniper.pb.messages(SubmitOrder) if m.order.intent is OrderIntent.EXIT] == [first.order]
+    sniper.pb.clock.advance(1)
+    sniper.pb.bus.tell("sniper", TimerFired(ts_init_ns=0, name="sweep"))
+    again = sniper.pb.wait_for(SubmitOrder, where=lambda m: m is not first and m.order.intent is OrderIntent.EXIT)
+    assert again.order == first.order
+    assert logs.wait_for(f"EXIT_STUCK: {first.order.client_order_id}")
