@@ -515,8 +515,9 @@ class Engine:
 
     def propose_and_wait(self, condition: TradeCondition, timeout: float = 5.0) -> TradeCondition:
         """Propose ``condition`` and wait for its outcome: the armed condition (as the RiskGate
-        sized it), or ``ValueError`` with the reason it was rejected; ``TimeoutError`` if
-        neither came within ``timeout``."""
+        sized it), or ``ValueError`` with the reason it was rejected (vetting never crashes the
+        RiskGate: an error while vetting is a rejection too); ``TimeoutError`` only if neither
+        came within ``timeout`` (an engine that is not running, or far behind)."""
         outcome: dict[str, Any] = {}
         decided = threading.Event()
 
