@@ -250,3 +250,20 @@ def test_a_stored_exit_fill_at_zero_starts_with_the_fill_rejected_and_the_positi
     closed = again.store.get_position(position.id)
     assert closed.status is PositionStatus.CLOSED and closed.exit_price == Decimal("41000")
     assert again.restarts == {role: 0 for role in again.restarts}
+
+
+@pytest.mark.parametrize(("stamp", "kind"), [(10**30, "clock_ahead"), (2**62, "clock_ahead")])
+def test_an_absurd_timestamp_is_rejected_at_the_feed(make_engine, ts, stamp, kind):
+    engine = make_engine()
+    engine.push_tick("BTC", "42000", ts())
+    engine.push_tick("BTC", "42000.01", stamp)
+    settle(engine)
+    assert rejected(engine) == {kind: 1}
+    assert engine.clock.now_ns() < (ts() + 3_600_000) * 1_000_000
+
+
+@pytest.mark.parametrize("stamp", [0, -1, 1.5, "now", True])
+def test_a_timestamp_that_is_not_positive_milliseconds_is_refused_to_the_caller(make_engine, stamp):
+    engine = make_engine()
+    with pytest.raises(ValueError, match="^ts_ms: "):
+        engine.push_tick("BTC", "42000", stamp)
