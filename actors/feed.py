@@ -139,6 +139,7 @@ class Feed(EngineActor):
         self._recorder = recorder
         self._guard = TickGuard(guard) if guard is not None else None
         self._markets = markets
+        self._tick_sizes: dict[str, Decimal] = {}
         self.stale_periods = 0
         self.ticks = 0
         self.bars = 0
@@ -270,10 +271,10 @@ class Feed(EngineActor):
         counted by kind and logged once per kind with a sample (``TICK_REJECTED``), then every
         1,000th of that kind. See ``state/tick_guard.py`` for the rules."""
         assert self._guard is not None
-        tick_size = None
-        if self._markets is not None:
+        tick_size = self._tick_sizes.get(raw.coin)
+        if tick_size is None and self._markets is not None:
             try:
-                tick_size = self._markets(raw.coin).tick_size
+                tick_size = self._tick_sizes[raw.coin] = self._markets(raw.coin).tick_size  # fixed for the session
             except ValueError as error:
                 self.log.warning("TICK_REJECTED: {} has no market rules ({}); tick dropped", raw.coin, error)
                 self._guard.rejected["off_grid"] += 1

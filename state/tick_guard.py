@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import NamedTuple
 
 from state.types import MAX_PRICE
 
@@ -47,10 +48,10 @@ class TickGuardSettings:
     max_tick_gap_s: float = 86_400.0
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """``price`` is the price to deliver (snapped to the grid) when ``kind`` is ``None``;
-    otherwise the tick is rejected for ``kind`` as ``detail`` says."""
+    otherwise the tick is rejected for ``kind`` as ``detail`` says. (A named tuple: one is made
+    per tick on the hot path.)"""
 
     price: Decimal
     kind: str | None = None
@@ -97,6 +98,12 @@ class TickGuard:
     _price_runs: dict[str, _Run] = field(default_factory=dict)
     _last_ts_ms: int | None = None
     _time_run: _Run | None = None
+    _skew_ms: float = field(init=False, default=0.0)
+    _gap_ms: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self._skew_ms = self.settings.max_clock_skew_s * 1000
+        self._gap_ms = self.settings.max_tick_gap_s * 1000
 
     def check(self, coin: str, price: Decimal, ts_ms: int, *, tick_size: Decimal | None, now_ms: int,
               tick_clock: bool) -> Verdict:
@@ -132,17 +139,17 @@ class TickGuard:
     def _time(self, ts_ms: int, now_ms: int, tick_clock: bool) -> tuple[str, str] | None:
         settings = self.settings
         if not tick_clock:
-            skew_ms = settings.max_clock_skew_s * 1000
+            skew_ms = self._skew_ms
             if ts_ms > now_ms + skew_ms:
                 return "clock_ahead", f"stamped {(ts_ms - now_ms) / 1000:.1f}s ahead of the engine clock"
             if ts_ms < now_ms - skew_ms:
                 return "clock_behind", f"stamped {(now_ms - ts_ms) / 1000:.1f}s behind the engine clock"
             return None
         if self._last_ts_ms is None:
-            if ts_ms > now_ms + settings.max_clock_skew_s * 1000:
+            if ts_ms > now_ms + self._skew_ms:
                 return "clock_ahead", f"the first tick is stamped {(ts_ms - now_ms) / 1000:.1f}s ahead of the wall clock"
             return None
-        gap_ms = settings.max_tick_gap_s * 1000
+        gap_ms = self._gap_ms
         if ts_ms <= self._last_ts_ms + gap_ms:
             return None
         run = self._time_run
