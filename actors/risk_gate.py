@@ -15,7 +15,7 @@ reaches a venue), ``TradingStateChanged``, and on a kill switch ``KillSwitchTrig
 Gate: HALTED lets no entry through (exits pass); REDUCING passes only orders that reduce a
 position; ACTIVE passes everything. Exits are never denied: a stop must always be able to act.
 
-Vetting (``state/risk.py``): known coin, not expired, trigger of at least one tick with an order
+Vetting (``state/risk.py``): known coin, not expired, trigger on the tick grid with an order
 size the market accepts, stop and take-profit sane and on the right sides of the trigger,
 trigger near the last price. Sizing: ``[risk] sizing``. Vetting never crashes the RiskGate:
 whatever a condition makes it raise is a ``ConditionRejected`` (``VET_FAILED: ...``), so

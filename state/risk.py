@@ -29,7 +29,7 @@ def vet_condition(
 ) -> str | None:
     """Why ``condition`` must not be armed, or ``None`` when it is sane.
 
-    Checks: a known coin; not already expired; a trigger of at least one tick whose size buys
+    Checks: a known coin; not already expired; a trigger on the tick grid whose size buys
     an order the market accepts (quantity step, minimums); stop-loss and take-profit within the configured
     maxima and, once rounded to the tick at the trigger price, strictly on the right sides of
     it (a stop below a LONG's entry, above a SHORT's; the target beyond); a trigger price within
@@ -47,6 +47,8 @@ def vet_condition(
     trigger = condition.trigger_price
     if trigger < market.tick_size:
         return f"trigger_price: {trigger} is below one tick ({market.tick_size}) of {condition.coin}"
+    if trigger % market.tick_size:
+        return f"trigger_price: {trigger} is not on the tick grid of {condition.coin} ({market.tick_size})"
     quantity = rules.entry_quantity(condition.position_size_usd, trigger, market)
     size_problem = rules.order_size_problem(quantity, trigger, market)
     if size_problem is not None:

@@ -117,6 +117,8 @@ BAD_CONDITIONS = [
     pytest.param(dict(target=50), "take_profit_pct: 50 is above the maximum", id="absurd-take-profit"),
     pytest.param(dict(trigger="1.00", stop="0.001", size=1000), "stop_loss_pct", id="stop-finer-than-tick"),
     pytest.param(dict(trigger="0.001"), "trigger_price: 0.001 is below one tick", id="trigger-below-a-tick"),
+    pytest.param(dict(trigger="42000.005"), "trigger_price: 42000.005 is not on the tick grid of BTC (0.01)",
+                 id="trigger-off-grid"),
     pytest.param(dict(size="0.01"), "position_size_usd", id="size-below-the-minimum"),
     pytest.param(dict(trigger=10**12, size=10**12), "trigger_price", id="trigger-far-from-the-market"),
 ]
@@ -191,6 +193,7 @@ def test_an_unrepresentable_value_never_reaches_an_actor(make_engine, field, val
     (("DOGE", "long", ">0.2", 0.02, 0.015, 500), {}, "coin: DOGE is not traded"),
     (("BTC", "long", ">42100", 0.0000001, 0.015, 500), {}, "stop_loss_pct: a LONG stop at 42100.00 is not between"),
     (("BTC", "long", ">42100", 0.02, 50, 500), {}, "take_profit_pct: 50 is above the maximum"),
+    (("BTC", "long", ">42100.001", 0.02, 0.015, 500), {}, "trigger_price: 42100.001 is not on the tick grid"),
 ])
 def test_the_consoles_arm_refuses_bad_input_with_the_reason(make_engine, ts, args, kwargs, reason):
     engine = make_engine()
