@@ -284,7 +284,8 @@ class Engine:
             FEED: lambda: Feed.start(source=self.source, board=self.board, store=self.store,
                                      bar_seconds=config.feed.bar_seconds, stale_after_s=self._stale_after_s,
                                      watched=config.feed.symbols, recorder=self.recorder,
-                                     hold_bars=True, give_up_after_s=self._give_up_after_s, **base),
+                                     hold_bars=True, give_up_after_s=self._give_up_after_s,
+                                     guard=config.feed.tick_guard(), markets=self.market, **base),
             STRATEGIST: lambda: Strategist.start(make_strategies=self._make_strategies, store=self.store,
                                                  bar_seconds=config.feed.bar_seconds, **base),
             RISK_GATE: lambda: RiskGate.start(store=self.store, limits=config.risk, known_coins=known_coins,
@@ -570,6 +571,7 @@ class Engine:
             "stale_periods": feed.get("stale_periods", 0),
             "reconnects": source.get("reconnects", 0) if isinstance(source, dict) else 0,
             "bad_frames": source.get("bad_frames", {}).get("total", 0) if isinstance(source, dict) else 0,
+            "rejected_ticks": feed.get("rejected_ticks", {"total": 0, "by_kind": {}}),
             "rest": self.rest_limiter.stats(),
             "market_rules": {"from": self.market_rules_from,
                              **{coin: jsonable(rule) for coin, rule in sorted(self.market_rules.items())}},
@@ -729,8 +731,9 @@ class Engine:
 
     def propose_and_wait(self, condition: TradeCondition, timeout: float = 5.0) -> TradeCondition:
         """Propose ``condition`` and wait for its outcome: the armed condition (as the RiskGate
-        sized it), or ``ValueError`` with the reason it was rejected; ``TimeoutError`` if
-        neither came within ``timeout``."""
+        sized it), or ``ValueError`` with the reason it was rejected (vetting never crashes the
+        RiskGate: an error while vetting is a rejection too); ``TimeoutError`` only if neither
+        came within ``timeout`` (an engine that is not running, or far behind)."""
         outcome: dict[str, Any] = {}
         decided = threading.Event()
 

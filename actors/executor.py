@@ -6,6 +6,13 @@
 
 **Emits** ``OrderFilled`` and ``OrderRejected``.
 
+**Bad outcomes.** A fill whose price or quantity fails ``state/fill_guard.py`` (zero, negative,
+not finite, far from the reference price, more than ordered) is recorded and published as a
+rejection (``FILL_REJECTED``), never as a fill; a stored fill of that kind (an older version's)
+is published as a rejection too. A venue adapter that raises anything but its declared errors
+(``VENUE_ERROR``) is asked once for the id; if it knows nothing the order is rejected with the
+error as the reason: the Executor never crashes on an order, and no position waits on it.
+
 Write-ahead: the intent is recorded (SUBMITTING) *before* the venue sees the order, so after any
 crash the client order id is known. A second ``ExecuteOrder`` for a known id never reaches the
 venue again once the outcome is final: the recorded outcome is published again (the Sniper
@@ -27,6 +34,7 @@ from actors.base import EngineActor
 from actors.bus import EXECUTOR
 from adapters.errors import AmbiguousOutcome, InvalidOrder, TemporaryError
 from adapters.ports import ExchangePort
+from state.fill_guard import fill_problem
 from state.messages import ExecuteOrder, OrderFilled, OrderRejected, OrderRequest, TimerFired
 from state.order import OrderRecord, OrderTrigger, VenueReport
 from state.store import Store
@@ -98,7 +106,29 @@ class Executor(EngineActor):
             self._store.save_order(record)
             self.log.error("ORDER_OUTCOME_UNKNOWN: {} {!r}; will ask the venue", order.client_order_id, error)
             return
+        except Exception as error:  # noqa: BLE001 - a venue's bug must not crash the Executor on every retry
+            self._venue_failed(record, order, correlation_id, error)
+            return
         self._apply_report(record, report, order, correlation_id)
+
+    def _venue_failed(self, record: OrderRecord, order: OrderRequest, correlation_id: str | None,
+                      error: Exception) -> None:
+        """The venue adapter raised something it should not (a bug, an arithmetic error on an
+        absurd price): ask it once what it knows of the id; if it knows nothing the order is
+        REJECTED with the error as the reason, so the Sniper's position never waits on it."""
+        self.log.error("VENUE_ERROR: {} {}: {!r}", order.client_order_id, type(error).__name__, error)
+        try:
+            report = self._venue.fetch_order(order.client_order_id)
+        except Exception as fetch_error:  # noqa: BLE001 - same: answered with a rejection below
+            self.log.error("VENUE_ERROR: {} cannot be looked up either: {!r}", order.client_order_id, fetch_error)
+            report = None
+        if report is not None:
+            self._apply_report(record, report, order, correlation_id)
+            return
+        record = record.apply(OrderTrigger.REJECT, reason=f"VENUE_ERROR: {type(error).__name__}: {error}"[:500],
+                              updated_ns=self.now_ns())
+        self._store.save_order(record)
+        self._publish_outcome(record, order, correlation_id)
 
     def _resolve_with_venue(self, record: OrderRecord, *, resubmit: bool,
                             correlation_id: str | None = None) -> None:
@@ -121,7 +151,13 @@ class Executor(EngineActor):
     def _apply_report(self, record: OrderRecord, report: VenueReport, order: OrderRequest,
                       correlation_id: str | None) -> None:
         now = self.now_ns()
-        if report.status is OrderStatus.FILLED:
+        bad_fill = _bad_fill(record, report) if report.status is OrderStatus.FILLED else None
+        if bad_fill is not None:
+            self.log.error("FILL_REJECTED: {} {} ({}); the order counts as rejected", record.client_order_id,
+                           bad_fill, report.venue_order_id)
+            record = record.apply(OrderTrigger.REJECT, venue_order_id=report.venue_order_id,
+                                  reason=f"FILL_REJECTED: {bad_fill}", updated_ns=now)
+        elif report.status is OrderStatus.FILLED:
             record = record.apply(
                 OrderTrigger.FILL,
                 venue_order_id=report.venue_order_id,
@@ -144,7 +180,13 @@ class Executor(EngineActor):
 
     def _publish_outcome(self, record: OrderRecord, order: OrderRequest, correlation_id: str | None) -> None:
         now = self.now_ns()
-        if record.status is OrderStatus.FILLED:
+        bad_fill = _bad_fill(record) if record.status is OrderStatus.FILLED else None
+        if bad_fill is not None:  # a record an older version stored: never handed on as a fill
+            self.log.error("FILL_REJECTED: stored fill of {} {}; published as a rejection",
+                           record.client_order_id, bad_fill)
+            self.publish(OrderRejected(ts_init_ns=now, correlation_id=correlation_id, order=order,
+                                       reason=f"FILL_REJECTED: {bad_fill}"))
+        elif record.status is OrderStatus.FILLED:
             assert record.fill_price is not None and record.fill_quantity is not None
             self.publish(OrderFilled(
                 ts_init_ns=now, correlation_id=correlation_id, order=order,
@@ -165,6 +207,13 @@ class Executor(EngineActor):
 
     def _ask_stats(self) -> dict[str, Any]:
         return {"submitted": self.submitted, "venue": self._venue.name}
+
+
+def _bad_fill(record: OrderRecord, report: VenueReport | None = None) -> str | None:
+    """Why the fill (of ``report``, else the one ``record`` holds) must not be applied."""
+    source: Any = report if report is not None else record
+    return fill_problem(reference_price=record.reference_price, ordered_quantity=record.quantity,
+                        fill_price=source.fill_price, fill_quantity=source.fill_quantity, fee=source.fee)
 
 
 def _request_of(record: OrderRecord) -> OrderRequest:

@@ -16,6 +16,14 @@ a live source has delivered nothing at all since start (see below). A tick
 older than the last accepted one of its coin is counted and dropped (time never runs
 backwards); every accepted tick moves the engine clock and the price board.
 
+**Bad market data** (with ``guard``, which the engine always passes from ``[feed]``): a tick whose
+price is not finite and positive, is off the coin's tick grid (``markets``), jumps more than
+``max_jump_pct`` from the last accepted price (unless ``jump_confirm_ticks`` agreeing ticks
+confirm the move), or is stamped too far from the engine clock is rejected before it reaches
+the bars, the price board, the clock or the Sniper: counted by kind (``stats()["rejected_ticks"]``,
+the report) and logged once per kind with a sample (``TICK_REJECTED``). The rules and what
+"ahead" means on a tick clock are in ``state/tick_guard.py``.
+
 **Bars.** A bar ``[t, t + bar_seconds)`` closes when the first tick at or after its end
 arrives; the bar is emitted before that tick. With ``hold_bars`` (the default on a causal
 clock, i.e. in replay and with manual ticks; the engine turns it on for live sources too, so
@@ -63,6 +71,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -84,7 +93,9 @@ from state.messages import (
     Tick,
     TimerFired,
 )
+from state.market import MarketRules
 from state.store import Store
+from state.tick_guard import TickGuard, TickGuardSettings
 
 # Roles whose work a bar can start; the held tick waits for all of them to be idle.
 BAR_EFFECT_ROLES = (STRATEGIST, RISK_GATE, SNIPER, EXECUTOR, EXIT_MONITOR)
@@ -112,6 +123,8 @@ class Feed(EngineActor):
         recorder: TradeRecorder | None = None,
         hold_bars: bool | None = None,
         give_up_after_s: float | None = None,
+        guard: TickGuardSettings | None = None,
+        markets: Callable[[str], MarketRules] | None = None,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -141,6 +154,9 @@ class Feed(EngineActor):
         self._waiting_since = monotonic()  # give-up: when this Feed started waiting for data
         self._received = False  # anything at all (tick, from the stream or REST, or quote)
         self._gave_up = False
+        self._guard = TickGuard(guard) if guard is not None else None
+        self._markets = markets
+        self._tick_sizes: dict[str, Decimal] = {}
         self.stale_periods = 0
         self.ticks = 0
         self.bars = 0
@@ -149,6 +165,7 @@ class Feed(EngineActor):
     # --- lifecycle --------------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        self._seed_guard()
         resume_after = None
         if self._store is not None:
             self._stored_bar_end = self._store.last_bar_ends()
@@ -171,6 +188,14 @@ class Feed(EngineActor):
             " (SIMULATED market)" if self._source.simulated else "",
             f", resuming after tick #{resume_after}" if resumable and resume_after is not None and resume_after >= 0 else "",
         )
+
+    def _seed_guard(self) -> None:
+        """A restarted Feed judges the next tick of each coin against the last accepted price
+        (the price board outlives the actor)."""
+        if self._guard is None:
+            return
+        for coin, (price, ts_ms) in sorted(self._board.all().items()):
+            self._guard.seed(coin, price, ts_ms)
 
     def _close(self) -> None:
         if self._source is not None:
@@ -231,6 +256,11 @@ class Feed(EngineActor):
                 self.log.warning("TICK_OUT_OF_ORDER: {} at {} is older than {}; dropped ({} so far)",
                                  coin, raw.ts_ms, last, self.out_of_order)
             return
+        if not bar_done and self._guard is not None:
+            checked = self._guarded(raw)
+            if checked is None:
+                return
+            raw = checked
         if not bar_done and raw.ts_ms >= self._stored_bar_end.get(coin, 0):  # else: a stored bar's
             bar = self._bars.on_tick(coin, raw.price, raw.qty, raw.ts_ms)
             if raw.seq is not None and (bar is not None or coin not in self._open_first_seq):
@@ -253,6 +283,31 @@ class Feed(EngineActor):
             self.clock.handling(stamp)
         self.publish(Tick(ts_init_ns=stamp, coin=coin, price=raw.price, ts_ms=raw.ts_ms, qty=raw.qty,
                           seq=raw.seq))
+
+    def _guarded(self, raw: PushTick) -> PushTick | None:
+        """The tick as it may enter (its price snapped to the grid), or ``None``: rejected,
+        counted by kind and logged once per kind with a sample (``TICK_REJECTED``), then every
+        1,000th of that kind. See ``state/tick_guard.py`` for the rules."""
+        assert self._guard is not None
+        tick_size = self._tick_sizes.get(raw.coin)
+        if tick_size is None and self._markets is not None:
+            try:
+                tick_size = self._tick_sizes[raw.coin] = self._markets(raw.coin).tick_size  # fixed for the session
+            except ValueError as error:
+                self.log.warning("TICK_REJECTED: {} has no market rules ({}); tick dropped", raw.coin, error)
+                self._guard.rejected["off_grid"] += 1
+                return None
+        now_ms = (time.time_ns() if self._causal else self.clock.now_ns()) // 1_000_000
+        verdict = self._guard.check(raw.coin, raw.price, raw.ts_ms, tick_size=tick_size, now_ms=now_ms,
+                                    tick_clock=self._causal)
+        if verdict.kind is None:
+            return raw if verdict.price == raw.price else replace(raw, price=verdict.price)
+        count = self._guard.rejected[verdict.kind]
+        if count == 1 or count % 1000 == 0:
+            self.log.warning("TICK_REJECTED: {}: {} {} at {}: {} ({} of this kind so far; once per kind, "
+                             "then every 1000th)", verdict.kind, raw.coin, raw.price, raw.ts_ms, verdict.detail,
+                             count)
+        return None
 
     # --- quotes and freshness (live sources) ----------------------------------------------------
 
@@ -393,7 +448,8 @@ class Feed(EngineActor):
         return {"ticks": self.ticks, "bars": self.bars, "out_of_order": self.out_of_order,
                 "held": len(self._held), "finished": self._finished,
                 "coins": dict(self._last_ts), "source": source, "stale": sorted(self._stale),
-                "stale_periods": self.stale_periods, "top_of_book": top}
+                "stale_periods": self.stale_periods, "top_of_book": top,
+                "rejected_ticks": self._guard.stats() if self._guard is not None else {"total": 0, "by_kind": {}}}
 
 
 def attempts_summary(stats: dict[str, Any]) -> str:

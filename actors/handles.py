@@ -44,15 +44,23 @@ class SniperHandle(ActorHandle):
         super().__init__(bus, SNIPER, timeout)
 
     def add_condition(self, condition: TradeCondition) -> str:
-        """Arm one condition; returns its id. Raises ``ValueError`` naming what is wrong."""
-        return self.ask("add_condition", condition)
+        """Vet and size one condition at the RiskGate exactly as ``engine.propose`` would (coins
+        of the session, stop and target sane on the tick grid, order size, trading state), then
+        arm it; returns its id. Raises ``ValueError`` naming what is wrong."""
+        return self.ask("add_condition", self._vetted(condition))
 
     def set_conditions(
         self, conditions: Iterable[TradeCondition], strategy_id: str | None = None
     ) -> tuple[str, ...]:
         """Replace the armed conditions (all of them, or only ``strategy_id``'s) with these,
-        atomically: all are validated before any is armed."""
-        return self.ask("set_conditions", tuple(conditions), strategy_id)
+        atomically: all are vetted by the RiskGate, then validated, before any is armed."""
+        return self.ask("set_conditions", tuple(self._vetted(c) for c in conditions), strategy_id)
+
+    def _vetted(self, condition: TradeCondition) -> TradeCondition:
+        """The RiskGate's vetted and sized copy of ``condition`` (``ValueError`` if rejected)."""
+        if not isinstance(condition, TradeCondition):
+            raise ValueError(f"condition: expected a TradeCondition, got {type(condition).__name__}")
+        return self._bus.ask(RISK_GATE, Request(name="vet", args=(condition,), kwargs=()), self.timeout)
 
     def cancel_condition(self, condition_id: str, reason: str = "canceled") -> str:
         return self.ask("cancel_condition", condition_id, reason)

@@ -18,8 +18,12 @@ reaches a venue), ``TradingStateChanged``, and on a kill switch ``KillSwitchTrig
 Gate: HALTED lets no entry through (exits pass); REDUCING passes only orders that reduce a
 position; ACTIVE passes everything. Exits are never denied: a stop must always be able to act.
 
-Vetting (``state/risk.py``): known coin, not expired, stop and take-profit sane and on the right
-sides of the trigger, trigger near the last price. Sizing: ``[risk] sizing``.
+Vetting (``state/risk.py``): known coin, not expired, trigger on the tick grid with an order
+size the market accepts, stop and take-profit sane and on the right sides of the trigger,
+trigger near the last price. Sizing: ``[risk] sizing``. Vetting never crashes the RiskGate:
+whatever a condition makes it raise is a ``ConditionRejected`` (``VET_FAILED: ...``), so
+``propose_and_wait`` always gets an answer. ``vet`` (an ask) does the same for
+``engine.sniper.add_condition`` and answers the sized condition or ``ValueError``.
 
 Kill switch: every equity the RiskGate learns of (balance plus unrealized PnL at the marks) is
 checked, so a loss is acted on within one report of the Sniper, not at the next bar close. When
@@ -117,6 +121,7 @@ class RiskGate(EngineActor):
         self.passed = 0
         self.denied = 0
         self.rejected = 0
+        self._last_rejection = ""
 
     def on_start(self) -> None:
         self._state = self._store.load_trading_state()
@@ -145,11 +150,35 @@ class RiskGate(EngineActor):
         self.send(ArmConditions(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
                                 strategy_id=command.strategy_id, coin=command.coin, conditions=vetted))
 
-    def _vet(self, condition: TradeCondition) -> TradeCondition | None:
-        """The sized condition, or ``None`` after publishing why it was rejected."""
-        if self._state is not TradingState.ACTIVE:
-            self._reject(condition, f"trading is {self._state.value}")
+    def _vet(self, condition: TradeCondition, *, check_state: bool = True) -> TradeCondition | None:
+        """The sized condition, or ``None`` after publishing why it was rejected. Vetting never
+        crashes the RiskGate: whatever a condition makes it raise is a rejection naming it."""
+        try:
+            problem, sized = self._vet_and_size(condition, check_state=check_state)
+        except Exception as error:  # noqa: BLE001 - a bad condition must never take the gate down
+            problem, sized = f"VET_FAILED: cannot vet this condition: {type(error).__name__}: {error}", None
+        if problem is not None or sized is None:
+            self._reject(condition, problem or "VET_FAILED")
             return None
+        return sized
+
+    def _ask_vet(self, condition: TradeCondition) -> TradeCondition:
+        """For ``engine.sniper.add_condition``: the condition vetted and sized exactly as a
+        proposed one, or ``ValueError`` with the reason (also published as ``ConditionRejected``).
+        One difference: it is not refused while trading is not ACTIVE (an operator arms ahead;
+        the Sniper blocks its entry until trading is ACTIVE again)."""
+        if not isinstance(condition, TradeCondition):
+            raise ValueError(f"condition: expected a TradeCondition, got {type(condition).__name__}")
+        vetted = self._vet(condition, check_state=False)
+        if vetted is None:
+            raise ValueError(f"condition {condition.id} rejected: {self._last_rejection}")
+        return vetted
+
+    def _vet_and_size(self, condition: TradeCondition, *,
+                      check_state: bool = True) -> tuple[str | None, TradeCondition | None]:
+        """(problem, None) or (None, the sized condition)."""
+        if check_state and self._state is not TradingState.ACTIVE:
+            return f"trading is {self._state.value}", None
         last = self._board.last(condition.coin) if self._board is not None else None
         known = self._known if self._known is not None else frozenset({condition.coin})
         problem = risk.vet_condition(
@@ -157,20 +186,19 @@ class RiskGate(EngineActor):
             last_price=last[0] if last else None, limits=self._limits,
         )
         if problem is not None:
-            self._reject(condition, problem)
-            return None
+            return problem, None
         size = risk.position_size(condition, self._watch.equity, self._limits)
         if size <= 0:
-            self._reject(condition, f"position_size_usd: sizing gave {size} (equity {self._watch.equity})")
-            return None
+            return f"position_size_usd: sizing gave {size} (equity {self._watch.equity})", None
         if size == condition.position_size_usd:
-            return condition
+            return None, condition
         self.log.info("CONDITION_SIZED: {} {} -> {} USD ({})", condition.id, condition.position_size_usd,
                       size, self._limits.sizing)
-        return replace(condition, position_size_usd=size)
+        return None, replace(condition, position_size_usd=size)
 
     def _reject(self, condition: TradeCondition, problem: str) -> None:
         self.rejected += 1
+        self._last_rejection = problem
         self.log.warning("CONDITION_REJECTED: {}: {}", condition.id, problem)
         self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=condition.id,
                                        condition_id=condition.id, reason=problem))

@@ -17,7 +17,10 @@ actor holds or changes any of it.
   conditions stay armed; its open positions keep their exits).
 - ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes.
 - Requests from outside (``engine.sniper``): ``add_condition``, ``set_conditions``,
-  ``cancel_condition``, ``close_position``, ``snapshot``.
+  ``cancel_condition``, ``close_position``, ``snapshot``. ``engine.sniper``'s handle has the
+  RiskGate vet and size a condition before it asks (``actors/handles.py``); the actor itself
+  checks what it owns (ids, expiry, order size) and turns any arithmetic error into a
+  ``ValueError``.
 
 **Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor);
 ``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``; ``PositionOpened``,
@@ -47,10 +50,23 @@ coin, because a coin's ticks can wait behind its order while other coins go on).
 replay is fed again from an earlier point and the Sniper skips every tick it had already
 processed, so a resumed replay trades exactly as an uninterrupted one.
 
+**Bad fills and failed exits.** A fill that fails ``state/fill_guard.py`` (price or quantity
+zero, negative, not finite, far from the order's reference price, more than ordered), or that
+the position cannot take, is a rejected fill (``FILL_REJECTED``): an entry is dropped, an exit
+leaves the position OPEN. A failed exit leaves the position OPEN with its stop and target
+checked on every tick; the sweep sends it again after 2^attempts seconds (at most
+``EXIT_RETRY_MAX_S``), and from ``EXIT_ESCALATE_AFTER`` failed attempts on each failure is
+``EXIT_ESCALATED`` (critical). ``close_position`` on a CLOSING position asks again for its order
+in flight (same client order id), and so does the sweep for an exit with no outcome after
+``EXIT_STUCK_S`` (``EXIT_STUCK``). No position stays CLOSING with nothing in flight.
+
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
 from the store, then reconcile each in-flight order with the Executor's records: a recorded
-fill or rejection is applied; an order with no final record is sent again with its same client
-order id (the Executor and the venue never fill an id twice).
+fill or rejection is applied (a recorded fill that fails the fill guard, e.g. a price of 0.00
+an older version stored, is applied as a rejection); an order with no final record is sent
+again with its same client order id (the Executor and the venue never fill an id twice). A
+folder left inconsistent is repaired and reported (``RECONCILE_INCONSISTENT``): a CLOSING
+position with no order goes back to OPEN, a PENDING one with no order is closed.
 """
 
 from __future__ import annotations
@@ -66,6 +82,7 @@ from actors.base import EngineActor
 from actors.bus import SNIPER
 from state import rules
 from state.book import ConditionBook
+from state.fill_guard import fill_problem
 from state.market import MarketRules
 from state.messages import (
     AccountMarked,
@@ -122,6 +139,9 @@ ZERO = Decimal(0)
 MARK_FLUSH_TICKS = 1_000
 CURSOR_PREFIX = "replay_seq:"  # account keys of the replay cursor, one per coin
 ALL_COINS = "*"  # the one waiting lane of a tick clock (never a coin symbol)
+EXIT_ESCALATE_AFTER = 3  # failed exit attempts of one position before EXIT_ESCALATED
+EXIT_RETRY_MAX_S = 60  # the sweep retries a failed exit after 2^attempts s, at most this
+EXIT_STUCK_S = 10  # an exit in flight this long (engine time) without an outcome is asked for again
 
 
 class Sniper(EngineActor):
@@ -169,6 +189,8 @@ class Sniper(EngineActor):
         self._mark_report_ms = mark_report_ms
         self._marks_changed = False  # a mark changed since the last EquityMarked
         self._next_report_ms = 0  # tick time from which a changed mark is reported again
+        self._failed_exits: dict[str, tuple[str, int]] = {}  # position -> (exit reason, failed at ns)
+        self._exit_asked_ns: dict[str, int] = {}  # exit order in flight -> when first seen or last asked
         self.backlog_dropped = 0
         self.replayed_skipped = 0
 
@@ -198,8 +220,36 @@ class Sniper(EngineActor):
             "SNIPER_READY: {} condition(s), {} active position(s), balance {}, trading {}",
             len(self._book), len(self._positions), self._balance, self._trading_state.value,
         )
+        self._repair_orderless()
         for position in [p for p in self._positions.values() if p.pending_order_id]:
             self._reconcile(position)
+
+    def _repair_orderless(self) -> None:
+        """A folder a crash or an older version left inconsistent: a CLOSING position with no
+        exit order in flight is put back OPEN (its stop is checked on the next tick, and a manual
+        or kill-switch exit is retried); a PENDING one with no entry order never opened and is
+        closed. Each is reported (``RECONCILE_INCONSISTENT``), never an unexplained failed start."""
+        for position in [p for p in self._positions.values() if p.pending_order_id is None]:
+            if position.status is PositionStatus.CLOSING:
+                repaired = position.transition(PositionTrigger.EXIT_FAILED, pending_quantity=None)
+                why = "CLOSING with no exit order in flight: reopened, its exits stay armed"
+                if position.exit_reason:
+                    self._failed_exits[position.id] = (position.exit_reason, self.now_ns())
+            elif position.status is PositionStatus.PENDING:
+                repaired = position.transition(
+                    PositionTrigger.ENTRY_FAILED, pending_quantity=None, unrealized_pnl=ZERO,
+                    exit_reason=f"{ExitReason.ENTRY_REJECTED.value}: no entry order was ever recorded")
+                why = "PENDING with no entry order: it never opened; closed"
+            else:
+                continue
+            self.log.error("RECONCILE_INCONSISTENT: position {} ({} {}) was {}", position.id,
+                           position.direction.value, position.coin, why)
+            with self._decision():
+                self._store.save_position(repaired)
+            if repaired.status is PositionStatus.CLOSED:
+                self._untrack(repaired)
+            else:
+                self._positions[repaired.id] = repaired
 
     def _reconcile(self, position: Position) -> None:
         order_id = position.pending_order_id
@@ -207,7 +257,13 @@ class Sniper(EngineActor):
         record = self._store.get_order(order_id)
         if record is not None and record.status is OrderStatus.FILLED:
             self.log.info("RECONCILE: {} filled while the Sniper was down; applying", order_id)
-            self._apply_fill(position, _fill_from_record(record, self._order_for(position)))
+            fill = _fill_from_record(record, self._order_for(position))
+            if fill is None:
+                self.log.error("RECONCILE_BAD_FILL: the stored fill of {} has no price or quantity ({} {})",
+                               order_id, record.fill_price, record.fill_quantity)
+                self._apply_failure(position, "FILL_REJECTED: stored fill without price or quantity", denied=False)
+            else:
+                self._apply_fill_checked(position, fill)
         elif record is not None and record.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
             self.log.info("RECONCILE: {} was {}; applying", order_id, record.status.value)
             self._apply_failure(position, record.reason or record.status.value, denied=False)
@@ -414,6 +470,7 @@ class Sniper(EngineActor):
         with self._decision():
             self._store.save_position(closing)
         self._positions[closing.id] = closing
+        self._failed_exits.pop(closing.id, None)
         self._inflight.setdefault(closing.coin, set()).add(order_id)
         self.log.info("EXIT_SUBMITTED: {} {} {} at {} ({}) -> {}", closing.id, closing.direction.value,
                       closing.coin, price, reason, order_id)
@@ -430,7 +487,24 @@ class Sniper(EngineActor):
         if position is None or position.pending_order_id != event.order.client_order_id:
             self.log.debug("DUPLICATE_FILL ignored: {}", event.order.client_order_id)
             return
-        self._apply_fill(position, event)
+        self._apply_fill_checked(position, event)
+
+    def _apply_fill_checked(self, position: Position, fill: OrderFilled) -> None:
+        """Apply a sane fill; a fill that fails ``state/fill_guard.py`` or that the position
+        cannot take (its exit levels cannot be computed) is a rejected fill (``FILL_REJECTED``):
+        the order counts as refused (an entry is dropped, an exit leaves the position OPEN and is
+        retried), never a crash of the state owner and never a stored record that crashes the
+        next start."""
+        problem = fill_problem(reference_price=fill.order.reference_price, ordered_quantity=fill.order.quantity,
+                               fill_price=fill.fill_price, fill_quantity=fill.fill_quantity, fee=fill.fee)
+        if problem is None:
+            try:
+                self._apply_fill(position, fill)
+                return
+            except (ValueError, ArithmeticError) as error:
+                problem = f"the position cannot take it: {error}"
+        self.log.error("FILL_REJECTED: {} of {}: {}", fill.order.client_order_id, position.id, problem)
+        self._apply_failure(position, f"FILL_REJECTED: {problem}", denied=False)
 
     def _on_order_rejected(self, event: OrderRejected) -> None:
         position = self._positions.get(event.order.position_id)
@@ -537,9 +611,61 @@ class Sniper(EngineActor):
             self._store.save_position(reopened)
             self._positions[reopened.id] = reopened
             self.log.error("{}: exit {} of {} failed: {}; exits stay armed", kind, order_id, position.id, reason)
+            self._exit_failed(reopened)
             self.publish(PositionChanged(ts_init_ns=self.now_ns(), correlation_id=reopened.condition_id,
                                          position=reopened, change=f"EXIT_FAILED: {reason}"))
         self._resolve(position.coin, order_id)
+
+    def _exit_failed(self, position: Position) -> None:
+        """Remember a failed exit for the sweep's retry; escalate once it failed
+        ``EXIT_ESCALATE_AFTER`` times (``EXIT_ESCALATED``, critical). The stop and the target
+        are checked on every tick meanwhile, as for any OPEN position."""
+        self._failed_exits[position.id] = (position.exit_reason or "MANUAL", self.now_ns())
+        if position.exit_attempts >= EXIT_ESCALATE_AFTER:
+            self.log.critical("EXIT_ESCALATED: {} {} {}: {} exit attempt(s) failed; still retried on every "
+                              "tick that crosses a level and every {}s by the sweep", position.id,
+                              position.direction.value, position.coin, position.exit_attempts, EXIT_RETRY_MAX_S)
+
+    def _retry_failed_exits(self) -> None:
+        """Sweep: send again the exit of every OPEN position whose last exit failed (with a
+        backoff of 2^attempts seconds of engine time, at most ``EXIT_RETRY_MAX_S``), at the last
+        price: a manual, kill-switch or time exit is not lost when no tick crosses a level."""
+        now = self.now_ns()
+        for position_id, (reason, failed_ns) in sorted(self._failed_exits.items()):
+            position = self._positions.get(position_id)
+            if position is None or position.status is not PositionStatus.OPEN:
+                self._failed_exits.pop(position_id, None)
+                continue
+            delay_s = min(2 ** position.exit_attempts, EXIT_RETRY_MAX_S)
+            last = self._last_price.get(position.coin)
+            if last is None or now - failed_ns < delay_s * 1_000_000_000:
+                continue
+            self._failed_exits.pop(position_id, None)
+            self.log.warning("EXIT_RETRY: {} ({}), attempt {}", position_id, reason, position.exit_attempts + 1)
+            self._submit_exit(position, reason, last[0], last[1])  # the venue judges the price's age
+
+    def _ask_again_for_stuck_exits(self) -> None:
+        """Sweep: an exit in flight for ``EXIT_STUCK_S`` of engine time without an outcome (an
+        ambiguous submit the venue never saw, a restart in between) is asked for again every
+        ``EXIT_STUCK_S``, with its same client order id: the Executor resolves it with the venue
+        and never places it twice. Entries are not: a resent entry could be denied while it
+        may have filled."""
+        now = self.now_ns()
+        for position in list(self._positions.values()):
+            order_id = position.pending_order_id
+            if position.status is not PositionStatus.CLOSING or order_id is None:
+                continue
+            since = self._exit_asked_ns.setdefault(order_id, now)
+            if now - since < EXIT_STUCK_S * 1_000_000_000:
+                continue
+            self._exit_asked_ns[order_id] = now
+            self.log.warning("EXIT_STUCK: {} of {} has no outcome after {:.0f}s; asking again (same client "
+                             "order id)", order_id, position.id, (now - since) / 1e9)
+            self.send(SubmitOrder(ts_init_ns=now, correlation_id=position.condition_id,
+                                  order=self._order_for(position)))
+        live = {p.pending_order_id for p in self._positions.values()}
+        for order_id in [o for o in self._exit_asked_ns if o not in live]:
+            del self._exit_asked_ns[order_id]
 
     def _resolve(self, coin: str, order_id: str) -> None:
         """An order of ``coin`` resolved: evaluate the ticks that waited for it, in order."""
@@ -561,7 +687,8 @@ class Sniper(EngineActor):
 
     def _on_arm_condition(self, command: ArmCondition) -> None:
         try:
-            self._arm([command.condition], replace_strategy=None)
+            with _arithmetic_as_value_error():
+                self._arm([command.condition], replace_strategy=None)
         except ValueError as error:
             self.log.warning("CONDITION_REJECTED: {}: {}", command.condition.id, error)
             self.publish(ConditionRejected(ts_init_ns=self.now_ns(), correlation_id=command.condition.id,
@@ -648,16 +775,20 @@ class Sniper(EngineActor):
         if timer.name == "sweep":
             for condition in self._book.expired(self.now_ns()):
                 self._expire(condition)
+            self._retry_failed_exits()
+            self._ask_again_for_stuck_exits()
 
     # --- requests from outside (engine.sniper) ------------------------------------------------------
 
     def _ask_add_condition(self, condition: TradeCondition) -> str:
-        self._arm([condition], replace_strategy=None)
+        with _arithmetic_as_value_error():
+            self._arm([condition], replace_strategy=None)
         return condition.id
 
     def _ask_set_conditions(self, conditions: Iterable[TradeCondition], strategy_id: str | None = None) -> tuple[str, ...]:
         new = list(conditions)
-        self._arm(new, replace_strategy=strategy_id if strategy_id is not None else "*")
+        with _arithmetic_as_value_error():
+            self._arm(new, replace_strategy=strategy_id if strategy_id is not None else "*")
         return tuple(c.id for c in new)
 
     def _ask_cancel_condition(self, condition_id: str, reason: str = "canceled") -> str:
@@ -751,8 +882,12 @@ class Sniper(EngineActor):
                 f"is not after engine time {from_epoch_ns(now_ns).astimezone().isoformat()}"
             )
         market = self._markets(condition.coin)
-        quantity = rules.entry_quantity(condition.position_size_usd, condition.trigger_price, market)
-        problem = rules.order_size_problem(quantity, condition.trigger_price, market)
+        try:
+            quantity = rules.entry_quantity(condition.position_size_usd, condition.trigger_price, market)
+            problem = rules.order_size_problem(quantity, condition.trigger_price, market)
+        except ArithmeticError as error:  # never a crash of the state owner over one condition
+            raise ValueError(f"position_size_usd: {condition.position_size_usd} at trigger_price "
+                             f"{condition.trigger_price} cannot be sized: {type(error).__name__}") from None
         if problem is not None:
             raise ValueError(
                 f"position_size_usd: {condition.position_size_usd} buys {quantity} {condition.coin} at "
@@ -782,7 +917,13 @@ class Sniper(EngineActor):
         position = self._positions.get(position_id)
         if position is None:
             raise ValueError(f"position_id: {position_id!r} is not an active position")
-        if position.status is PositionStatus.CLOSING:
+        if position.status is PositionStatus.CLOSING and position.pending_order_id is not None:
+            # Ask again for the exit in flight (same client order id: the Executor never places
+            # it twice, and answers with its outcome if it has one).
+            self.log.info("CLOSE: {} is already closing; asking again for {}", position_id,
+                          position.pending_order_id)
+            self.send(SubmitOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
+                                  order=self._order_for(position)))
             return position_id
         if position.status is not PositionStatus.OPEN:
             raise ValueError(f"position_id: {position_id!r} is {position.status.value}; its entry is still in flight")
@@ -829,8 +970,19 @@ class Sniper(EngineActor):
         )
 
 
-def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled:
-    assert record.fill_price is not None and record.fill_quantity is not None
+@contextmanager
+def _arithmetic_as_value_error() -> Iterator[None]:
+    """A condition whose numbers break the arithmetic is the caller's mistake (``ValueError``,
+    answered, state untouched), never a crash of the Sniper."""
+    try:
+        yield
+    except ArithmeticError as error:
+        raise ValueError(f"condition: its numbers cannot be computed with ({type(error).__name__})") from None
+
+
+def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled | None:
+    if record.fill_price is None or record.fill_quantity is None:
+        return None
     return OrderFilled(
         ts_init_ns=record.updated_ns,
         correlation_id=None,

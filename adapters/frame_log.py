@@ -20,6 +20,7 @@ from typing import Any
 from loguru import logger
 
 from adapters.stream_events import KINDS, FrameProblem
+from state.types import MAX_MAGNITUDE
 
 SAMPLE_CHARS = 200  # a problem's sample: the frame cut to this many characters
 SUMMARY_EVERY = 1000  # after the first line of a kind, one summary line per this many of it
@@ -30,7 +31,7 @@ TS_MS_MIN = 100_000_000_000
 TS_MS_MAX = 100_000_000_000_000
 
 _ZERO = Decimal(0)
-_INF = Decimal("Infinity")
+_MAX = MAX_MAGNITUDE  # above it a number cannot be computed with (state/types.py): a bad value
 
 # JSON numbers with a fraction become Decimal straight from their text, never a float; the
 # exchanges send prices as strings anyway, so this hook costs nothing on their frames.
@@ -112,7 +113,7 @@ def price(value: Any, field: str) -> Decimal:
     """A positive, finite price from the exchange's string."""
     try:
         number = Decimal(value) if type(value) is str else _number(value)
-        if _ZERO < number < _INF:  # a NaN raises InvalidOperation here
+        if _ZERO < number <= _MAX:  # a NaN raises InvalidOperation here
             return number
     except (InvalidOperation, TypeError, ValueError):
         pass
@@ -123,7 +124,7 @@ def quantity(value: Any, field: str) -> Decimal:
     """A finite quantity >= 0 from the exchange's string."""
     try:
         number = Decimal(value) if type(value) is str else _number(value)
-        if _ZERO <= number < _INF:
+        if _ZERO <= number <= _MAX:
             return number
     except (InvalidOperation, TypeError, ValueError):
         pass

@@ -3,7 +3,9 @@
 Market orders fill whole at the order's reference price (the price of the tick that caused
 it) moved by ``slippage_bps`` against the trader, with ``taker_fee`` charged on the notional.
 A reference price that is missing or older than ``max_price_age_s`` of engine time is refused
-as ``PRICE_UNAVAILABLE``. Submitting a client order id again returns the first result: five
+as ``PRICE_UNAVAILABLE``. A price that cannot be computed, rounds to 0 (a reference price
+below one tick) or fails ``state/fill_guard.py`` is refused as ``INVALID_PRICE``: the venue
+never reports a fill at 0.00. Submitting a client order id again returns the first result: five
 submissions, one order, one fill.
 
 With a ``ledger`` (the engine passes its store) the venue remembers every order it has seen
@@ -23,6 +25,7 @@ from typing import Protocol
 from adapters.errors import PriceUnavailable
 from adapters.ports import Clock
 from state.market import MarketRules
+from state.fill_guard import fill_problem
 from state.messages import OrderRequest
 from state.order import VenueReport
 from state.rules import slipped_price, taker_fee
@@ -104,14 +107,28 @@ class PaperExchange:
                 ),
             )
         market = self._markets(order.coin)
-        price = slipped_price(order.side, order.reference_price, self._slippage_bps, market)
+        try:
+            price = slipped_price(order.side, order.reference_price, self._slippage_bps, market)
+            fee = taker_fee(order.quantity, price, self._fee_rate)
+            problem = fill_problem(reference_price=order.reference_price, ordered_quantity=order.quantity,
+                                   fill_price=price, fill_quantity=order.quantity, fee=fee)
+        except (ArithmeticError, ValueError) as error:
+            problem = f"cannot price the order at {order.reference_price}: {type(error).__name__}"
+        if problem is not None:
+            return VenueReport(
+                client_order_id=order.client_order_id,
+                venue_order_id=venue_id,
+                status=OrderStatus.REJECTED,
+                ts_ms=now_ms,
+                reason=f"INVALID_PRICE: {order.coin} {problem}",
+            )
         return VenueReport(
             client_order_id=order.client_order_id,
             venue_order_id=venue_id,
             status=OrderStatus.FILLED,
             fill_price=price,
             fill_quantity=order.quantity,
-            fee=taker_fee(order.quantity, price, self._fee_rate),
+            fee=fee,
             trade_id=venue_id + "-1",
             ts_ms=max(now_ms, order.reference_ts_ms),
         )

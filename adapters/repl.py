@@ -14,6 +14,7 @@ typo can never block or corrupt an actor.
 from __future__ import annotations
 
 import code
+import math
 import pprint
 import re
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 
 from state.models import TradeCondition
 from state.store import jsonable
-from state.types import Direction, TriggerType
+from state.types import Direction, TriggerType, coin_symbol, parse_enum, positive_decimal
 
 BANNER = """\
 Engine console ({source}{simulated}, data in {data_dir}). The engine keeps trading while you type.
@@ -38,6 +39,7 @@ help(arm) explains a helper; Ctrl-D or exit() stops the engine and prints the se
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_VALID_FOR_S = 3650 * 86400  # ten years; longer is None (never expires)
 _TRIGGER = re.compile(r"^\s*(>|<|above|below)\s*([0-9.]+)\s*$", re.IGNORECASE)
 
 
@@ -51,8 +53,10 @@ def parse_duration(value: str | float | int | None) -> timedelta | None:
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
         raise ValueError(f"valid_for: expected e.g. '1h', '30m', '45s', '2d' or seconds, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"valid_for: must be positive, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"valid_for: must be a positive, finite duration, got {value!r}")
+    if seconds > MAX_VALID_FOR_S:
+        raise ValueError(f"valid_for: at most {MAX_VALID_FOR_S // 86400} days (or None: never expires), got {value!r}")
     return timedelta(seconds=seconds)
 
 
@@ -61,11 +65,11 @@ def parse_trigger(trigger: Any, last_price: Decimal | None) -> tuple[TriggerType
     ABOVE if it is above the last price, BELOW if below."""
     if isinstance(trigger, str) and (match := _TRIGGER.match(trigger)):
         kind = TriggerType.ABOVE if match.group(1).lower() in (">", "above") else TriggerType.BELOW
-        return kind, Decimal(match.group(2))
+        return kind, positive_decimal(match.group(2), "trigger")
     try:
-        price = Decimal(str(trigger))
-    except ArithmeticError:
-        raise ValueError(f"trigger: expected '>142.5', '<142.5' or a price, got {trigger!r}") from None
+        price = positive_decimal(trigger, "trigger")
+    except ValueError as error:
+        raise ValueError(f"{error} (expected '>142.5', '<142.5' or a price)") from None
     if last_price is None:
         raise ValueError(f"trigger: no price seen yet for this coin; say '>{price}' or '<{price}'")
     if price == last_price:
@@ -130,13 +134,14 @@ class Console:
         expires. Raises ``ValueError`` with the reason if the RiskGate or the Sniper rejects it.
         """
         engine = self.engine
-        coin = coin.strip().upper()
+        coin = coin_symbol(coin)
+        direction = parse_enum(Direction, direction, "direction")
         last = engine.board.last(coin)
         trigger_type, price = parse_trigger(trigger, last[0] if last else None)
         now = datetime.fromtimestamp(engine.clock.now_ns() / 1e9).astimezone()
         duration = parse_duration(valid_for)
         condition = TradeCondition(
-            coin=coin, direction=Direction(str(direction).strip().upper()), trigger_price=price,
+            coin=coin, direction=direction, trigger_price=price,
             trigger_type=trigger_type, stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct,
             position_size_usd=size_usd, created_at=now, reasoning="armed at the console",
             valid_until=None if duration is None else now + duration,

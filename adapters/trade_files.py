@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from state.types import MAX_MAGNITUDE
+
 GZIP_MAGIC = b"\x1f\x8b"
 DETECT_LINES = 1_000  # lines read at most to recognise a header-less file
 UNIT_SAMPLE = 10  # good rows whose times decide a file's time unit
@@ -171,14 +173,15 @@ def split_fields(text: str) -> list[str]:
 
 
 def parse_decimal(text: str) -> Decimal | None:
-    """A finite ``Decimal`` exactly as written, or ``None`` if the text is not a number."""
+    """A finite ``Decimal`` exactly as written, or ``None`` if the text is not a number (or one
+    too large to compute with, beyond ``state.types.MAX_MAGNITUDE``)."""
     if "_" in text:
         return None
     try:
         value = Decimal(text)
     except InvalidOperation:
         return None
-    return value if value.is_finite() else None
+    return value if value.is_finite() and abs(value) <= MAX_MAGNITUDE else None
 
 
 def parse_int(text: str) -> int | None:

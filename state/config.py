@@ -18,6 +18,7 @@ from typing import Any
 
 from state.market import MarketRules, default_rules
 from state.rules import PositionLimits
+from state.tick_guard import TickGuardSettings
 from state.types import coin_symbol, to_decimal
 
 LIVE_SOURCES = ("binance", "bybit")
@@ -77,6 +78,15 @@ class FeedConfig:
     # exchange: tick size, steps and minimums from the venue at start (live sources' default);
     # config: from [markets] and the defaults (sim, replay and manual always)
     market_rules: str = ""
+    # bad market data, refused at the Feed (state/tick_guard.py)
+    max_jump_pct: Decimal = Decimal("0.10")  # a tick this far from the last accepted price is rejected...
+    jump_confirm_ticks: int = 3  # ...unless this many consecutive agreeing ticks confirm the move
+    max_clock_skew_s: float = 300.0  # wall clock: a tick stamped further ahead or behind is rejected
+    max_tick_gap_s: float = 86_400.0  # tick clock: a tick this far past the latest accepted one is rejected
+
+    def tick_guard(self) -> TickGuardSettings:
+        return TickGuardSettings(max_jump_pct=self.max_jump_pct, confirm_ticks=self.jump_confirm_ticks,
+                                 max_clock_skew_s=self.max_clock_skew_s, max_tick_gap_s=self.max_tick_gap_s)
 
     @property
     def live(self) -> bool:
@@ -342,6 +352,10 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "rest_url": _http_url,
         "give_up_after_s": _number(minimum=0),
         "market_rules": _choice("exchange", "config"),
+        "max_jump_pct": _decimal(above=Decimal(0), maximum=Decimal(100)),
+        "jump_confirm_ticks": _number(integer=True, minimum=1, maximum=1000),
+        "max_clock_skew_s": _number(above=0),
+        "max_tick_gap_s": _number(above=0),
     },
     "paper": {
         "initial_balance": _decimal(above=Decimal(0)),

@@ -7,7 +7,10 @@ triggered. Both are frozen; the Sniper changes a position by building the next o
 another actor as a snapshot.
 
 Numbers accept int, float, str or Decimal and are held as ``Decimal``. Datetimes may be naive
-(local time) or aware. Bad values raise ``ValueError`` naming the field.
+(local time) or aware. Bad values raise ``ValueError`` naming the field: wrong types, booleans,
+NaN, infinity, numbers too large to compute with (``state.types.to_decimal``), a trigger price
+above ``MAX_PRICE`` or a size above ``MAX_SIZE_USD`` (10**12), a take-profit above 100 (10,000 %),
+datetimes outside 1970-9000 (``datetime.min``/``max``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 
 from state.fsm import TransitionTable
 from state.types import (
+    MAX_PRICE,
+    MAX_SIZE_USD,
     Direction,
     ExitReason,
     PositionStatus,
@@ -37,6 +42,10 @@ from state.types import (
     require_text,
     to_decimal,
 )
+
+
+# A take-profit above 100x the entry (10,000 %) is a typing mistake, not a plan.
+MAX_TAKE_PROFIT_PCT = Decimal(100)
 
 
 def new_condition_id() -> str:
@@ -74,9 +83,9 @@ class TradeCondition:
         set_(self, "coin", coin_symbol(self.coin))
         set_(self, "direction", parse_enum(Direction, self.direction, "direction"))
         set_(self, "trigger_type", parse_enum(TriggerType, self.trigger_type, "trigger_type"))
-        set_(self, "trigger_price", positive_decimal(self.trigger_price, "trigger_price"))
+        set_(self, "trigger_price", positive_decimal(self.trigger_price, "trigger_price", MAX_PRICE))
         set_(self, "stop_loss_pct", fraction(self.stop_loss_pct, "stop_loss_pct"))
-        take_profit = positive_decimal(self.take_profit_pct, "take_profit_pct")
+        take_profit = positive_decimal(self.take_profit_pct, "take_profit_pct", MAX_TAKE_PROFIT_PCT)
         if self.direction is Direction.SHORT and take_profit >= 1:
             raise ValueError(
                 f"take_profit_pct: a SHORT cannot gain 100 % or more, got {self.take_profit_pct!r}"
@@ -85,7 +94,7 @@ class TradeCondition:
         set_(
             self,
             "position_size_usd",
-            positive_decimal(self.position_size_usd, "position_size_usd"),
+            positive_decimal(self.position_size_usd, "position_size_usd", MAX_SIZE_USD),
         )
         set_(self, "strategy_id", identifier(self.strategy_id, "strategy_id"))
         set_(self, "reasoning", require_text(self.reasoning, "reasoning"))

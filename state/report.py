@@ -748,13 +748,19 @@ def format_report(report: Mapping[str, Any]) -> str:
 
 
 def _feed_health_lines(report: Mapping[str, Any]) -> list[str]:
-    """``feed: reconnects N | stale periods N | bad frames N``: for a live source always (zeros
+    """``feed: reconnects N | stale periods N | bad frames N | rejected ticks N``: for a live source always (zeros
     included: they say the stream was clean), for the others only when one is not zero."""
     counts = {name: report.get(key) or 0 for name, key in
               (("reconnects", "reconnects"), ("stale periods", "stale_periods"), ("bad frames", "bad_frames"))}
+    rejected = report.get("rejected_ticks") or {}
+    counts["rejected ticks"] = rejected.get("total", 0) if isinstance(rejected, Mapping) else 0
     if report.get("source") not in LIVE_SOURCES and not any(counts.values()):
         return []
-    return ["  feed: " + " | ".join(f"{name} {count}" for name, count in counts.items())]
+    line = "  feed: " + " | ".join(f"{name} {count}" for name, count in counts.items())
+    kinds = rejected.get("by_kind") if isinstance(rejected, Mapping) else None
+    if kinds:
+        line += " (" + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())) + ")"
+    return [line]
 
 
 def _scope_lines(report: Mapping[str, Any]) -> list[str]:

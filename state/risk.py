@@ -36,7 +36,8 @@ def vet_condition(
 ) -> str | None:
     """Why ``condition`` must not be armed, or ``None`` when it is sane.
 
-    Checks: a known coin; not already expired; stop-loss and take-profit within the configured
+    Checks: a known coin; not already expired; a trigger on the tick grid whose size buys
+    an order the market accepts (quantity step, minimums); stop-loss and take-profit within the configured
     maxima and, once rounded to the tick at the trigger price, strictly on the right sides of
     it (a stop below a LONG's entry, above a SHORT's; the target beyond); a trigger price within
     ``max_trigger_distance_pct`` of the last price (a fat finger) when a price is known.
@@ -51,6 +52,15 @@ def vet_condition(
     if condition.take_profit_pct > limits.max_take_profit_pct:
         return f"take_profit_pct: {condition.take_profit_pct} is above the maximum {limits.max_take_profit_pct}"
     trigger = condition.trigger_price
+    if trigger < market.tick_size:
+        return f"trigger_price: {trigger} is below one tick ({market.tick_size}) of {condition.coin}"
+    if trigger % market.tick_size:
+        return f"trigger_price: {trigger} is not on the tick grid of {condition.coin} ({market.tick_size})"
+    quantity = rules.entry_quantity(condition.position_size_usd, trigger, market)
+    size_problem = rules.order_size_problem(quantity, trigger, market)
+    if size_problem is not None:
+        return (f"position_size_usd: {condition.position_size_usd} buys {quantity} {condition.coin} "
+                f"at {trigger}: {size_problem}")
     stop = rules.stop_loss_price(condition.direction, trigger, condition.stop_loss_pct, market)
     target = rules.take_profit_price(condition.direction, trigger, condition.take_profit_pct, market)
     if condition.direction is Direction.LONG:

@@ -88,36 +88,67 @@ def parse_enum(enum_type: type[StrEnum], value: Any, field: str) -> Any:
     raise ValueError(f"{field}: must be one of {allowed}, got {value!r}")
 
 
+# The largest magnitude any price, quantity or amount may have. Decimal arithmetic runs at 28
+# significant digits; a number this size still rounds to an 8-decimal step without exceeding
+# them, and no real price, quantity or balance comes near it. A larger one (1e308, '1e1000',
+# 10**400) is refused at the door instead of raising ``InvalidOperation`` deep in an actor.
+MAX_MAGNITUDE = Decimal(10) ** 18
+# Bounds a trade condition's price and size must keep (far beyond any real market).
+MAX_PRICE = Decimal(10) ** 12
+MAX_SIZE_USD = Decimal(10) ** 12
+_MAX_TEXT = 100  # characters of a number given as text
+
+
+def _shown(value: Any) -> str:
+    """A short ``repr`` for error messages (10**400 must not print 400 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def to_decimal(value: Any, field: str) -> Decimal:
-    """Convert int, float, str or Decimal to a finite ``Decimal``.
+    """Convert int, float, str or Decimal to a finite ``Decimal`` of magnitude at most
+    ``MAX_MAGNITUDE``.
 
     Floats go through their shortest ``repr`` so ``0.1`` becomes ``Decimal("0.1")``,
-    not the binary expansion. Booleans are refused: ``True`` is not a price.
+    not the binary expansion. Booleans are refused: ``True`` is not a price. NaN, infinity
+    and numbers too large to compute with (``1e308``, ``"1e1000"``, ``10**400``) are
+    ``ValueError`` naming the field.
     """
     if isinstance(value, bool):
         raise ValueError(f"{field}: expected a number, got {value!r}")
     if isinstance(value, Decimal):
         number = value
     elif isinstance(value, int):
+        if abs(value) > MAX_MAGNITUDE:  # compare before converting: 10**4300 cannot even print
+            raise ValueError(f"{field}: too large to be a price, quantity or amount, got {_shown(value)}")
         number = Decimal(value)
     elif isinstance(value, float):
         number = Decimal(repr(value))
     elif isinstance(value, str):
+        if len(value) > _MAX_TEXT:
+            raise ValueError(f"{field}: not a number: {_shown(value)}")
         try:
             number = Decimal(value.strip())
         except InvalidOperation:
             raise ValueError(f"{field}: not a number: {value!r}") from None
     else:
-        raise ValueError(f"{field}: expected a number, got {type(value).__name__} {value!r}")
+        raise ValueError(f"{field}: expected a number, got {type(value).__name__} {_shown(value)}")
     if not number.is_finite():
         raise ValueError(f"{field}: must be a finite number, got {value!r}")
+    if abs(number) > MAX_MAGNITUDE:
+        raise ValueError(f"{field}: too large to be a price, quantity or amount, got {_shown(value)}")
     return number
 
 
-def positive_decimal(value: Any, field: str) -> Decimal:
+def positive_decimal(value: Any, field: str, maximum: Decimal | None = None) -> Decimal:
+    """A number greater than 0 (and at most ``maximum`` when given)."""
     number = to_decimal(value, field)
     if number <= 0:
-        raise ValueError(f"{field}: must be greater than 0, got {value!r}")
+        raise ValueError(f"{field}: must be greater than 0, got {_shown(value)}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{field}: at most {maximum:,} is accepted, got {_shown(value)}")
     return number
 
 
@@ -159,16 +190,34 @@ def client_order_id(value: Any, field: str = "client_order_id") -> str:
     return value
 
 
+EARLIEST = datetime(1970, 1, 2, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
 def datetime_value(value: Any, field: str) -> datetime:
-    """Accept a datetime (naive = local time, or aware) or an ISO-8601 string."""
+    """Accept a datetime (naive = local time, or aware) or an ISO-8601 string, between 1970-01-02
+    and 9000-01-01: engine time is nanoseconds since the epoch, and ``datetime.min`` or
+    ``datetime.max`` cannot be converted to it (or back, in local time) without overflowing."""
+    moment: datetime | None = None
     if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
+        moment = value
+    elif isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.strip())
+            moment = datetime.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"{field}: expected a datetime or ISO-8601 string, got {value!r}")
+    if moment is None:
+        raise ValueError(f"{field}: expected a datetime or ISO-8601 string, got {_shown(value)}")
+    try:
+        ns = epoch_ns(moment)
+    except (ValueError, OverflowError, OSError):
+        ns = None
+    if ns is None or not epoch_ns(EARLIEST) <= ns <= epoch_ns(LATEST):
+        raise ValueError(
+            f"{field}: must be between {EARLIEST.date().isoformat()} and {LATEST.date().isoformat()}, "
+            f"got {_shown(value)}"
+        )
+    return moment
 
 
 def epoch_ns(moment: datetime) -> int:

@@ -79,12 +79,18 @@ class TickLog:
             return self.changed.wait_for(lambda: predicate(self), timeout)
 
 
+# The capture is from 2024: its trade times are far behind this machine's clock, which the Feed
+# rejects as ``clock_behind`` on a wall clock (see the test below). These tests are about the
+# stream, not the clock check, so they allow any skew.
+CAPTURE_SKEW_S = 10.0**10
+
+
 def live_engine(tmp_path: Path, server: ReplayServer, **feed: Any) -> Any:
     config = {
         "feed": {"source": "binance", "symbols": ["BTC", "ETH"], "url": server.url,
                  "market_rules": "config", "reconnect_first_s": 0.05,
                  "reconnect_max_s": 0.2, "stale_after_s": 1.0, "silence_timeout_s": 30,
-                 "rest_fallback_after_s": 3600, **feed},
+                 "rest_fallback_after_s": 3600, "max_clock_skew_s": CAPTURE_SKEW_S, **feed},
         "strategist": {"strategies": []},
         "paper": {"slippage_bps": 0},
     }
@@ -94,6 +100,27 @@ def live_engine(tmp_path: Path, server: ReplayServer, **feed: Any) -> Any:
 @pytest.fixture
 def frames(shared_data) -> list[str]:
     return captured_frames(shared_data, trades_per_coin=150)
+
+
+def test_captured_trades_stamped_two_years_ago_are_rejected_as_clock_behind_on_a_wall_clock(tmp_path, frames):
+    old = frames[:40]
+    now_ms = time.time_ns() // 1_000_000
+    fresh = json.dumps({"stream": "btcusdt@trade", "data": {
+        "e": "trade", "E": now_ms, "T": now_ms, "s": "BTCUSDT", "t": 999_999_999_999,
+        "p": "61800.10", "q": "0.010", "X": "MARKET", "m": False}})
+    with ReplayServer(old + [fresh], pace_s=0.0005) as server:
+        engine = live_engine(tmp_path, server, max_clock_skew_s=300)
+        log = TickLog(engine)  # before start: the first frame may arrive at once
+        engine.start()
+        try:
+            assert log.wait(lambda l: len(l.ticks) >= 1), "the trade stamped now gets through"
+            assert log.ticks == [("BTC", Decimal("61800.10"))]
+            trades = len(trade_prices(old))
+            assert engine.handles["feed"].stats()["rejected_ticks"] == {
+                "total": trades, "by_kind": {"clock_behind": trades}}
+        finally:
+            report = engine.shutdown()
+    assert report["rejected_ticks"] == {"total": trades, "by_kind": {"clock_behind": trades}}
 
 
 def test_ticks_reach_the_sniper_with_the_captured_prices_for_two_symbols(tmp_path, frames):

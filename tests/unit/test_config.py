@@ -280,3 +280,25 @@ def test_parse_config_when_market_rules_exchange_without_a_live_source_then_prob
 def test_parse_config_when_markets_sets_min_qty_then_kept() -> None:
     config = parse_config({"markets": {"SOL": {"min_qty": "0.1"}}})
     assert config.market("SOL").min_qty == Decimal("0.1")
+
+
+# --- [feed] checks on market data (state/tick_guard.py) ------------------------------------------
+
+def test_feed_tick_guard_defaults_and_settings() -> None:
+    guard = parse_config({}).feed.tick_guard()
+    assert (guard.max_jump_pct, guard.confirm_ticks, guard.max_clock_skew_s, guard.max_tick_gap_s) == (
+        Decimal("0.10"), 3, 300.0, 86_400.0)
+    feed = {"max_jump_pct": 0.25, "jump_confirm_ticks": 5, "max_clock_skew_s": 30, "max_tick_gap_s": 600}
+    guard = parse_config({"feed": feed}).feed.tick_guard()
+    assert (guard.max_jump_pct, guard.confirm_ticks, guard.max_clock_skew_s, guard.max_tick_gap_s) == (
+        Decimal("0.25"), 5, 30, 600)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("max_jump_pct", 0), ("max_jump_pct", -0.1), ("max_jump_pct", "lots"), ("max_jump_pct", float("nan")),
+    ("jump_confirm_ticks", 0), ("jump_confirm_ticks", 2.5), ("jump_confirm_ticks", True),
+    ("max_clock_skew_s", 0), ("max_clock_skew_s", float("inf")), ("max_tick_gap_s", -1),
+])
+def test_feed_tick_guard_keys_are_validated(key: str, value: object) -> None:
+    (problem,) = problems_of({"feed": {key: value}})
+    assert problem.startswith(f"feed.{key}: ")

@@ -48,9 +48,9 @@ def _report(**overrides: Any) -> dict[str, Any]:
 
 def test_a_live_session_report_says_reconnects_stale_periods_and_bad_frames():
     lines = format_report(_report()).splitlines()
-    assert "  feed: reconnects 3 | stale periods 2 | bad frames 1" in lines
+    assert "  feed: reconnects 3 | stale periods 2 | bad frames 1 | rejected ticks 0" in lines
     clean = format_report(_report(reconnects=0, stale_periods=0, bad_frames=0)).splitlines()
-    assert "  feed: reconnects 0 | stale periods 0 | bad frames 0" in clean
+    assert "  feed: reconnects 0 | stale periods 0 | bad frames 0 | rejected ticks 0" in clean
 
 
 def test_other_sources_show_the_feed_line_only_when_something_happened():
@@ -59,4 +59,11 @@ def test_other_sources_show_the_feed_line_only_when_something_happened():
     assert "feed:" not in format_report(_report(source="replay", reconnects=None, stale_periods=None,
                                                 bad_frames=None))
     stale = format_report(_report(source="sim", reconnects=0, stale_periods=1, bad_frames=0))
-    assert "  feed: reconnects 0 | stale periods 1 | bad frames 0" in stale.splitlines()
+    assert "  feed: reconnects 0 | stale periods 1 | bad frames 0 | rejected ticks 0" in stale.splitlines()
+
+
+def test_rejected_ticks_show_on_the_feed_line_with_their_kinds():
+    report = _report(source="replay", reconnects=0, stale_periods=0, bad_frames=0,
+                     rejected_ticks={"total": 3, "by_kind": {"jump": 2, "off_grid": 1}})
+    assert ("  feed: reconnects 0 | stale periods 0 | bad frames 0 | rejected ticks 3 (jump 2, off_grid 1)"
+            in format_report(report).splitlines())

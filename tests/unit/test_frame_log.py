@@ -149,3 +149,11 @@ def test_symbol_maps() -> None:
     assert coin_by_symbol({"BTC": "btcusdt", "ETH": "ETHUSDT"}) == {"BTCUSDT": "BTC", "ETHUSDT": "ETH"}
     with pytest.raises(ValueError, match="both"):
         coin_by_symbol({"BTC": "BTCUSDT", "XBT": "btcusdt"})
+
+
+@pytest.mark.parametrize("text", ["1e400", "1E+19"])
+def test_a_price_or_quantity_too_large_to_compute_with_is_a_bad_value(text):
+    with pytest.raises(FrameError, match="bad_value"):
+        price(text, "p")
+    with pytest.raises(FrameError, match="bad_value"):
+        quantity(text, "q")

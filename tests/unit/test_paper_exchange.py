@@ -223,3 +223,21 @@ def test_without_a_ledger_a_new_exchange_knows_nothing(clock) -> None:
     exchange(clock).submit_order(order())
 
     assert exchange(clock).fetch_order("p0001-E") is None
+
+
+@pytest.mark.parametrize(("price", "side"), [("0.001", Side.SELL), ("0.0000000001", Side.SELL),
+                                             ("0.004", Side.BUY)])
+def test_a_price_that_rounds_to_zero_is_refused_never_filled_at_0_00(clock, price, side):
+    venue = exchange(clock, slippage_bps="5")
+    with pytest.raises(PriceUnavailable, match="INVALID_PRICE: BTC"):
+        venue.submit_order(order("p0001-X1", side=side, price=price))
+    report = venue.fetch_order("p0001-X1")
+    assert report is not None and report.status is OrderStatus.REJECTED and report.fill_price is None
+
+
+def test_a_price_too_large_to_compute_with_is_refused_not_raised(clock):
+    big = OrderRequest(client_order_id="p0001-E", position_id="p0001", coin="BTC", side=Side.BUY,
+                       quantity=D("1e-8"), intent=OrderIntent.ENTRY, reference_price=D("9e17"),
+                       reference_ts_ms=NOW_MS)
+    with pytest.raises(PriceUnavailable, match="INVALID_PRICE"):
+        exchange(clock, slippage_bps="5").submit_order(big)

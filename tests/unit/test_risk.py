@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from state.config import RiskConfig
-from state.market import MarketRules
+from state.market import MarketRules, default_rules
 from state.models import TradeCondition
 from state.risk import (
     EquityWatch,
@@ -342,3 +342,15 @@ def test_day_start_round_trips_and_a_bad_stored_value_is_a_clear_error() -> None
         parse_day_start("2024-03-01 lots")
     with pytest.raises(ValueError, match="risk_equity_peak"):
         parse_equity("NaN", "risk_equity_peak")
+
+
+def test_vet_condition_refuses_a_trigger_off_the_tick_grid_or_below_one_tick() -> None:
+    def vet(trigger: str) -> str | None:
+        condition = TradeCondition(coin="BTC", direction="LONG", trigger_price=trigger, trigger_type="ABOVE",
+                                   stop_loss_pct="0.02", take_profit_pct="0.015", position_size_usd=500)
+        return vet_condition(condition, now_ns=0, known_coins={"BTC"}, market=default_rules("BTC"),
+                             last_price=None, limits=RiskConfig())
+
+    assert vet("42000.01") is None
+    assert vet("42000.005") == "trigger_price: 42000.005 is not on the tick grid of BTC (0.01)"
+    assert vet("0.001") == "trigger_price: 0.001 is below one tick (0.01) of BTC"

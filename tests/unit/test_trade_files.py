@@ -384,3 +384,8 @@ def test_real_agg_trades_with_header(shared_data: Path) -> None:
     assert len(rows) == 12_477
     assert (rows[0].ts_ms, rows[-1].ts_ms) == (1570752011620, 1570965568844)
     assert str(rows[0].price) == "0.00141342" and str(rows[0].qty) == "23.00000000"
+
+
+@pytest.mark.parametrize("text", ["1e400", "1E+19", "-1e1000"])
+def test_a_number_too_large_to_compute_with_is_not_a_number(text):
+    assert parse_decimal(text) is None
