@@ -46,6 +46,7 @@ from state.messages import (
     ConditionExpired,
     ConditionRejected,
     ConditionTriggered,
+    ConditionsReplaced,
     EndOfData,
     ExecuteOrder,
     FeedFinished,
@@ -116,6 +117,7 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     ConditionArmed: (JOURNAL,),
     ConditionRejected: (STRATEGIST, JOURNAL),
     ConditionCanceled: (STRATEGIST, JOURNAL),
+    ConditionsReplaced: (STRATEGIST, JOURNAL),  # where ConditionArmed and ConditionCanceled go
     ConditionExpired: (STRATEGIST, JOURNAL),
     ConditionTriggered: (STRATEGIST, JOURNAL),
     ConditionBlocked: (JOURNAL,),
