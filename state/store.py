@@ -18,11 +18,23 @@ Tables and their single writer:
   remembers across our restarts).
 
 The journal (trades, daily PnL, events) has its own database: ``state/journal_store.py``.
+
+**The write-ahead log stays small.** There is no automatic checkpoint (``wal_autocheckpoint=0``:
+it would run inside whichever commit fills the log, often the Sniper's on the order path); the
+Journal runs ``checkpoint()`` on its flush timer instead (every 0.25 s, on its own thread). A
+PASSIVE checkpoint alone never blocks anyone but, while writers commit without pause (a replay
+at max speed), the log is never restarted and the ``-wal`` file only grows (1 GB over a month of
+bars). So ``checkpoint()`` also truncates the log (``wal_checkpoint(TRUNCATE)``) once the file is
+larger than ``WAL_TRUNCATE_BYTES``, waiting at most ``CHECKPOINT_BUSY_MS`` for the writer lock
+and for readers (a busy log is left to the next timer tick; writers wait only while the few
+frames the PASSIVE pass left are copied). ``journal_size_limit`` truncates a log that SQLite
+restarts by itself, and ``close()`` truncates it at shutdown.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import typing
 import uuid
 from collections.abc import Iterable, Iterator
@@ -46,15 +58,53 @@ T = TypeVar("T")
 TRADING_STATE_KEY = "trading_state"  # settings keys of the RiskGate's trading state ...
 TRADING_REASON_KEY = "trading_state_reason"  # ... and of why it was set
 
+WAL_SIZE_LIMIT = 4 * 1024 * 1024  # journal_size_limit: a restarted log is cut back to this
+WAL_TRUNCATE_BYTES = 16 * 1024 * 1024  # checkpoint() truncates a log file larger than this
+CHECKPOINT_BUSY_MS = 50  # how long a truncating checkpoint may wait for the writer lock and readers
+BUSY_TIMEOUT_MS = 10_000
+CLOSE_BUSY_MS = 2_000  # at close every actor has stopped: a longer wait is harmless
+
 _PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": "normal",
-    "busy_timeout": 10_000,
+    "busy_timeout": BUSY_TIMEOUT_MS,
     "foreign_keys": 0,
     # No automatic checkpoint inside whichever commit fills the log (often the Sniper's, on the
     # order path): the Journal runs ``checkpoint()`` on its timer instead.
     "wal_autocheckpoint": 0,
+    "journal_size_limit": WAL_SIZE_LIMIT,
 }
+
+
+def wal_file(path: Path | str) -> Path:
+    """The write-ahead log file of the SQLite database at ``path``."""
+    return Path(f"{path}-wal")
+
+
+def file_size(path: Path) -> int:
+    """The size of ``path`` in bytes (0 when it does not exist)."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def truncate_wal(db: peewee.SqliteDatabase, busy_ms: int, restore_busy_ms: int = BUSY_TIMEOUT_MS) -> bool:
+    """Checkpoint the whole log of ``db`` into the database and truncate the log file to zero
+    bytes (``wal_checkpoint(TRUNCATE)``) on the calling thread's connection, waiting at most
+    ``busy_ms`` for the writer lock and for readers. True when the log was emptied; False when
+    a writer or a reader was busy beyond that (what could be copied was, as a PASSIVE
+    checkpoint would; the next call tries again)."""
+    db.execute_sql(f"PRAGMA busy_timeout = {int(busy_ms)}")
+    try:
+        busy, _, _ = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except peewee.OperationalError as error:  # "database is locked": busy, as the row would say
+        if "locked" not in str(error) and "busy" not in str(error):
+            raise
+        return False
+    finally:
+        db.execute_sql(f"PRAGMA busy_timeout = {int(restore_busy_ms)}")
+    return busy == 0
 
 
 # --- codec: frozen dataclass <-> JSON-safe dict ----------------------------------------------
@@ -138,9 +188,13 @@ def _dumps(obj: Any) -> str:
 class Store:
     """All durable engine state behind plain methods that take and return domain objects."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, wal_truncate_bytes: int | None = None) -> None:
+        """``wal_truncate_bytes``: the log file size past which ``checkpoint()`` truncates it
+        (default ``WAL_TRUNCATE_BYTES``)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.wal_truncate_bytes = WAL_TRUNCATE_BYTES if wal_truncate_bytes is None else wal_truncate_bytes
+        self.wal_truncations = 0  # logs truncated by checkpoint() (the Journal's thread only)
         self.db = peewee.SqliteDatabase(str(self.path), pragmas=_PRAGMAS, check_same_thread=False)
         db = self.db
 
@@ -222,13 +276,27 @@ class Store:
             )
 
     def close(self) -> None:
-        if not self.db.is_closed():
-            self.checkpoint()
-            self.db.close()
+        """Truncate the write-ahead log (everything in it is copied into ``engine.db`` first)
+        and close the calling thread's connection. The engine calls it once every actor has
+        stopped; a log still busy then is left for SQLite to finish on the next open."""
+        try:
+            if not truncate_wal(self.db, CLOSE_BUSY_MS):
+                self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            if not self.db.is_closed():
+                self.db.close()
 
     def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database file without blocking writers."""
+        """Copy the write-ahead log into the database file without blocking writers (PASSIVE)
+        and, once the log file is larger than ``wal_truncate_bytes``, truncate it (see the
+        module docstring: waits at most ``CHECKPOINT_BUSY_MS``)."""
         self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        if self.wal_size() > self.wal_truncate_bytes and truncate_wal(self.db, CHECKPOINT_BUSY_MS):
+            self.wal_truncations += 1
+
+    def wal_size(self) -> int:
+        """The size of the write-ahead log file in bytes (0 when there is none)."""
+        return file_size(wal_file(self.path))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -375,10 +443,14 @@ class Store:
     def order_ids(self) -> set[str]:
         return {row.client_order_id for row in self._Order.select(self._Order.client_order_id)}
 
-    def load_orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRecord]:
+    def load_orders(self, statuses: Iterable[OrderStatus] | None = None, *,
+                    latest: int | None = None) -> list[OrderRecord]:
+        """Order records (of ``statuses``) by creation; ``latest=N``: only the N written last."""
         query = self._Order.select().order_by(self._Order.client_order_id)
         if statuses is not None:
             query = query.where(self._Order.status.in_([s.value for s in statuses]))
+        if latest is not None:  # every save is a REPLACE: the highest rowids were written last
+            query = query.order_by(peewee.SQL("rowid").desc()).limit(latest)
         records = [decode(OrderRecord, json.loads(row.data)) for row in query]
         return sorted(records, key=lambda r: (r.created_ns, r.client_order_id))
 
@@ -425,6 +497,12 @@ class Store:
         self._VenueOrder.replace(
             client_order_id=report.client_order_id, venue=venue, data=_dumps(report)
         ).execute()
+
+    def get_venue_report(self, venue: str, client_order_id: str) -> VenueReport | None:
+        row = self._VenueOrder.get_or_none(
+            (self._VenueOrder.client_order_id == client_order_id) & (self._VenueOrder.venue == venue)
+        )
+        return None if row is None else decode(VenueReport, json.loads(row.data))
 
     def load_venue_reports(self, venue: str) -> list[VenueReport]:
         rows = self._VenueOrder.select().where(self._VenueOrder.venue == venue)
