@@ -51,7 +51,6 @@ from state.secrets import mask_url
 from state.store import (
     BUSY_TIMEOUT_MS,
     CHECKPOINT_BUSY_MS,
-    CLOSE_BUSY_MS,
     WAL_SIZE_LIMIT,
     decode,
     file_size,
@@ -293,7 +292,7 @@ class JournalStore:
         first) and close the calling thread's connection (the engine calls it at the very end,
         after the Journal has stopped)."""
         try:
-            if self.is_sqlite and not truncate_wal(self.db, CLOSE_BUSY_MS):
+            if self.is_sqlite and not truncate_wal(self.db, CHECKPOINT_BUSY_MS):
                 self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             self.release_thread()

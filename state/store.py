@@ -62,7 +62,6 @@ WAL_SIZE_LIMIT = 4 * 1024 * 1024  # journal_size_limit: a restarted log is cut b
 WAL_TRUNCATE_BYTES = 16 * 1024 * 1024  # checkpoint() truncates a log file larger than this
 CHECKPOINT_BUSY_MS = 50  # how long a truncating checkpoint may wait for the writer lock and readers
 BUSY_TIMEOUT_MS = 10_000
-CLOSE_BUSY_MS = 2_000  # at close every actor has stopped: a longer wait is harmless
 
 _PRAGMAS = {
     "journal_mode": "wal",
@@ -278,9 +277,11 @@ class Store:
     def close(self) -> None:
         """Truncate the write-ahead log (everything in it is copied into ``engine.db`` first)
         and close the calling thread's connection. The engine calls it once every actor has
-        stopped; a log still busy then is left for SQLite to finish on the next open."""
+        stopped. It waits no longer than a timed checkpoint (``CHECKPOINT_BUSY_MS``), since a
+        reader such as ``run.py --status`` closes its store while a session may be writing: a
+        busy log is left to that session's checkpoints."""
         try:
-            if not truncate_wal(self.db, CLOSE_BUSY_MS):
+            if not truncate_wal(self.db, CHECKPOINT_BUSY_MS):
                 self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             if not self.db.is_closed():
