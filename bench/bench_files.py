@@ -119,7 +119,9 @@ def one_session(path: Path, folder: Path, bar_seconds: int, lookback: int) -> di
         raise SystemExit(f"actors restarted during the run: {engine.restarts}")
     return {"seconds": round(elapsed, 1), "ticks": report["ticks"], "bars": report["bars"],
             "trades": report["total_trades"], "realized_pnl_usd": report["realized_pnl_usd"],
-            "wal_peaks": sampler.peaks}
+            "wal_peaks": sampler.peaks, "engine_wal_truncations": getattr(engine.store, "wal_truncations", None),
+            "engine_wal_truncate_max_ms": round(getattr(engine.store, "wal_truncate_max_s", 0.0) * 1000, 1),
+            "journal_wal_truncations": getattr(engine.journal_store, "wal_truncations", None)}
 
 
 def human(size: int) -> str:
@@ -160,6 +162,8 @@ def main() -> None:
     print("largest size of each write-ahead log during the session:")
     for name, size in sorted(run["wal_peaks"].items()):
         print(f"  {name:<44} {human(size):>12}")
+    print(f"write-ahead logs truncated while running: engine {run['engine_wal_truncations']} "
+          f"(the longest took {run['engine_wal_truncate_max_ms']} ms), journal {run['journal_wal_truncations']}")
     print("journal rows: " + ", ".join(f"{t} {n:,}" for t, n in journal_rows.items())
           + f" ({events_per_bar:.2f} events per bar)")
     print("events by kind: " + ", ".join(f"{k} {n:,}" for k, n in kinds.items()))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import typing
 import uuid
 from collections.abc import Iterable, Iterator
@@ -194,6 +195,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.wal_truncate_bytes = WAL_TRUNCATE_BYTES if wal_truncate_bytes is None else wal_truncate_bytes
         self.wal_truncations = 0  # logs truncated by checkpoint() (the Journal's thread only)
+        self.wal_truncate_max_s = 0.0  # the longest truncating checkpoint (writers wait meanwhile)
         self.db = peewee.SqliteDatabase(str(self.path), pragmas=_PRAGMAS, check_same_thread=False)
         db = self.db
 
@@ -292,8 +294,11 @@ class Store:
         and, once the log file is larger than ``wal_truncate_bytes``, truncate it (see the
         module docstring: waits at most ``CHECKPOINT_BUSY_MS``)."""
         self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        if self.wal_size() > self.wal_truncate_bytes and truncate_wal(self.db, CHECKPOINT_BUSY_MS):
-            self.wal_truncations += 1
+        if self.wal_size() > self.wal_truncate_bytes:
+            started = time.perf_counter()
+            if truncate_wal(self.db, CHECKPOINT_BUSY_MS):
+                self.wal_truncations += 1
+            self.wal_truncate_max_s = max(self.wal_truncate_max_s, time.perf_counter() - started)
 
     def wal_size(self) -> int:
         """The size of the write-ahead log file in bytes (0 when there is none)."""
