@@ -708,7 +708,7 @@ class Sniper(EngineActor):
         if replace_strategy is None:
             for condition in conditions:
                 self._publish_armed(condition, now_ns)
-        else:
+        elif conditions or replaced:  # an empty set replacing nothing changes nothing
             self._publish_replaced(replace_strategy, replace_coin, conditions, replaced, ids, now_ns)
         self._persist_released()
 

@@ -783,3 +783,14 @@ def test_an_open_position_keeps_its_stop_while_its_feed_is_stale(sniper):
     sniper.pb.bus.publish(FeedStale(ts_init_ns=0, coin="BTC", silent_s=20.0))
     sniper.tick("BTC", 41000)  # the last good price that arrives still runs the stop
     assert sniper.submitted(OrderIntent.EXIT).order.coin == "BTC"
+
+
+def test_an_empty_set_replacing_nothing_publishes_nothing(sniper):
+    arm_set(sniper, "s1", "BTC")
+    sniper.idle()
+    assert sniper.pb.messages(ConditionsReplaced) == []
+    a = condition(trigger=50000, strategy_id="s1")
+    arm_set(sniper, "s1", "BTC", a)
+    arm_set(sniper, "s1", "BTC")
+    sniper.idle()
+    assert [(m.armed, m.canceled) for m in sniper.pb.messages(ConditionsReplaced, "journal")] == [((a,), ()), ((), (a.id,))]
