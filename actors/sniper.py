@@ -729,7 +729,8 @@ class Sniper(EngineActor):
         """A replacement (``ArmConditions``, ``set_conditions``): one log line and ONE
         ``ConditionsReplaced`` for the whole set (a strategy re-arms at every bar close)."""
         canceled = tuple(old.id for old in replaced if old.id not in ids)
-        self.log.debug(
+        log = self.log.info if any(c.strategy_id == "manual" for c in armed) else self.log.debug
+        log(
             "CONDITIONS_REPLACED: {} on {}: armed [{}], canceled {}", strategy_id, coin or "every coin",
             "; ".join(f"{c.id} {c.direction.value} {c.coin} if {c.trigger_type.value} {c.trigger_price} "
                       f"${c.position_size_usd}" for c in armed), len(canceled),
