@@ -46,6 +46,7 @@ from state.messages import (
     ConditionExpired,
     ConditionRejected,
     ConditionTriggered,
+    ConditionsReplaced,
     EndOfData,
     EquityMarked,
     ExecuteOrder,
@@ -119,6 +120,7 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     ConditionArmed: (JOURNAL,),
     ConditionRejected: (STRATEGIST, JOURNAL),
     ConditionCanceled: (STRATEGIST, JOURNAL),
+    ConditionsReplaced: (STRATEGIST, JOURNAL),  # where ConditionArmed and ConditionCanceled go
     ConditionExpired: (STRATEGIST, JOURNAL),
     ConditionTriggered: (STRATEGIST, JOURNAL),
     ConditionBlocked: (JOURNAL,),

@@ -21,6 +21,9 @@ resolved by asking the venue for that client order id, never by placing it blind
 
 Paper and live differ only in the venue adapter run.py injects; there is no paper branch here.
 
+Memory: nothing per order. Whether a client order id is known is asked of the store (one
+primary-key read per ``ExecuteOrder``), so a session of any length holds no growing set of ids.
+
 **On crash** the restart loads every non-final record and resolves it with the venue.
 """
 
@@ -49,11 +52,9 @@ class Executor(EngineActor):
         super().__init__(**base)
         self._store = store
         self._venue = venue
-        self._known_ids: set[str] = set()
         self.submitted = 0
 
     def on_start(self) -> None:
-        self._known_ids = self._store.order_ids()
         pending = self._store.load_orders([OrderStatus.SUBMITTING, OrderStatus.ACCEPTED])
         if pending:
             self.log.info("RECONCILE: {} order(s) without a final outcome", len(pending))
@@ -62,8 +63,7 @@ class Executor(EngineActor):
 
     def _on_execute_order(self, command: ExecuteOrder) -> None:
         order = command.order
-        known = order.client_order_id in self._known_ids
-        record = self._store.get_order(order.client_order_id) if known else None
+        record = self._store.get_order(order.client_order_id)
         if record is not None and record.is_final:
             self.log.info("DUPLICATE_ORDER: {} already {}; publishing the recorded outcome",
                           order.client_order_id, record.status.value)
@@ -88,7 +88,6 @@ class Executor(EngineActor):
             correlation_id=command.correlation_id,
         )
         self._store.save_order(record)  # write-ahead: before the venue sees it
-        self._known_ids.add(record.client_order_id)
         self._submit(record, order, command.correlation_id)
 
     def _submit(self, record: OrderRecord, order: OrderRequest, correlation_id: str | None) -> None:

@@ -1,6 +1,9 @@
 """Invariants: a detector that watches the engine's facts and reports what must never happen.
 
-**Owns** nothing but what it needs to check: the fills it has seen per client order id.
+**Owns** nothing but what it needs to check: the trade ids of the last ``FILLS_KEPT`` fills
+by client order id (older ones are looked up in the Executor's records), and the last
+``VIOLATIONS_KEPT`` violations (``violation_count`` counts them all): bounded, however long the
+session.
 
 **Accepts** ``OrderFilled``, ``OrderRejected``, ``OrderDenied``, position events and
 ``ActorRestarted``.
@@ -12,11 +15,12 @@ Checks: a client order id filled twice with different trade ids; an exit order d
 must always pass the gate); an opened position whose notional exceeds its size by more than
 the slippage allowance; a negative cash balance.
 
-**On crash** (a derived actor) it reloads the fills from the Executor's records.
+**On crash** (a derived actor) it reloads the latest fills from the Executor's records.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +40,8 @@ from state.store import Store
 from state.types import OrderIntent, OrderStatus
 
 OVERSIZE_ALLOWANCE = Decimal("1.02")
+FILLS_KEPT = 10_000
+VIOLATIONS_KEPT = 1_000
 
 
 class Invariants(EngineActor):
@@ -45,27 +51,44 @@ class Invariants(EngineActor):
     def __init__(self, *, store: Store, **base: Any) -> None:
         super().__init__(**base)
         self._store = store
-        self._fills: dict[str, str] = {}
-        self.violations: list[InvariantViolated] = []
+        self._fills: OrderedDict[str, str] = OrderedDict()  # client order id -> trade id, oldest first
+        self.violations: deque[InvariantViolated] = deque(maxlen=VIOLATIONS_KEPT)
+        self.violation_count = 0
         self.restarts_seen = 0
 
     def on_start(self) -> None:
-        for record in self._store.load_orders([OrderStatus.FILLED]):
-            self._fills[record.client_order_id] = record.trade_id or ""
+        for record in self._store.load_orders([OrderStatus.FILLED], latest=FILLS_KEPT):
+            self._remember_fill(record.client_order_id, record.trade_id or "")
+
+    def _remember_fill(self, client_order_id: str, trade_id: str) -> None:
+        self._fills[client_order_id] = trade_id
+        self._fills.move_to_end(client_order_id)
+        while len(self._fills) > FILLS_KEPT:
+            self._fills.popitem(last=False)
+
+    def _known_fill(self, client_order_id: str) -> str | None:
+        """The trade id this order was filled with: remembered, else the Executor's record."""
+        known = self._fills.get(client_order_id)
+        if known is None:
+            record = self._store.get_order(client_order_id)
+            if record is not None and record.status is OrderStatus.FILLED:
+                known = record.trade_id or ""
+        return known
 
     def _violate(self, code: str, detail: str, correlation_id: str | None = None) -> None:
         event = InvariantViolated(ts_init_ns=self.now_ns(), correlation_id=correlation_id, code=code, detail=detail)
         self.violations.append(event)
+        self.violation_count += 1
         self.log.error("INVARIANT_VIOLATED: {} {}", code, detail)
         self.publish(event)
 
     def _on_order_filled(self, event: OrderFilled) -> None:
         order_id = event.order.client_order_id
-        known = self._fills.get(order_id)
+        known = self._known_fill(order_id)
         if known is not None and known != event.trade_id:
             self._violate("DUPLICATE_FILL", f"{order_id} filled as {known} and as {event.trade_id}",
                           event.correlation_id)
-        self._fills[order_id] = event.trade_id
+        self._remember_fill(order_id, event.trade_id)
 
     def _on_order_rejected(self, event: OrderRejected) -> None:
         return None
@@ -93,4 +116,9 @@ class Invariants(EngineActor):
         self.restarts_seen += 1
 
     def _ask_violations(self) -> tuple[InvariantViolated, ...]:
+        """The last ``VIOLATIONS_KEPT`` violations, oldest first."""
         return tuple(self.violations)
+
+    def _ask_stats(self) -> dict[str, Any]:
+        return {"violations": self.violation_count, "fills_kept": len(self._fills),
+                "restarts_seen": self.restarts_seen}

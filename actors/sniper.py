@@ -23,7 +23,9 @@ actor holds or changes any of it.
   ``ValueError``.
 
 **Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor);
-``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``; ``PositionOpened``,
+``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``, ``ConditionsReplaced`` (one
+per ``ArmConditions`` / ``set_conditions``, instead of a ``ConditionCanceled`` per old condition
+and a ``ConditionArmed`` per new one); ``PositionOpened``,
 ``PositionChanged``, ``PositionClosed``, each carrying the frozen ``Position``;
 ``AccountMarked`` at bar closes (above); ``EquityMarked`` to the RiskGate alone, so its kill
 switch sees every loss between bar closes: after every fill, and when a tick changed a mark,
@@ -98,6 +100,7 @@ from state.messages import (
     ConditionExpired,
     ConditionRejected,
     ConditionTriggered,
+    ConditionsReplaced,
     EquityMarked,
     FeedRecovered,
     FeedStale,
@@ -851,23 +854,44 @@ class Sniper(EngineActor):
         for old in replaced:
             self._book.remove(old.id)
             self._blocked.discard(old.id)
-            if old.id not in ids:
-                self.publish(ConditionCanceled(ts_init_ns=now_ns, correlation_id=old.id,
-                                               condition_id=old.id, reason="replaced"))
         for condition in conditions:
             last = self._last_price.get(condition.coin)
             self._book.add(condition, last[0] if last else None)
             self._seq += 1
-            log = self.log.info if condition.strategy_id == "manual" else self.log.debug
-            log(
-                "CONDITION_ARMED: {} {} {} if {} {} (stop {}, target {}, ${}){}",
-                condition.id, condition.direction.value, condition.coin,
-                condition.trigger_type.value, condition.trigger_price, condition.stop_loss_pct,
-                condition.take_profit_pct, condition.position_size_usd,
-                "" if condition.valid_until is None else f" until {condition.valid_until.isoformat()}",
-            )
-            self.publish(ConditionArmed(ts_init_ns=now_ns, correlation_id=condition.id, condition=condition))
+        if replace_strategy is None:
+            for condition in conditions:
+                self._publish_armed(condition, now_ns)
+        elif conditions or replaced:  # an empty set replacing nothing changes nothing
+            self._publish_replaced(replace_strategy, replace_coin, conditions, replaced, ids, now_ns)
         self._persist_released()
+
+    def _publish_armed(self, condition: TradeCondition, now_ns: int) -> None:
+        """A condition armed on its own: its log line and ``ConditionArmed``."""
+        log = self.log.info if condition.strategy_id == "manual" else self.log.debug
+        log(
+            "CONDITION_ARMED: {} {} {} if {} {} (stop {}, target {}, ${}){}",
+            condition.id, condition.direction.value, condition.coin,
+            condition.trigger_type.value, condition.trigger_price, condition.stop_loss_pct,
+            condition.take_profit_pct, condition.position_size_usd,
+            "" if condition.valid_until is None else f" until {condition.valid_until.isoformat()}",
+        )
+        self.publish(ConditionArmed(ts_init_ns=now_ns, correlation_id=condition.id, condition=condition))
+
+    def _publish_replaced(self, strategy_id: str, coin: str | None, armed: list[TradeCondition],
+                          replaced: list[TradeCondition], ids: set[str], now_ns: int) -> None:
+        """A replacement (``ArmConditions``, ``set_conditions``): one log line and ONE
+        ``ConditionsReplaced`` for the whole set (a strategy re-arms at every bar close)."""
+        canceled = tuple(old.id for old in replaced if old.id not in ids)
+        log = self.log.info if any(c.strategy_id == "manual" for c in armed) else self.log.debug
+        log(
+            "CONDITIONS_REPLACED: {} on {}: armed [{}], canceled {}", strategy_id, coin or "every coin",
+            "; ".join(f"{c.id} {c.direction.value} {c.coin} if {c.trigger_type.value} {c.trigger_price} "
+                      f"${c.position_size_usd}" for c in armed), len(canceled),
+        )
+        self.publish(ConditionsReplaced(
+            ts_init_ns=now_ns, correlation_id=strategy_id if coin is None else f"{strategy_id}:{coin}",
+            strategy_id=strategy_id, coin=coin, armed=tuple(armed), canceled=canceled,
+        ))
 
     def _check_armable(self, condition: TradeCondition, now_ns: int, used: set[str] | None = None) -> None:
         """Raise ``ValueError`` naming the problem if ``condition`` cannot be armed now."""

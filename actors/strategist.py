@@ -29,6 +29,7 @@ from state.messages import (
     ConditionExpired,
     ConditionRejected,
     ConditionTriggered,
+    ConditionsReplaced,
     ProposeCondition,
     ProposeConditions,
     ProposeSignal,
@@ -103,6 +104,9 @@ class Strategist(EngineActor):
         self.rejected += 1
 
     def _on_condition_canceled(self, event: ConditionCanceled) -> None:
+        return None
+
+    def _on_conditions_replaced(self, event: ConditionsReplaced) -> None:
         return None
 
     def _on_condition_expired(self, event: ConditionExpired) -> None:

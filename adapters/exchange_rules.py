@@ -32,6 +32,7 @@ from typing import Any
 from adapters.errors import TemporaryError
 from adapters.rest_fallback import CcxtTickerFetcher
 from state.market import MarketRules
+from state.secrets import mask_url
 
 ZERO = Decimal(0)
 
@@ -130,7 +131,7 @@ def load_market_rules(fetcher: CcxtTickerFetcher) -> dict[str, MarketRules]:
         markets = fetcher.exchange.load_markets()
     except Exception as exc:  # noqa: BLE001 - ccxt's errors, the limiter's timeout, a bad payload
         kind = type(exc).__name__
-        detail = str(exc).splitlines()[0][:300] if str(exc) else kind
+        detail = mask_url(str(exc)).splitlines()[0][:300] if str(exc) else kind  # masked, then cut
         raise MarketRulesUnavailable(f"{exchange_id}: markets not loaded: {kind}: {detail}") from exc
     missing = {coin: symbol for coin, symbol in fetcher.symbols.items() if symbol not in markets}
     if missing:

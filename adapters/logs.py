@@ -7,7 +7,12 @@ A sink that fails must not take the others down or drown them: loguru catches a 
 permission) it says so once on the console (``LOG_FILE_UNWRITABLE``), drops lines while it
 fails, and says how many when writing works again (``LOG_FILE_RECOVERED``), so the console log,
 where the reason of a halt appears, stays readable.
-"""
+
+Credentials never reach a sink: ``configure_logging`` installs a patcher (``mask_record``) that
+masks every URL credential (``state.secrets.mask_url``) in each record's message and in the
+text of its exception and the exceptions chained to it. The modules that print or log a
+configured URL mask it themselves too; this is the guard for what they cannot foresee (a
+library's error text, a traceback)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
+
+from state.secrets import mask_url
 
 LOG_FILE_MAX_BYTES = 20 * 1024 * 1024
 LOG_FILES_KEPT = 5  # rotated files kept beside the current one
@@ -45,6 +52,44 @@ class InterceptHandler(logging.Handler):
         logger.bind(actor=record.name).opt(depth=depth, exception=record.exc_info).log(
             level, record.getMessage()
         )
+
+
+def _text(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break logging
+        return ""
+
+
+def mask_exception(error: BaseException | None, depth: int = 0) -> BaseException | None:
+    """``error`` itself when no credential is in its text or its chain's; else a stand-in of
+    the same class name and module, with the masked text, the same traceback and a masked
+    chain (``__cause__``, ``__context__``), for the traceback a sink prints."""
+    if error is None or depth > 8:
+        return error
+    text = _text(error)
+    masked = mask_url(text)
+    cause = mask_exception(error.__cause__, depth + 1)
+    context = mask_exception(error.__context__, depth + 1)
+    if masked == text and cause is error.__cause__ and context is error.__context__:
+        return error
+    kind = type(error)
+    stand_in_class = type(kind.__name__, (Exception,), {"__module__": kind.__module__,
+                                                        "__qualname__": kind.__qualname__})
+    stand_in = stand_in_class(masked)
+    stand_in.__cause__, stand_in.__context__ = cause, context
+    stand_in.__suppress_context__ = error.__suppress_context__
+    return stand_in.with_traceback(error.__traceback__)
+
+
+def mask_record(record: Any) -> None:
+    """loguru patcher: credentials masked in the message and the exception (see above)."""
+    record["message"] = mask_url(record["message"])
+    exception = record["exception"]
+    if exception is not None and exception.value is not None:
+        masked = mask_exception(exception.value)
+        if masked is not exception.value:
+            record["exception"] = exception._replace(type=type(masked), value=masked)
 
 
 def intercept_stdlib_logging() -> None:
@@ -141,7 +186,7 @@ def configure_logging(level: str = "INFO", log_dir: Path | None = None, *, conso
     (``LogFile``). Both keep loguru's ``catch=True``: a sink's error never reaches the code
     that logged."""
     logger.remove()
-    logger.configure(extra={"actor": "engine"})
+    logger.configure(extra={"actor": "engine"}, patcher=mask_record)
     if console:
         logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, backtrace=False, diagnose=False)
     if log_dir is not None:

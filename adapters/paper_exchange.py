@@ -10,14 +10,18 @@ submissions, one order, one fill.
 
 With a ``ledger`` (the engine passes its store) the venue remembers every order it has seen
 across restarts of the process, as a real exchange does: after a ``kill -9`` an order that
-reached the venue is found by ``fetch_order`` and never filled twice.
+reached the venue is found by ``fetch_order`` and never filled twice. Memory stays bounded over
+a session of any length: the ledger is the venue's book, and only the last ``RECENT_ORDERS``
+orders (and their submission counts) are kept in memory; an older one is read back from the
+ledger when asked for. Without a ledger (tests, benchmarks) memory is all the venue has, so it
+keeps every order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Protocol
@@ -32,8 +36,13 @@ from state.rules import slipped_price, taker_fee
 from state.types import OrderStatus
 
 
+RECENT_ORDERS = 1_000  # with a ledger: orders kept in memory (the rest are read back from it)
+
+
 class VenueLedger(Protocol):
     def save_venue_report(self, venue: str, report: VenueReport) -> None: ...
+
+    def get_venue_report(self, venue: str, client_order_id: str) -> VenueReport | None: ...
 
     def load_venue_reports(self, venue: str) -> list[VenueReport]: ...
 
@@ -57,38 +66,58 @@ class PaperExchange:
         self._fee_rate = taker_fee_rate
         self._max_age_ms = int(max_price_age_s * 1000)
         self._ledger = ledger
-        self._orders: dict[str, VenueReport] = {}
-        self._loaded = ledger is None  # the ledger is read on first use, on the caller's thread
+        self._orders: OrderedDict[str, VenueReport] = OrderedDict()  # most recently used last
         self._lock = threading.Lock()
-        self.submissions: Counter[str] = Counter()
+        self.submissions: Counter[str] = Counter()  # of the orders kept in memory
 
-    def _load(self) -> None:
-        if not self._loaded and self._ledger is not None:
-            self._orders = {r.client_order_id: r for r in self._ledger.load_venue_reports(self.name)}
-            self._loaded = True
+    def _lookup(self, client_order_id: str) -> VenueReport | None:
+        """The venue's report of ``client_order_id``: in memory, else (with a ledger) read back
+        from it, on the caller's thread."""
+        report = self._orders.get(client_order_id)
+        if report is None and self._ledger is not None:
+            report = self._ledger.get_venue_report(self.name, client_order_id)
+            if report is not None:
+                self._remember(report)
+        elif report is not None:
+            self._orders.move_to_end(client_order_id)
+        return report
+
+    def _remember(self, report: VenueReport) -> None:
+        self._orders[report.client_order_id] = report
+        self._orders.move_to_end(report.client_order_id)
+        if self._ledger is None:
+            return  # memory is the venue's only book
+        while len(self._orders) > RECENT_ORDERS:
+            forgotten, _ = self._orders.popitem(last=False)
+            self.submissions.pop(forgotten, None)
 
     def submit_order(self, order: OrderRequest) -> VenueReport:
         with self._lock:
-            self._load()
-            self.submissions[order.client_order_id] += 1
-            report = self._orders.get(order.client_order_id)
+            report = self._lookup(order.client_order_id)
             if report is None:
                 report = self._execute(order)
                 if self._ledger is not None:
                     self._ledger.save_venue_report(self.name, report)  # remembered before answering
-                self._orders[order.client_order_id] = report
+                self._remember(report)
+            self.submissions[order.client_order_id] += 1
         if report.status is OrderStatus.REJECTED:
             raise PriceUnavailable(report.reason or "rejected")
         return report
 
     def fetch_order(self, client_order_id: str) -> VenueReport | None:
         with self._lock:
-            self._load()
-            return self._orders.get(client_order_id)
+            return self._lookup(client_order_id)
+
+    @property
+    def orders_in_memory(self) -> int:
+        with self._lock:
+            return len(self._orders)
 
     def placed_order_ids(self) -> list[str]:
+        """Every client order id the venue has seen (the ledger's, when it has one)."""
         with self._lock:
-            self._load()
+            if self._ledger is not None:
+                return [r.client_order_id for r in self._ledger.load_venue_reports(self.name)]
             return list(self._orders)
 
     def _execute(self, order: OrderRequest) -> VenueReport:

@@ -15,7 +15,9 @@ only when the price or the exchange timestamp changed since the last tick it sen
 coin. Prices come from the venue's raw string (``info["lastPrice"]``), never through a float.
 
 **Errors** (network, exchange, 429, no token in time, no price) become ``FallbackError``; the
-poller counts them, logs each kind once (``REST_FALLBACK_ERROR``) and carries on. A rate-limit
+poller counts them, logs each kind once (``REST_FALLBACK_ERROR``) and carries on. Error texts
+name the URL ccxt requested: credentials in it (``[feed] rest_url``) are masked
+(``state.secrets.mask_url``) in the error, the log line and ``stats()``. A rate-limit
 answer (HTTP 429/418: ccxt ``DDoSProtection``, ``RateLimitExceeded``) also pauses polling,
 ``rate_limited_backoff_s`` doubled per consecutive one (at most ``MAX_BACKOFF_S``), since a
 client that keeps polling after a 429 is banned (418).
@@ -46,6 +48,7 @@ from loguru import logger
 from adapters.errors import TemporaryError
 from adapters.ports import TickSink
 from adapters.rate_limit import RateLimitTimeout, TokenBucket
+from state.secrets import mask_url
 
 ERROR_CODE = "REST_FALLBACK_ERROR"
 IDLE_WAIT_S = 0.5  # an inactive poller re-checks its flags this often (activate wakes it at once)
@@ -58,7 +61,7 @@ class FallbackError(TemporaryError):
     exception class, ``RateLimitTimeout``, ``NoPrice``, ...), for counting and logging."""
 
     def __init__(self, message: str, *, exchange: str, coin: str, kind: str) -> None:
-        super().__init__(message)
+        super().__init__(mask_url(message))  # ccxt's texts carry the requested URL
         self.exchange = exchange
         self.coin = coin
         self.kind = kind
@@ -449,12 +452,12 @@ class RestPoller:
         kind = kind or getattr(exc, "kind", None) or type(exc).__name__
         with self._stats_lock:
             self.errors += 1
-            self.last_error = f"{coin}: {exc}"
+            self.last_error = mask_url(f"{coin}: {exc}")
             first = kind not in self._logged_kinds
             self._logged_kinds.add(kind)
         if first:
             self._log.warning("{}: {} {}: {} (further {} errors are counted, not logged)",
-                              ERROR_CODE, self.name, coin, exc, kind)
+                              ERROR_CODE, self.name, coin, mask_url(str(exc)), kind)
         if self._on_error is not None:
             try:
                 self._on_error(coin, exc)

@@ -73,8 +73,9 @@ once keeps the delays growing, a stream that worked for a while comes back after
 ``WS_CONNECT_FAILED: <reason>``, ``WS_DISCONNECTED: <reason>``, ``WS_RECONNECT_IN: <delay>s
 (attempt N)``, ``WS_SILENT: no frame for X s``, ``WS_PLANNED_RECONNECT: <why>``,
 ``WS_HANDOVER: connect #N took over ...``, ``WS_HANDOVER_FAILED: <reason>; ...``,
-``WS_ON_TEXT_FAILED``, ``WS_STOP_SLOW``. URLs are logged as scheme, host and port only (a path
-may hold a listen key).
+``WS_ON_TEXT_FAILED``, ``WS_STOP_SLOW``. URLs are logged as scheme, user, host and port only (a
+path may hold a listen key), the password masked (``state.secrets.mask_url``), as are URLs in
+error texts.
 
 **On stop** (``stop()``, any thread, idempotent; also from inside ``on_text``) every socket
 (both during a handover) is shut down, which wakes a blocked read, ``selectors`` wait or
@@ -104,6 +105,7 @@ import websocket
 from loguru import logger
 
 from adapters.backoff import Backoff
+from state.secrets import mask_url
 
 STATES = ("connecting", "open", "backoff", "stopped")
 JOIN_TIMEOUT_S = 2.0  # stop() waits at most this long for the thread
@@ -130,27 +132,30 @@ def _check_positive(name: str, value: float | None, *, optional: bool) -> None:
 
 
 def check_url(url: str) -> str:
-    """``url`` itself if it is a ``ws://`` or ``wss://`` URL with a host, else ``ValueError``."""
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"url: must be a ws:// or wss:// URL with a host, got {url!r}")
+    """``url`` itself if it is a ``ws://`` or ``wss://`` URL with a host, else ``ValueError``
+    (whose text has the URL's credentials masked)."""
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        hostname = parts.hostname if parts is not None else None
+    except ValueError:  # e.g. a bad port
+        parts, hostname = None, None
+    if parts is None or parts.scheme not in ("ws", "wss") or not hostname:
+        raise ValueError(mask_url(f"url: must be a ws:// or wss:// URL with a host, got {url!r}"))
     return url
 
 
 def redact_url(url: str) -> str:
-    """Scheme, host and port only: what may be logged of a URL (credentials become ``***``)."""
+    """Scheme, user, host and port only, the password masked: what may be logged of a URL."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<bad url>"
-    if not parts.netloc:
-        return "<bad url>"
-    userinfo, at, host = parts.netloc.rpartition("@")
-    return f"{parts.scheme}://{'***@' if at else ''}{host}"
+    return mask_url(f"{parts.scheme}://{parts.netloc}") if parts.netloc else "<bad url>"
 
 
 def _describe(error: BaseException) -> str:
-    text = str(error).strip()
+    """An error as ``Type: text`` for a log line, credentials of any URL in it masked."""
+    text = mask_url(str(error).strip())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 

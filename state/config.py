@@ -18,6 +18,7 @@ from typing import Any
 
 from state.market import MarketRules, default_rules
 from state.rules import PositionLimits
+from state.secrets import mask_url
 from state.tick_guard import TickGuardSettings
 from state.types import coin_symbol, to_decimal
 
@@ -25,9 +26,11 @@ LIVE_SOURCES = ("binance", "bybit")
 
 
 class ConfigError(ValueError):
-    """One or more configuration problems, each as ``section.key: problem``."""
+    """One or more configuration problems, each as ``section.key: problem`` (credentials of
+    any URL quoted in a problem masked: the text is printed)."""
 
     def __init__(self, problems: list[str], source: str = "config") -> None:
+        problems = [mask_url(problem) for problem in problems]
         self.problems = problems
         self.source = source
         listing = "\n".join(f"  {problem}" for problem in problems)

@@ -4,7 +4,10 @@
 
 - a path (``<data_dir>/journal.db``, what the engine passes by default): a SQLite file in WAL
   mode with ``synchronous=NORMAL`` and a busy timeout, like ``state/store.py``. It is a separate
-  file off the hot path, so SQLite's automatic WAL checkpoint stays on;
+  file off the hot path, so SQLite's automatic WAL checkpoint stays on. The log file stays
+  small: ``journal_size_limit`` cuts a restarted log back, ``write`` truncates the log
+  (``wal_checkpoint(TRUNCATE)``, waiting at most ``CHECKPOINT_BUSY_MS``) once it is larger than
+  ``WAL_TRUNCATE_BYTES``, and ``close`` truncates it at shutdown;
 - or a database URL, through ``playhouse.db_url``: ``sqlite:///relative/path.db``,
   ``sqlite:////absolute/path.db``, or ``postgresql://user:pass@host:5432/db`` (also
   ``postgres://``, ``postgresext://``). PostgreSQL needs the psycopg2 driver, imported only when
@@ -37,13 +40,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import peewee
 
 from state import report
 from state.report import DailyRow, EquitySample, Mark, OrderRow, SampleKind, TradeRow, TradeStatus
-from state.store import decode, jsonable
+from state import store as engine_store
+from state.secrets import mask_url
+from state.store import (
+    BUSY_TIMEOUT_MS,
+    CHECKPOINT_BUSY_MS,
+    WAL_SIZE_LIMIT,
+    decode,
+    file_size,
+    jsonable,
+    truncate_wal,
+    wal_file,
+)
 from state.types import coin_symbol, parse_enum
 
 T = TypeVar("T")
@@ -51,8 +65,9 @@ T = TypeVar("T")
 _SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": "normal",
-    "busy_timeout": 10_000,
+    "busy_timeout": BUSY_TIMEOUT_MS,
     "foreign_keys": 0,
+    "journal_size_limit": WAL_SIZE_LIMIT,
 }
 _POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "postgresext", "postgresqlext"})
 POSTGRES_DRIVER_HINT = (
@@ -94,12 +109,9 @@ class JournalBatch:
 
 
 def masked_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for logs and errors)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with its credentials replaced by ``***`` (for logs and errors):
+    ``state.secrets.mask_url``."""
+    return mask_url(url)
 
 
 def _is_url(target: str | Path) -> bool:
@@ -144,7 +156,12 @@ class JournalStore:
     (tests, ``--status``-like tools) and see only committed batches.
     """
 
-    def __init__(self, target: str | Path) -> None:
+    def __init__(self, target: str | Path, *, wal_truncate_bytes: int | None = None) -> None:
+        """``wal_truncate_bytes``: the log file size past which ``write`` truncates it (SQLite;
+        default ``state.store.WAL_TRUNCATE_BYTES``)."""
+        self.wal_truncate_bytes = engine_store.WAL_TRUNCATE_BYTES if wal_truncate_bytes is None else wal_truncate_bytes
+        self.wal_truncations = 0  # logs truncated by write() (the writer's thread only)
+        self.wal_error = ""  # the last failure to truncate the log (never raised by write)
         self.db, self.name = _open_database(target)
         db = self.db
         self.is_sqlite = isinstance(db, peewee.SqliteDatabase)
@@ -271,8 +288,30 @@ class JournalStore:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the calling thread's connection (the engine calls it at the very end)."""
-        self.release_thread()
+        """Truncate a SQLite journal's write-ahead log (its content is copied into the database
+        first) and close the calling thread's connection (the engine calls it at the very end,
+        after the Journal has stopped)."""
+        try:
+            if self.is_sqlite and not truncate_wal(self.db, CHECKPOINT_BUSY_MS):
+                self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            self.release_thread()
+
+    def wal_size(self) -> int:
+        """The size of a SQLite journal's write-ahead log file in bytes (0: none, or not SQLite)."""
+        return file_size(wal_file(self.db.database)) if self.is_sqlite else 0
+
+    def _limit_wal(self) -> None:
+        """Truncate the log once it has grown past ``wal_truncate_bytes`` (SQLite's automatic
+        checkpoint copies it back but the file keeps its largest size, and while the journal is
+        read meanwhile the log is never restarted)."""
+        if not self.is_sqlite or self.wal_size() <= self.wal_truncate_bytes:
+            return
+        try:
+            if truncate_wal(self.db, CHECKPOINT_BUSY_MS):
+                self.wal_truncations += 1
+        except (peewee.DatabaseError, OSError) as error:  # housekeeping: the batch IS written
+            self.wal_error = f"{type(error).__name__}: {error}"
 
     def release_thread(self) -> None:
         """Close the calling thread's connection, if it has one open."""
@@ -293,6 +332,7 @@ class JournalStore:
             self._upsert(self._Trade, [_values(row) for row in batch.trades])
             self._upsert(self._Order, [_values(row) for row in batch.orders])
             self._upsert(self._Daily, [_values(row) for row in batch.days])
+        self._limit_wal()
 
     def _insert(self, model: type[peewee.Model], rows: Sequence[dict[str, Any]]) -> None:
         for chunk in _chunks(rows):

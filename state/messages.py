@@ -224,6 +224,21 @@ class ConditionCanceled(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionsReplaced(Event):
+    """A set of conditions replaced in one transaction (``ArmConditions``, ``set_conditions``):
+    ONE event for the whole replacement, where single arming publishes a ``ConditionArmed`` per
+    condition (a strategy re-arms at every bar close, so the journal keeps one row per bar).
+    ``strategy_id``: whose conditions were replaced (``"*"``: everyone's); ``coin``: on which
+    coin (``None``: every coin); ``armed``: the conditions now armed, as sized, in arming order;
+    ``canceled``: the ids removed that are not among them (in the order they had been armed)."""
+
+    strategy_id: str
+    coin: str | None
+    armed: tuple[TradeCondition, ...]
+    canceled: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConditionExpired(Event):
     condition_id: str
 

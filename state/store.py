@@ -25,13 +25,26 @@ The journal (trades, daily PnL, events) has its own database: ``state/journal_st
 also in a read-only folder: SQLite's ``mode=ro`` first; if that cannot open (a WAL database
 whose ``-shm`` cannot be created there), ``immutable=1``, which reads the main file only (what
 is still in the ``-wal`` is then not seen: ``read_mode`` says which one was used).
+
+**The write-ahead log stays small.** There is no automatic checkpoint (``wal_autocheckpoint=0``:
+it would run inside whichever commit fills the log, often the Sniper's on the order path); the
+Journal runs ``checkpoint()`` on its flush timer instead (every 0.25 s, on its own thread). A
+PASSIVE checkpoint alone never blocks anyone but, while writers commit without pause (a replay
+at max speed), the log is never restarted and the ``-wal`` file only grows (1 GB over a month of
+bars). So ``checkpoint()`` also truncates the log (``wal_checkpoint(TRUNCATE)``) once the file is
+larger than ``WAL_TRUNCATE_BYTES``, waiting at most ``CHECKPOINT_BUSY_MS`` for the writer lock
+and for readers (a busy log is left to the next timer tick; writers wait only while the few
+frames the PASSIVE pass left are copied). ``journal_size_limit`` truncates a log that SQLite
+restarts by itself, and ``close()`` truncates it at shutdown.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import os
 import sqlite3
+import time
 import typing
 import urllib.parse
 import uuid
@@ -59,14 +72,20 @@ TRADING_REASON_KEY = "trading_state_reason"  # ... and of why it was set
 SESSION_IDENTITY_KEY = "session_identity"  # what produced this store (state/session.py)
 REPLAY_COMPLETE_KEY = "replay_complete"  # a replay that reached its end: run id and time
 
+WAL_SIZE_LIMIT = 4 * 1024 * 1024  # journal_size_limit: a restarted log is cut back to this
+WAL_TRUNCATE_BYTES = 16 * 1024 * 1024  # checkpoint() truncates a log file larger than this
+CHECKPOINT_BUSY_MS = 50  # how long a truncating checkpoint may wait for the writer lock and readers
+BUSY_TIMEOUT_MS = 10_000
+
 _PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": "normal",
-    "busy_timeout": 10_000,
+    "busy_timeout": BUSY_TIMEOUT_MS,
     "foreign_keys": 0,
     # No automatic checkpoint inside whichever commit fills the log (often the Sniper's, on the
     # order path): the Journal runs ``checkpoint()`` on its timer instead.
     "wal_autocheckpoint": 0,
+    "journal_size_limit": WAL_SIZE_LIMIT,
 }
 
 
@@ -129,6 +148,37 @@ def hold_open(db: peewee.Database) -> sqlite3.Connection | None:
     connection = sqlite3.connect(db.database, check_same_thread=False)
     connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
     return connection
+
+
+def wal_file(path: Path | str) -> Path:
+    """The write-ahead log file of the SQLite database at ``path``."""
+    return Path(f"{path}-wal")
+
+
+def file_size(path: Path) -> int:
+    """The size of ``path`` in bytes (0 when it does not exist)."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def truncate_wal(db: peewee.SqliteDatabase, busy_ms: int, restore_busy_ms: int = BUSY_TIMEOUT_MS) -> bool:
+    """Checkpoint the whole log of ``db`` into the database and truncate the log file to zero
+    bytes (``wal_checkpoint(TRUNCATE)``) on the calling thread's connection, waiting at most
+    ``busy_ms`` for the writer lock and for readers. True when the log was emptied; False when
+    a writer or a reader was busy beyond that (what could be copied was, as a PASSIVE
+    checkpoint would; the next call tries again)."""
+    db.execute_sql(f"PRAGMA busy_timeout = {int(busy_ms)}")
+    try:
+        busy, _, _ = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except peewee.OperationalError as error:  # "database is locked": busy, as the row would say
+        if "locked" not in str(error) and "busy" not in str(error):
+            raise
+        return False
+    finally:
+        db.execute_sql(f"PRAGMA busy_timeout = {int(restore_busy_ms)}")
+    return busy == 0
 
 
 # --- codec: frozen dataclass <-> JSON-safe dict ----------------------------------------------
@@ -212,10 +262,17 @@ def _dumps(obj: Any) -> str:
 class Store:
     """All durable engine state behind plain methods that take and return domain objects."""
 
-    def __init__(self, path: Path | str, *, read_only: bool = False, immutable: bool = False) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool = False, immutable: bool = False,
+                 wal_truncate_bytes: int | None = None) -> None:
+        """``read_only`` / ``immutable``: open an existing file without writing (see the module
+        docstring). ``wal_truncate_bytes``: the log file size past which ``checkpoint()``
+        truncates it (default ``WAL_TRUNCATE_BYTES``)."""
         self.path = Path(path)
         self.read_only = read_only or immutable
         self.read_mode = "immutable" if immutable else "ro" if read_only else "rw"
+        self.wal_truncate_bytes = WAL_TRUNCATE_BYTES if wal_truncate_bytes is None else wal_truncate_bytes
+        self.wal_truncations = 0  # logs truncated by checkpoint() (the Journal's thread only)
+        self.wal_truncate_max_s = 0.0  # the longest truncating checkpoint (writers wait meanwhile)
         if self.read_only:
             if not self.path.is_file():
                 raise FileNotFoundError(f"no store at {self.path}")
@@ -325,14 +382,36 @@ class Store:
                 raise DataDirUnusable(f"{path}: cannot be read: {error}") from None
 
     def close(self) -> None:
-        if not self.db.is_closed():
-            if not self.read_only:
-                self.checkpoint()
-            self.db.close()
+        """Truncate the write-ahead log (everything in it is copied into ``engine.db`` first)
+        and close the calling thread's connection. The engine calls it once every actor has
+        stopped. It waits no longer than a timed checkpoint (``CHECKPOINT_BUSY_MS``), since a
+        reader such as ``run.py --status`` closes its store while a session may be writing: a
+        busy log is left to that session's checkpoints. A read-only store only closes."""
+        if self.read_only:
+            if not self.db.is_closed():
+                self.db.close()
+            return
+        try:
+            if not truncate_wal(self.db, CHECKPOINT_BUSY_MS):
+                self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            if not self.db.is_closed():
+                self.db.close()
 
     def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database file without blocking writers."""
+        """Copy the write-ahead log into the database file without blocking writers (PASSIVE)
+        and, once the log file is larger than ``wal_truncate_bytes``, truncate it (see the
+        module docstring: waits at most ``CHECKPOINT_BUSY_MS``)."""
         self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        if self.wal_size() > self.wal_truncate_bytes:
+            started = time.perf_counter()
+            if truncate_wal(self.db, CHECKPOINT_BUSY_MS):
+                self.wal_truncations += 1
+            self.wal_truncate_max_s = max(self.wal_truncate_max_s, time.perf_counter() - started)
+
+    def wal_size(self) -> int:
+        """The size of the write-ahead log file in bytes (0 when there is none)."""
+        return file_size(wal_file(self.path))
 
     @contextmanager
     def connection(self) -> Iterator[None]:
@@ -522,10 +601,14 @@ class Store:
     def order_ids(self) -> set[str]:
         return {row.client_order_id for row in self._Order.select(self._Order.client_order_id)}
 
-    def load_orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRecord]:
+    def load_orders(self, statuses: Iterable[OrderStatus] | None = None, *,
+                    latest: int | None = None) -> list[OrderRecord]:
+        """Order records (of ``statuses``) by creation; ``latest=N``: only the N written last."""
         query = self._Order.select().order_by(self._Order.client_order_id)
         if statuses is not None:
             query = query.where(self._Order.status.in_([s.value for s in statuses]))
+        if latest is not None:  # every save is a REPLACE: the highest rowids were written last
+            query = query.order_by(peewee.SQL("rowid").desc()).limit(latest)
         records = [decode(OrderRecord, json.loads(row.data)) for row in query]
         return sorted(records, key=lambda r: (r.created_ns, r.client_order_id))
 
@@ -572,6 +655,12 @@ class Store:
         self._VenueOrder.replace(
             client_order_id=report.client_order_id, venue=venue, data=_dumps(report)
         ).execute()
+
+    def get_venue_report(self, venue: str, client_order_id: str) -> VenueReport | None:
+        row = self._VenueOrder.get_or_none(
+            (self._VenueOrder.client_order_id == client_order_id) & (self._VenueOrder.venue == venue)
+        )
+        return None if row is None else decode(VenueReport, json.loads(row.data))
 
     def load_venue_reports(self, venue: str) -> list[VenueReport]:
         rows = self._VenueOrder.select().where(self._VenueOrder.venue == venue)

@@ -143,3 +143,32 @@ def test_actor_restarted_violates_nothing(rig, invariants):
     rig.pb.bus.publish(ActorRestarted(ts_init_ns=rig.pb.clock.now_ns(), role="sniper", restarts=1, reason="x"))
 
     no_violations(rig)
+
+
+def filled_record(order: Any, trade_id: str) -> OrderRecord:
+    return OrderRecord(
+        client_order_id=order.client_order_id, position_id=order.position_id, coin=order.coin,
+        side=order.side, quantity=order.quantity, intent=order.intent,
+        reference_price=order.reference_price, reference_ts_ms=order.reference_ts_ms,
+    ).apply(OrderTrigger.FILL, trade_id=trade_id, fill_price=order.reference_price,
+            fill_quantity=order.quantity, fee=Decimal(0))
+
+
+def test_memory_keeps_the_latest_fills_and_an_older_duplicate_is_still_found_in_the_store(rig, monkeypatch):
+    monkeypatch.setattr("actors.invariants.FILLS_KEPT", 3)
+    monkeypatch.setattr("actors.invariants.VIOLATIONS_KEPT", 2)
+    rig.start(Invariants, store=rig.store)
+    orders = [order_request(f"p{number:04d}-E") for number in range(1, 9)]
+    for order in orders:
+        rig.store.save_order(filled_record(order, f"t-{order.client_order_id}"))  # as the Executor does
+        rig.pb.bus.publish(order_filled(order, trade_id=f"t-{order.client_order_id}"))
+    assert rig.ask("stats")["fills_kept"] == 3
+    no_violations(rig)
+
+    for attempt in range(3):  # the oldest order, long forgotten in memory, filled again
+        rig.pb.bus.publish(order_filled(orders[0], trade_id=f"t-again-{attempt}"))
+
+    assert rig.pb.wait_for(InvariantViolated, JOURNAL).code == "DUPLICATE_FILL"
+    assert rig.ask("stats")["fills_kept"] == 3
+    assert rig.ask("stats")["violations"] == 3
+    assert [v.detail.split()[-1] for v in rig.ask("violations")] == ["t-again-1", "t-again-2"]

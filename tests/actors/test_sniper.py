@@ -27,6 +27,7 @@ from state.messages import (
     ConditionCanceled,
     ConditionExpired,
     ConditionRejected,
+    ConditionsReplaced,
     EquityMarked,
     FeedRecovered,
     FeedStale,
@@ -460,15 +461,22 @@ def test_arm_conditions_replaces_only_that_strategys_conditions_on_that_coin(sni
     sniper.idle()
     assert armed_ids(sniper) == {a.id, b.id, c.id, d.id, e}
     assert sniper.pb.messages(ConditionCanceled) == []
+    assert [m.condition.id for m in sniper.pb.messages(ConditionArmed, "journal")] == [e]  # add_condition
 
     f = condition(trigger=53000, strategy_id="s1")
     arm_set(sniper, "s1", "BTC", f)
     sniper.idle()
 
     assert armed_ids(sniper) == {c.id, d.id, e, f.id}
-    canceled = sniper.pb.messages(ConditionCanceled, "journal")
-    assert sorted((m.condition_id, m.reason) for m in canceled) == sorted([(a.id, "replaced"), (b.id, "replaced")])
-    assert f.id in {m.condition.id for m in sniper.pb.messages(ConditionArmed, "journal")}
+    replaced = sniper.pb.messages(ConditionsReplaced, "journal")
+    assert [(m.strategy_id, m.coin, [c.id for c in m.armed]) for m in replaced] == [
+        ("s1", "BTC", [a.id, b.id]), ("s1", "ETH", [c.id]), ("s2", "BTC", [d.id]), ("s1", "BTC", [f.id])]
+    assert [sorted(m.canceled) for m in replaced] == [[], [], [], sorted([a.id, b.id])]
+    assert replaced[-1].armed == (f,) and replaced[-1].correlation_id == "s1:BTC"
+    assert [m.strategy_id for m in sniper.pb.messages(ConditionsReplaced, "strategist")] == ["s1", "s1", "s2", "s1"]
+    # one event per replacement: no per-condition events for a set
+    assert sniper.pb.messages(ConditionCanceled) == []
+    assert [m.condition.id for m in sniper.pb.messages(ConditionArmed)] == [e]
 
 
 def test_arm_conditions_replacement_is_durable(sniper_factory, tmp_path):
@@ -494,7 +502,8 @@ def test_arm_conditions_with_an_empty_set_cancels_that_strategys_conditions_on_t
     sniper.idle()
 
     assert armed_ids(sniper) == {b.id}
-    assert [m.condition_id for m in sniper.pb.messages(ConditionCanceled, "journal")] == [a.id]
+    last = sniper.pb.messages(ConditionsReplaced, "journal")[-1]
+    assert (last.strategy_id, last.coin, last.armed, last.canceled) == ("s1", "BTC", (), (a.id,))
 
 
 def test_arm_conditions_rejects_an_id_that_already_opened_a_position_and_arms_the_rest(sniper):
@@ -856,3 +865,14 @@ def test_an_open_position_keeps_its_stop_while_its_feed_is_stale(sniper):
     sniper.pb.bus.publish(FeedStale(ts_init_ns=0, coin="BTC", silent_s=20.0))
     sniper.tick("BTC", 41000)  # the last good price that arrives still runs the stop
     assert sniper.submitted(OrderIntent.EXIT).order.coin == "BTC"
+
+
+def test_an_empty_set_replacing_nothing_publishes_nothing(sniper):
+    arm_set(sniper, "s1", "BTC")
+    sniper.idle()
+    assert sniper.pb.messages(ConditionsReplaced) == []
+    a = condition(trigger=50000, strategy_id="s1")
+    arm_set(sniper, "s1", "BTC", a)
+    arm_set(sniper, "s1", "BTC")
+    sniper.idle()
+    assert [(m.armed, m.canceled) for m in sniper.pb.messages(ConditionsReplaced, "journal")] == [((a,), ()), ((), (a.id,))]

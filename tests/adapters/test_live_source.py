@@ -17,6 +17,11 @@ from adapters.ws_connection import WsConnection
 from tests.support.ws_server import ReplayServer
 
 WAIT = 5.0
+# The handover test's server paces 1,200 frames 1 ms apart: 1.2 s on an idle machine, but each
+# pause is a thread wake-up, and under load the stream took 3.7-5.1 s (it failed 3 times in 10
+# against a 5 s bound). The bound is on the condition (the last frame arrived), so it can be
+# generous without slowing a passing run.
+STREAM_WAIT = 120.0
 
 
 class FakeConnection:
@@ -210,7 +215,8 @@ def test_across_handovers_every_trade_arrives_once_in_order_and_no_quote_goes_ba
         source.start(sink, quote_sink)
         try:
             with arrived:
-                assert arrived.wait_for(lambda: count in trade_ids and Decimal(2000 + 3 * count) in bids, WAIT), (
+                assert arrived.wait_for(lambda: count in trade_ids and Decimal(2000 + 3 * count) in bids,
+                                        STREAM_WAIT), (
                     f"{trade_ids[-3:]} {bids[-3:]}; {source.stats()}")
             stats = source.stats()
         finally:

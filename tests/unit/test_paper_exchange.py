@@ -241,3 +241,32 @@ def test_a_price_too_large_to_compute_with_is_refused_not_raised(clock):
                        reference_ts_ms=NOW_MS)
     with pytest.raises(PriceUnavailable, match="INVALID_PRICE"):
         exchange(clock, slippage_bps="5").submit_order(big)
+
+
+def test_with_a_ledger_memory_keeps_only_the_recent_orders_and_older_ones_are_read_back(
+        clock, tmp_path, stores, monkeypatch) -> None:
+    monkeypatch.setattr("adapters.paper_exchange.RECENT_ORDERS", 3)
+    stores.append(Store(tmp_path / "engine.db"))
+    venue = exchange(clock, slippage_bps="10", ledger=stores[0])
+    first = venue.submit_order(order("p0001-E"))
+    for number in range(2, 11):
+        venue.submit_order(order(f"p{number:04d}-E"))
+
+    assert venue.orders_in_memory == 3
+    assert len(venue.submissions) == 3
+    clock.advance(30)
+    assert venue.fetch_order("p0001-E") == first  # forgotten in memory, found in the ledger
+    assert venue.submit_order(order("p0001-E", price="1")) == first, "never filled a second time"
+    assert venue.orders_in_memory == 3
+    assert len(venue.placed_order_ids()) == 10
+
+
+def test_without_a_ledger_memory_is_the_venues_book_and_keeps_every_order(clock, monkeypatch) -> None:
+    monkeypatch.setattr("adapters.paper_exchange.RECENT_ORDERS", 3)
+    venue = exchange(clock)
+    first = venue.submit_order(order("p0001-E"))
+    for number in range(2, 11):
+        venue.submit_order(order(f"p{number:04d}-E"))
+
+    assert venue.orders_in_memory == 10
+    assert venue.submit_order(order("p0001-E", price="1")) == first
