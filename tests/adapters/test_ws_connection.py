@@ -260,9 +260,11 @@ def test_a_silent_connection_is_closed_and_reopened_and_frames_flow_again(server
 def test_answered_pings_keep_an_idle_connection_alive(servers, connect) -> None:
     server = servers()
     inbox = Inbox()
-    connection = connect(server.url, inbox, silence_timeout_s=0.3, ping_interval_s=0.05)
-    # ten pings take about 0.5 s, longer than the silence limit: only the pongs kept it open
-    assert server.wait_until(lambda s: len(s.pings) >= 10, WAIT)
+    # A silence limit a loaded machine cannot miss by scheduling alone (a 0.3 s limit failed under
+    # load), and pings ten times as often: thirty pings take about 4.5 s, well past the limit, so
+    # only the pongs can have kept the connection open.
+    connection = connect(server.url, inbox, silence_timeout_s=1.5, ping_interval_s=0.15)
+    assert server.wait_until(lambda s: len(s.pings) >= 30, 60)
     assert wait_stats(connection, inbox, server, lambda stats: stats["connects"] == 1 and stats["reconnects"] == 0)
 
 
