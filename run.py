@@ -88,7 +88,7 @@ from state.messages import (
 from state.market import MarketRules
 from state.models import TradeCondition
 from state.report import format_report
-from state.store import Store, jsonable
+from state.store import Store, StoreOutbox, jsonable
 from state.strategies import StrategyContext, build_strategy
 from state.types import PositionStatus, TradingState
 
@@ -143,6 +143,7 @@ class Engine:
             raise ConfigError([str(error)]) from None
         self.store = Store(data_dir / "engine.db")
         self.bus = Bus(ROLES)
+        self.bus.set_outbox(StoreOutbox(self.store, self.run_id))  # the Journal's copies, durable with their decisions
         self.rest_limiter = TokenBucket(REST_RATE_PER_S, REST_BURST)  # every REST call of the process
         try:
             self.source = source if source is not None else _make_source(
@@ -218,7 +219,7 @@ class Engine:
             EXIT_MONITOR: lambda: ExitMonitor.start(**base),
             INVARIANTS: lambda: Invariants.start(store=self.store, **base),
             JOURNAL: lambda: Journal.start(journal_store=self.journal_store, run_id=self.run_id,
-                                           checkpoint=self.store.checkpoint, positions=self.store, **base),
+                                           checkpoint=self.store.checkpoint, outbox=self.store, **base),
         }
         return factories[role]
 

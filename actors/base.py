@@ -65,7 +65,8 @@ class EngineActor(pykka.ThreadingActor):
         self._handling_ns = getattr(message, "ts_init_ns", None)
         self.clock.handling(self._handling_ns)  # causal time (replay)
         try:
-            self._dispatch(message)
+            with self.bus.deferring():  # a decision commits with what it sends (actors/bus.py)
+                self._dispatch(message)
         finally:
             self._handling_ns = None
             self.clock.handling(None)
@@ -109,7 +110,8 @@ class EngineActor(pykka.ThreadingActor):
         if handler is None:
             raise ValueError(f"{self.role} has no request named {request.name!r}")
         try:
-            return handler(*request.args, **dict(request.kwargs))
+            with self.bus.deferring():
+                return handler(*request.args, **dict(request.kwargs))
         except (ValueError, LookupError):
             raise  # the caller's mistake: answered, state untouched
         except Exception as error:

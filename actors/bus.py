@@ -16,6 +16,18 @@ Guarantees:
   crashed it is not re-delivered (it would crash the successor too); it is logged.
 - **Idle accounting.** Each role counts messages delivered and not yet handled, so
   ``wait_idle`` can tell when every mailbox is drained.
+- **The Journal's copies go to a durable outbox** when one is attached (``set_outbox``, the
+  engine's store): every event routed to ``JOURNAL`` and every ``JOURNAL_TAP`` audit copy is
+  appended by the *sender's* thread, before any other recipient gets the message, instead of
+  being put in the Journal's mailbox. A sender inside a store transaction appends it in that
+  transaction, so the decision and what it announces commit together; and because the row is
+  written before the message reaches anyone who could react to it, every consequence is
+  appended after its cause (``seq`` order is causal). The append runs outside the bus lock: a
+  sender may hold SQLite's write lock while it waits for the bus lock, so writing under the
+  bus lock could deadlock; a message published while the sending thread itself holds the bus
+  lock (a ``when_idle`` action) is appended as soon as that thread releases it. Taps still see
+  the Journal's copy (under the lock, as every delivery). Messages told to the Journal by
+  role (timers, ``InjectCrash``) and asks still go to its mailbox.
 """
 
 from __future__ import annotations
@@ -23,10 +35,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 from loguru import logger
@@ -168,6 +181,20 @@ class _Slot:
 Tap = Callable[[str, Any], None]
 
 
+class OutboxPort(Protocol):
+    """Where the Journal's copies go (``state.store.StoreOutbox`` on the engine's store)."""
+
+    def append(self, message: Any) -> None:
+        """Append durably, on the caller's thread (inside its open transaction, if any)."""
+
+    def holding(self) -> bool:
+        """Whether the caller has a decision open whose commit is deferred (see ``deferring``)."""
+
+    def deferring(self) -> AbstractContextManager[Any]:
+        """While an actor handles a message: its first transaction stays open until the end,
+        so its decisions commit with what they send."""
+
+
 class Bus:
     def __init__(self, roles: Iterable[str] = ROLES) -> None:
         self._lock = threading.RLock()
@@ -176,6 +203,8 @@ class Bus:
         self._taps: list[Tap] = []
         self._idle_watchers: list[tuple[frozenset[str], Callable[[], None]]] = []
         self.undeliverable = 0
+        self._outbox: OutboxPort | None = None
+        self._local = threading.local()  # per thread: Journal copies waiting for the bus lock's release
 
     # --- lifecycle, used by the engine and the supervisor -----------------------------------
 
@@ -275,6 +304,7 @@ class Bus:
             self._changed.notify_all()
             if self._idle_watchers:
                 self._run_idle_watchers()
+        self._after_release()
 
     def state(self, role: str) -> RoleState:
         with self._lock:
@@ -296,6 +326,39 @@ class Bus:
             if tap in self._taps:
                 self._taps.remove(tap)
 
+    def set_outbox(self, outbox: OutboxPort | None) -> None:
+        """Send the Journal's copies to ``outbox`` (appended on the sender's thread, outside the
+        bus lock) instead of its mailbox; ``None`` goes back to the mailbox."""
+        with self._lock:
+            self._outbox = outbox
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """Entered by an actor around the handling of each message (and each ask): once the
+        handler has opened a decision (a store transaction), what it sends is held (the
+        Journal's copies appended in that transaction, the other deliveries queued) until the
+        handler ends; then the decision commits with all of it, and the queued deliveries go
+        out in order. A handler that raises delivers none of what it held (its transaction is
+        rolled back). Nothing without an outbox."""
+        outbox = self._outbox
+        if outbox is None or getattr(self._local, "held", None) is not None:
+            yield
+            return
+        self._local.held = held = []
+        try:
+            with outbox.deferring():
+                yield
+        finally:
+            self._local.held = None
+        if held:
+            with self._lock:
+                for message, roles, durable in held:
+                    for role in roles:
+                        self._deliver(role, message)
+                    if durable:
+                        self._tap(JOURNAL, message)
+            self._after_release()
+
     # --- sending ------------------------------------------------------------------------------
 
     def send(self, command: Message) -> None:
@@ -303,32 +366,73 @@ class Bus:
         role = COMMAND_ROUTES.get(type(command))
         if role is None:
             raise NoRoute(f"no route for command {type(command).__name__}")
-        with self._lock:
-            self._deliver(role, command)
-            if type(command) in JOURNAL_TAP:
-                self._deliver(JOURNAL, command)
+        roles = (role, JOURNAL) if type(command) in JOURNAL_TAP else (role,)
+        self._send(command, roles)
 
     def publish(self, event: Message) -> None:
         """Deliver an event to every role that listens to it (possibly none)."""
         roles = EVENT_ROUTES.get(type(event), ())
-        if not roles:
+        if roles:
+            self._send(event, tuple(r for r in roles if r in self._slots))  # a partial bus (tests): fewer roles
+
+    def _send(self, message: Message, roles: tuple[str, ...]) -> None:
+        durable = JOURNAL in roles and self._to_outbox(message)
+        if durable:
+            roles = tuple(r for r in roles if r != JOURNAL)
+        held = getattr(self._local, "held", None)
+        if held is not None and self._outbox is not None and self._outbox.holding():
+            held.append((message, roles, durable))  # delivered once the handler's decision committed
             return
         with self._lock:
             for role in roles:
-                if role in self._slots:  # a partial bus (tests) listens with fewer roles
-                    self._deliver(role, event)
+                self._deliver(role, message)
+            if durable:
+                self._tap(JOURNAL, message)
+        self._after_release()
+
+    def _to_outbox(self, message: Message) -> bool:
+        """Append the Journal's copy of ``message`` to the outbox, if one is attached (and the
+        bus has a Journal role): now, or, when this thread holds the bus lock, right after it
+        releases it. True when the copy went (or will go) to the outbox."""
+        sink = self._outbox
+        if sink is None or JOURNAL not in self._slots:
+            return False
+        if self._lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001 - see the module docstring
+            waiting = getattr(self._local, "outbox", None)
+            if waiting is None:
+                waiting = self._local.outbox = []
+            waiting.append(message)
+            return True
+        sink.append(message)
+        return True
+
+    def _after_release(self) -> None:
+        """Append the Journal copies this thread published while it held the bus lock."""
+        waiting = getattr(self._local, "outbox", None)
+        if not waiting or self._lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
+            return
+        sink = self._outbox
+        self._local.outbox = None
+        if sink is None:
+            return
+        for message in waiting:
+            sink.append(message)
+
+    def _tap(self, role: str, message: Any) -> None:
+        for tap in self._taps:
+            tap(role, message)
 
     def tell(self, role: str, message: Any) -> None:
-        """Deliver to a named role (timers, chaos injection)."""
+        """Deliver to a named role (timers, chaos injection): always to its mailbox."""
         with self._lock:
             self._deliver(role, message)
+        self._after_release()
 
     def _deliver(self, role: str, message: Any) -> None:
         slot = self._slots.get(role)
         if slot is None:
             raise NoRoute(f"unknown role {role!r}")
-        for tap in self._taps:
-            tap(role, message)
+        self._tap(role, message)
         if slot.state is RoleState.UP:
             assert slot.ref is not None
             try:
@@ -361,6 +465,7 @@ class Bus:
             elif slot.outstanding == slot.notify_at:
                 slot.notify_at = -1
                 self._changed.notify_all()
+        self._after_release()
 
     # --- flow control and barriers (replay) -----------------------------------------------------
 
@@ -376,6 +481,7 @@ class Bus:
                 action()
             else:
                 self._idle_watchers.append((watched, action))
+        self._after_release()
 
     def _idle(self, roles: frozenset[str]) -> bool:
         return all(
