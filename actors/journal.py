@@ -10,43 +10,66 @@
   replay files the replayed day): starting/ending equity, realized and unrealized PnL, fees,
   trades, wins, losses, intraday drawdown, kill switch;
 - ``equity``: the equity curve (every ``AccountMarked``, and the equity right after each close);
-- ``events``: every message it receives, with its run id (``msg_id`` in its own column, out of
-  the JSON ``data``, so two replays of the same file give identical ``data``).
+- ``events``: every message it receives (a restart's repeats once, see below), with the run id
+  of the process that sent it (``msg_id`` in its own column, out of the JSON ``data``, so two
+  replays of the same file give identical ``data``).
 
 The rows are derived from the events by the pure functions of ``state/report.py``.
 
 **Accepts** every event the bus routes to it and the audit copies of commands
-(``JOURNAL_TAP``). Each becomes an ``events`` row; these also derive rows:
-``PositionOpened`` / ``PositionChanged`` / ``PositionClosed`` (trades; a close also counts in
-its day and adds an equity sample), ``SubmitOrder`` / ``OrderAccepted`` / ``OrderFilled`` /
-``OrderRejected`` / ``OrderDenied`` (orders; a fill also gives the trade its venue and exit
-order id), ``AccountMarked`` (equity sample, daily equity and drawdown),
-``KillSwitchTriggered`` (the day's flag). A message of any other type, also one added later,
-is recorded as an ``events`` row only and never crashes the Journal. ``TimerFired`` flushes
-(and is not recorded); ``InjectCrash`` crashes it (chaos tests).
+(``JOURNAL_TAP``): in the engine they come from the engine store's **outbox** (see below);
+told directly (no outbox attached: tests) they are recorded the same way. Each becomes an
+``events`` row; these also derive rows: ``PositionOpened`` / ``PositionChanged`` /
+``PositionClosed`` (trades; a close also counts in its day and adds an equity sample),
+``SubmitOrder`` / ``OrderAccepted`` / ``OrderFilled`` / ``OrderRejected`` / ``OrderDenied``
+(orders; a fill also gives the trade its venue and exit order id), ``AccountMarked`` (equity
+sample, daily equity and drawdown), ``KillSwitchTriggered`` (the day's flag). A message of any
+other type, also one added later, is recorded as an ``events`` row only and never crashes the
+Journal. Every row carries the time of the message (the decision's engine time) and the run id
+of the process that sent it. ``TimerFired`` consumes the outbox (and is not recorded);
+``InjectCrash`` crashes it (chaos tests).
 
-Requests from outside (``engine.journal``), each answered after a flush, as JSON-ready dicts
-(decimals as exact text, ``str``): ``events(kind)``, ``trades(coin, days, run_id, status)``,
-``daily(days)``, ``orders(run_id)``, ``run_totals(run_id, start_equity)``, ``stats()``.
+Requests from outside (``engine.journal``), each answered after consuming the outbox, as
+JSON-ready dicts (decimals as exact text, ``str``): ``events(kind)``, ``trades(coin, days,
+run_id, status)``, ``daily(days)``, ``orders(run_id)``, ``run_totals(run_id, start_equity)``,
+``stats()``.
 
 **Emits** nothing.
 
-**Thread notes.** Writes are batched off the hot path: rows are buffered and written in ONE
-transaction on ``TimerFired`` (the engine's flush timer, every 0.25 s), when ``FLUSH_ROWS``
-rows are buffered, before answering any request, and on stop and failure (``_close``). A
-batch whose write fails stays buffered. The same timer runs the optional ``checkpoint`` (the
-engine store's WAL checkpoint, which that store does not run by itself).
+**The outbox** (DESIGN.md 6: the journal is as durable as the engine). Nothing the Journal
+must record lives only in its memory: the bus appends every Journal-bound message to the
+engine store's ``outbox`` table on the sender's thread, in the same commit as the decision
+that caused it (``state/store.py``, deferred commits), before anyone else receives it, so
+``seq`` order is causal. The Journal reads rows after its cursor in seq order (on start, on
+the engine's flush timer every 0.25 s, before answering any request, on stop), derives its
+rows exactly as from a told message, and writes them **with the new cursor in ONE transaction
+of the journal database**: a row is journaled exactly once whatever moment the process dies
+at, on SQLite and PostgreSQL alike. Consumed rows are then deleted from the engine store in
+batches of ``OUTBOX_DELETE_EVERY`` (and on start and stop): a delete takes the store's write
+lock, which the hot path needs too, and deleting late is safe because the cursor skips them.
+A row that cannot be decoded (written by another version) is logged
+(``JOURNAL_OUTBOX_UNDECODABLE`` with its seq) and recorded as an ``OutboxUndecodable`` event
+with its bytes; a row whose rows cannot be derived (a bug) likewise as ``JournalRowFailed``;
+neither stops the Journal. The same timer runs the optional ``checkpoint`` (the engine
+store's WAL checkpoint, which that store does not run by itself).
 
-**On crash** ``on_failure`` writes what is buffered; the mail still queued is handed to the
-successor by the bus. The successor's ``on_start`` rebuilds the little it keeps in memory
-from the database (the open positions' share of equity, the last mark a new day starts from;
-days are read back as they are touched), so a restart loses nothing that was written. Rows
-are keyed (trades by position, orders by client order id, days by date) and a final status
-is never overwritten, so a message seen twice changes nothing. A ``kill -9`` of the process
-loses at most the events buffered since the last flush (0.25 s); the trade rows are recovered
-on the next start from the engine's store (``positions``), which the Sniper writes before
-anything takes effect: an open position without an open row gets one, an open row whose
-position closed is closed.
+**A restart repeats some messages**, and a journal that must equal an uninterrupted run's
+records them once (``_is_repeat``): the restarted process re-does the unfinished end of
+what the killed one was doing, re-sending some messages exactly (same kind, engine time and
+data: an order sent again under its client order id, a condition armed again), and its
+actors re-announce state they kept in memory only (the Sniper's account mark and its
+position-limit blocks, the RiskGate's trading state). An exact copy of a recorded event at or
+before the latest time recorded when the Journal started, and an announcement equal to the
+last recorded one of its subject, are not recorded again (counted in ``stats()``).
+
+**On crash** (a failed write crashes it: a state owner) the successor's ``on_start``
+rebuilds the little it keeps in memory from the database (the open positions' share of
+equity, the last mark a new day starts from, the last announcements; days are read back as
+they are touched) and reads the outbox again from the committed cursor, so nothing is lost
+or written twice. Rows are keyed (trades by position, orders by client order id, days by
+date) and a final status is never overwritten. On start the Journal also checks its OPEN
+trades against the engine store's active positions and reports a difference
+(``JOURNAL_MISMATCH``); it never invents rows.
 """
 
 from __future__ import annotations
