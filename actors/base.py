@@ -9,10 +9,15 @@ Executor, Journal) let an unexpected exception crash them, so the restart rebuil
 state; derived actors (Feed, Strategist, ExitMonitor, Invariants) log, count and skip a
 message that fails. ``on_failure`` hands the mailbox back to the bus and notices the
 supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
+
+Durability: ``on_start``, every message handler and every ask run inside ``bus.deferring()``,
+so a decision the actor writes in a store transaction commits together with the messages it
+then sends, and those are delivered only after that commit (``actors/bus.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +45,23 @@ def _snake(name: str) -> str:
 class EngineActor(pykka.ThreadingActor):
     role: ClassVar[str] = "actor"
     crash_on_error: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every actor's own ``on_start`` runs inside ``bus.deferring()``, as its message
+        handlers do: a restart's reconciliation (a fill applied, an order sent again) commits
+        with what it announces (see ``actors/bus.py``)."""
+        super().__init_subclass__(**kwargs)
+        start = cls.__dict__.get("on_start")
+        if start is None or getattr(start, "_deferring", False):
+            return
+
+        @functools.wraps(start)
+        def on_start(self: EngineActor) -> None:
+            with self.bus.deferring():
+                start(self)
+
+        on_start._deferring = True  # type: ignore[attr-defined]
+        cls.on_start = on_start  # type: ignore[method-assign]
 
     def __init__(
         self,

@@ -19,15 +19,19 @@ Guarantees:
 - **The Journal's copies go to a durable outbox** when one is attached (``set_outbox``, the
   engine's store): every event routed to ``JOURNAL`` and every ``JOURNAL_TAP`` audit copy is
   appended by the *sender's* thread, before any other recipient gets the message, instead of
-  being put in the Journal's mailbox. A sender inside a store transaction appends it in that
-  transaction, so the decision and what it announces commit together; and because the row is
-  written before the message reaches anyone who could react to it, every consequence is
-  appended after its cause (``seq`` order is causal). The append runs outside the bus lock: a
-  sender may hold SQLite's write lock while it waits for the bus lock, so writing under the
-  bus lock could deadlock; a message published while the sending thread itself holds the bus
-  lock (a ``when_idle`` action) is appended as soon as that thread releases it. Taps still see
-  the Journal's copy (under the lock, as every delivery). Messages told to the Journal by
-  role (timers, ``InjectCrash``) and asks still go to its mailbox.
+  being put in the Journal's mailbox. Actors handle each message inside ``deferring()``: once
+  the handler has opened a decision (a store transaction, whose commit the store then defers
+  to the end of the handling), the Journal's copies of what it sends are appended in that
+  transaction and its other deliveries are held; at the end the decision commits with all of
+  them and the held deliveries go out, in order. So a decision and what it announces are
+  durable together (``kill -9`` keeps both or neither), and since a row is committed before
+  anyone can react to its message, every consequence is appended after its cause (``seq``
+  order is causal). The append runs outside the bus lock: a sender may hold SQLite's write
+  lock while it waits for the bus lock, so writing under the bus lock could deadlock; a
+  message published while the sending thread itself holds the bus lock (a ``when_idle``
+  action) is appended as soon as that thread releases it. Taps still see the Journal's copy,
+  when the other recipients get theirs. Messages told to the Journal by role (timers,
+  ``InjectCrash``) and asks still go to its mailbox.
 """
 
 from __future__ import annotations
