@@ -10,9 +10,10 @@ state; derived actors (Feed, Strategist, ExitMonitor, Invariants) log, count and
 message that fails. ``on_failure`` hands the mailbox back to the bus and notices the
 supervisor; ``on_stop`` and ``on_failure`` both call ``_close``.
 
-Durability: ``on_start``, every message handler and every ask run inside ``bus.deferring()``,
-so a decision the actor writes in a store transaction commits together with the messages it
-then sends, and those are delivered only after that commit (``actors/bus.py``).
+Durability: a state owner's (``crash_on_error``) ``on_start``, message handlers and asks run
+inside ``bus.deferring()``, so a decision it writes in a store transaction commits together
+with the messages it then sends, and those are delivered only after that commit
+(``actors/bus.py``). Derived actors write no decisions and skip it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -57,7 +58,7 @@ class EngineActor(pykka.ThreadingActor):
 
         @functools.wraps(start)
         def on_start(self: EngineActor) -> None:
-            with self.bus.deferring():
+            with self._deferring:
                 start(self)
 
         on_start._deferring = True  # type: ignore[attr-defined]
@@ -78,6 +79,9 @@ class EngineActor(pykka.ThreadingActor):
         self._handlers: dict[type, Callable[[Any], Any]] = {}
         self.handler_errors = 0
         self._handling_ns: int | None = None  # causal time of the message being handled
+        # State owners decide in the store: their commits wait for what they send (bus.py).
+        # Derived actors write no decisions, so they skip it (it wraps every tick).
+        self._deferring: AbstractContextManager[Any] = bus.deferring() if self.crash_on_error else nullcontext()
 
     # --- dispatch --------------------------------------------------------------------------
 
@@ -87,7 +91,7 @@ class EngineActor(pykka.ThreadingActor):
         self._handling_ns = getattr(message, "ts_init_ns", None)
         self.clock.handling(self._handling_ns)  # causal time (replay)
         try:
-            with self.bus.deferring():  # a decision commits with what it sends (actors/bus.py)
+            with self._deferring:  # a decision commits with what it sends (actors/bus.py)
                 self._dispatch(message)
         finally:
             self._handling_ns = None
@@ -132,7 +136,7 @@ class EngineActor(pykka.ThreadingActor):
         if handler is None:
             raise ValueError(f"{self.role} has no request named {request.name!r}")
         try:
-            with self.bus.deferring():
+            with self._deferring:
                 return handler(*request.args, **dict(request.kwargs))
         except (ValueError, LookupError):
             raise  # the caller's mistake: answered, state untouched

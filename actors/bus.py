@@ -39,8 +39,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -192,11 +192,38 @@ class OutboxPort(Protocol):
         """Append durably, on the caller's thread (inside its open transaction, if any)."""
 
     def holding(self) -> bool:
-        """Whether the caller has a decision open whose commit is deferred (see ``deferring``)."""
+        """Whether the caller has a decision open whose commit is deferred."""
 
-    def deferring(self) -> AbstractContextManager[Any]:
-        """While an actor handles a message: its first transaction stays open until the end,
-        so its decisions commit with what they send."""
+    def begin_deferring(self) -> None:
+        """An actor starts handling a message: its first transaction will stay open."""
+
+    def end_deferring(self, error: BaseException | None) -> None:
+        """It is done: commit what it decided (roll back if ``error``)."""
+
+
+class _ThreadState(threading.local):
+    depth = 0  # nested deferring() on this thread
+    held: list[tuple[Any, tuple[str, ...], bool]] | None = None  # deliveries waiting for the commit
+    waiting: list[Any] | None = None  # Journal copies waiting for this thread to release the bus lock
+
+    def __init__(self) -> None:
+        self.spare: list[tuple[Any, tuple[str, ...], bool]] = []  # ``held``'s list, reused
+
+
+class _Deferring:
+    """``Bus.deferring()``'s context manager (see there)."""
+
+    __slots__ = ("_bus",)
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def __enter__(self) -> None:
+        self._bus._begin_deferring()  # noqa: SLF001 - the bus's own helper
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool:
+        self._bus._end_deferring(error)  # noqa: SLF001
+        return False
 
 
 class Bus:
@@ -208,7 +235,10 @@ class Bus:
         self._idle_watchers: list[tuple[frozenset[str], Callable[[], None]]] = []
         self.undeliverable = 0
         self._outbox: OutboxPort | None = None
-        self._local = threading.local()  # per thread: Journal copies waiting for the bus lock's release
+        self._holding: Callable[[], bool] = _never
+        self._routes: dict[type, tuple[str, ...]] = {}  # EVENT_ROUTES as this bus's roles
+        self._local = _ThreadState()
+        self._deferring = _Deferring(self)
 
     # --- lifecycle, used by the engine and the supervisor -----------------------------------
 
@@ -335,32 +365,43 @@ class Bus:
         bus lock) instead of its mailbox; ``None`` goes back to the mailbox."""
         with self._lock:
             self._outbox = outbox
+            self._holding = outbox.holding if outbox is not None else _never
 
-    @contextmanager
-    def deferring(self) -> Iterator[None]:
-        """Entered by an actor around the handling of each message (and each ask): once the
-        handler has opened a decision (a store transaction), what it sends is held (the
-        Journal's copies appended in that transaction, the other deliveries queued) until the
-        handler ends; then the decision commits with all of it, and the queued deliveries go
-        out in order. A handler that raises delivers none of what it held (its transaction is
-        rolled back). Nothing without an outbox."""
-        outbox = self._outbox
-        if outbox is None or getattr(self._local, "held", None) is not None:
-            yield
+    def deferring(self) -> AbstractContextManager[Any]:
+        """Entered by an actor around the handling of each message (and each ask, and
+        ``on_start``): once the handler has opened a decision (a store transaction), what it
+        sends is held (the Journal's copies appended in that transaction, the other deliveries
+        queued) until the handler ends; then the decision commits with all of it, and the
+        queued deliveries go out in order. A handler that raises delivers none of what it held
+        (its transaction is rolled back). Re-entrant; nothing without an outbox. (A plain
+        class, not a generator: it wraps every tick.)"""
+        return self._deferring
+
+    def _begin_deferring(self) -> None:
+        local = self._local
+        local.depth += 1
+        if local.depth == 1 and self._outbox is not None:
+            local.held = local.spare
+            self._outbox.begin_deferring()
+
+    def _end_deferring(self, error: BaseException | None) -> None:
+        local = self._local
+        local.depth -= 1
+        held = local.held
+        if local.depth or held is None:
             return
-        self._local.held = held = []
-        try:
-            with outbox.deferring():
-                yield
-        finally:
-            self._local.held = None
+        local.held = None
+        assert self._outbox is not None
+        self._outbox.end_deferring(error)  # commit (or roll back) the handler's decision
         if held:
-            with self._lock:
-                for message, roles, durable in held:
-                    for role in roles:
-                        self._deliver(role, message)
-                    if durable:
-                        self._tap(JOURNAL, message)
+            if error is None:
+                with self._lock:
+                    for message, roles, durable in held:
+                        for role in roles:
+                            self._deliver(role, message)
+                        if durable:
+                            self._tap(JOURNAL, message)
+            held.clear()
             self._after_release()
 
     # --- sending ------------------------------------------------------------------------------
@@ -375,16 +416,19 @@ class Bus:
 
     def publish(self, event: Message) -> None:
         """Deliver an event to every role that listens to it (possibly none)."""
-        roles = EVENT_ROUTES.get(type(event), ())
+        kind = type(event)
+        roles = self._routes.get(kind)
+        if roles is None:  # a partial bus (tests) listens with fewer roles
+            roles = self._routes[kind] = tuple(r for r in EVENT_ROUTES.get(kind, ()) if r in self._slots)
         if roles:
-            self._send(event, tuple(r for r in roles if r in self._slots))  # a partial bus (tests): fewer roles
+            self._send(event, roles)
 
     def _send(self, message: Message, roles: tuple[str, ...]) -> None:
         durable = JOURNAL in roles and self._to_outbox(message)
         if durable:
             roles = tuple(r for r in roles if r != JOURNAL)
-        held = getattr(self._local, "held", None)
-        if held is not None and self._outbox is not None and self._outbox.holding():
+        held = self._local.held
+        if held is not None and self._holding():
             held.append((message, roles, durable))  # delivered once the handler's decision committed
             return
         with self._lock:
@@ -402,21 +446,20 @@ class Bus:
         if sink is None or JOURNAL not in self._slots:
             return False
         if self._lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001 - see the module docstring
-            waiting = getattr(self._local, "outbox", None)
-            if waiting is None:
-                waiting = self._local.outbox = []
-            waiting.append(message)
+            if self._local.waiting is None:
+                self._local.waiting = []
+            self._local.waiting.append(message)
             return True
         sink.append(message)
         return True
 
     def _after_release(self) -> None:
         """Append the Journal copies this thread published while it held the bus lock."""
-        waiting = getattr(self._local, "outbox", None)
+        waiting = self._local.waiting
         if not waiting or self._lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
             return
         sink = self._outbox
-        self._local.outbox = None
+        self._local.waiting = None
         if sink is None:
             return
         for message in waiting:
@@ -583,3 +626,7 @@ class Bus:
 
 
 _monotonic = time.monotonic
+
+
+def _never() -> bool:
+    return False

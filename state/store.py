@@ -237,29 +237,32 @@ class OutboxMixin:
     def deferring(self) -> Iterator[None]:
         """On the calling thread, defer the commit of ``transaction()`` blocks to the end of this
         block (rolled back if it raises). Re-entrant."""
-        state = self._deferral
-        if state.deferring:
+        if self._deferral.deferring:
             yield
             return
-        state.deferring = True
+        self.begin_deferring()
         try:
             yield
         except BaseException as error:
-            self._end_deferred(error)
+            self.end_deferring(error)
             raise
-        else:
-            self._end_deferred(None)
-        finally:
-            state.deferring = False
+        self.end_deferring(None)
+
+    def begin_deferring(self) -> None:
+        """``deferring()`` in two calls (the bus wraps every handled message with them)."""
+        self._deferral.deferring = True
+
+    def end_deferring(self, error: BaseException | None) -> None:
+        """Commit the calling thread's deferred transaction (roll it back if ``error``)."""
+        state = self._deferral
+        state.deferring = False
+        txn, state.txn = state.txn, None
+        if txn is not None:
+            txn.__exit__(type(error) if error is not None else None, error, None)
 
     def deferred_open(self) -> bool:
         """Whether the calling thread has a deferred transaction open."""
         return self._deferral.txn is not None
-
-    def _end_deferred(self, error: BaseException | None) -> None:
-        txn, self._deferral.txn = self._deferral.txn, None
-        if txn is not None:
-            txn.__exit__(type(error) if error is not None else None, error, None)
 
     def _create_outbox(self) -> None:
         self.db.execute_sql(
@@ -304,21 +307,20 @@ class OutboxMixin:
 
 class StoreOutbox:
     """The bus's outbox port on a ``Store``: ``append`` a Journal-bound message as run
-    ``run_id``'s, ``commit`` the caller's deferred transaction, and ``deferring`` (an actor's
-    message handling)."""
+    ``run_id``'s; ``begin_deferring`` / ``end_deferring`` around an actor's handling of a
+    message and ``holding`` (its decision is open) are the store's own (bound here once: they
+    run around every tick)."""
 
     def __init__(self, store: OutboxMixin, run_id: str) -> None:
         self._store = store
         self._run_id = run_id
+        self.begin_deferring = store.begin_deferring
+        self.end_deferring = store.end_deferring
+        deferral = store._deferral  # noqa: SLF001 - this module's own class
+        self.holding = lambda: deferral.txn is not None
 
     def append(self, message: Any) -> None:
         self._store.append_outbox(self._run_id, message)
-
-    def holding(self) -> bool:
-        return self._store.deferred_open()
-
-    def deferring(self) -> Any:
-        return self._store.deferring()
 
 
 # --- the store ------------------------------------------------------------------------------------
