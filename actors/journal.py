@@ -216,6 +216,7 @@ class Journal(EngineActor):
         self._blocked: dict[str, str] = {}  # condition id -> reason of its last recorded ConditionBlocked
         self._replayed_until: int | None = None  # events up to this time may be re-sent by a restart
         self._recent: set[tuple[int, str, str]] = set()  # such events buffered, not yet written
+        self._broken: BaseException | None = None  # a failed outbox write: nothing more is written
         self.written = 0
         self.consumed = 0
         self.duplicates = 0
@@ -385,6 +386,8 @@ class Journal(EngineActor):
 
     def _sync(self) -> None:
         """Consume every committed outbox row, then write what is buffered."""
+        if self._broken is not None:
+            raise RuntimeError(f"the journal failed to write outbox rows ({self._broken!r}); its successor will")
         if self._outbox is not None:
             while self._consume_chunk():
                 pass
@@ -401,10 +404,12 @@ class Journal(EngineActor):
             self._record_row(row)
         try:
             self._flush(cursor=rows[-1].seq)
-        except Exception:
+        except Exception as error:
             # The rows stay in the outbox (the cursor did not move) but this actor's memory has
-            # seen them: crash, and the successor rebuilds from the journal and reads them again.
+            # seen them: it writes nothing more (a request that failed crashes it a moment
+            # later); the successor rebuilds from the journal and reads them again.
             self._pending = _Pending()
+            self._broken = error
             raise
         self.consumed += len(rows)
         return True
