@@ -19,11 +19,11 @@ Guarantees:
 - **The Journal's copies go to a durable outbox** when one is attached (``set_outbox``, the
   engine's store): every event routed to ``JOURNAL`` and every ``JOURNAL_TAP`` audit copy is
   appended by the *sender's* thread, before any other recipient gets the message, instead of
-  being put in the Journal's mailbox. Actors handle each message inside ``deferring()``: once
-  the handler has opened a decision (a store transaction, whose commit the store then defers
-  to the end of the handling), the Journal's copies of what it sends are appended in that
-  transaction and its other deliveries are held; at the end the decision commits with all of
-  them and the held deliveries go out, in order. So a decision and what it announces are
+  being put in the Journal's mailbox. State owners (``actors/base.py``) handle each message
+  inside ``deferring()``: once the handler has opened a decision (a store transaction, whose
+  commit the store then defers to the end of the handling), the Journal's copies of what it
+  sends are appended in that transaction and its other deliveries are held; at the end the
+  decision commits with all of them and the held deliveries go out, in order. So a decision and what it announces are
   durable together (``kill -9`` keeps both or neither), and since a row is committed before
   anyone can react to its message, every consequence is appended after its cause (``seq``
   order is causal). The append runs outside the bus lock: a sender may hold SQLite's write
