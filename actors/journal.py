@@ -235,7 +235,7 @@ class Journal(EngineActor):
         if self._outbox is not None:
             self._cursor = self._store.load_cursor(self._outbox.outbox_id)
             self._deleted_through = 0  # rows a killed process consumed but did not delete go now
-            self._sync()  # what the previous process (or actor) left: nothing in it is re-sent yet
+            self._flush()  # what the previous process (or actor) left: nothing in it is re-sent yet
             self._delete_consumed(force=True)
             self._check_open_trades(self._outbox)
         # The engine's actors start after the Journal; what they re-send is at or before this.
@@ -270,7 +270,7 @@ class Journal(EngineActor):
             self._close()
             return
         try:
-            self._flush()
+            self._write()
         except Exception as error:  # noqa: BLE001 - crashing: report, never raise from cleanup
             self.log.error("JOURNAL_FLUSH_FAILED: {} row(s) not written: {!r}", len(self._pending), error)
         finally:
@@ -278,7 +278,7 @@ class Journal(EngineActor):
 
     def _close(self) -> None:
         try:
-            self._sync()
+            self._flush()
             self._delete_consumed(force=True)
         except Exception as error:  # noqa: BLE001 - closing: report, never raise from cleanup
             self.log.error("JOURNAL_FLUSH_FAILED: {} row(s) not written: {!r}", len(self._pending), error)
@@ -300,14 +300,14 @@ class Journal(EngineActor):
             super()._dispatch(message)  # raises: chaos tests
             return
         if isinstance(message, TimerFired):
-            self._sync()
+            self._flush()
             self._delete_consumed()
             self._run_checkpoint()
             return
         # Told directly (no outbox attached, or tests): recorded as this run's.
         self._record(message, self.run_id)
         if len(self._pending) >= FLUSH_ROWS:
-            self._flush()
+            self._write()
 
     def _record(self, message: Any, run_id: str) -> None:
         """The rows ``message`` (sent by run ``run_id``) gives: its ``events`` row and the rows
@@ -384,14 +384,15 @@ class Journal(EngineActor):
 
     # --- the outbox ----------------------------------------------------------------------------------
 
-    def _sync(self) -> None:
-        """Consume every committed outbox row, then write what is buffered."""
+    def _flush(self) -> None:
+        """Bring the journal up to date: consume every committed outbox row, then write what is
+        buffered. Every request calls it first (a new ``_ask_*`` must too)."""
         if self._broken is not None:
             raise RuntimeError(f"the journal failed to write outbox rows ({self._broken!r}); its successor will")
         if self._outbox is not None:
             while self._consume_chunk():
                 pass
-        self._flush()
+        self._write()
 
     def _consume_chunk(self) -> bool:
         """Record the next outbox rows and write them with the new cursor in ONE journal
@@ -403,7 +404,7 @@ class Journal(EngineActor):
         for row in rows:
             self._record_row(row)
         try:
-            self._flush(cursor=rows[-1].seq)
+            self._write(cursor=rows[-1].seq)
         except Exception as error:
             # The rows stay in the outbox (the cursor did not move) but this actor's memory has
             # seen them: it writes nothing more (a request that failed crashes it a moment
@@ -453,7 +454,7 @@ class Journal(EngineActor):
 
     # --- writing -----------------------------------------------------------------------------------------
 
-    def _flush(self, cursor: int | None = None) -> None:
+    def _write(self, cursor: int | None = None) -> None:
         """Write everything buffered (and the outbox ``cursor`` it reaches) in one transaction;
         on error it stays buffered."""
         if not len(self._pending) and cursor is None:
@@ -617,23 +618,23 @@ class Journal(EngineActor):
 
     def _ask_events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """``events`` rows (of one ``kind``): ts_ns, kind, correlation_id, msg_id, run_id, data."""
-        self._sync()
+        self._flush()
         return self._store.events(kind)
 
     def _ask_trades(self, coin: str | None = None, days: float | None = None, run_id: str | None = None,
                     status: str | None = None) -> list[dict[str, Any]]:
         """``trades`` rows, oldest first; filters as ``JournalStore.trades``."""
-        self._sync()
+        self._flush()
         return self._store.trades(coin=coin, days=days, run_id=run_id, status=status)
 
     def _ask_daily(self, days: float | None = None) -> list[dict[str, Any]]:
         """``daily_pnl`` rows, oldest first; ``days=N``: the last N engine days."""
-        self._sync()
+        self._flush()
         return self._store.daily(days=days)
 
     def _ask_orders(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """``orders`` rows in the order their status was last set."""
-        self._sync()
+        self._flush()
         return self._store.orders(run_id=run_id)
 
     def _ask_run_totals(self, run_id: str, start_equity: Any) -> dict[str, Any]:
@@ -641,7 +642,7 @@ class Journal(EngineActor):
         (int) and ``realized_pnl_usd``, ``fees_paid_usd``, ``slippage_avg_bps``,
         ``max_drawdown_pct`` (exact decimal text)."""
         start = to_decimal(start_equity, "start_equity")
-        self._sync()
+        self._flush()
         return self._store.run_totals(run_id, start)
 
     def _ask_stats(self) -> dict[str, Any]:
