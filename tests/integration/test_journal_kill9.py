@@ -98,7 +98,7 @@ def kill_at_random(config: Path, data_dir: Path, rng: random.Random, total_bars:
     """Start the command, wait until a random number of bars is stored and a random extra
     moment more, then SIGKILL it. Returns what happened, for the failure message."""
     start = bars_stored(data_dir)
-    target = rng.randrange(start, max(start + 1, total_bars - 10))
+    target = rng.randrange(start, max(start + 1, total_bars - 20))  # leaves the child time to be killed
     extra = rng.uniform(0, 0.05)
     proc = subprocess.Popen(command(config, data_dir), cwd=ROOT, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,7 +120,7 @@ def trial(config: Path, folder: Path, seed: int, reference: dict[str, list[dict[
     rng = random.Random(seed)
     data_dir = folder / f"trial-{seed}"
     story = [kill_at_random(config, data_dir, rng, total_bars)]
-    if rng.random() < 0.3 and bars_stored(data_dir) < total_bars - 20:
+    if rng.random() < 0.3 and bars_stored(data_dir) < total_bars - 30:
         story.append("restarted and " + kill_at_random(config, data_dir, rng, total_bars))
     run_to_end(config, data_dir)
     journal = whole_journal(data_dir)
