@@ -140,7 +140,7 @@ from state.session import (
     differences,
     identity_from_config,
 )
-from state.store import Store, hold_open, is_store_unwritable, jsonable
+from state.store import Store, StoreOutbox, hold_open, is_store_unwritable, jsonable
 from state.strategies import StrategyContext, build_strategy
 from state.types import PositionStatus, TradingState
 
@@ -211,6 +211,7 @@ class Engine:
         except BaseException:
             self.rest_limiter.close()
             raise
+        self.bus.set_outbox(StoreOutbox(self.store, self.run_id))  # the Journal's copies, durable with their decisions
         self.recorder: TradeRecorder | None = None
         try:
             try:
@@ -303,7 +304,7 @@ class Engine:
             EXIT_MONITOR: lambda: ExitMonitor.start(**base),
             INVARIANTS: lambda: Invariants.start(store=self.store, **base),
             JOURNAL: lambda: Journal.start(journal_store=self.journal_store, run_id=self.run_id,
-                                           checkpoint=self.store.checkpoint, positions=self.store, **base),
+                                           checkpoint=self.store.checkpoint, outbox=self.store, **base),
         }
         return factories[role]
 

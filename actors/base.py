@@ -15,6 +15,11 @@ back to the bus and notices the supervisor; ``on_stop`` and ``on_failure`` both 
 A crash in ``on_start`` skips ``on_failure`` (pykka only logs it): each actor's own ``on_start``
 is wrapped so that its error still reaches the supervisor's notice (which then knows why a start
 or restart failed, e.g. a store that cannot be written); the supervisor also polls for it.
+
+Durability: a state owner's (``crash_on_error``) ``on_start``, message handlers and asks run
+inside ``bus.deferring()``, so a decision it writes in a store transaction commits together
+with the messages it then sends, and those are delivered only after that commit
+(``actors/bus.py``). Derived actors write no decisions and skip it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -50,20 +55,26 @@ class EngineActor(pykka.ThreadingActor):
     crash_on_error: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every actor's own ``on_start`` runs inside ``bus.deferring()``, as its message
+        handlers do: a restart's reconciliation (a fill applied, an order sent again) commits
+        with what it announces (see ``actors/bus.py``); its error also reaches the supervisor's
+        notice (pykka skips ``on_failure`` for a crash in ``on_start``)."""
         super().__init_subclass__(**kwargs)
         start = cls.__dict__.get("on_start")
-        if start is None:
+        if start is None or getattr(start, "_deferring", False):
             return
 
         @functools.wraps(start)
         def on_start(self: EngineActor) -> None:
             try:
-                start(self)
+                with self._deferring:
+                    start(self)
             except Exception as error:
                 if self._failure_notice is not None:
                     self._failure_notice(self.role, self.actor_ref, error)  # the supervisor learns why
                 raise
 
+        on_start._deferring = True  # type: ignore[attr-defined]
         cls.on_start = on_start  # type: ignore[method-assign]
 
     def __init__(
@@ -81,6 +92,9 @@ class EngineActor(pykka.ThreadingActor):
         self._handlers: dict[type, Callable[[Any], Any]] = {}
         self.handler_errors = 0
         self._handling_ns: int | None = None  # causal time of the message being handled
+        # State owners decide in the store: their commits wait for what they send (bus.py).
+        # Derived actors write no decisions, so they skip it (it wraps every tick).
+        self._deferring: AbstractContextManager[Any] = bus.deferring() if self.crash_on_error else nullcontext()
 
     # --- dispatch --------------------------------------------------------------------------
 
@@ -90,7 +104,8 @@ class EngineActor(pykka.ThreadingActor):
         self._handling_ns = getattr(message, "ts_init_ns", None)
         self.clock.handling(self._handling_ns)  # causal time (replay)
         try:
-            self._dispatch(message)
+            with self._deferring:  # a decision commits with what it sends (actors/bus.py)
+                self._dispatch(message)
         finally:
             self._handling_ns = None
             self.clock.handling(None)
@@ -136,7 +151,8 @@ class EngineActor(pykka.ThreadingActor):
         if handler is None:
             raise ValueError(f"{self.role} has no request named {request.name!r}")
         try:
-            return handler(*request.args, **dict(request.kwargs))
+            with self._deferring:
+                return handler(*request.args, **dict(request.kwargs))
         except (ValueError, LookupError):
             raise  # the caller's mistake: answered, state untouched
         except Exception as error:

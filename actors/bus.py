@@ -16,6 +16,22 @@ Guarantees:
   crashed it is not re-delivered (it would crash the successor too); it is logged.
 - **Idle accounting.** Each role counts messages delivered and not yet handled, so
   ``wait_idle`` can tell when every mailbox is drained.
+- **The Journal's copies go to a durable outbox** when one is attached (``set_outbox``, the
+  engine's store): every event routed to ``JOURNAL`` and every ``JOURNAL_TAP`` audit copy is
+  appended by the *sender's* thread, before any other recipient gets the message, instead of
+  being put in the Journal's mailbox. State owners (``actors/base.py``) handle each message
+  inside ``deferring()``: once the handler has opened a decision (a store transaction, whose
+  commit the store then defers to the end of the handling), the Journal's copies of what it
+  sends are appended in that transaction and its other deliveries are held; at the end the
+  decision commits with all of them and the held deliveries go out, in order. So a decision and what it announces are
+  durable together (``kill -9`` keeps both or neither), and since a row is committed before
+  anyone can react to its message, every consequence is appended after its cause (``seq``
+  order is causal). The append runs outside the bus lock: a sender may hold SQLite's write
+  lock while it waits for the bus lock, so writing under the bus lock could deadlock; a
+  message published while the sending thread itself holds the bus lock (a ``when_idle``
+  action) is appended as soon as that thread releases it. Taps still see the Journal's copy,
+  when the other recipients get theirs. Messages told to the Journal by role (timers,
+  ``InjectCrash``) and asks still go to its mailbox.
 """
 
 from __future__ import annotations
@@ -24,9 +40,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 from loguru import logger
@@ -174,6 +191,47 @@ class _Slot:
 Tap = Callable[[str, Any], None]
 
 
+class OutboxPort(Protocol):
+    """Where the Journal's copies go (``state.store.StoreOutbox`` on the engine's store)."""
+
+    def append(self, message: Any) -> None:
+        """Append durably, on the caller's thread (inside its open transaction, if any)."""
+
+    def holding(self) -> bool:
+        """Whether the caller has a decision open whose commit is deferred."""
+
+    def begin_deferring(self) -> None:
+        """An actor starts handling a message: its first transaction will stay open."""
+
+    def end_deferring(self, error: BaseException | None) -> None:
+        """It is done: commit what it decided (roll back if ``error``)."""
+
+
+class _ThreadState(threading.local):
+    depth = 0  # nested deferring() on this thread
+    held: list[tuple[Any, tuple[str, ...], bool]] | None = None  # deliveries waiting for the commit
+    waiting: list[Any] | None = None  # Journal copies waiting for this thread to release the bus lock
+
+    def __init__(self) -> None:
+        self.spare: list[tuple[Any, tuple[str, ...], bool]] = []  # ``held``'s list, reused
+
+
+class _Deferring:
+    """``Bus.deferring()``'s context manager (see there)."""
+
+    __slots__ = ("_bus",)
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def __enter__(self) -> None:
+        self._bus._begin_deferring()  # noqa: SLF001 - the bus's own helper
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool:
+        self._bus._end_deferring(error)  # noqa: SLF001
+        return False
+
+
 class Bus:
     def __init__(self, roles: Iterable[str] = ROLES) -> None:
         self._lock = threading.RLock()
@@ -182,6 +240,11 @@ class Bus:
         self._taps: list[Tap] = []
         self._idle_watchers: list[tuple[frozenset[str], Callable[[], None]]] = []
         self.undeliverable = 0
+        self._outbox: OutboxPort | None = None
+        self._holding: Callable[[], bool] = _never
+        self._routes: dict[type, tuple[str, ...]] = {}  # EVENT_ROUTES as this bus's roles
+        self._local = _ThreadState()
+        self._deferring = _Deferring(self)
 
     # --- lifecycle, used by the engine and the supervisor -----------------------------------
 
@@ -281,6 +344,7 @@ class Bus:
             self._changed.notify_all()
             if self._idle_watchers:
                 self._run_idle_watchers()
+        self._after_release()
 
     def state(self, role: str) -> RoleState:
         with self._lock:
@@ -302,6 +366,50 @@ class Bus:
             if tap in self._taps:
                 self._taps.remove(tap)
 
+    def set_outbox(self, outbox: OutboxPort | None) -> None:
+        """Send the Journal's copies to ``outbox`` (appended on the sender's thread, outside the
+        bus lock) instead of its mailbox; ``None`` goes back to the mailbox."""
+        with self._lock:
+            self._outbox = outbox
+            self._holding = outbox.holding if outbox is not None else _never
+
+    def deferring(self) -> AbstractContextManager[Any]:
+        """Entered by an actor around the handling of each message (and each ask, and
+        ``on_start``): once the handler has opened a decision (a store transaction), what it
+        sends is held (the Journal's copies appended in that transaction, the other deliveries
+        queued) until the handler ends; then the decision commits with all of it, and the
+        queued deliveries go out in order. A handler that raises delivers none of what it held
+        (its transaction is rolled back). Re-entrant; nothing without an outbox. (A plain
+        class, not a generator: it wraps every tick.)"""
+        return self._deferring
+
+    def _begin_deferring(self) -> None:
+        local = self._local
+        local.depth += 1
+        if local.depth == 1 and self._outbox is not None:
+            local.held = local.spare
+            self._outbox.begin_deferring()
+
+    def _end_deferring(self, error: BaseException | None) -> None:
+        local = self._local
+        local.depth -= 1
+        held = local.held
+        if local.depth or held is None:
+            return
+        local.held = None
+        assert self._outbox is not None
+        self._outbox.end_deferring(error)  # commit (or roll back) the handler's decision
+        if held:
+            if error is None:
+                with self._lock:
+                    for message, roles, durable in held:
+                        for role in roles:
+                            self._deliver(role, message)
+                        if durable:
+                            self._tap(JOURNAL, message)
+            held.clear()
+            self._after_release()
+
     # --- sending ------------------------------------------------------------------------------
 
     def send(self, command: Message) -> None:
@@ -309,32 +417,75 @@ class Bus:
         role = COMMAND_ROUTES.get(type(command))
         if role is None:
             raise NoRoute(f"no route for command {type(command).__name__}")
-        with self._lock:
-            self._deliver(role, command)
-            if type(command) in JOURNAL_TAP:
-                self._deliver(JOURNAL, command)
+        roles = (role, JOURNAL) if type(command) in JOURNAL_TAP else (role,)
+        self._send(command, roles)
 
     def publish(self, event: Message) -> None:
         """Deliver an event to every role that listens to it (possibly none)."""
-        roles = EVENT_ROUTES.get(type(event), ())
-        if not roles:
+        kind = type(event)
+        roles = self._routes.get(kind)
+        if roles is None:  # a partial bus (tests) listens with fewer roles
+            roles = self._routes[kind] = tuple(r for r in EVENT_ROUTES.get(kind, ()) if r in self._slots)
+        if roles:
+            self._send(event, roles)
+
+    def _send(self, message: Message, roles: tuple[str, ...]) -> None:
+        durable = JOURNAL in roles and self._to_outbox(message)
+        if durable:
+            roles = tuple(r for r in roles if r != JOURNAL)
+        held = self._local.held
+        if held is not None and self._holding():
+            held.append((message, roles, durable))  # delivered once the handler's decision committed
             return
         with self._lock:
             for role in roles:
-                if role in self._slots:  # a partial bus (tests) listens with fewer roles
-                    self._deliver(role, event)
+                self._deliver(role, message)
+            if durable:
+                self._tap(JOURNAL, message)
+        self._after_release()
+
+    def _to_outbox(self, message: Message) -> bool:
+        """Append the Journal's copy of ``message`` to the outbox, if one is attached (and the
+        bus has a Journal role): now, or, when this thread holds the bus lock, right after it
+        releases it. True when the copy went (or will go) to the outbox."""
+        sink = self._outbox
+        if sink is None or JOURNAL not in self._slots:
+            return False
+        if self._lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001 - see the module docstring
+            if self._local.waiting is None:
+                self._local.waiting = []
+            self._local.waiting.append(message)
+            return True
+        sink.append(message)
+        return True
+
+    def _after_release(self) -> None:
+        """Append the Journal copies this thread published while it held the bus lock."""
+        waiting = self._local.waiting
+        if not waiting or self._lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
+            return
+        sink = self._outbox
+        self._local.waiting = None
+        if sink is None:
+            return
+        for message in waiting:
+            sink.append(message)
+
+    def _tap(self, role: str, message: Any) -> None:
+        for tap in self._taps:
+            tap(role, message)
 
     def tell(self, role: str, message: Any) -> None:
-        """Deliver to a named role (timers, chaos injection)."""
+        """Deliver to a named role (timers, chaos injection): always to its mailbox."""
         with self._lock:
             self._deliver(role, message)
+        self._after_release()
 
     def _deliver(self, role: str, message: Any) -> None:
         slot = self._slots.get(role)
         if slot is None:
             raise NoRoute(f"unknown role {role!r}")
-        for tap in self._taps:
-            tap(role, message)
+        self._tap(role, message)
         if slot.state is RoleState.UP:
             assert slot.ref is not None
             try:
@@ -367,6 +518,7 @@ class Bus:
             elif slot.outstanding == slot.notify_at:
                 slot.notify_at = -1
                 self._changed.notify_all()
+        self._after_release()
 
     # --- flow control and barriers (replay) -----------------------------------------------------
 
@@ -382,6 +534,7 @@ class Bus:
                 action()
             else:
                 self._idle_watchers.append((watched, action))
+        self._after_release()
 
     def _idle(self, roles: frozenset[str]) -> bool:
         return all(
@@ -479,3 +632,7 @@ class Bus:
 
 
 _monotonic = time.monotonic
+
+
+def _never() -> bool:
+    return False

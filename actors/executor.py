@@ -97,7 +97,8 @@ class Executor(EngineActor):
             report = self._venue.submit_order(order)
         except InvalidOrder as error:
             record = record.apply(OrderTrigger.REJECT, reason=str(error), updated_ns=self.now_ns())
-            self._store.save_order(record)
+            with self._store.transaction():  # commits with the outcome it publishes (the outbox)
+                self._store.save_order(record)
             self.log.warning("ORDER_REJECTED: {} {}", order.client_order_id, error)
             self._publish_outcome(record, order, correlation_id)
             return
@@ -174,7 +175,8 @@ class Executor(EngineActor):
             record = replace(record, venue_order_id=report.venue_order_id, updated_ns=now)
             self._store.save_order(record)
             return
-        self._store.save_order(record)
+        with self._store.transaction():  # commits with the outcome it publishes (the outbox)
+            self._store.save_order(record)
         self._publish_outcome(record, order, correlation_id)
 
     def _publish_outcome(self, record: OrderRecord, order: OrderRequest, correlation_id: str | None) -> None:

@@ -10,44 +10,66 @@
   replay files the replayed day): starting/ending equity, realized and unrealized PnL, fees,
   trades, wins, losses, intraday drawdown, kill switch;
 - ``equity``: the equity curve (every ``AccountMarked``, and the equity right after each close);
-- ``events``: every message it receives, with its run id (``msg_id`` in its own column, out of
-  the JSON ``data``, so two replays of the same file give identical ``data``).
+- ``events``: every message it receives (a restart's repeats once, see below), with the run id
+  of the process that sent it (``msg_id`` in its own column, out of the JSON ``data``, so two
+  replays of the same file give identical ``data``).
 
 The rows are derived from the events by the pure functions of ``state/report.py``.
 
 **Accepts** every event the bus routes to it and the audit copies of commands
-(``JOURNAL_TAP``). Each becomes an ``events`` row; these also derive rows:
-``PositionOpened`` / ``PositionChanged`` / ``PositionClosed`` (trades; a close also counts in
-its day and adds an equity sample), ``SubmitOrder`` / ``OrderAccepted`` / ``OrderFilled`` /
-``OrderRejected`` / ``OrderDenied`` (orders; a fill also gives the trade its venue and exit
-order id), ``AccountMarked`` (equity sample, daily equity and drawdown),
-``KillSwitchTriggered`` (the day's flag). A message of any other type, also one added later,
-is recorded as an ``events`` row only and never crashes the Journal. ``TimerFired`` flushes
-(and is not recorded); ``InjectCrash`` crashes it (chaos tests).
+(``JOURNAL_TAP``): in the engine they come from the engine store's **outbox** (see below);
+told directly (no outbox attached: tests) they are recorded the same way. Each becomes an
+``events`` row; these also derive rows: ``PositionOpened`` / ``PositionChanged`` /
+``PositionClosed`` (trades; a close also counts in its day and adds an equity sample),
+``SubmitOrder`` / ``OrderAccepted`` / ``OrderFilled`` / ``OrderRejected`` / ``OrderDenied``
+(orders; a fill also gives the trade its venue and exit order id), ``AccountMarked`` (equity
+sample, daily equity and drawdown), ``KillSwitchTriggered`` (the day's flag). A message of any
+other type, also one added later, is recorded as an ``events`` row only and never crashes the
+Journal. Every row carries the time of the message (the decision's engine time) and the run id
+of the process that sent it. ``TimerFired`` consumes the outbox (and is not recorded);
+``InjectCrash`` crashes it (chaos tests).
 
-Requests from outside (``engine.journal``), each answered after a flush, as JSON-ready dicts
-(decimals as exact text, ``str``): ``events(kind)``, ``trades(coin, days, run_id, status)``,
-``daily(days)``, ``orders(run_id)``, ``run_totals(run_id, start_equity)``,
+Requests from outside (``engine.journal``), each answered after consuming the outbox, as
+JSON-ready dicts (decimals as exact text, ``str``): ``events(kind)``, ``trades(coin, days,
+run_id, status)``, ``daily(days)``, ``orders(run_id)``, ``run_totals(run_id, start_equity)``,
 ``totals(start_equity, run_ids)``, ``run_ids()``, ``stats()``.
 
 **Emits** nothing.
 
-**Thread notes.** Writes are batched off the hot path: rows are buffered and written in ONE
-transaction on ``TimerFired`` (the engine's flush timer, every 0.25 s), when ``FLUSH_ROWS``
-rows are buffered, before answering any request, and on stop and failure (``_close``). A
-batch whose write fails stays buffered. The same timer runs the optional ``checkpoint`` (the
-engine store's WAL checkpoint, which that store does not run by itself).
+**The outbox** (DESIGN.md 6: the journal is as durable as the engine). Nothing the Journal
+must record lives only in its memory: the bus appends every Journal-bound message to the
+engine store's ``outbox`` table on the sender's thread, in the same commit as the decision
+that caused it (``state/store.py``, deferred commits), before anyone else receives it, so
+``seq`` order is causal. The Journal reads rows after its cursor in seq order (on start, on
+the engine's flush timer every 0.25 s, before answering any request, on stop), derives its
+rows exactly as from a told message, and writes them **with the new cursor in ONE transaction
+of the journal database**: a row is journaled exactly once whatever moment the process dies
+at, on SQLite and PostgreSQL alike. Consumed rows are then deleted from the engine store in
+batches of ``OUTBOX_DELETE_EVERY`` (and on start and stop): a delete takes the store's write
+lock, which the hot path needs too, and deleting late is safe because the cursor skips them.
+A row that cannot be decoded (written by another version) is logged
+(``JOURNAL_OUTBOX_UNDECODABLE`` with its seq) and recorded as an ``OutboxUndecodable`` event
+with its bytes; a row whose rows cannot be derived (a bug) likewise as ``JournalRowFailed``;
+neither stops the Journal. The same timer runs the optional ``checkpoint`` (the engine
+store's WAL checkpoint, which that store does not run by itself).
 
-**On crash** ``on_failure`` writes what is buffered; the mail still queued is handed to the
-successor by the bus. The successor's ``on_start`` rebuilds the little it keeps in memory
-from the database (the open positions' share of equity, the last mark a new day starts from;
-days are read back as they are touched), so a restart loses nothing that was written. Rows
-are keyed (trades by position, orders by client order id, days by date) and a final status
-is never overwritten, so a message seen twice changes nothing. A ``kill -9`` of the process
-loses at most the events buffered since the last flush (0.25 s); the trade rows are recovered
-on the next start from the engine's store (``positions``), which the Sniper writes before
-anything takes effect: an open position without an open row gets one, an open row whose
-position closed is closed.
+**A restart repeats some messages**, and a journal that must equal an uninterrupted run's
+records them once (``_is_repeat``): the restarted process re-does the unfinished end of
+what the killed one was doing, re-sending some messages exactly (same kind, engine time and
+data: an order sent again under its client order id, a condition armed again), and its
+actors re-announce state they kept in memory only (the Sniper's account mark and its
+position-limit blocks, the RiskGate's trading state). An exact copy of a recorded event at or
+before the latest time recorded when the Journal started, and an announcement equal to the
+last recorded one of its subject, are not recorded again (counted in ``stats()``).
+
+**On crash** (a failed write crashes it: a state owner) the successor's ``on_start``
+rebuilds the little it keeps in memory from the database (the open positions' share of
+equity, the last mark a new day starts from, the last announcements; days are read back as
+they are touched) and reads the outbox again from the committed cursor, so nothing is lost
+or written twice. Rows are keyed (trades by position, orders by client order id, days by
+date) and a final status is never overwritten. On start the Journal also checks its OPEN
+trades against the engine store's active positions and reports a difference
+(``JOURNAL_MISMATCH``); it never invents rows.
 """
 
 from __future__ import annotations
@@ -63,6 +85,8 @@ from actors.bus import JOURNAL
 from state.journal_store import EventRow, JournalBatch, JournalStore
 from state.messages import (
     AccountMarked,
+    ConditionBlocked,
+    FeedRecovered,
     InjectCrash,
     KillSwitchTriggered,
     OrderAccepted,
@@ -74,6 +98,7 @@ from state.messages import (
     PositionOpened,
     SubmitOrder,
     TimerFired,
+    TradingStateChanged,
 )
 from state.models import entry_order_id, exit_order_id
 from state.report import (
@@ -94,10 +119,19 @@ from state.report import (
     trade_row,
     utc_day,
 )
-from state.store import Store, jsonable
+from state.store import OutboxDecodeError, OutboxRow, Store, jsonable
 from state.types import OrderIntent, PositionStatus, to_decimal
 
 FLUSH_ROWS = 500
+OUTBOX_CHUNK = 500  # outbox rows consumed per journal transaction
+OUTBOX_DELETE_EVERY = 1_000  # consumed rows deleted from the engine store in one statement
+# State announcements: one equal to the previous of its kind repeats the current state (a
+# restarted Sniper re-announces its mark, a restarted RiskGate its trading state) and is not
+# recorded again; the fields that make them equal.
+_ANNOUNCEMENTS: dict[type, tuple[str, ...]] = {
+    AccountMarked: ("balance", "unrealized_pnl", "equity", "open_positions"),
+    TradingStateChanged: ("state", "reason"),
+}
 
 # The messages that derive rows beyond their ``events`` row, and the method that does it. Any
 # other message (also a type added later) is recorded as an ``events`` row only.
@@ -113,6 +147,14 @@ _DERIVES: dict[type, str] = {
     AccountMarked: "_on_account_marked",
     KillSwitchTriggered: "_on_kill_switch_triggered",
 }
+
+
+def _announced_state(kind: type, data: str | None) -> str | None:
+    """What makes two announcements of ``kind`` (an ``events.data`` text) equal."""
+    if data is None:
+        return None
+    values = json.loads(data)
+    return json.dumps([values.get(name) for name in _ANNOUNCEMENTS[kind]])
 
 
 @dataclass
@@ -148,70 +190,108 @@ class Journal(EngineActor):
         journal_store: JournalStore,
         run_id: str,
         checkpoint: Callable[[], None] | None = None,
-        positions: Store | None = None,
+        outbox: Store | None = None,
         **base: Any,
     ) -> None:
-        """``journal_store``: where the journal lives. ``run_id``: the run whose rows this
-        Journal writes. ``checkpoint``: optional, run on every flush timer (the engine passes
-        its store's WAL checkpoint). ``positions``: the engine's store, read (never written)
-        on start to recover trade rows a ``kill -9`` kept from being flushed."""
+        """``journal_store``: where the journal lives. ``run_id``: this process's run (of the
+        rows made from messages told to the Journal directly). ``checkpoint``: optional, run on
+        every flush timer (the engine passes its store's WAL checkpoint). ``outbox``: the
+        engine's store, whose outbox the Journal consumes (and whose positions it checks its
+        open trades against on start)."""
         super().__init__(**base)
-        self._positions = positions
         if not isinstance(run_id, str) or not run_id:
             raise ValueError(f"run_id: expected a run id, got {run_id!r}")
         self._store = journal_store
         self.run_id = run_id
+        self._run = run_id  # the run of the message being recorded (an outbox row's sender)
         self._checkpoint = checkpoint
+        self._outbox = outbox
+        self._cursor = 0  # last outbox seq whose rows are written
+        self._deleted_through = 0  # outbox rows up to here are deleted from the engine store
         self._pending = _Pending()
         self._days: dict[str, DailyRow] = {}  # every day read or written since start
         self._open_share: dict[str, Decimal] = {}  # OPEN position id -> its share of equity
         self._last_mark: Mark | None = None
+        self._announced: dict[str, str | None] = {}  # announcement kind -> its last recorded data
+        self._blocked: dict[str, str] = {}  # condition id -> reason of its last recorded ConditionBlocked
+        self._replayed_until: int | None = None  # events up to this time may be re-sent by a restart
+        self._recent: set[tuple[int, str, str]] = set()  # such events buffered, not yet written
+        self._broken: BaseException | None = None  # a failed outbox write: nothing more is written
         self.written = 0
+        self.consumed = 0
+        self.duplicates = 0
+        self.undecodable = 0
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Cold start and restart alike: rebuild the in-memory state from the database."""
+        """Cold start and restart alike: rebuild the in-memory state from the database, then
+        consume whatever the outbox holds (also what a killed process left in it)."""
         self._open_share = {row.position_id: row.equity_share for row in self._store.load_open_trades()}
         self._last_mark = self._store.last_mark()
-        if self._positions is not None:
-            self._recover_trades(self._positions)
-        self.log.info("JOURNAL_READY: {} run {} ({} open position(s))", self._store.name, self.run_id,
-                      len(self._open_share))
+        self._announced = {kind.__name__: _announced_state(kind, self._store.last_event_data(kind.__name__))
+                           for kind in _ANNOUNCEMENTS}
+        self._blocked = self._blocked_since_cleared()
+        if self._outbox is not None:
+            self._cursor = self._store.load_cursor(self._outbox.outbox_id)
+            self._deleted_through = 0  # rows a killed process consumed but did not delete go now
+            self._flush()  # what the previous process (or actor) left: nothing in it is re-sent yet
+            self._delete_consumed(force=True)
+            self._check_open_trades(self._outbox)
+        # The engine's actors start after the Journal; what they re-send is at or before this.
+        self._replayed_until = self._store.latest_ts_ns()
+        self.log.info("JOURNAL_READY: {} run {} ({} open position(s), outbox at seq {})", self._store.name,
+                      self.run_id, len(self._open_share), self._cursor)
 
-    def _recover_trades(self, positions: Store) -> None:
-        """The Sniper's positions are the truth: a position it holds that the journal has no
-        open row for (its open was buffered when the process died) gets one, and an open row
-        whose position has closed meanwhile is closed from the stored position."""
-        now = self.now_ns()
-        recovered = 0
-        for position in positions.load_positions():
-            if position.status is PositionStatus.PENDING or position.id in self._open_share:
-                continue
-            previous = self._trade(position.id)
-            if previous is None or not previous.is_final:
-                self._on_position_opened(PositionOpened(ts_init_ns=now, position=position))
-                recovered += 1
-        balance = Decimal(positions.load_account().get("balance", "0"))
-        for position_id in list(self._open_share):
-            stored = positions.get_position(position_id)
-            if stored is not None and stored.status is PositionStatus.CLOSED:
-                self._on_position_closed(PositionClosed(ts_init_ns=now, position=stored, balance=balance))
-                recovered += 1
-        if recovered:
-            self._flush()
-            self.log.warning("JOURNAL_RECOVERED: {} trade row(s) rebuilt from the engine store", recovered)
+    def _blocked_since_cleared(self) -> dict[str, str]:
+        blocked: dict[str, str] = {}
+        for data in self._store.events_after_last("ConditionBlocked", ("TradingStateChanged", "FeedRecovered")):
+            values = json.loads(data)
+            blocked[values["condition_id"]] = values["reason"]
+        return blocked
+
+    def _check_open_trades(self, positions: Store) -> None:
+        """Detector only: the Sniper's active positions and the journal's OPEN trades should
+        name the same positions once the outbox is consumed; a difference is reported
+        (``JOURNAL_MISMATCH``), never patched over."""
+        held = {p.id for p in positions.load_positions() if p.status is not PositionStatus.PENDING}
+        journaled = set(self._open_share)
+        for position_id in sorted(held - journaled):
+            self.log.error("JOURNAL_MISMATCH: position {} is active in the engine store but not OPEN in the "
+                           "journal", position_id)
+        for position_id in sorted(journaled - held):
+            self.log.error("JOURNAL_MISMATCH: trade {} is OPEN in the journal but not active in the engine "
+                           "store", position_id)
+
+    def _on_crash(self) -> None:
+        """After a crash only what was told directly is written: outbox rows are the
+        successor's to read (this actor's memory of them may be what failed)."""
+        if self._outbox is None:
+            self._close()
+            return
+        try:
+            self._write()
+        except Exception as error:  # noqa: BLE001 - crashing: report, never raise from cleanup
+            self.log.error("JOURNAL_FLUSH_FAILED: {} row(s) not written: {!r}", len(self._pending), error)
+        finally:
+            self._release()
 
     def _close(self) -> None:
         try:
             self._flush()
+            self._delete_consumed(force=True)
         except Exception as error:  # noqa: BLE001 - closing: report, never raise from cleanup
             self.log.error("JOURNAL_FLUSH_FAILED: {} row(s) not written: {!r}", len(self._pending), error)
         finally:
-            try:
-                self._store.release_thread()
-            except Exception as error:  # noqa: BLE001 - closing
-                self.log.warning("JOURNAL_CLOSE_FAILED: {!r}", error)
+            self._release()
+
+    def _release(self) -> None:
+        try:
+            self._store.release_thread()
+            if self._outbox is not None and not self._outbox.db.is_closed():
+                self._outbox.db.close()  # this thread's connection only
+        except Exception as error:  # noqa: BLE001 - closing
+            self.log.warning("JOURNAL_CLOSE_FAILED: {!r}", error)
 
     # --- dispatch -----------------------------------------------------------------------------------
 
@@ -221,16 +301,71 @@ class Journal(EngineActor):
             return
         if isinstance(message, TimerFired):
             self._flush()
+            self._delete_consumed()
             self._run_checkpoint()
             return
-        self._pending.events.append(self._event_row(message))
-        derive = _DERIVES.get(type(message))
-        if derive is not None:
-            getattr(self, derive)(message)
+        # Told directly (no outbox attached, or tests): recorded as this run's.
+        self._record(message, self.run_id)
         if len(self._pending) >= FLUSH_ROWS:
-            self._flush()
+            self._write()
 
-    def _event_row(self, message: Any) -> EventRow:
+    def _record(self, message: Any, run_id: str) -> None:
+        """The rows ``message`` (sent by run ``run_id``) gives: its ``events`` row and the rows
+        it derives, unless it is a re-sent copy of one already recorded."""
+        row = self._event_row(message, run_id)
+        if self._is_repeat(type(message), row):
+            self.duplicates += 1
+            return
+        self._run = run_id
+        try:
+            self._pending.events.append(row)
+            derive = _DERIVES.get(type(message))
+            if derive is not None:
+                getattr(self, derive)(message)
+        finally:
+            self._run = self.run_id
+
+    def _is_repeat(self, kind: type, row: EventRow) -> bool:
+        """Whether ``row`` repeats what is already recorded, so that a restarted process adds
+        nothing a continuous one would not have:
+
+        - a restart re-does the unfinished end of what the killed process was doing and re-sends
+          some messages exactly as they were (same kind, time and data: an order sent again
+          with its client order id, a condition armed again); one already recorded is not
+          recorded twice;
+        - a restarted actor re-announces state it kept in memory only: the Sniper its account
+          mark (``AccountMarked``) and the conditions a position limit blocks
+          (``ConditionBlocked``, once per condition until trading state or a feed recovery
+          changes, as the Sniper does), the RiskGate its trading state
+          (``TradingStateChanged``); an announcement equal to the last recorded one of its
+          subject is not recorded again.
+        """
+        if kind in _ANNOUNCEMENTS:
+            state = _announced_state(kind, row.data)
+            if self._announced.get(row.kind) == state:
+                return True
+            self._announced[row.kind] = state
+            if kind is TradingStateChanged:
+                self._blocked.clear()
+            return False
+        if kind is ConditionBlocked or kind is FeedRecovered:
+            data = json.loads(row.data)
+            if kind is FeedRecovered:
+                self._blocked.clear()  # the Sniper forgets the coin's blocks: at most, so do we
+            elif self._blocked.get(data["condition_id"]) == data["reason"]:
+                return True
+            else:
+                self._blocked[data["condition_id"]] = data["reason"]
+        until = self._replayed_until
+        if until is None or row.ts_ns > until:
+            return False
+        key = (row.ts_ns, row.kind, row.data)
+        if key in self._recent or self._store.has_event(row.ts_ns, row.kind, row.data):
+            return True
+        self._recent.add(key)
+        return False
+
+    def _event_row(self, message: Any, run_id: str) -> EventRow:
         ts_ns = getattr(message, "ts_init_ns", None)
         msg_id = getattr(message, "msg_id", None)
         correlation_id = getattr(message, "correlation_id", None)
@@ -243,19 +378,96 @@ class Journal(EngineActor):
             kind=type(message).__name__,
             correlation_id=None if correlation_id is None else str(correlation_id),
             msg_id=None if msg_id is None else str(msg_id),
-            run_id=self.run_id,
+            run_id=run_id,
             data=json.dumps(data, separators=(",", ":"), sort_keys=True),
         )
 
-    # --- writing -----------------------------------------------------------------------------------------
+    # --- the outbox ----------------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Write everything buffered in one transaction; on error it stays buffered."""
-        if not len(self._pending):
+        """Bring the journal up to date: consume every committed outbox row, then write what is
+        buffered. Every request calls it first (a new ``_ask_*`` must too)."""
+        if self._broken is not None:
+            raise RuntimeError(f"the journal failed to write outbox rows ({self._broken!r}); its successor will")
+        if self._outbox is not None:
+            while self._consume_chunk():
+                pass
+        self._write()
+
+    def _consume_chunk(self) -> bool:
+        """Record the next outbox rows and write them with the new cursor in ONE journal
+        transaction (so each row is journaled exactly once). False when none was left."""
+        assert self._outbox is not None
+        rows = self._outbox.read_outbox(self._cursor, OUTBOX_CHUNK)
+        if not rows:
+            return False
+        for row in rows:
+            self._record_row(row)
+        try:
+            self._write(cursor=rows[-1].seq)
+        except Exception as error:
+            # The rows stay in the outbox (the cursor did not move) but this actor's memory has
+            # seen them: it writes nothing more (a request that failed crashes it a moment
+            # later); the successor rebuilds from the journal and reads them again.
+            self._pending = _Pending()
+            self._broken = error
+            raise
+        self.consumed += len(rows)
+        return True
+
+    def _record_row(self, row: OutboxRow) -> None:
+        try:
+            message = row.message()
+        except OutboxDecodeError as error:
+            self.undecodable += 1
+            self.log.error("JOURNAL_OUTBOX_UNDECODABLE: {} (recorded as an OutboxUndecodable event)", error)
+            self._pending.events.append(EventRow(
+                ts_ns=row.ts_ns, kind="OutboxUndecodable", correlation_id=None, msg_id=None, run_id=row.run_id,
+                data=json.dumps({"seq": row.seq, "kind": row.kind, "error": str(error),
+                                 "data_hex": row.data.hex()}, separators=(",", ":"), sort_keys=True),
+            ))
+            return
+        try:
+            self._record(message, row.run_id)
+        except Exception as error:  # noqa: BLE001 - a poison row must not stop the journal (or halt the engine)
+            self.log.exception("JOURNAL_ROW_FAILED: outbox row {} ({}) gave no rows: {!r}", row.seq, row.kind, error)
+            self._pending.events.append(EventRow(
+                ts_ns=row.ts_ns, kind="JournalRowFailed", correlation_id=None, msg_id=None, run_id=row.run_id,
+                data=json.dumps({"seq": row.seq, "kind": row.kind, "error": repr(error)},
+                                separators=(",", ":"), sort_keys=True),
+            ))
+
+    def _delete_consumed(self, *, force: bool = False) -> None:
+        """Delete consumed rows from the engine store, in batches (each delete takes the store's
+        write lock, which the hot path also needs). Safe at any time: the cursor, committed
+        with the rows, already skips them."""
+        if self._outbox is None or self._cursor <= self._deleted_through:
+            return
+        if not force and self._cursor - self._deleted_through < OUTBOX_DELETE_EVERY:
+            return
+        try:
+            self._outbox.delete_outbox(self._cursor)
+        except Exception as error:  # noqa: BLE001 - housekeeping: the rows are tried again later
+            self.log.warning("JOURNAL_OUTBOX_DELETE_FAILED: rows up to seq {} stay for now: {!r}", self._cursor, error)
+            return
+        self._deleted_through = self._cursor
+
+    # --- writing -----------------------------------------------------------------------------------------
+
+    def _write(self, cursor: int | None = None) -> None:
+        """Write everything buffered (and the outbox ``cursor`` it reaches) in one transaction;
+        on error it stays buffered."""
+        if not len(self._pending) and cursor is None:
             return
         batch = self._pending.batch()
+        if cursor is not None:
+            assert self._outbox is not None
+            batch = replace(batch, cursor=(self._outbox.outbox_id, cursor))
         self._store.write(batch)
         self._pending = _Pending()
+        self._recent.clear()  # written: has_event finds them from now on
+        if cursor is not None:
+            self._cursor = cursor
         self.written += len(batch)
 
     def _run_checkpoint(self) -> None:
@@ -310,7 +522,7 @@ class Journal(EngineActor):
             self.log.debug("STALE_POSITION_EVENT: {} already {}", position.id, previous.status)
             return
         venue = self._venue_of(entry_order_id(position.id))
-        self._put_trade(trade_row(position, status=TradeStatus.OPEN, run_id=self.run_id,
+        self._put_trade(trade_row(position, status=TradeStatus.OPEN, run_id=self._run,
                                   ts_ns=event.ts_init_ns, previous=previous, venue=venue))
 
     def _on_position_changed(self, event: PositionChanged) -> None:
@@ -319,7 +531,7 @@ class Journal(EngineActor):
         if previous is not None and previous.is_final:
             self.log.debug("STALE_POSITION_EVENT: {} already {}", position.id, previous.status)
             return
-        self._put_trade(trade_row(position, status=TradeStatus.OPEN, run_id=self.run_id,
+        self._put_trade(trade_row(position, status=TradeStatus.OPEN, run_id=self._run,
                                   ts_ns=event.ts_init_ns, previous=previous))
 
     def _on_position_closed(self, event: PositionClosed) -> None:
@@ -329,18 +541,18 @@ class Journal(EngineActor):
             self.log.debug("DUPLICATE_CLOSE ignored: {} already {}", position.id, previous.status)
             return
         if is_rejected_entry(position):
-            self._put_trade(trade_row(position, status=TradeStatus.REJECTED, run_id=self.run_id,
+            self._put_trade(trade_row(position, status=TradeStatus.REJECTED, run_id=self._run,
                                       ts_ns=event.ts_init_ns, previous=previous))
             return
         exit_id = exit_order_id(position.id, position.exit_attempts) if position.exit_attempts else None
-        row = trade_row(position, status=TradeStatus.CLOSED, run_id=self.run_id, ts_ns=event.ts_init_ns,
+        row = trade_row(position, status=TradeStatus.CLOSED, run_id=self._run, ts_ns=event.ts_init_ns,
                         previous=previous, venue=self._venue_of(exit_id))
         self._put_trade(row)
         assert row.pnl is not None
         self._put_day(day_after_close(self._day(event.ts_init_ns), row.pnl, row.fees))
         others = sum(self._open_share.values(), Decimal(0))
         self._pending.equity.append(EquitySample(
-            ts_ns=event.ts_init_ns, run_id=self.run_id, kind=SampleKind.CLOSE.value,
+            ts_ns=event.ts_init_ns, run_id=self._run, kind=SampleKind.CLOSE.value,
             position_id=position.id, balance=event.balance, unrealized_pnl=others,
             equity=event.balance + others,
         ))
@@ -356,7 +568,7 @@ class Journal(EngineActor):
                 self.log.debug("ORDER_ALREADY_FINAL: {} {} ({} ignored)", order.client_order_id,
                                previous.status, status.value)
             return None
-        row = order_row(order, status=status, run_id=self.run_id, ts_ns=message.ts_init_ns,
+        row = order_row(order, status=status, run_id=self._run, ts_ns=message.ts_init_ns,
                         correlation_id=message.correlation_id, previous=previous, **outcome)
         self._put_order(row)
         return row
@@ -395,7 +607,7 @@ class Journal(EngineActor):
         self._put_day(day_after_mark(self._day(event.ts_init_ns), mark))
         self._last_mark = mark
         self._pending.equity.append(EquitySample(
-            ts_ns=event.ts_init_ns, run_id=self.run_id, kind=SampleKind.MARK.value, position_id=None,
+            ts_ns=event.ts_init_ns, run_id=self._run, kind=SampleKind.MARK.value, position_id=None,
             balance=event.balance, unrealized_pnl=event.unrealized_pnl, equity=event.equity,
         ))
 
@@ -447,7 +659,8 @@ class Journal(EngineActor):
 
     def _ask_stats(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "written": self.written, "buffered": len(self._pending),
-                "store": self._store.name}
+                "store": self._store.name, "consumed": self.consumed, "outbox_cursor": self._cursor,
+                "duplicates": self.duplicates, "undecodable": self.undecodable}
 
 
 __all__ = ["FLUSH_ROWS", "Journal"]

@@ -602,7 +602,8 @@ class Sniper(EngineActor):
                 pending_quantity=None,
                 unrealized_pnl=ZERO,
             )
-            self._store.save_position(failed)
+            with self._store.transaction():  # commits with the event below (the outbox)
+                self._store.save_position(failed)
             self._untrack(failed)
             self.log.warning("{}: entry {} of {} failed: {}", kind, order_id, position.id, reason)
             self.publish(PositionClosed(ts_init_ns=self.now_ns(), correlation_id=failed.condition_id,
@@ -611,7 +612,8 @@ class Sniper(EngineActor):
             reopened = position.transition(
                 PositionTrigger.EXIT_FAILED, pending_order_id=None, pending_quantity=None
             )
-            self._store.save_position(reopened)
+            with self._store.transaction():
+                self._store.save_position(reopened)
             self._positions[reopened.id] = reopened
             self.log.error("{}: exit {} of {} failed: {}; exits stay armed", kind, order_id, position.id, reason)
             self._exit_failed(reopened)
@@ -757,7 +759,8 @@ class Sniper(EngineActor):
         except ValueError as error:
             self.log.warning("ADJUST_STOP refused for {}: {}", position.id, error)
             return
-        self._store.save_position(adjusted)
+        with self._store.transaction():
+            self._store.save_position(adjusted)
         self._positions[adjusted.id] = adjusted
         self.publish(PositionChanged(ts_init_ns=self.now_ns(), correlation_id=adjusted.condition_id,
                                      position=adjusted, change="STOP_ADJUSTED"))

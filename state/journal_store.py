@@ -26,6 +26,10 @@ Journal actor, which writes a whole ``JournalBatch`` in one transaction:
 - ``events``: every message the Journal received: ``ts_ns``, ``kind``, ``correlation_id``,
   ``msg_id``, ``run_id`` and ``data`` (the message as JSON *without* its random ``msg_id``, so
   two replays of the same data give identical ``data``).
+- ``journal_cursor``: per engine outbox (``source``: the outbox's id), the ``seq`` of the last
+  outbox row whose rows are in the journal. It is written in the same transaction as those
+  rows, so a message is journaled exactly once whatever moment the process dies at, on SQLite
+  and PostgreSQL alike.
 
 Money, prices and quantities are exact decimal TEXT, never floats. Every query returns plain
 JSON-ready dicts: decimals as their exact text (``str``), datetimes as ISO-8601 text, ids and
@@ -103,6 +107,7 @@ class JournalBatch:
     orders: tuple[OrderRow, ...] = ()
     equity: tuple[EquitySample, ...] = ()
     days: tuple[DailyRow, ...] = ()
+    cursor: tuple[str, int] | None = None  # (outbox id, last seq these rows come from), written with them
 
     def __len__(self) -> int:
         return len(self.events) + len(self.trades) + len(self.orders) + len(self.equity) + len(self.days)
@@ -271,14 +276,23 @@ class JournalStore:
             class Meta:
                 table_name = "events"
 
+        class CursorModel(Base):
+            source = peewee.CharField(primary_key=True, max_length=64)
+            seq = peewee.BigIntegerField()
+
+            class Meta:
+                table_name = "journal_cursor"
+
         self._Trade = TradeModel
         self._Order = OrderModel
         self._Daily = DailyModel
         self._Equity = EquityModel
         self._Event = EventModel
+        self._Cursor = CursorModel
         try:
             with db.connection_context():
-                db.create_tables([TradeModel, OrderModel, DailyModel, EquityModel, EventModel], safe=True)
+                db.create_tables([TradeModel, OrderModel, DailyModel, EquityModel, EventModel, CursorModel],
+                                 safe=True)
         except peewee.OperationalError as error:
             raise ValueError(f"cannot open the journal {self.name}: {error}") from None
 
@@ -324,7 +338,7 @@ class JournalStore:
         """Write ``batch`` in one transaction: append events and equity samples, upsert trades,
         orders and days (the latest version of a row wins). On error nothing is written and
         the error propagates, so the caller keeps the batch."""
-        if not len(batch):
+        if not len(batch) and batch.cursor is None:
             return
         with self.db.atomic():
             self._insert(self._Event, [_values(row) for row in batch.events])
@@ -332,7 +346,34 @@ class JournalStore:
             self._upsert(self._Trade, [_values(row) for row in batch.trades])
             self._upsert(self._Order, [_values(row) for row in batch.orders])
             self._upsert(self._Daily, [_values(row) for row in batch.days])
+            if batch.cursor is not None:
+                source, seq = batch.cursor
+                self._upsert(self._Cursor, [{"source": source, "seq": seq}])
         self._limit_wal()
+
+    def load_cursor(self, source: str) -> int:
+        """The last outbox seq of ``source`` whose rows are written (0 when none)."""
+        seq = self._Cursor.select(self._Cursor.seq).where(self._Cursor.source == source).scalar()
+        return int(seq) if seq is not None else 0
+
+    def has_event(self, ts_ns: int, kind: str, data: str) -> bool:
+        """Whether an ``events`` row with exactly this time, kind and data is recorded."""
+        model = self._Event
+        query = model.select(model.id).where((model.ts_ns == ts_ns) & (model.kind == kind) & (model.data == data))
+        return query.limit(1).scalar() is not None
+
+    def events_after_last(self, kind: str, after: Sequence[str]) -> list[str]:
+        """The ``data`` texts of the ``kind`` rows recorded after the latest row of any of the
+        kinds ``after``, oldest first."""
+        model = self._Event
+        since = model.select(peewee.fn.MAX(model.id)).where(model.kind.in_(list(after))).scalar() or 0
+        query = model.select(model.data).where((model.kind == kind) & (model.id > since)).order_by(model.id)
+        return [row.data for row in query]
+
+    def last_event_data(self, kind: str) -> str | None:
+        """The ``data`` text of the latest ``events`` row of ``kind``."""
+        model = self._Event
+        return model.select(model.data).where(model.kind == kind).order_by(model.id.desc()).limit(1).scalar()
 
     def _insert(self, model: type[peewee.Model], rows: Sequence[dict[str, Any]]) -> None:
         for chunk in _chunks(rows):

@@ -18,6 +18,9 @@ Tables and their single writer:
   crashed replay resumes from).
 - ``venue_orders``: the paper venue's own book of orders it has seen (what a real exchange
   remembers across our restarts).
+- ``outbox``: every message bound for the Journal, appended on the sender's thread (so inside
+  the sender's transaction when it has one open: the decision and what it announces commit
+  together), read and then deleted by the Journal (see "the outbox" below).
 
 The journal (trades, daily PnL, events) has its own database: ``state/journal_store.py``.
 
@@ -43,14 +46,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import sqlite3
+import threading
 import time
 import typing
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -257,9 +262,194 @@ def _dumps(obj: Any) -> str:
     return json.dumps(encode(obj), separators=(",", ":"), sort_keys=True)
 
 
+
+# --- the outbox: messages bound for the Journal ---------------------------------------------------
+#
+# Why here and not in the journal database: a message must become durable with the decision
+# that caused it. The sender appends it on its own thread through its own connection, so a
+# sender inside ``transaction()`` writes it in the same commit as its decision (a rollback
+# drops both); a sender outside a transaction commits it at once. SQLite's one writer lock
+# orders the rows: a message caused by another is appended after that one was committed, so
+# ``seq`` order is causal. ``seq`` is AUTOINCREMENT: never reused, also after the consumed rows
+# are deleted, so a consumer's cursor (the last seq it consumed) stays valid forever.
+#
+# Codec: pickle (protocol 5) of the frozen message. The outbox is an internal queue between
+# two parts of one program version (its rows live for a fraction of a second), pickle is exact
+# for every field type the messages carry (Decimal, enums, datetimes, nested frozen models,
+# UUIDs) and costs a few microseconds. A row that cannot be decoded (written by another
+# version) raises ``OutboxDecodeError`` naming its seq; the Journal reports it, never drops it.
+
+OUTBOX_ID_KEY = "outbox_id"  # settings key: this store's outbox identity (a consumer's cursor is per outbox)
+
+
+class OutboxDecodeError(ValueError):
+    """An outbox row whose message cannot be decoded (for example written by another version)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRow:
+    """One appended message: ``seq`` (causal order), the ``run_id`` of the process that sent it,
+    its ``ts_ns`` (the message's ``ts_init_ns``), ``kind`` (its type name) and the encoded
+    message."""
+
+    seq: int
+    run_id: str
+    ts_ns: int
+    kind: str
+    data: bytes
+
+    def message(self) -> Any:
+        """The message, decoded; ``OutboxDecodeError`` when that is impossible."""
+        try:
+            message = pickle.loads(self.data)  # noqa: S301 - the engine's own store, written by this program
+        except Exception as error:  # noqa: BLE001 - any decoding failure is reported the same way
+            raise OutboxDecodeError(f"outbox row {self.seq} ({self.kind}): cannot decode: {error!r}") from None
+        if type(message).__name__ != self.kind:
+            raise OutboxDecodeError(
+                f"outbox row {self.seq}: holds a {type(message).__name__}, its kind says {self.kind}"
+            )
+        return message
+
+
+def encode_message(message: Any) -> bytes:
+    """The outbox encoding of a message (see the codec note above)."""
+    return pickle.dumps(message, protocol=5)
+
+
+class _ThreadDeferral(threading.local):
+    deferring = False  # inside ``deferring()``: transactions commit with what they announce
+    txn: Any = None  # the open deferred transaction (peewee's), if any
+    depth = 0  # ``transaction()`` blocks open on this thread
+
+
+class OutboxMixin:
+    """The ``outbox`` table (mixed into ``Store``, whose ``db`` it uses), and deferred commits.
+
+    **Deferred commits** close the gap between a decision and what announces it. Actors write a
+    decision in ``transaction()`` and send its messages after the block; with a commit at the
+    end of the block, a ``kill -9`` between that commit and the outbox append would keep the
+    decision and lose what it announced. While an actor handles a message its thread is
+    ``deferring`` (``actors/bus.py`` enters it): the first ``transaction()`` opens one database
+    transaction that stays open after the block (each block is a savepoint in it, so a block
+    that fails still undoes only itself); the Journal's copies of what the handler sends next
+    are appended in it, and the bus holds the other deliveries; at the end of the handling the
+    transaction commits (all of it, or, if the handler raised, none of it) and only then does
+    the bus deliver. So a decision and every message it causes are durable together, no actor
+    sees a message whose cause is not committed (``seq`` stays causal), and no actor waits for
+    another's write lock. Writes outside ``transaction()`` commit at once as always (the
+    Executor's write-ahead order record must be durable before the venue sees the order).
+    """
+
+    db: peewee.SqliteDatabase
+    outbox_id: str  # this outbox's identity: a consumer keeps one cursor per outbox
+    _deferral: _ThreadDeferral
+
+    @contextmanager
+    def _transaction_scope(self) -> Iterator[None]:
+        state = self._deferral
+        if state.deferring and state.txn is None and self.db.transaction_depth() == 0:
+            state.txn = self.db.transaction()
+            state.txn.__enter__()  # BEGIN; committed (or rolled back) at the end of deferring()
+        state.depth += 1
+        try:
+            with self.db.atomic():  # a savepoint inside the deferred transaction, else a transaction
+                yield
+        finally:
+            state.depth -= 1
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """On the calling thread, defer the commit of ``transaction()`` blocks to the end of this
+        block (rolled back if it raises). Re-entrant."""
+        if self._deferral.deferring:
+            yield
+            return
+        self.begin_deferring()
+        try:
+            yield
+        except BaseException as error:
+            self.end_deferring(error)
+            raise
+        self.end_deferring(None)
+
+    def begin_deferring(self) -> None:
+        """``deferring()`` in two calls (the bus wraps every handled message with them)."""
+        self._deferral.deferring = True
+
+    def end_deferring(self, error: BaseException | None) -> None:
+        """Commit the calling thread's deferred transaction (roll it back if ``error``)."""
+        state = self._deferral
+        state.deferring = False
+        txn, state.txn = state.txn, None
+        if txn is not None:
+            txn.__exit__(type(error) if error is not None else None, error, None)
+
+    def deferred_open(self) -> bool:
+        """Whether the calling thread has a deferred transaction open."""
+        return self._deferral.txn is not None
+
+    def _create_outbox(self) -> None:
+        self.db.execute_sql(
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
+            "ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, data BLOB NOT NULL)"
+        )
+        self.db.execute_sql("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)",
+                            (OUTBOX_ID_KEY, uuid.uuid4().hex))
+        row = self.db.execute_sql("SELECT value FROM settings WHERE key = ?", (OUTBOX_ID_KEY,)).fetchone()
+        self.outbox_id = row[0]
+
+    def append_outbox(self, run_id: str, message: Any) -> int:
+        """Append ``message`` (sent by run ``run_id``) on the calling thread's connection: inside
+        its open transaction if it has one, else committed at once. Returns its seq."""
+        ts_ns = getattr(message, "ts_init_ns", None)
+        if isinstance(ts_ns, bool) or not isinstance(ts_ns, int):
+            ts_ns = 0
+        cursor = self.db.execute_sql(
+            "INSERT INTO outbox (run_id, ts_ns, kind, data) VALUES (?, ?, ?, ?)",
+            (run_id, ts_ns, type(message).__name__, encode_message(message)),
+        )
+        return int(cursor.lastrowid)
+
+    def read_outbox(self, after_seq: int, limit: int = 1000) -> list[OutboxRow]:
+        """Up to ``limit`` committed rows with seq > ``after_seq``, in seq order."""
+        rows = self.db.execute_sql(
+            "SELECT seq, run_id, ts_ns, kind, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
+        return [OutboxRow(seq=seq, run_id=run_id, ts_ns=ts_ns, kind=kind, data=bytes(data))
+                for seq, run_id, ts_ns, kind, data in rows]
+
+    def delete_outbox(self, through_seq: int) -> int:
+        """Delete the rows with seq <= ``through_seq`` (consumed); returns how many."""
+        cursor = self.db.execute_sql("DELETE FROM outbox WHERE seq <= ?", (through_seq,))
+        return int(cursor.rowcount)
+
+    def outbox_size(self) -> int:
+        """How many rows the outbox holds (consumed rows are deleted)."""
+        return int(self.db.execute_sql("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+
+class StoreOutbox:
+    """The bus's outbox port on a ``Store``: ``append`` a Journal-bound message as run
+    ``run_id``'s; ``begin_deferring`` / ``end_deferring`` around an actor's handling of a
+    message and ``holding`` (its decision is open) are the store's own (bound here once: they
+    run around every tick)."""
+
+    def __init__(self, store: OutboxMixin, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+        self.begin_deferring = store.begin_deferring
+        self.end_deferring = store.end_deferring
+        deferral = store._deferral  # noqa: SLF001 - this module's own class
+        self.holding = lambda: deferral.txn is not None
+
+    def append(self, message: Any) -> None:
+        self._store.append_outbox(self._run_id, message)
+
+
 # --- the store ------------------------------------------------------------------------------------
 
-class Store:
+class Store(OutboxMixin):
     """All durable engine state behind plain methods that take and return domain objects."""
 
     def __init__(self, path: Path | str, *, read_only: bool = False, immutable: bool = False,
@@ -281,6 +471,7 @@ class Store:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = peewee.SqliteDatabase(str(self.path), pragmas=_PRAGMAS, check_same_thread=False)
+        self._deferral = _ThreadDeferral()
         db = self.db
 
         class Base(peewee.Model):
@@ -363,6 +554,7 @@ class Store:
                 [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, BarRow, VenueOrderRow],
                 safe=True,
             )
+            self._create_outbox()
 
     @classmethod
     def open_read_only(cls, path: Path | str) -> Store:
@@ -427,9 +619,10 @@ class Store:
         When a write fails because the store cannot be written, SQLite rolls the transaction
         back by itself and peewee's own rollback then fails with "cannot rollback - no
         transaction is active"; the error raised here is the first one ("database or disk is
-        full", "disk I/O error", ...), so a crash says what happened."""
+        full", "disk I/O error", ...), so a crash says what happened. On a thread that is
+        ``deferring`` the commit waits for what the decision announces (see ``OutboxMixin``)."""
         try:
-            with self.db.atomic():
+            with self._transaction_scope():
                 yield
         except peewee.OperationalError as error:
             cause = unwritable_cause(error)
@@ -665,3 +858,4 @@ class Store:
     def load_venue_reports(self, venue: str) -> list[VenueReport]:
         rows = self._VenueOrder.select().where(self._VenueOrder.venue == venue)
         return [decode(VenueReport, json.loads(row.data)) for row in rows]
+

@@ -608,15 +608,16 @@ def test_a_restart_after_a_crash_loses_nothing_and_rebuilds_what_it_keeps_in_mem
     assert kinds.count("PositionOpened") == 2 and kinds.count("PositionClosed") == 1
 
 
-def test_on_start_trade_rows_lost_to_a_kill_are_rebuilt_from_the_engine_store(rig, store, tmp_path):
-    """A kill -9 loses the Journal's unflushed rows, never the Sniper's positions: the next start
-    gives an open position its OPEN row and closes the row of one that closed meanwhile."""
+def test_on_start_a_difference_between_open_trades_and_the_engine_positions_is_reported_not_patched(
+        rig, store, tmp_path, logs):
+    """With the outbox nothing the Sniper decided can be missing from the journal, so a
+    difference on start is a bug to report loudly (JOURNAL_MISMATCH), never rows to invent with
+    the restart's timestamps."""
     engine_store = Store(tmp_path / "engine.db")
     try:
         t0 = 1_700_000_000_000_000_000
         first = rig.start(Journal, journal_store=store, run_id="before")
-        trip = Trip(rig)
-        closed_later = trip.open("p-closed", t0)  # flushed: its OPEN row survives the kill
+        Trip(rig).open("p-journaled", t0)  # an OPEN trade the engine store knows nothing of
         flush(rig)
         first.stop()
         opened = pending("p-open").transition(
@@ -624,22 +625,13 @@ def test_on_start_trade_rows_lost_to_a_kill_are_rebuilt_from_the_engine_store(ri
             quantity=D("5"), stop_loss_price=D("98"), take_profit_price=D("101.5"), current_price=D("100"),
             fees_paid=D("0.25"), unrealized_pnl=D("-0.25"), pending_order_id=None,
         )
-        closing = closed_later.transition(
-            PositionTrigger.EXIT_SUBMITTED, pending_order_id=exit_order_id("p-closed", 1),
-            pending_quantity=closed_later.quantity, reference_price=D("101"), exit_reason="TAKE_PROFIT",
-            exit_attempts=1)
-        done = closing.transition(
-            PositionTrigger.EXIT_FILLED, exit_price=D("101"), exit_time=from_epoch_ns(t0 + 1).astimezone(),
-            realized_pnl=D("4.5"), fees_paid=D("0.5"), pending_order_id=None, pending_quantity=None)
-        engine_store.save_position(opened)  # the Sniper wrote these; the Journal never heard
-        engine_store.save_position(done)
-        engine_store.save_account(balance=D("10004.5"))
+        engine_store.save_position(opened)  # written behind the Journal's back (no outbox row)
 
-        rig.start(Journal, journal_store=store, run_id="after", positions=engine_store)
+        rig.start(Journal, journal_store=store, run_id="after", outbox=engine_store)
 
+        assert logs.wait_for("JOURNAL_MISMATCH: position p-open is active in the engine store")
+        assert logs.wait_for("JOURNAL_MISMATCH: trade p-journaled is OPEN in the journal")
         rows = {row["position_id"]: row for row in rig.ask("trades")}
-        assert rows["p-open"]["status"] == "OPEN" and rows["p-open"]["entry_price"] == "100"
-        assert rows["p-closed"]["status"] == "CLOSED" and rows["p-closed"]["pnl"] == "4.5"
-        assert rows["p-closed"]["exit_price"] == "101"
+        assert set(rows) == {"p-journaled"}, "nothing is invented"
     finally:
         engine_store.close()

@@ -228,6 +228,7 @@ def test_kill_9_during_a_replay_with_a_position_open_then_the_same_command_conti
     assert run_cli("--config", str(reference_config), "--data-dir", str(reference)).returncode == 0
     expected = closed_trades(reference)
     assert len(expected) >= 3
+    expected_journal = whole_journal(reference)
 
     paced = tmp_path / "paced"
     paced.mkdir()
@@ -237,19 +238,22 @@ def test_kill_9_during_a_replay_with_a_position_open_then_the_same_command_conti
     proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         opened = False
         while time.monotonic() < deadline and proc.poll() is None:
-            if (data_dir / "engine.db").exists():
-                positions = status_of(config, data_dir)["positions"]
-                if positions and all(p["status"] == "OPEN" for p in positions):  # none in flight
-                    opened = True
-                    break
-            time.sleep(0.1)  # polling another process's durable state, not synchronizing threads
+            # Freeze the child, look at its durable state, and kill it only if a position is
+            # open with nothing in flight: the state cannot move between the look and the kill.
+            os.kill(proc.pid, signal.SIGSTOP)
+            if _open_positions_only(data_dir):
+                opened = True
+                break
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.05)  # polling another process's durable state, not synchronizing threads
         assert opened, "no position opened while the paced replay ran"
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
     before = status_of(config, data_dir)
@@ -291,12 +295,28 @@ def test_kill_9_during_a_replay_with_a_position_open_then_the_same_command_conti
     assert final["ticks"] == whole["ticks"] == 12_000
     assert {k: final[k] for k in ("fees_paid_usd", "balance", "end_equity", "total_trades", "realized_pnl_usd")} == \
         {k: whole[k] for k in ("fees_paid_usd", "balance", "end_equity", "total_trades", "realized_pnl_usd")}
+    journal = whole_journal(data_dir)
+    for table in JOURNAL_TABLES:  # every row of every table, not only the closed trades
+        assert journal[table] == expected_journal[table], f"journal table {table} differs"
     with sqlite3.connect(data_dir / "engine.db") as db:
         ids = [row[0] for row in db.execute("SELECT client_order_id FROM venue_orders")]
         fills = [json.loads(row[0]) for row in db.execute("SELECT data FROM orders")]
     assert len(ids) == len(set(ids))
     assert all(f["submissions"] <= 2 for f in fills)  # a resend after the kill reached the venue's memory
     assert {f["client_order_id"] for f in fills} == set(ids)
+
+
+def _open_positions_only(data_dir: Path) -> bool:
+    """Whether the (frozen) child's store holds an OPEN position and none in flight."""
+    path = data_dir / "engine.db"
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            statuses = [row[0] for row in db.execute("SELECT status FROM positions WHERE status != 'CLOSED'")]
+    except sqlite3.OperationalError:  # its tables are being created
+        return False
+    return bool(statuses) and all(status == "OPEN" for status in statuses)
 
 
 def test_a_malformed_row_is_reported_with_file_and_line_and_skipped(tmp_path):
