@@ -849,6 +849,13 @@ class Sniper(EngineActor):
             replaced = list(self._book.all())
         else:
             replaced = self._book.for_strategy(replace_strategy, replace_coin)
+        if replace_strategy is not None and {c.id: c for c in replaced} == {c.id: c for c in conditions}:
+            # The very set already armed (a bar delivered again after a restart is proposed
+            # again): nothing changes, so nothing is written or announced, and the conditions
+            # keep what they learned meanwhile (the side a require_cross one has seen).
+            self.log.debug("CONDITIONS_UNCHANGED: {} on {}: {} condition(s) already armed as proposed",
+                           replace_strategy, replace_coin or "every coin", len(conditions))
+            return
         with self._store.transaction():
             for old in replaced:
                 self._store.delete_condition(old.id)

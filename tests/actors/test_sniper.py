@@ -876,3 +876,24 @@ def test_an_empty_set_replacing_nothing_publishes_nothing(sniper):
     arm_set(sniper, "s1", "BTC")
     sniper.idle()
     assert [(m.armed, m.canceled) for m in sniper.pb.messages(ConditionsReplaced, "journal")] == [((a,), ()), ((), (a.id,))]
+
+
+def test_the_very_set_already_armed_armed_again_changes_and_announces_nothing(sniper):
+    """A bar delivered again after a restart is proposed again: the same conditions, as sized,
+    replacing themselves. Nothing happened, so nothing is announced (a journal then equals an
+    uninterrupted run's) and a require_cross condition keeps the side it has seen."""
+    a = condition(trigger=50000, strategy_id="s1", require_cross=True)
+    b = condition(direction="SHORT", trigger=30000, strategy_id="s1")
+    arm_set(sniper, "s1", "BTC", a, b)
+    sniper.tick("BTC", 49000)  # a has now seen the price below its level
+    arm_set(sniper, "s1", "BTC", b, a)  # the same set, in another order
+    sniper.idle()
+    assert [(m.armed, m.canceled) for m in sniper.pb.messages(ConditionsReplaced, "journal")] == [((a, b), ())]
+
+    sniper.tick("BTC", 50001)  # it fires: it still knows it was below
+    assert sniper.submitted(OrderIntent.ENTRY).order.coin == "BTC"
+
+    changed = dataclasses.replace(b, trigger_price=Decimal("29000"))
+    arm_set(sniper, "s1", "BTC", changed)
+    sniper.idle()
+    assert [m.armed for m in sniper.pb.messages(ConditionsReplaced, "journal")][-1] == (changed,)
