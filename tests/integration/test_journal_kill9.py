@@ -169,6 +169,7 @@ def main() -> None:  # pragma: no cover - a tool for running many trials by hand
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--folder", type=Path, default=Path("var/kill9"))
     args = parser.parse_args()
+    args.folder = args.folder.resolve()  # the config names its file relative to its own folder
     args.folder.mkdir(parents=True, exist_ok=True)
     config = write_inputs(args.folder, SHARED_DATA)
     reference_dir = args.folder / f"reference-{args.seed}"
