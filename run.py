@@ -298,6 +298,7 @@ class Engine:
                 limits=config.sniper,
                 initial_balance=config.paper.initial_balance,
                 mark_report_ms=config.risk.mark_report_ms,
+                await_risk_checks=True,  # on a tick clock: a kill switch trips at the same tick in every replay
                 **base,
             ),
             EXECUTOR: lambda: Executor.start(store=self.store, venue=self.venue, **base),

@@ -65,6 +65,7 @@ from state.messages import (
     ConditionTriggered,
     ConditionsReplaced,
     EndOfData,
+    EquityChecked,
     EquityMarked,
     ExecuteOrder,
     FeedFinished,
@@ -151,8 +152,9 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     TradingStateChanged: (SNIPER, STRATEGIST, JOURNAL),
     AccountMarked: (RISK_GATE, JOURNAL),
     EquityMarked: (RISK_GATE,),  # the kill switch's feed between bar closes: never journaled
+    EquityChecked: (SNIPER,),  # the RiskGate acted on an EquityMarked (a tick clock's Sniper waits for it)
     KillSwitchTriggered: (JOURNAL,),
-    ActorRestarted: (FEED, INVARIANTS, JOURNAL),
+    ActorRestarted: (FEED, SNIPER, INVARIANTS, JOURNAL),
     InvariantViolated: (JOURNAL,),
 }
 

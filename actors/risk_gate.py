@@ -13,7 +13,9 @@ events (equity, and which positions are open).
 **Emits** ``ArmCondition`` / ``ArmConditions`` to the Sniper, ``ExecuteOrder`` to the Executor,
 ``ConditionRejected`` (with the reason), ``OrderDenied`` (a local decision: the order never
 reaches a venue), ``TradingStateChanged``, and on a kill switch ``KillSwitchTriggered`` plus a
-``ClosePosition`` for every open position.
+``ClosePosition`` for every open position; ``EquityChecked`` after each ``EquityMarked`` (after
+those commands, so a tick clock's Sniper, which waits for it, trips at the same tick in every
+replay).
 
 Gate: HALTED lets no entry through (exits pass); REDUCING passes only orders that reduce a
 position; ACTIVE passes everything. Exits are never denied: a stop must always be able to act.
@@ -41,9 +43,9 @@ at the day change), so a loss first seen after midnight, or on the first trade o
 counts. The day's start and the peak are persisted (``DAY_KEY``, ``PEAK_KEY``).
 
 Replays: reports carry their tick's time and come at the same ticks, so a replay trips at the
-same report every time. A trip between bar closes is not held like a bar's effects: the
-positions close at the Sniper's price when the ``ClosePosition`` reaches it, at max speed
-possibly a few ticks later, and the session ends there.
+same report every time; on a tick clock the Sniper holds its later ticks until the
+``EquityChecked`` that answers each report, so the positions close at the price of the tick
+that tripped, in every replay, at any speed.
 
 **On crash** the restart reloads the trading state, the day's start and the peak from the store,
 announces the state again, learns the open positions from the store, and trips at once if the
@@ -69,6 +71,7 @@ from state.messages import (
     ArmConditions,
     ClosePosition,
     ConditionRejected,
+    EquityChecked,
     EquityMarked,
     ExecuteOrder,
     KillSwitchTriggered,
@@ -251,6 +254,9 @@ class RiskGate(EngineActor):
 
     def _on_equity_marked(self, event: EquityMarked) -> None:
         self._observe_equity(event.equity)
+        # Answered after a trip's commands, so a Sniper that waits for it (tick clock) handles
+        # them before its next tick: a replay trips and closes at the same tick every time.
+        self.publish(EquityChecked(ts_init_ns=self.now_ns(), reported_ns=event.ts_init_ns))
 
     def _on_position_opened(self, event: PositionOpened) -> None:
         self._open[event.position.id] = event.position.status

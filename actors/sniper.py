@@ -12,6 +12,8 @@ actor holds or changes any of it.
 - ``BarClosed``: publishes ``AccountMarked`` (balance, unrealized PnL, equity) at each bar
   close, so the RiskGate and the Journal see equity at a deterministic cadence.
 - ``OrderFilled``, ``OrderRejected``, ``OrderDenied``: outcomes of its own orders.
+- ``EquityChecked`` (the RiskGate acted on an ``EquityMarked``) and ``ActorRestarted`` (of the
+  RiskGate): end a tick clock's wait for the kill switch (see Ordering).
 - ``TradingStateChanged``: a read model of the RiskGate's state (no entries unless ACTIVE).
 - ``FeedStale`` / ``FeedRecovered``: no new entries on a coin whose feed is stale (its
   conditions stay armed; its open positions keep their exits).
@@ -37,7 +39,11 @@ queued and evaluated, in arrival order, when the order resolves: every tick afte
 checked against its stop. Live (wall clock), other coins go on meanwhile. On a tick clock
 (replay, manual) every coin waits: ticks are evaluated in exactly the Feed's order, as if the
 venue answered instantly, so the balance and limits one coin's decision sees never depend on
-how fast another coin's order came back, and two replays give the same journal.
+how fast another coin's order came back, and two replays give the same journal. For the same
+reason, on a tick clock (with ``await_risk_checks``) ticks also wait after each
+``EquityMarked`` until the RiskGate's ``EquityChecked``, which comes after a kill switch's
+``ClosePosition`` commands: a replay trips and closes at the same tick every time. A RiskGate
+restart (``ActorRestarted``) ends the wait, since the report that crashed it is never answered.
 
 **Durability.** Every decision (conditions armed, canceled or expired; a position's status,
 quantity and exit levels; the balance) is written to the store before it takes effect, in one
@@ -81,7 +87,7 @@ from decimal import Decimal
 from typing import Any
 
 from actors.base import EngineActor
-from actors.bus import SNIPER
+from actors.bus import RISK_GATE, SNIPER
 from state import rules
 from state.book import ConditionBook
 from state.fill_guard import fill_problem
@@ -101,6 +107,8 @@ from state.messages import (
     ConditionRejected,
     ConditionTriggered,
     ConditionsReplaced,
+    ActorRestarted,
+    EquityChecked,
     EquityMarked,
     FeedRecovered,
     FeedStale,
@@ -160,8 +168,11 @@ class Sniper(EngineActor):
         initial_balance: Decimal,
         backlog_limit: int = 100_000,
         mark_report_ms: int = 1000,
+        await_risk_checks: bool = False,
         **base: Any,
     ) -> None:
+        """``await_risk_checks``: on a tick clock, hold later ticks after each ``EquityMarked``
+        until the RiskGate's ``EquityChecked`` (the engine sets it; see Ordering)."""
         super().__init__(**base)
         self._store = store
         self._markets = markets
@@ -192,6 +203,8 @@ class Sniper(EngineActor):
         self._mark_report_ms = mark_report_ms
         self._marks_changed = False  # a mark changed since the last EquityMarked
         self._next_report_ms = 0  # tick time from which a changed mark is reported again
+        self._await_checks = await_risk_checks and self._one_lane
+        self._unchecked_reports = 0  # EquityMarked sent, EquityChecked not yet received
         self._failed_exits: dict[str, tuple[str, int]] = {}  # position -> (exit reason, failed at ns)
         self._exit_asked_ns: dict[str, int] = {}  # exit order in flight -> when first seen or last asked
         self.backlog_dropped = 0
@@ -304,7 +317,9 @@ class Sniper(EngineActor):
         return ALL_COINS if self._one_lane else coin
 
     def _waits(self, lane: str) -> bool:
-        return bool(self._inflight) if lane == ALL_COINS else lane in self._inflight
+        if lane == ALL_COINS:
+            return bool(self._inflight) or self._unchecked_reports > 0
+        return lane in self._inflight
 
     def _process_tick(self, tick: Tick) -> None:
         coin, price = tick.coin, tick.price
@@ -679,7 +694,25 @@ class Sniper(EngineActor):
             waiting.discard(order_id)
             if not waiting:
                 del self._inflight[coin]
-        lane = self._lane(coin)
+        self._drain(self._lane(coin))
+
+    def _on_equity_checked(self, event: EquityChecked) -> None:
+        """The RiskGate acted on a report (and on a trip, its commands came first): the ticks
+        that waited for it go on."""
+        self._unchecked_reports = max(0, self._unchecked_reports - 1)
+        self._drain(ALL_COINS)
+
+    def _on_actor_restarted(self, event: ActorRestarted) -> None:
+        """A restarted RiskGate may never answer the report that crashed its predecessor: stop
+        waiting for answers (its successor has the equity from the store)."""
+        if event.role == RISK_GATE and self._unchecked_reports:
+            self.log.warning("EQUITY_CHECK_LOST: the RiskGate restarted; {} report(s) unanswered, ticks go on",
+                             self._unchecked_reports)
+            self._unchecked_reports = 0
+            self._drain(ALL_COINS)
+
+    def _drain(self, lane: str) -> None:
+        """Evaluate the ticks that waited in ``lane``, in order, while nothing holds it."""
         backlog = self._deferred.get(lane)
         while backlog and not self._waits(lane):
             tick = backlog.popleft()
@@ -730,6 +763,8 @@ class Sniper(EngineActor):
     def _report_equity(self) -> None:
         """Tell the RiskGate the account's equity now (see Emits: ``EquityMarked``)."""
         self._marks_changed = False
+        if self._await_checks:
+            self._unchecked_reports += 1  # later ticks wait for the RiskGate's answer (see Ordering)
         unrealized = sum((p.unrealized_pnl for p in self._positions.values()
                           if p.status is not PositionStatus.PENDING), ZERO)
         self.publish(EquityMarked(ts_init_ns=self.now_ns(), balance=self._balance, unrealized_pnl=unrealized,

@@ -408,6 +408,16 @@ class EquityMarked(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EquityChecked(Event):
+    """The RiskGate's answer to an ``EquityMarked`` (stamped ``reported_ns``), sent once it has
+    acted on it: after a trip's ``KillSwitchTriggered`` and ``ClosePosition`` commands, so the
+    Sniper, which on a tick clock holds later ticks until this answer, sees a trip at the same
+    tick in every replay."""
+
+    reported_ns: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KillSwitchTriggered(Event):
     """The RiskGate tripped the kill switch: trading HALTED, positions flattened, the session
     stops with exit code 99."""

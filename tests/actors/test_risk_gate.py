@@ -21,6 +21,7 @@ from state.messages import (
     ArmConditions,
     ClosePosition,
     ConditionRejected,
+    EquityChecked,
     EquityMarked,
     ExecuteOrder,
     KillSwitchTriggered,
@@ -624,3 +625,21 @@ def test_resuming_after_a_drawdown_halt_restarts_the_peak_and_after_another_halt
     set_state(rig, TradingState.HALTED, reason="operator")
     set_state(rig, TradingState.ACTIVE, reason="resumed")
     assert rig.ask("stats")["peak_equity"] == "10000"
+
+
+def test_every_equity_marked_is_answered_and_a_trips_commands_come_before_the_answer(rig, noon):
+    """A tick clock's Sniper holds its ticks until the answer: the answer must come after what
+    the report caused, so the Sniper handles a trip's close before its next tick."""
+    start_gate(rig, max_daily_loss_pct=D("0.01"))
+    opened(rig, "p0001")
+    equity_marked(rig, "9901", unrealized="-99")
+    first = rig.pb.wait_for(EquityChecked, SNIPER)
+    assert rig.ask("trading_state") == "ACTIVE"
+
+    equity_marked(rig, "9690", unrealized="-310")
+
+    rig.pb.drain()
+    to_sniper = [type(m).__name__ for to, m in rig.pb.seen if to == SNIPER]
+    assert to_sniper[-3:] == ["TradingStateChanged", "ClosePosition", "EquityChecked"]
+    answer = rig.pb.wait_for(EquityChecked, SNIPER)
+    assert first.reported_ns == answer.reported_ns == rig.pb.clock.now_ns()

@@ -28,6 +28,8 @@ from state.messages import (
     ConditionExpired,
     ConditionRejected,
     ConditionsReplaced,
+    ActorRestarted,
+    EquityChecked,
     EquityMarked,
     FeedRecovered,
     FeedStale,
@@ -73,17 +75,18 @@ class CountingStore(Store):
 
 
 class Harness:
-    def __init__(self, pb: ProbeBus, store: Store, limits: PositionLimits) -> None:
+    def __init__(self, pb: ProbeBus, store: Store, limits: PositionLimits, await_risk_checks: bool = False) -> None:
         self.pb = pb
         self.store = store
         self.limits = limits
+        self.await_risk_checks = await_risk_checks
         self.ref: Any = None
         self.ts = time.time_ns() // 1_000_000
 
     def start(self) -> Harness:
         self.ref = Sniper.start(
             bus=self.pb.bus, clock=self.pb.clock, store=self.store, markets=default_rules,
-            limits=self.limits, initial_balance=Decimal(10000),
+            limits=self.limits, initial_balance=Decimal(10000), await_risk_checks=self.await_risk_checks,
         )
         self.pb.bus.register(SNIPER, self.ref)
         return self
@@ -122,9 +125,10 @@ class Harness:
 def sniper_factory(probe_bus_for, tmp_path) -> Iterator[Any]:
     harnesses: list[Harness] = []
 
-    def make(store: Store | None = None, pb: ProbeBus | None = None, **limits: Any) -> Harness:
+    def make(store: Store | None = None, pb: ProbeBus | None = None, await_risk_checks: bool = False,
+             **limits: Any) -> Harness:
         harness = Harness(pb or probe_bus_for(SNIPER), store or Store(tmp_path / "engine.db"),
-                          PositionLimits(**limits))
+                          PositionLimits(**limits), await_risk_checks)
         harnesses.append(harness)
         return harness.start()
 
@@ -897,3 +901,66 @@ def test_the_very_set_already_armed_armed_again_changes_and_announces_nothing(sn
     arm_set(sniper, "s1", "BTC", changed)
     sniper.idle()
     assert [m.armed for m in sniper.pb.messages(ConditionsReplaced, "journal")][-1] == (changed,)
+
+
+# --- a tick clock waits for the RiskGate's answer to each report ---------------------------------------
+
+
+def _filled_long_waiting_for_its_check(sniper_factory: Any, probe_bus_for: Any) -> tuple[Any, EquityMarked, int]:
+    """On a tick clock, with ``await_risk_checks``: a LONG filled at 42001 (stop 2 %), its
+    report sent, and a tick through the stop held until the RiskGate answers that report."""
+    pb = dataclasses.replace(probe_bus_for(SNIPER), clock=TickClock())
+    sniper = sniper_factory(pb=pb, await_risk_checks=True)
+    sniper.ask("add_condition", condition(trigger=42000, size=1000))
+    t0 = sniper.ts
+    pb.bus.publish(Tick(ts_init_ns=(t0 + 1) * 1_000_000, coin="BTC", price=Decimal("42001"), ts_ms=t0 + 1))
+    sniper.fill(sniper.submitted(OrderIntent.ENTRY))
+    report = pb.wait_for(EquityMarked, RISK_GATE)
+    pb.bus.publish(Tick(ts_init_ns=(t0 + 5_000) * 1_000_000, coin="BTC", price=Decimal("41000"), ts_ms=t0 + 5_000))
+    sniper.idle()
+    assert sniper.ask("stats")["deferred_ticks"] == 1, "the tick waits for the answer"
+    assert not [
+        m for m in sniper.pb.messages(SubmitOrder, RISK_GATE) if m.order.intent is OrderIntent.EXIT]
+    return sniper, report, t0
+
+
+def test_on_a_tick_clock_a_trips_close_comes_before_the_ticks_that_waited_for_the_answer(
+        sniper_factory, probe_bus_for):
+    sniper, report, _ = _filled_long_waiting_for_its_check(sniper_factory, probe_bus_for)
+    (position,) = sniper.ask("snapshot").positions
+    bus = sniper.pb.bus
+    bus.send(ClosePosition(ts_init_ns=report.ts_init_ns, position_id=position.id, reason="KILL_SWITCH"))
+    bus.publish(EquityChecked(ts_init_ns=report.ts_init_ns, reported_ns=report.ts_init_ns))
+
+    exit_ = sniper.submitted(OrderIntent.EXIT)
+    assert exit_.order.reference_price == Decimal("42001"), "closed at the tripping price, not the later tick's"
+    sniper.idle()
+    assert sniper.ask("stats")["deferred_ticks"] == 1, "the held tick now waits behind the exit"
+
+
+def test_on_a_tick_clock_the_held_ticks_go_on_once_the_report_is_answered(sniper_factory, probe_bus_for):
+    sniper, report, t0 = _filled_long_waiting_for_its_check(sniper_factory, probe_bus_for)
+    sniper.pb.bus.publish(EquityChecked(ts_init_ns=report.ts_init_ns, reported_ns=report.ts_init_ns))
+
+    exit_ = sniper.submitted(OrderIntent.EXIT)
+    assert exit_.order.reference_ts_ms == t0 + 5_000  # the held tick, through the stop
+
+
+def test_a_risk_gate_restart_ends_the_wait_for_an_answer_it_will_never_give(sniper_factory, probe_bus_for):
+    sniper, _, t0 = _filled_long_waiting_for_its_check(sniper_factory, probe_bus_for)
+    sniper.pb.bus.publish(ActorRestarted(ts_init_ns=0, role=RISK_GATE, restarts=1, reason="crashed"))
+
+    assert sniper.submitted(OrderIntent.EXIT).order.reference_ts_ms == t0 + 5_000
+
+
+def test_without_await_risk_checks_a_tick_clock_does_not_wait_for_answers(sniper_factory, probe_bus_for):
+    pb = dataclasses.replace(probe_bus_for(SNIPER), clock=TickClock())
+    sniper = sniper_factory(pb=pb)
+    sniper.ask("add_condition", condition(trigger=42000, size=1000))
+    t0 = sniper.ts
+    pb.bus.publish(Tick(ts_init_ns=(t0 + 1) * 1_000_000, coin="BTC", price=Decimal("42001"), ts_ms=t0 + 1))
+    sniper.fill(sniper.submitted(OrderIntent.ENTRY))
+    pb.wait_for(EquityMarked, RISK_GATE)
+    pb.bus.publish(Tick(ts_init_ns=(t0 + 5_000) * 1_000_000, coin="BTC", price=Decimal("41000"), ts_ms=t0 + 5_000))
+
+    assert sniper.submitted(OrderIntent.EXIT).order.reference_ts_ms == t0 + 5_000
