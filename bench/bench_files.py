@@ -39,21 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.logs import configure_logging  # noqa: E402
 from run import build_engine  # noqa: E402
+from bench_replay import session_config  # noqa: E402 - the same session as the replay benchmark
 
 __test__ = False
 
 MONTH = ROOT.parent / "shared" / "data" / "derived" / "btc-perp_1m-bars_as-ticks_2021-12-31_2022-02-01.csv.gz"
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "files.json"
-
-
-def session_config(path: Path, bar_seconds: int, lookback: int) -> dict[str, Any]:
-    return {
-        "feed": {"source": "replay", "symbols": ["BTC"], "files": [{"coin": "BTC", "path": str(path)}],
-                 "speed": "max", "bar_seconds": bar_seconds},
-        "strategist": {"strategies": ["breakout"],
-                       "breakout": {"lookback_bars": lookback, "stop_loss_pct": 0.005,
-                                    "take_profit_pct": 0.005, "position_size_usd": 100}},
-    }
 
 
 class WalSampler(threading.Thread):
