@@ -170,8 +170,10 @@ class EngineStartError(RuntimeError):
 
 
 def new_run_id() -> str:
-    """Sortable and unique: ``20261121T101500Z-3f9a1c``."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    """Sortable to the millisecond, and unique: ``20261121T101500123Z-3f9a1c`` (two runs started
+    within the same second sort in the order they started)."""
+    now = datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:6]}"
 
 
 class Engine:

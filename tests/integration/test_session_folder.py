@@ -204,7 +204,8 @@ def test_a_replay_stopped_before_its_end_is_not_complete_and_resumes(tmp_path: P
     result = run_cli("--config", str(config), "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "already complete" not in result.stdout
-    assert json.loads((data_dir / "runs" / runs_of(data_dir)[-1] / "summary.json").read_text())["ticks"] == 300
+    (resumed,) = [run for run in runs_of(data_dir) if run != engine.run_id]
+    assert json.loads((data_dir / "runs" / resumed / "summary.json").read_text())["ticks"] == 300
 
 
 # --- the Python API ------------------------------------------------------------------------------------
