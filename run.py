@@ -300,7 +300,7 @@ class Engine:
                 limits=config.sniper,
                 initial_balance=config.paper.initial_balance,
                 mark_report_ms=config.risk.mark_report_ms,
-                await_risk_checks=True,  # on a tick clock: a kill switch trips at the same tick in every replay
+                await_risk_checks=config.risk.replay_trips == "exact",  # a replay's trip at the same tick every time
                 **base,
             ),
             EXECUTOR: lambda: Executor.start(store=self.store, venue=self.venue, **base),

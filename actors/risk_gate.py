@@ -43,9 +43,10 @@ at the day change), so a loss first seen after midnight, or on the first trade o
 counts. The day's start and the peak are persisted (``DAY_KEY``, ``PEAK_KEY``).
 
 Replays: reports carry their tick's time and come at the same ticks, so a replay trips at the
-same report every time; on a tick clock the Sniper holds its later ticks until the
-``EquityChecked`` that answers each report, so the positions close at the price of the tick
-that tripped, in every replay, at any speed.
+same report every time; with ``[risk] replay_trips = "exact"`` the Sniper, on a tick clock,
+holds its later ticks until the ``EquityChecked`` that answers each report, so the positions
+close at the price of the tick that tripped in every replay (by default it does not wait: a
+trip between bar closes may then close a few ticks later at max speed).
 
 **On crash** the restart reloads the trading state, the day's start and the peak from the store,
 announces the state again, learns the open positions from the store, and trips at once if the

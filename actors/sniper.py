@@ -40,7 +40,8 @@ checked against its stop. Live (wall clock), other coins go on meanwhile. On a t
 (replay, manual) every coin waits: ticks are evaluated in exactly the Feed's order, as if the
 venue answered instantly, so the balance and limits one coin's decision sees never depend on
 how fast another coin's order came back, and two replays give the same journal. For the same
-reason, on a tick clock (with ``await_risk_checks``) ticks also wait after each
+reason, on a tick clock with ``await_risk_checks`` (``[risk] replay_trips = "exact"``) ticks
+also wait after each
 ``EquityMarked`` until the RiskGate's ``EquityChecked``, which comes after a kill switch's
 ``ClosePosition`` commands: a replay trips and closes at the same tick every time. A RiskGate
 restart (``ActorRestarted``) ends the wait, since the report that crashed it is never answered.

@@ -135,12 +135,12 @@ def test_a_restart_keeps_the_days_start_and_the_peak(make_engine, tmp_path):
 
 
 def test_a_trip_between_bar_closes_closes_at_the_price_of_the_tick_that_tripped(make_engine, tmp_path):
-    """On a tick clock the Sniper holds its later ticks until the RiskGate has answered each
-    report, so the close comes at the tripping tick's price however far the Feed has read ahead:
+    """With ``[risk] replay_trips = "exact"``, on a tick clock the Sniper holds its later ticks
+    until the RiskGate has answered each report, so the close comes at the tripping tick's price however far the Feed has read ahead:
     here every later tick is already queued when the RiskGate decides (a replay at max speed),
     and without the wait the close would take whichever later price the Sniper reached first."""
     engine, bars = start(make_engine, tmp_path / "d", NOON_MS, max_daily_loss_pct=0.01, max_drawdown_pct=0,
-                         mark_report_ms=0)
+                         mark_report_ms=0, replay_trips="exact")
     enter_long(engine, NOON_MS)
 
     engine.push_tick("BTC", "40700", NOON_MS + 1_000)  # about -1.6 %: the report of this tick trips
