@@ -104,13 +104,13 @@ from actors.strategist import Strategist
 from actors.supervisor import ChildSpec, Supervisor
 from adapters.clock import TickClock, WallClock
 from adapters.data_folder import FolderLock, archive_contents, fingerprint_file, lock_holder
-from adapters.logs import configure_logging, intercept_stdlib_logging
-from adapters.paper_exchange import PaperExchange
-from adapters.rate_limit import TokenBucket
-from adapters.recorder import TradeRecorder
+from adapters.console.logs import configure_logging, intercept_stdlib_logging
+from adapters.venues.paper import PaperExchange
+from adapters.net.rate_limit import TokenBucket
+from adapters.feeds.recorder import TradeRecorder
 from adapters.ports import Clock, ExchangePort, MarketSource
 from adapters.price_board import InMemoryPriceBoard
-from adapters.sim_source import SimSource
+from adapters.feeds.sim_source import SimSource
 from state.config import Config, ConfigError, ReplayFile, load_config, parse_config
 from state.messages import (
     ConditionArmed,
@@ -348,8 +348,8 @@ class Engine:
         """A live source's rules from the venue (``[feed] market_rules``), before any actor
         starts. A coin the venue does not list is a ``ConfigError``; a venue that cannot be read
         leaves ``[markets]`` and the defaults in force, with a warning."""
-        from adapters.exchange_rules import MarketRulesUnavailable, UnknownMarkets
-        from adapters.live_feeds import exchange_market_rules
+        from adapters.venues.exchange_rules import MarketRulesUnavailable, UnknownMarkets
+        from adapters.feeds.live_feeds import exchange_market_rules
 
         feed, log = self.config.feed, logger.bind(actor="engine")
         try:
@@ -856,7 +856,7 @@ def _make_source(config: Config, on_finished: Callable[[int, int], None], progre
         rules = {coin: config.market(coin) for coin in feed.symbols}
         return SimSource(feed.symbols, rules, seed=feed.seed, ticks_per_second=feed.ticks_per_second)
     if feed.source == "replay":
-        from adapters.replay_source import ReplaySource
+        from adapters.feeds.replay_source import ReplaySource
 
         try:
             return ReplaySource(feed.files, speed=feed.speed, progress=progress and feed.speed == "max",
@@ -866,7 +866,7 @@ def _make_source(config: Config, on_finished: Callable[[int, int], None], progre
     if feed.source == "manual":
         return None
     if feed.live:
-        from adapters.live_feeds import live_source
+        from adapters.feeds.live_feeds import live_source
 
         return live_source(feed, limiter)
     raise ConfigError([f"feed.source: {feed.source!r} is not available in this version"])
@@ -1151,7 +1151,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"run.py: {error} (exit code {code})", sys.stderr)
         return code
     if args.repl:
-        from adapters.repl import run_repl
+        from adapters.console.repl import run_repl
 
         try:
             run_repl(engine, stop_requested=stop_requested)

@@ -39,11 +39,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.binance_frames import BinanceFrameParser  # noqa: E402
+from adapters.feeds.binance_frames import BinanceFrameParser  # noqa: E402
 from adapters.clock import WallClock  # noqa: E402
-from adapters.live_source import LiveSource  # noqa: E402
-from adapters.logs import configure_logging  # noqa: E402
-from adapters.paper_exchange import PaperExchange  # noqa: E402
+from adapters.feeds.live_source import LiveSource  # noqa: E402
+from adapters.console.logs import configure_logging  # noqa: E402
+from adapters.venues.paper import PaperExchange  # noqa: E402
 from run import build_engine, resolve_config  # noqa: E402
 from state.models import TradeCondition  # noqa: E402
 from tests.support.ws_server import ReplayServer  # noqa: E402

@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.logs import configure_logging  # noqa: E402
+from adapters.console.logs import configure_logging  # noqa: E402
 from run import build_engine  # noqa: E402
 
 __test__ = False

@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.clock import TickClock  # noqa: E402
-from adapters.logs import configure_logging  # noqa: E402
-from adapters.paper_exchange import PaperExchange  # noqa: E402
+from adapters.console.logs import configure_logging  # noqa: E402
+from adapters.venues.paper import PaperExchange  # noqa: E402
 from run import Engine, build_engine, resolve_config  # noqa: E402
 from state.messages import OrderRequest  # noqa: E402
 from state.models import TradeCondition  # noqa: E402

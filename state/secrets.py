@@ -14,7 +14,7 @@ Everything else is left exactly as it was. It works on text rather than on a par
 same call covers a URL inside a longer message (``connect failed: ... (ws://u:p@h:1)``), and a
 password with characters a URL should have percent-encoded (``@``, ``:``). Used wherever a
 configured URL can be printed or logged: the websocket connection and REST fallback log lines,
-the journal's name, config errors, and (as a last guard) every log record (``adapters/logs.py``).
+the journal's name, config errors, and (as a last guard) every log record (``adapters/console/logs.py``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from loguru import logger
 
 from actors.bus import ROLES, Bus
 from adapters.clock import FakeClock
-from adapters.logs import configure_logging
+from adapters.console.logs import configure_logging
 from run import Engine, build_engine
 from state.models import TradeCondition
 

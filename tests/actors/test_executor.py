@@ -12,7 +12,7 @@ import pytest
 from actors.bus import EXECUTOR, SNIPER
 from actors.executor import Executor
 from adapters.errors import AmbiguousOutcome, InsufficientFunds
-from adapters.paper_exchange import PaperExchange
+from adapters.venues.paper import PaperExchange
 from state.market import default_rules
 from state.messages import ExecuteOrder, OrderFilled, OrderRejected, OrderRequest, TimerFired
 from state.order import OrderRecord, VenueReport

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from adapters.exchange_rules import MarketRulesUnavailable, UnknownMarkets, load_market_rules, rules_from_market
-from adapters.rate_limit import TokenBucket
-from adapters.rest_fallback import CcxtTickerFetcher, rebase_api_urls
+from adapters.venues.exchange_rules import MarketRulesUnavailable, UnknownMarkets, load_market_rules, rules_from_market
+from adapters.net.rate_limit import TokenBucket
+from adapters.feeds.rest_fallback import CcxtTickerFetcher, rebase_api_urls
 from state.market import MarketRules
 from tests.support.http_server import LocalHttpServer
 

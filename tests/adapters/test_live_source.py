@@ -1,4 +1,4 @@
-"""adapters/live_source.py with a fake connection and a fake REST poller (no sockets), and
+"""adapters/feeds/live_source.py with a fake connection and a fake REST poller (no sockets), and
 once with a real ``WsConnection`` against the local ``ReplayServer`` across handovers."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from adapters.backoff import Backoff
-from adapters.binance_frames import BinanceFrameParser
-from adapters.live_source import LiveSource
-from adapters.ws_connection import WsConnection
+from adapters.net.backoff import Backoff
+from adapters.feeds.binance_frames import BinanceFrameParser
+from adapters.feeds.live_source import LiveSource
+from adapters.net.ws_connection import WsConnection
 from tests.support.ws_server import ReplayServer
 
 WAIT = 5.0

@@ -1,4 +1,4 @@
-"""adapters/logs.py LogFile: size rotation with retention, and a file that cannot be written
+"""adapters/console/logs.py LogFile: size rotation with retention, and a file that cannot be written
 fails quietly (one console line, dropped lines counted) instead of flooding stderr."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from adapters.logs import LogFile, configure_logging
+from adapters.console.logs import LogFile, configure_logging
 
 DEV_FULL = Path("/dev/full")  # every write fails with ENOSPC: a full disk on demand
 

@@ -1,4 +1,4 @@
-"""adapters/replay_source.py on its own thread: delivery and numbering, resume, end of data,
+"""adapters/feeds/replay_source.py on its own thread: delivery and numbering, resume, end of data,
 pacing, stop, a failing sink, back-pressure, bad-row logs and the progress bar.
 
 Every wait is bounded (events with timeouts); nothing sleeps to synchronize and no assertion
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from adapters.replay_source import BadRowLog, ReplaySource, parse_speed
-from adapters.trade_files import BadRow
+from adapters.feeds.replay_source import BadRowLog, ReplaySource, parse_speed
+from adapters.feeds.trade_files import BadRow
 from state.config import ReplayFile
 from tests.conftest import WAIT, LogCapture
 

@@ -1,4 +1,4 @@
-"""adapters/rest_fallback.py: the real ccxt client against a local HTTP server, and the poller.
+"""adapters/feeds/rest_fallback.py: the real ccxt client against a local HTTP server, and the poller.
 
 The server answers the real payloads of the shared data: Binance spot ``GET /api/v3/exchangeInfo``
 (the 2021 capture of the live venue, 1,695 symbols) and ``GET /api/v3/ticker/24hr`` (the API
@@ -27,8 +27,8 @@ from typing import Any
 import ccxt
 import pytest
 
-from adapters.rate_limit import TokenBucket
-from adapters.rest_fallback import (
+from adapters.net.rate_limit import TokenBucket
+from adapters.feeds.rest_fallback import (
     CcxtTickerFetcher,
     FallbackError,
     RestPoller,

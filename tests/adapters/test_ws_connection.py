@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from adapters.backoff import Backoff
-from adapters.ws_connection import WsConnection
+from adapters.net.backoff import Backoff
+from adapters.net.ws_connection import WsConnection
 from tests.support.ws_server import ReplayServer
 
 WAIT = 5.0  # the bound on every wait

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from adapters.logs import configure_logging  # noqa: E402
+from adapters.console.logs import configure_logging  # noqa: E402
 from run import build_engine  # noqa: E402
 from state.models import TradeCondition  # noqa: E402
 from state.store import jsonable  # noqa: E402

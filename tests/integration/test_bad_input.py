@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 
 import pytest
 
-from adapters.repl import Console
+from adapters.console.repl import Console
 from state import risk
 from state.models import TradeCondition, exit_order_id
 from state.order import OrderRecord

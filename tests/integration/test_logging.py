@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from adapters.logs import intercept_stdlib_logging
+from adapters.console.logs import intercept_stdlib_logging
 
 
 @pytest.mark.parametrize("name", ["pykka", "ccxt", "peewee", "websocket"])

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from adapters.paper_exchange import PaperExchange
+from adapters.venues.paper import PaperExchange
 from run import build_engine
 from state.store import jsonable
 

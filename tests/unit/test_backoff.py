@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from adapters.backoff import Backoff
+from adapters.net.backoff import Backoff
 
 
 def test_without_jitter_doubles_from_first_and_stops_at_the_cap() -> None:

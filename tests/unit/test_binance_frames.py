@@ -1,4 +1,4 @@
-"""adapters/binance_frames.py: real captured Binance streams, hand-made bad frames, and the
+"""adapters/feeds/binance_frames.py: real captured Binance streams, hand-made bad frames, and the
 subscription side (stream names, combined URL, SUBSCRIBE message).
 
 Pure: no threads, no network. The real-data tests read ../shared/data through the
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from adapters.binance_frames import (
+from adapters.feeds.binance_frames import (
     SPOT_WS_URL,
     USDM_WS_URL,
     BinanceFrameParser,
@@ -26,7 +26,7 @@ from adapters.binance_frames import (
     default_symbols,
     subscribe_message,
 )
-from adapters.stream_events import ParsedFrame, QuoteEvent, TradeEvent
+from adapters.feeds.stream_events import ParsedFrame, QuoteEvent, TradeEvent
 
 D = Decimal
 LINES = 20_000  # how many lines of each hftbacktest capture the tests parse

@@ -1,4 +1,4 @@
-"""adapters/bybit_frames.py: the Bybit v5 websocket payloads of ../shared/data, ticker deltas
+"""adapters/feeds/bybit_frames.py: the Bybit v5 websocket payloads of ../shared/data, ticker deltas
 against the kept top of book, hand-made bad frames, and the subscription side.
 
 Pure: no threads, no network. The payload tests read ../shared/data through the
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from adapters.bybit_frames import (
+from adapters.feeds.bybit_frames import (
     LINEAR_WS_URL,
     SPOT_WS_URL,
     BybitFrameParser,
@@ -24,7 +24,7 @@ from adapters.bybit_frames import (
     ping_message,
     subscribe_message,
 )
-from adapters.stream_events import ParsedFrame, QuoteEvent, TradeEvent
+from adapters.feeds.stream_events import ParsedFrame, QuoteEvent, TradeEvent
 
 D = Decimal
 TS = 1709891679005

@@ -1,4 +1,4 @@
-"""adapters/frame_log.py: BadFrameLog (counts per kind, the first of each kind logged with its
+"""adapters/feeds/frame_log.py: BadFrameLog (counts per kind, the first of each kind logged with its
 sample, then a summary line every N of that kind) and the shared decoding and value checks.
 
 Pure: no threads. Log lines are captured with a loguru handler sink (the ``logs`` fixture of
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.frame_log import (
+from adapters.feeds.frame_log import (
     SAMPLE_CHARS,
     BadFrameLog,
     FrameError,
@@ -24,7 +24,7 @@ from adapters.frame_log import (
     quantity,
     timestamp_ms,
 )
-from adapters.stream_events import FrameProblem
+from adapters.feeds.stream_events import FrameProblem
 from tests.conftest import LogCapture
 
 

@@ -133,7 +133,7 @@ def all_edges() -> set[str]:
 
 def test_walker_when_run_on_the_project_then_sees_known_edges() -> None:
     edges = all_edges()
-    assert "run.py -> adapters.paper_exchange" in edges
+    assert "run.py -> adapters.venues.paper" in edges
     assert "actors/executor.py -> adapters.ports" in edges
     assert "state/store.py -> peewee" in edges
     assert "state/journal_store.py -> peewee" in edges
@@ -144,11 +144,11 @@ def test_walker_when_run_on_the_project_then_sees_known_edges() -> None:
 @pytest.mark.parametrize(
     ("relpath", "source", "expected"),
     [
-        ("actors/x.py", "from adapters.paper_exchange import PaperExchange",
-         ["actors/x.py -> adapters.paper_exchange"]),
+        ("actors/x.py", "from adapters.venues.paper import PaperExchange",
+         ["actors/x.py -> adapters.venues.paper"]),
         ("actors/x.py", "from adapters import clock, ports",
          ["actors/x.py -> adapters.clock"]),
-        ("actors/x.py", "import adapters.sim_source", ["actors/x.py -> adapters.sim_source"]),
+        ("actors/x.py", "import adapters.feeds.sim_source", ["actors/x.py -> adapters.feeds.sim_source"]),
         ("actors/x.py", "from ..adapters import price_board",
          ["actors/x.py -> adapters.price_board"]),
         ("actors/x.py", "def f():\n    from run import Engine\n", ["actors/x.py -> run"]),

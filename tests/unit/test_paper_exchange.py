@@ -1,4 +1,4 @@
-"""adapters/paper_exchange.py: fills, slippage, fees, stale prices, idempotency and its ledger."""
+"""adapters/venues/paper.py: fills, slippage, fees, stale prices, idempotency and its ledger."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from adapters.clock import FakeClock
 from adapters.errors import InvalidOrder, PriceUnavailable
-from adapters.paper_exchange import PaperExchange
+from adapters.venues.paper import PaperExchange
 from state.market import default_rules
 from state.messages import OrderRequest
 from state.order import VenueReport
@@ -245,7 +245,7 @@ def test_a_price_too_large_to_compute_with_is_refused_not_raised(clock):
 
 def test_with_a_ledger_memory_keeps_only_the_recent_orders_and_older_ones_are_read_back(
         clock, tmp_path, stores, monkeypatch) -> None:
-    monkeypatch.setattr("adapters.paper_exchange.RECENT_ORDERS", 3)
+    monkeypatch.setattr("adapters.venues.paper.RECENT_ORDERS", 3)
     stores.append(Store(tmp_path / "engine.db"))
     venue = exchange(clock, slippage_bps="10", ledger=stores[0])
     first = venue.submit_order(order("p0001-E"))
@@ -262,7 +262,7 @@ def test_with_a_ledger_memory_keeps_only_the_recent_orders_and_older_ones_are_re
 
 
 def test_without_a_ledger_memory_is_the_venues_book_and_keeps_every_order(clock, monkeypatch) -> None:
-    monkeypatch.setattr("adapters.paper_exchange.RECENT_ORDERS", 3)
+    monkeypatch.setattr("adapters.venues.paper.RECENT_ORDERS", 3)
     venue = exchange(clock)
     first = venue.submit_order(order("p0001-E"))
     for number in range(2, 11):

@@ -1,4 +1,4 @@
-"""adapters/rate_limit.py: the process-wide REST token bucket, on a fake clock."""
+"""adapters/net/rate_limit.py: the process-wide REST token bucket, on a fake clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from adapters.rate_limit import RateLimitTimeout, TokenBucket
+from adapters.net.rate_limit import RateLimitTimeout, TokenBucket
 
 
 class FakeTime:

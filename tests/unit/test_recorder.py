@@ -1,4 +1,4 @@
-"""adapters/recorder.py: --record writes what the replay source reads."""
+"""adapters/feeds/recorder.py: --record writes what the replay source reads."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.recorder import TradeRecorder, recording_path
-from adapters.trade_files import TradeFileReader, detect_format
+from adapters.feeds.recorder import TradeRecorder, recording_path
+from adapters.feeds.trade_files import TradeFileReader, detect_format
 
 
 def test_one_file_per_coin_in_the_ts_ms_price_qty_layout_with_exact_decimals(tmp_path):

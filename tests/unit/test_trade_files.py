@@ -1,4 +1,4 @@
-"""adapters/trade_files.py: format detection, row parsing, bad rows, gzip damage, the time merge.
+"""adapters/feeds/trade_files.py: format detection, row parsing, bad rows, gzip damage, the time merge.
 
 Pure: no threads. Small files are written to tmp_path; the real-data tests read
 ../shared/data through the ``shared_data`` fixture and skip when it is absent.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.trade_files import (
+from adapters.feeds.trade_files import (
     ACCEPTED_FORMATS,
     BadRow,
     FileFormat,

@@ -30,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.errors import TemporaryError
-from adapters.rest_fallback import CcxtTickerFetcher
+from adapters.feeds.rest_fallback import CcxtTickerFetcher
 from state.market import MarketRules
 from state.secrets import mask_url
 

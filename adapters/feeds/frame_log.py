@@ -19,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from adapters.stream_events import KINDS, FrameProblem
+from adapters.feeds.stream_events import KINDS, FrameProblem
 from state.types import MAX_MAGNITUDE
 
 SAMPLE_CHARS = 200  # a problem's sample: the frame cut to this many characters

@@ -6,7 +6,7 @@ sources; it knows nothing of any exchange's frames (the parser is the ``on_text`
 low-level ``WebSocket``; one, two during a handover: every wait in the thread is a socket
 timeout, a ``selectors`` wait with a timeout or an ``Event.wait``, so there is no second
 thread, no sleep, and ``stop`` is prompt), the counters of ``stats()``, and the backoff policy
-(``adapters.backoff``).
+(``adapters.net.backoff``).
 
 **A connection** (``state`` goes ``connecting`` -> ``open``):
 ``url`` (a string, or a callable asked at every attempt) is opened with ``open_timeout_s``
@@ -104,7 +104,7 @@ from urllib.parse import urlsplit
 import websocket
 from loguru import logger
 
-from adapters.backoff import Backoff
+from adapters.net.backoff import Backoff
 from state.secrets import mask_url
 
 STATES = ("connecting", "open", "backoff", "stopped")

@@ -5,7 +5,7 @@
 for ``[feed] rest_fallback_after_s`` and deactivates it when the stream is back.
 
 **Rate limit.** Every HTTP request the fetcher makes (market loading included) first takes a
-token from the process-wide ``TokenBucket`` (``adapters/rate_limit.py``), with a bounded wait;
+token from the process-wide ``TokenBucket`` (``adapters/net/rate_limit.py``), with a bounded wait;
 ccxt's own per-instance limiter is turned off (``enableRateLimit=False``) because it knows
 nothing of the other REST users of the process. The hook is ccxt's HTTP-level ``fetch``, so
 the count is exact whatever ccxt decides to request.
@@ -47,7 +47,7 @@ from loguru import logger
 
 from adapters.errors import TemporaryError
 from adapters.ports import TickSink
-from adapters.rate_limit import RateLimitTimeout, TokenBucket
+from adapters.net.rate_limit import RateLimitTimeout, TokenBucket
 from state.secrets import mask_url
 
 ERROR_CODE = "REST_FALLBACK_ERROR"

@@ -34,7 +34,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from adapters.frame_log import (
+from adapters.feeds.frame_log import (
     FrameError,
     loads as _loads,
     coin_by_symbol,
@@ -47,7 +47,7 @@ from adapters.frame_log import (
     sequence,
     timestamp_ms,
 )
-from adapters.stream_events import ParsedFrame, QuoteEvent, TradeEvent
+from adapters.feeds.stream_events import ParsedFrame, QuoteEvent, TradeEvent
 
 __all__ = [
     "DEFAULT_URLS", "MARKETS", "SPOT_WS_URL", "USDM_WS_URL", "BinanceFrameParser",

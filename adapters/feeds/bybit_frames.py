@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from adapters.frame_log import (
+from adapters.feeds.frame_log import (
     FrameError,
     loads as _loads,
     coin_by_symbol,
@@ -59,7 +59,7 @@ from adapters.frame_log import (
     sequence,
     timestamp_ms,
 )
-from adapters.stream_events import ParsedFrame, QuoteEvent, TradeEvent
+from adapters.feeds.stream_events import ParsedFrame, QuoteEvent, TradeEvent
 
 __all__ = [
     "CATEGORIES", "DEFAULT_URLS", "LINEAR_WS_URL", "SPOT_WS_URL", "BybitFrameParser",

@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from adapters.backoff import Backoff
-from adapters.binance_frames import BinanceFrameParser, combined_url
-from adapters.bybit_frames import BybitFrameParser, ping_message
-from adapters.exchange_rules import load_market_rules
-from adapters.frame_log import default_symbols
-from adapters.live_source import LiveSource
-from adapters.rate_limit import TokenBucket
-from adapters.rest_fallback import CcxtTickerFetcher, RestPoller, rebase_api_urls
-from adapters.ws_connection import WsConnection
+from adapters.net.backoff import Backoff
+from adapters.feeds.binance_frames import BinanceFrameParser, combined_url
+from adapters.feeds.bybit_frames import BybitFrameParser, ping_message
+from adapters.venues.exchange_rules import load_market_rules
+from adapters.feeds.frame_log import default_symbols
+from adapters.feeds.live_source import LiveSource
+from adapters.net.rate_limit import TokenBucket
+from adapters.feeds.rest_fallback import CcxtTickerFetcher, RestPoller, rebase_api_urls
+from adapters.net.ws_connection import WsConnection
 from state.config import FeedConfig
 from state.market import MarketRules
 

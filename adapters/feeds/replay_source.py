@@ -2,7 +2,7 @@
 
 **Owns** its files (opened on its own thread, closed when a pass ends), one daemon thread per
 ``start``, the pacing, the bad-row count and the progress bar. Parsing and the merge live in
-``adapters.trade_files``.
+``adapters.feeds.trade_files``.
 
 **Construction** checks every file (readable, format recognised) and the speed, and raises
 ``ValueError`` naming the file and the problem before any thread starts, so the engine can
@@ -43,7 +43,7 @@ from typing import Any
 from loguru import logger
 
 from adapters.ports import TickSink
-from adapters.trade_files import BadRow, FileFormat, TradeFileReader, detect_format, file_size, merge_trades
+from adapters.feeds.trade_files import BadRow, FileFormat, TradeFileReader, detect_format, file_size, merge_trades
 from state.config import ReplayFile
 
 JOIN_TIMEOUT_S = 2.0  # stop() waits at most this long for the thread

@@ -38,8 +38,8 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from adapters.frame_log import BadFrameLog
-from adapters.stream_events import ParsedFrame, QuoteEvent, TradeEvent
+from adapters.feeds.frame_log import BadFrameLog
+from adapters.feeds.stream_events import ParsedFrame, QuoteEvent, TradeEvent
 
 QuoteSink = Callable[[str, Decimal, Decimal, Decimal, Decimal, "int | None"], None]
 SEEN_IDS = 4096  # per coin: how many recent trade ids a reconnect is checked against

@@ -1,0 +1,1 @@
+"""The operator's console: the REPL and the log sinks."""
