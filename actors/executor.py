@@ -192,7 +192,7 @@ class Executor(EngineActor):
             self.publish(OrderFilled(
                 ts_init_ns=now, correlation_id=correlation_id, order=order,
                 venue_order_id=record.venue_order_id or "", trade_id=record.trade_id or "",
-                fill_price=record.fill_price, fill_quantity=record.fill_quantity,
+                fill_price=record.fill_price, fill_quantity=record.fill_quantity, cumulative_quantity=record.fill_quantity,
                 fee=record.fee if record.fee is not None else Decimal(0), ts_event_ms=record.ts_event_ms or 0,
                 venue=record.venue,
             ))

@@ -1060,7 +1060,7 @@ def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled |
         venue_order_id=record.venue_order_id or "",
         trade_id=record.trade_id or "",
         fill_price=record.fill_price,
-        fill_quantity=record.fill_quantity,
+        fill_quantity=record.fill_quantity, cumulative_quantity=record.fill_quantity,
         fee=record.fee or ZERO,
         ts_event_ms=record.ts_event_ms or 0,
         venue=record.venue,

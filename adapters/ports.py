@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from state.messages import OrderRequest
-from state.order import VenueReport
+from state.order import VenueEvent, VenueOrder, VenueReport
 
 
 class Clock(Protocol):
@@ -47,6 +47,51 @@ class ExchangePort(Protocol):
     def submit_order(self, order: OrderRequest) -> VenueReport: ...
 
     def fetch_order(self, client_order_id: str) -> VenueReport | None: ...
+
+
+VenueEventSink = Callable[[VenueEvent], None]
+"""Where a venue pushes what happens to its orders (``Fill``, ``OrderUpdate``). It may be
+called on any thread (the caller's, a websocket's, a matching loop's); it never blocks."""
+
+
+class VenuePort(Protocol):
+    """A venue as an exchange is: orders identified by the engine's client order id, outcomes
+    arriving as events. Paper and live venues are two implementations; no actor knows which.
+
+    - ``bind(sink)``: called once by the Executor before anything else; every later outcome of
+      every order goes to ``sink`` (also outcomes of orders submitted before a restart).
+    - ``submit(order)``: returns within a bounded time, before the outcome is known. Submitting
+      a client order id the venue already has never creates a second order. Raises
+      ``adapters.errors.InvalidOrder`` for a definite refusal (nothing was placed),
+      ``AmbiguousOutcome`` when the venue may or may not have it (timeout, dropped connection:
+      the order is UNKNOWN until ``fetch_order`` answers), ``TemporaryError`` when it surely
+      did not reach the venue.
+    - ``cancel(client_order_id)``: asks for a cancel; the outcome arrives as an event (CANCELED,
+      or the fill that won the race). Raises ``InvalidOrder`` when the venue does not know the
+      order or it is already final, ``AmbiguousOutcome``/``TemporaryError`` as for submit.
+    - ``fetch_order(client_order_id)``: the venue's view with every fill, ``None`` when it never
+      saw the id.
+    - ``open_orders(coin)``: every order still working (all coins when ``coin`` is ``None``).
+    - ``observe_trade`` / ``observe_quote``: market data, for a venue that simulates matching
+      (paper); a live venue ignores them.
+    """
+
+    name: str
+
+    def bind(self, sink: VenueEventSink) -> None: ...
+
+    def submit(self, order: OrderRequest) -> None: ...
+
+    def cancel(self, client_order_id: str) -> None: ...
+
+    def fetch_order(self, client_order_id: str) -> VenueOrder | None: ...
+
+    def open_orders(self, coin: str | None = None) -> list[VenueOrder]: ...
+
+    def observe_trade(self, coin: str, price: Decimal, quantity: Decimal, ts_ms: int) -> None: ...
+
+    def observe_quote(self, coin: str, bid: Decimal, bid_qty: Decimal, ask: Decimal, ask_qty: Decimal,
+                      ts_ms: int) -> None: ...
 
 
 TickSink = Callable[[str, Decimal, int, Decimal, int | None], None]

@@ -16,8 +16,11 @@ from typing import Any
 from state.bars import Bar
 from state.models import Position, TradeCondition
 from state.types import (
+    Liquidity,
     OrderIntent,
+    OrderType,
     Side,
+    TimeInForce,
     TradingState,
     client_order_id,
     coin_symbol,
@@ -263,7 +266,14 @@ class ConditionBlocked(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderRequest:
-    """A market order as the Sniper wants it; value object carried by order commands."""
+    """An order as the Sniper wants it, as an exchange knows orders; value object carried by
+    order commands. ``reference_price`` is the price of the tick that caused it.
+
+    ``limit_price`` is required for LIMIT and STOP_LIMIT, ``stop_price`` for STOP_MARKET and
+    STOP_LIMIT, and neither is allowed where the type has no use for it. ``post_only`` (a
+    LIMIT that would take liquidity is EXPIRED instead) needs GTC. ``reduce_only`` defaults to
+    ``intent is EXIT``; an entry is never reduce-only.
+    """
 
     client_order_id: str
     position_id: str
@@ -273,20 +283,45 @@ class OrderRequest:
     intent: OrderIntent
     reference_price: Decimal
     reference_ts_ms: int
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.GTC
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    post_only: bool = False
+    reduce_only: bool | None = None
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__
         client_order_id(self.client_order_id)
-        object.__setattr__(self, "coin", coin_symbol(self.coin))
-        object.__setattr__(self, "side", parse_enum(Side, self.side, "side"))
-        object.__setattr__(self, "intent", parse_enum(OrderIntent, self.intent, "intent"))
-        object.__setattr__(self, "quantity", positive_decimal(self.quantity, "quantity"))
-        object.__setattr__(
-            self, "reference_price", positive_decimal(self.reference_price, "reference_price")
-        )
+        set_(self, "coin", coin_symbol(self.coin))
+        set_(self, "side", parse_enum(Side, self.side, "side"))
+        set_(self, "intent", parse_enum(OrderIntent, self.intent, "intent"))
+        set_(self, "quantity", positive_decimal(self.quantity, "quantity"))
+        set_(self, "reference_price", positive_decimal(self.reference_price, "reference_price"))
+        set_(self, "order_type", parse_enum(OrderType, self.order_type, "order_type"))
+        set_(self, "time_in_force", parse_enum(TimeInForce, self.time_in_force, "time_in_force"))
+        needs_limit = self.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        needs_stop = self.order_type in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+        for name, needed in (("limit_price", needs_limit), ("stop_price", needs_stop)):
+            value = getattr(self, name)
+            if needed and value is None:
+                raise ValueError(f"{name}: required for a {self.order_type.value} order")
+            if not needed and value is not None:
+                raise ValueError(f"{name}: not allowed for a {self.order_type.value} order, got {value}")
+            if value is not None:
+                set_(self, name, positive_decimal(value, name))
+        if self.post_only and (self.order_type is not OrderType.LIMIT or self.time_in_force is not TimeInForce.GTC):
+            raise ValueError(f"post_only: only for a GTC LIMIT order, not {self.order_type.value} "
+                             f"{self.time_in_force.value}")
+        if self.reduce_only is None:
+            set_(self, "reduce_only", self.intent is OrderIntent.EXIT)
+        elif self.reduce_only and self.intent is OrderIntent.ENTRY:
+            raise ValueError("reduce_only: an entry order cannot be reduce-only")
 
     @property
-    def reduce_only(self) -> bool:
-        return self.intent is OrderIntent.EXIT
+    def rests(self) -> bool:
+        """Whether the order can rest on the venue's book (anything but a market or IOC/FOK)."""
+        return self.order_type is not OrderType.MARKET and self.time_in_force is TimeInForce.GTC
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -313,13 +348,29 @@ class OrderDenied(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CancelOrder(Command):
+    """Sniper (or the engine at shutdown) -> Executor: cancel a working order by client id.
+    Not vetted by the RiskGate: a cancel only ever reduces what is at risk. The outcome comes
+    back as ``OrderCanceled`` (or as the fill or rejection that won the race)."""
+
+    client_order_id: str
+    reason: str = "canceled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderAccepted(Event):
+    """The venue holds the order (it may rest, or fill at once after this)."""
+
     order: OrderRequest
     venue_order_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderFilled(Event):
+    """One fill (one venue trade) of an order. ``cumulative_quantity`` is the order's filled
+    quantity after this fill (``== order.quantity`` when the order is complete). A fill is
+    identified by ``trade_id``: the same trade id applied twice changes nothing."""
+
     order: OrderRequest
     venue_order_id: str
     trade_id: str
@@ -327,14 +378,43 @@ class OrderFilled(Event):
     fill_quantity: Decimal
     fee: Decimal
     ts_event_ms: int
+    cumulative_quantity: Decimal
+    liquidity: Liquidity = Liquidity.TAKER
+    fee_currency: str = "USDT"
     venue: str = "paper"
+
+    @property
+    def order_complete(self) -> bool:
+        return self.cumulative_quantity >= self.order.quantity
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderRejected(Event):
-    """The venue's refusal (or a submit that could not reach it)."""
+    """The venue's refusal (or a submit that could not reach it). Nothing of it filled."""
 
     order: OrderRequest
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCanceled(Event):
+    """The order is canceled (by request, or an IOC remainder); ``filled_quantity`` of it
+    filled before (each fill was its own ``OrderFilled``, published before this)."""
+
+    order: OrderRequest
+    venue_order_id: str
+    filled_quantity: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderExpired(Event):
+    """The venue ended the order (FOK not fillable, post-only that would take, time in force);
+    ``filled_quantity`` of it filled before."""
+
+    order: OrderRequest
+    venue_order_id: str
+    filled_quantity: Decimal
     reason: str
 
 

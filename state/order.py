@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from state.fsm import TransitionTable
-from state.types import OrderIntent, OrderStatus, Side
+from state.types import Liquidity, OrderIntent, OrderStatus, Side
 
 
 class OrderTrigger(StrEnum):
@@ -38,7 +38,7 @@ ORDER_TRANSITIONS: TransitionTable[OrderStatus, OrderTrigger] = TransitionTable(
     },
 )
 
-FINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.CANCELED})
+FINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.CANCELED, OrderStatus.EXPIRED})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,5 +85,59 @@ class VenueReport:
     fill_quantity: Decimal | None = None
     fee: Decimal | None = None
     trade_id: str | None = None
+    ts_ms: int | None = None
+    reason: str | None = None
+
+
+# --- what a venue reports (the venue port's vocabulary, adapters/ports.py) ------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill:
+    """One execution (one venue trade) of an order. ``trade_id`` is the venue's trade id and
+    identifies the fill wherever it comes from (event stream, order query, reconciliation): a
+    fill whose trade id was already applied is ignored. ``fee`` is in ``fee_currency`` (the
+    quote currency on the venues we trade); a negative fee is a rebate."""
+
+    trade_id: str
+    client_order_id: str
+    venue_order_id: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_currency: str
+    liquidity: Liquidity
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderUpdate:
+    """A change of an order's status at the venue other than a fill: ACCEPTED, CANCELED,
+    EXPIRED or REJECTED, with the venue's reason. A venue emits fills as ``Fill``; the
+    filled statuses follow from them."""
+
+    client_order_id: str
+    venue_order_id: str
+    status: OrderStatus
+    ts_ms: int
+    reason: str | None = None
+
+
+VenueEvent = Fill | OrderUpdate
+"""What a venue pushes to the Executor through the sink it was bound to."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueOrder:
+    """The venue's view of one order, as ``fetch_order`` / ``open_orders`` answer: its status,
+    filled quantity and every fill so far."""
+
+    client_order_id: str
+    venue_order_id: str
+    coin: str
+    side: Side
+    quantity: Decimal
+    status: OrderStatus
+    filled_quantity: Decimal
+    fills: tuple[Fill, ...] = ()
     ts_ms: int | None = None
     reason: str | None = None

@@ -44,13 +44,34 @@ class PositionStatus(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    """Lifecycle of an order record kept by the Executor."""
+    """Lifecycle of an order (``state/order.py`` holds the transition table)."""
 
-    SUBMITTING = "SUBMITTING"  # intent recorded, venue outcome not yet known
-    ACCEPTED = "ACCEPTED"
+    SUBMITTING = "SUBMITTING"  # submitted: intent recorded, the venue's answer not yet known
+    ACCEPTED = "ACCEPTED"  # the venue holds it (resting, or about to fill)
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
-    REJECTED = "REJECTED"
-    CANCELED = "CANCELED"
+    CANCELED = "CANCELED"  # by request, or IOC/FOK remainder; fills before it stay
+    REJECTED = "REJECTED"  # refused by the venue, or never sent (risk, bad fill)
+    EXPIRED = "EXPIRED"  # by the venue: time in force, post-only that would take, GTD
+    UNKNOWN = "UNKNOWN"  # the outcome could not be learned (timeout): ask the venue, never resend
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP_MARKET = "STOP_MARKET"  # triggers on the last price, then fills as a market order
+    STOP_LIMIT = "STOP_LIMIT"  # triggers on the last price, then rests as a limit order
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"  # good till canceled
+    IOC = "IOC"  # immediate or cancel: what cannot fill at once is canceled
+    FOK = "FOK"  # fill or kill: fills whole at once, or not at all (EXPIRED)
+
+
+class Liquidity(StrEnum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
 
 
 class TradingState(StrEnum):

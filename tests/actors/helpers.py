@@ -103,7 +103,7 @@ def order_filled(order: OrderRequest, *, trade_id: str, ts_init_ns: int = 1,
         venue_order_id="v-" + order.client_order_id,
         trade_id=trade_id,
         fill_price=Decimal(str(fill_price)) if fill_price is not None else order.reference_price,
-        fill_quantity=order.quantity,
+        fill_quantity=order.quantity, cumulative_quantity=order.quantity,
         fee=Decimal(str(fee)),
         ts_event_ms=order.reference_ts_ms,
     )

@@ -137,7 +137,7 @@ def request(position_id: str, intent: OrderIntent, reference: Any, *, coin: str 
 def fill(order: OrderRequest, price: Any, fee: Any, ts_ns: int, *, condition_id: str) -> OrderFilled:
     return OrderFilled(
         ts_init_ns=ts_ns, correlation_id=condition_id, order=order, venue_order_id=f"v-{order.client_order_id}",
-        trade_id=f"t-{order.client_order_id}", fill_price=D(str(price)), fill_quantity=order.quantity,
+        trade_id=f"t-{order.client_order_id}", fill_price=D(str(price)), fill_quantity=order.quantity, cumulative_quantity=order.quantity,
         fee=D(str(fee)), ts_event_ms=ts_ns // 1_000_000, venue="paper",
     )
 

@@ -114,7 +114,7 @@ class Harness:
             ts_init_ns=0, order=order, venue_order_id="v-" + order.client_order_id,
             trade_id="t-" + order.client_order_id,
             fill_price=Decimal(str(price)) if price is not None else order.reference_price,
-            fill_quantity=order.quantity, fee=Decimal(str(fee)), ts_event_ms=order.reference_ts_ms,
+            fill_quantity=order.quantity, cumulative_quantity=order.quantity, fee=Decimal(str(fee)), ts_event_ms=order.reference_ts_ms,
         ))
 
     def idle(self) -> None:
@@ -208,7 +208,7 @@ def test_a_deferred_tick_stamps_what_it_causes_with_its_own_time_not_the_fills(s
     assert sniper.ask("stats")["deferred_ticks"] == 1
     pb.bus.publish(OrderFilled(
         ts_init_ns=entry.ts_init_ns, order=entry.order, venue_order_id="v-1", trade_id="t-1",
-        fill_price=entry.order.reference_price, fill_quantity=entry.order.quantity, fee=Decimal(0),
+        fill_price=entry.order.reference_price, fill_quantity=entry.order.quantity, cumulative_quantity=entry.order.quantity, fee=Decimal(0),
         ts_event_ms=entry.order.reference_ts_ms,
     ))
     exit_ = sniper.submitted(OrderIntent.EXIT)
@@ -691,7 +691,7 @@ def test_equity_marked_is_stamped_with_the_time_of_the_fill_or_tick_that_caused_
     sniper.idle()
     pb.bus.publish(OrderFilled(
         ts_init_ns=entry.ts_init_ns, order=entry.order, venue_order_id="v-1", trade_id="t-1",
-        fill_price=entry.order.reference_price, fill_quantity=entry.order.quantity, fee=Decimal(0),
+        fill_price=entry.order.reference_price, fill_quantity=entry.order.quantity, cumulative_quantity=entry.order.quantity, fee=Decimal(0),
         ts_event_ms=entry.order.reference_ts_ms,
     ))
     sniper.idle()

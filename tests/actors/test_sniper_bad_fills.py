@@ -58,7 +58,7 @@ def test_an_absurd_entry_fill_drops_the_entry_never_crashes(sniper, price, quant
     entry = sniper.submitted(OrderIntent.ENTRY)
     sniper.pb.bus.publish(OrderFilled(
         ts_init_ns=0, order=entry.order, venue_order_id="v-1", trade_id="t-1", fill_price=D(price),
-        fill_quantity=D(quantity) if quantity is not None else entry.order.quantity, fee=D(0),
+        fill_quantity=D(quantity) if quantity is not None else entry.order.quantity, cumulative_quantity=D(quantity) if quantity is not None else entry.order.quantity, fee=D(0),
         ts_event_ms=entry.order.reference_ts_ms))
     closed = sniper.pb.wait_for(PositionClosed)
     assert closed.position.exit_reason.startswith("ENTRY_REJECTED: FILL_REJECTED")

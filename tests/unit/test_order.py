@@ -100,7 +100,8 @@ def test_is_final_when_status_then_true_only_for_filled_rejected_canceled(
 
 
 def test_final_statuses_when_listed_then_cover_every_status_except_in_flight_ones() -> None:
-    assert set(OrderStatus) - FINAL_STATUSES == {OrderStatus.SUBMITTING, OrderStatus.ACCEPTED}
+    assert set(OrderStatus) - FINAL_STATUSES == {OrderStatus.SUBMITTING, OrderStatus.ACCEPTED,
+                                                 OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN}
 
 
 def test_order_record_when_new_then_submitting_with_no_submissions() -> None:

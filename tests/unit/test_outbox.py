@@ -78,7 +78,7 @@ SAMPLES: dict[type, Any] = {
     m.OrderDenied: m.OrderDenied(ts_init_ns=T, order=ORDER, reason="HALTED"),
     m.OrderAccepted: m.OrderAccepted(ts_init_ns=T, order=ORDER, venue_order_id="v-1"),
     m.OrderFilled: m.OrderFilled(ts_init_ns=T, order=ORDER, venue_order_id="v-1", trade_id="t-1",
-                                 fill_price=D("9700.40"), fill_quantity=D("0.01030"), fee=D("0.0499"),
+                                 fill_price=D("9700.40"), fill_quantity=D("0.01030"), cumulative_quantity=D("0.01030"), fee=D("0.0499"),
                                  ts_event_ms=1_582_329_605_123),
     m.OrderRejected: m.OrderRejected(ts_init_ns=T, order=ORDER, reason="insufficient margin"),
     m.PositionOpened: m.PositionOpened(ts_init_ns=T, correlation_id="c-1", position=POSITION),
