@@ -75,8 +75,12 @@ from state.messages import (
     InvariantViolated,
     KillSwitchTriggered,
     Message,
+    CancelOrder,
+    MatchTick,
     OrderAccepted,
+    OrderCanceled,
     OrderDenied,
+    OrderExpired,
     OrderFilled,
     OrderRejected,
     PositionChanged,
@@ -92,6 +96,7 @@ from state.messages import (
     SetTradingState,
     SubmitOrder,
     Tick,
+    TickMatched,
     TradingStateChanged,
 )
 
@@ -119,6 +124,8 @@ COMMAND_ROUTES: dict[type[Message], str] = {
     SubmitOrder: RISK_GATE,
     SetTradingState: RISK_GATE,
     ExecuteOrder: EXECUTOR,  # built only by the RiskGate
+    CancelOrder: EXECUTOR,  # not vetted: a cancel only reduces what is at risk
+    MatchTick: EXECUTOR,
     ArmCondition: SNIPER,
     ArmConditions: SNIPER,
     CancelCondition: SNIPER,
@@ -143,9 +150,12 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     ConditionTriggered: (STRATEGIST, JOURNAL),
     ConditionBlocked: (JOURNAL,),
     OrderDenied: (SNIPER, INVARIANTS, JOURNAL),
-    OrderAccepted: (JOURNAL,),
+    OrderAccepted: (SNIPER, JOURNAL),
     OrderFilled: (SNIPER, INVARIANTS, JOURNAL),
     OrderRejected: (SNIPER, INVARIANTS, JOURNAL),
+    OrderCanceled: (SNIPER, INVARIANTS, JOURNAL),
+    OrderExpired: (SNIPER, INVARIANTS, JOURNAL),
+    TickMatched: (SNIPER,),
     PositionOpened: _POSITION_LISTENERS,
     PositionChanged: _POSITION_LISTENERS,
     PositionClosed: _POSITION_LISTENERS,
@@ -160,7 +170,7 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
 
 # Commands the Journal also receives as an audit copy (a copy, not a second handler).
 JOURNAL_TAP: frozenset[type[Message]] = frozenset(
-    {SubmitOrder, ExecuteOrder, ClosePosition, AdjustStop, SetTradingState, CancelCondition}
+    {SubmitOrder, ExecuteOrder, CancelOrder, ClosePosition, AdjustStop, SetTradingState, CancelCondition}
 )
 
 

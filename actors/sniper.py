@@ -113,6 +113,7 @@ from state.messages import (
     EquityMarked,
     FeedRecovered,
     FeedStale,
+    OrderAccepted,
     OrderDenied,
     OrderFilled,
     OrderRejected,
@@ -524,6 +525,9 @@ class Sniper(EngineActor):
                 problem = f"the position cannot take it: {error}"
         self.log.error("FILL_REJECTED: {} of {}: {}", fill.order.client_order_id, position.id, problem)
         self._apply_failure(position, f"FILL_REJECTED: {problem}", denied=False)
+
+    def _on_order_accepted(self, event: OrderAccepted) -> None:
+        """The venue holds the order; a market order's fill (or refusal) follows."""
 
     def _on_order_rejected(self, event: OrderRejected) -> None:
         position = self._positions.get(event.order.position_id)

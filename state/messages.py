@@ -418,6 +418,26 @@ class OrderExpired(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchTick(Command):
+    """Sniper -> Executor, for each tick of a coin on which the Sniper has working (resting)
+    orders: a trade the venue may match them against. A simulating venue (paper) matches it;
+    a live venue ignores it (its matching happens at the exchange). The Executor publishes every
+    outcome of it, then ``TickMatched``: on a tick clock the Sniper evaluates the tick only
+    after that, so a replay with resting orders is deterministic."""
+
+    tick: Tick
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TickMatched(Event):
+    """Executor -> Sniper: every outcome of ``MatchTick(tick)`` was published before this."""
+
+    coin: str
+    ts_ms: int
+    seq: int | None = None
+
+
 # --- positions ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True, kw_only=True)
