@@ -6,6 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol
 
+from state.market import TopOfBook
 from state.messages import OrderRequest
 from state.order import VenueEvent, VenueOrder, VenueReport
 
@@ -27,11 +28,16 @@ class Clock(Protocol):
 
 
 class PriceBoard(Protocol):
-    """Last price and its timestamp per coin, written only by the Feed."""
+    """Last price and its timestamp, and the last sane top of book, per coin; written only by
+    the Feed."""
 
     def update(self, coin: str, price: Decimal, ts_ms: int) -> None: ...
 
     def last(self, coin: str) -> tuple[Decimal, int] | None: ...
+
+    def update_quote(self, coin: str, book: TopOfBook) -> None: ...
+
+    def quote(self, coin: str) -> TopOfBook | None: ...
 
 
 class ExchangePort(Protocol):
