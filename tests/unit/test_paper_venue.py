@@ -4,6 +4,10 @@ calls its sink on the caller's thread."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -228,6 +232,44 @@ def test_after_a_kill_the_reopened_venue_still_has_the_resting_order_its_fills_a
     final = reopened.fetch_order("l-1")
     assert final.status is OrderStatus.FILLED and [f.quantity for f in final.fills] == [D("0.3"), D("0.7")]
     assert reopened.placed_order_ids() == ["e-1", "l-1"]
+
+
+KILLED_VENUE = textwrap.dedent("""
+    import os, signal, sys
+    from decimal import Decimal as D
+    from adapters.clock import FakeClock
+    from adapters.venues.paper import PaperVenue
+    from state.market import default_rules
+    from state.matching import FillModel, MatchingSettings
+    from state.messages import OrderRequest
+    from state.venue_store import VenueStore
+
+    NOW_MS = 1_700_000_000_000
+    venue = PaperVenue(clock=FakeClock(NOW_MS * 1_000_000), markets=default_rules,
+                       settings=MatchingSettings(fill_model=FillModel.TRADED_VOLUME),
+                       ledger=VenueStore(sys.argv[1], owner="engine-1"))
+    venue.bind(lambda event: None)
+    venue.submit(OrderRequest(client_order_id="l-1", position_id="l", coin="BTC", side="BUY", quantity=D("1"),
+                              intent="ENTRY", reference_price=D("42000"), reference_ts_ms=NOW_MS,
+                              order_type="LIMIT", limit_price=D("41000")))
+    venue.observe_trade("BTC", D("41000"), D("0.3"), NOW_MS + 10)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_venue_killed_with_sigkill_comes_back_with_its_resting_order_and_partial_fill(
+        clock, stores, tmp_path) -> None:
+    path = tmp_path / "venue.db"
+    killed = subprocess.run([sys.executable, "-c", KILLED_VENUE, str(path)], cwd=Path(__file__).parents[2],
+                            capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    reopened, sink = venue(clock, ledger=open_store(stores, path), model=FillModel.TRADED_VOLUME)
+    (resting,) = reopened.open_orders("BTC")
+    assert (resting.client_order_id, resting.status, resting.filled_quantity) == (
+        "l-1", OrderStatus.PARTIALLY_FILLED, D("0.3"))
+    reopened.observe_trade("BTC", D("40999"), D("2"), NOW_MS + 20)
+    assert [(f.quantity, f.trade_id) for f in sink] == [(D("0.7"), venue_order_id("l-1") + "-2")]
 
 
 def test_the_write_precedes_the_report(clock, stores, tmp_path) -> None:
