@@ -463,9 +463,8 @@ class MatchingBook:
         quantity = self._fillable(book_order, available, market)
         if quantity > 0:
             book_order = self._fill(book_order, step, quantity, price, Liquidity.TAKER, ts_ms)
-        self._after_fill(book_order, step, ts_ms, resting_allowed=book_order.order.time_in_force is TimeInForce.GTC
-                         and book_order.order.order_type is not OrderType.MARKET and
-                         book_order.order.order_type is not OrderType.STOP_MARKET)
+        rests = book_order.order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)  # a market never rests
+        self._after_fill(book_order, step, ts_ms, resting_allowed=rests)
 
     def _after_fill(self, book_order: BookOrder, step: Step, ts_ms: int, *, resting_allowed: bool) -> None:
         if book_order.remaining <= 0:
