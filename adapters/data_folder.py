@@ -14,7 +14,9 @@ or, where that file does not exist, asks whether the named pid is alive.
 **Starting afresh.** ``archive_contents`` moves everything in the folder except ``archive/`` and
 ``engine.lock`` into ``archive/<UTC timestamp>/``; nothing is deleted. The store (``engine.db``
 and its ``-wal``/``-shm``) moves last, so an archive interrupted half-way leaves a folder that
-still names its session (``--fresh`` again finishes it).
+still names its session (``--fresh`` again finishes it). The paper venue's book
+(``venue.db``, ``VENUE_STORE_NAME``) moves before it; it names the store it belongs to, so a
+book left beside another store is refused (``state/venue_store.VenueStoreMismatch``).
 
 **Replay files** are fingerprinted by the sha256 of their bytes, read in 1 MiB blocks (about
 0.5 GB/s; the day of BTCUSDT trades, 1.7 MB, takes a few milliseconds), every time: no cache
@@ -39,6 +41,7 @@ from state.session import DataDirError, DataDirUnusable, FileFingerprint
 LOCK_NAME = "engine.lock"
 ARCHIVE_NAME = "archive"
 STORE_NAME = "engine.db"
+VENUE_STORE_NAME = "venue.db"  # the paper venue's own book (state/venue_store.py)
 _PROC_LOCKS = Path("/proc/locks")
 _FLOCK_LINE = re.compile(r"\bFLOCK\s+\S+\s+WRITE\s+(\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s")
 
