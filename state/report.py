@@ -1035,6 +1035,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"  trades {report['total_trades']} (wins {report['wins']}, losses {report['losses']}) | "
         f"realized {usd(report['realized_pnl_usd'])} USD | fees {usd(report['fees_paid_usd'])} USD | "
         f"slippage {report['slippage_avg_bps']} bps | max drawdown {report['max_drawdown_pct']} %",
+        *_fills_lines(report),
         f"  equity {usd(report['start_equity'])} -> {usd(report['end_equity'])} | open positions "
         f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
         f"trading {report['trading_state']}",
@@ -1044,6 +1045,23 @@ def format_report(report: Mapping[str, Any]) -> str:
           if report.get("recorded") else []),
         *_feed_health_lines(report),
     ])
+
+
+_ORDER_COUNT_NAMES = {"filled": "filled", "partially_filled_canceled": "partially filled then canceled",
+                      "canceled": "canceled", "expired": "expired", "rejected": "rejected", "denied": "denied",
+                      "open": "still open"}
+
+
+def _fills_lines(report: Mapping[str, Any]) -> list[str]:
+    """``fees maker X USD, taker Y USD | orders filled N, ...`` when the report has them (the
+    venue's final statuses always; denied and still open only when there are some)."""
+    if report.get("fees_maker_usd") is None and not report.get("orders_by_status"):
+        return []
+    counts = report.get("orders_by_status") or {}
+    shown = [f"{name} {counts.get(key, 0)}" for key, name in _ORDER_COUNT_NAMES.items()
+             if key not in ("denied", "open") or counts.get(key)]
+    return [f"  fees maker {cents(report.get('fees_maker_usd'))} USD, taker {cents(report.get('fees_taker_usd'))} "
+            f"USD | orders {', '.join(shown)}"]
 
 
 def _feed_health_lines(report: Mapping[str, Any]) -> list[str]:
