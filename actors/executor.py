@@ -13,8 +13,11 @@ venue to cancel every working order whose client id is not in ``keep``; answers 
 ids it asked to cancel, the outcomes arrive as events), ``order(client_order_id)`` (the record
 or ``None``) and ``stats``.
 
-**Emits**, per order and in this order: ``OrderAccepted`` (once, when the venue is first known
-to hold it; a venue that fills or cancels without acknowledging gets one before its first fill),
+**Emits**, per order and in this order: ``OrderAccepted`` for an order that can rest
+(``OrderRequest.rests``: once, when the venue is first known to hold it, also when its first
+fill is the first news of it; a market, IOC or FOK order is in flight until it is final, so its
+acceptance is recorded, not announced: the default config's events and journal stay as they
+were),
 ``OrderFilled`` per fill (never twice per trade id; ``cumulative_quantity`` is the order's
 filled total after it, with the fill's liquidity and fee currency), then at most one final
 ``OrderCanceled`` / ``OrderExpired`` (with the quantity filled before) or ``OrderRejected``
@@ -34,7 +37,8 @@ reaches the venue twice: the recorded outcome is published again (acceptance, fi
 event: the Sniper ignores what it already applied) and a working order is looked up at the
 venue; only a record still SUBMITTING that the venue has never seen (a crash before the venue
 got it) goes out again, with the same client order id (a venue never creates a second order
-for an id it has).
+for an id it has). A SUBMITTING record the venue does not know and nobody asks for again is
+REJECTED (``NOT_FOUND``) after the grace period below, as an UNKNOWN one is.
 
 **Unknown outcomes.** A submit that raises ``AmbiguousOutcome`` makes the order UNKNOWN; it is
 looked up with ``fetch_order`` at once, on every reconcile timer and at start, and never
@@ -264,7 +268,7 @@ class Executor(EngineActor):
         now = self.now_ns()
         order = after.request()
         events: list[Any] = []
-        if record.status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
+        if record.status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN) and order.rests:
             events.append(OrderAccepted(ts_init_ns=now, correlation_id=after.correlation_id, order=order,
                                         venue_order_id=after.venue_order_id or fill.venue_order_id))
         if record.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
@@ -323,6 +327,9 @@ class Executor(EngineActor):
         reason = after.reason or after.status.value
         event: Any
         if after.status is OrderStatus.ACCEPTED:
+            if not order.rests:  # a market, IOC or FOK order: its fills or its end follow
+                self._save(after)
+                return
             event = OrderAccepted(ts_init_ns=now, correlation_id=after.correlation_id, order=order,
                                   venue_order_id=venue_order_id)
         elif after.status is OrderStatus.CANCELED:
@@ -382,13 +389,10 @@ class Executor(EngineActor):
         if isinstance(found, VenueOrder):
             self._apply_venue_order(record, found)
             return
-        if record.status is OrderStatus.SUBMITTING:
-            if resubmit:
-                self.log.info("RECONCILE: venue never saw {}; submitting it (same id)", coid)
-                self._submit(record)
-            else:
-                self.log.info("RECONCILE: venue never saw {}; it goes out when the Sniper asks again", coid)
-        elif record.status is OrderStatus.UNKNOWN:
+        if record.status is OrderStatus.SUBMITTING and resubmit:
+            self.log.info("RECONCILE: venue never saw {}; submitting it (same id)", coid)
+            self._submit(record)
+        elif record.status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
             since = record.unknown_since_ns if record.unknown_since_ns is not None else record.updated_ns
             if self.now_ns() - since >= self._grace_ns:
                 self.log.warning("ORDER_NOT_FOUND: {} still unknown to the venue after {:g}s; rejected", coid,
@@ -486,7 +490,7 @@ class Executor(EngineActor):
         fails the fill guard (an older version's) is published as a rejection instead."""
         now = self.now_ns()
         order = record.request()
-        if record.accepted and not record.is_final:
+        if record.accepted and not record.is_final and order.rests:
             self.publish(OrderAccepted(ts_init_ns=now, correlation_id=correlation_id, order=order,
                                        venue_order_id=record.venue_order_id or ""))
         cumulative = Decimal(0)
@@ -519,10 +523,10 @@ class Executor(EngineActor):
 
     def _ask_open_orders(self, coin: str | None = None) -> list[VenueOrder]:
         """The venue's working orders (``ValueError`` naming the venue's error when it cannot say)."""
-        try:
-            return list(self._venue.open_orders(coin))
-        except Exception as error:  # noqa: BLE001 - answered to the caller, the Executor lives on
-            raise ValueError(f"VENUE_ERROR: open_orders: {type(error).__name__}: {error}") from None
+        working, error = self._call_venue(self._venue.open_orders, coin)
+        if error is not None:
+            raise ValueError(f"VENUE_ERROR: open_orders: {type(error).__name__}: {error}")
+        return list(working)
 
     def _ask_cancel_open_orders(self, keep: frozenset[str] = frozenset(), reason: str = "SHUTDOWN") -> tuple[str, ...]:
         """Ask the venue to cancel every working order whose client id is not in ``keep``;

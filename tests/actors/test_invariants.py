@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -165,3 +166,15 @@ def test_memory_keeps_the_latest_fills_and_an_older_duplicate_is_still_found_in_
     assert rig.ask("stats")["fills_kept"] == 3
     assert rig.ask("stats")["violations"] == 3
     assert [v.detail.split()[-1] for v in rig.ask("violations")] == ["t-again-1", "t-again-2"]
+
+
+def test_an_order_filled_in_parts_with_several_trade_ids_violates_nothing(rig, invariants):
+    order = order_request("p0001-E", quantity="0.03")
+    for number in (1, 2, 3):
+        part = order_filled(order, trade_id=f"t-{number}")
+        rig.pb.bus.publish(replace(part, fill_quantity=Decimal("0.01"), cumulative_quantity=Decimal(number) / 100))
+    rig.pb.bus.publish(order_filled(order, trade_id="t-2"))  # a part published again
+
+    no_violations(rig)
+    rig.pb.bus.publish(order_filled(order, trade_id="t-4"))  # once complete, another trade id is a double fill
+    assert rig.pb.wait_for(InvariantViolated, JOURNAL).detail == "p0001-E filled as t-1, t-2, t-3 and as t-4"
