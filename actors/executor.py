@@ -142,10 +142,13 @@ class Executor(EngineActor):
         pending = self._store.load_orders(OPEN_STATUSES)
         for record in pending:
             self._open[record.client_order_id] = record
+        self._drain()  # what the venue reported while being bound
         if pending:
             self.log.info("RECONCILE: {} order(s) without a final outcome", len(pending))
         for record in pending:
-            self._reconcile(record)
+            current = self._record(record.client_order_id)
+            if current is not None and not current.is_final:
+                self._reconcile(current)
 
     # --- the venue's events ------------------------------------------------------------------
 
