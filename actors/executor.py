@@ -57,7 +57,9 @@ fill of that kind (an older version's) is published as a rejection. A venue adap
 anything but its declared errors (``VENUE_ERROR``) is asked once for the id; if it knows nothing
 the order is rejected with the error as the reason: the Executor never crashes on a venue's
 bug, and no position waits on it. A ``CancelOrder`` for an unknown id is logged
-(``CANCEL_UNKNOWN_ORDER``); for a final one the recorded outcome is published again.
+(``CANCEL_UNKNOWN_ORDER``); for a final one the recorded outcome is published again; for one
+the venue does not know yet (UNKNOWN) it is remembered (``CANCEL_PENDING``) and sent as soon as
+the venue reports the order.
 
 A fill after CANCELED or EXPIRED (it raced the cancel at the venue) is applied and published as
 the fact it is (``FILL_AFTER_CANCEL``); the order stays CANCELED/EXPIRED, or becomes FILLED.
@@ -257,6 +259,10 @@ class Executor(EngineActor):
             self.duplicate_fills += 1
             self.log.debug("DUPLICATE_FILL ignored: {} trade {}", record.client_order_id, fill.trade_id)
             return
+        if record.status is OrderStatus.REJECTED:
+            self.log.critical("FILL_AFTER_REJECTED: the venue reports trade {} of {} for {}, recorded as rejected "
+                              "({}); it is not applied: compare the venue's account with the engine's",
+                              fill.trade_id, fill.quantity, record.client_order_id, record.reason)
         problem = fill_problem(reference_price=record.reference_price, ordered_quantity=record.remaining,
                                fill_price=fill.price, fill_quantity=fill.quantity, fee=fill.fee)
         after: OrderRecord | None = None
@@ -423,6 +429,8 @@ class Executor(EngineActor):
             self._publish_recorded(record, correlation_id or record.correlation_id)
             return False
         self.log.info("CANCEL_REQUESTED: {} ({})", client_order_id, reason)
+        if record.cancel_requested is not None:
+            self._save(replace(record, cancel_requested=None))  # asked now: never twice for it
         _, error = self._call_venue(self._venue.cancel, client_order_id)
         self.cancels += 1
         if error is None:
@@ -432,6 +440,11 @@ class Executor(EngineActor):
             current = self._record(client_order_id)
             if current is not None and not current.is_final:
                 self._reconcile(current)
+            current = self._record(client_order_id)
+            if current is not None and current.status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
+                self.log.warning("CANCEL_PENDING: {} is not known to the venue yet; canceled as soon as it is",
+                                 client_order_id)
+                self._save(replace(current, cancel_requested=reason))
         elif isinstance(error, (AmbiguousOutcome, TemporaryError)):
             self.log.error("CANCEL_OUTCOME_UNKNOWN: {} {!r}; the reconcile timer asks the venue", client_order_id,
                            error)
@@ -476,6 +489,8 @@ class Executor(EngineActor):
         self._keep(record)
         for event in events:
             self.publish(event)
+        if record.cancel_requested is not None and record.accepted and not record.is_final:
+            self._cancel(record.client_order_id, record.cancel_requested)  # the venue knows it now
 
     def _filled(self, record: OrderRecord, fill: Fill, cumulative: Decimal, now: int,
                 correlation_id: str | None = None) -> OrderFilled:

@@ -174,6 +174,7 @@ class OrderRecord:
     fee_currency: str | None = None
     fills: tuple[Fill, ...] = ()
     refused_trade_ids: tuple[str, ...] = ()  # fills the fill guard refused: never applied, never again
+    cancel_requested: str | None = None  # a cancel asked before the venue knew the order: sent when it does
     reason: str | None = None
     created_ns: int = 0
     updated_ns: int = 0

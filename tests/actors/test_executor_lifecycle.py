@@ -392,6 +392,26 @@ def test_a_market_order_is_announced_by_its_fill_and_a_resting_one_by_its_accept
     assert statuses == {"p0001-E": OrderStatus.FILLED, "p0002-E": OrderStatus.ACCEPTED}
 
 
+def test_a_cancel_of_an_order_the_venue_does_not_know_yet_is_sent_when_it_turns_up(rig, logs):
+    venue = FakeVenue(submit_error=AmbiguousOutcome("read timed out"))
+    start(rig, venue)
+    order = resting(quantity="10")
+    execute(rig, order)
+    cancel(rig, order.client_order_id, reason="plan B")
+    assert logs.wait_for("CANCEL_PENDING: p0001-E")
+    assert to_sniper(rig) == []
+    assert rig.store.get_order(order.client_order_id).cancel_requested == "plan B"
+
+    placed = venue.learn(order, fill=False)  # it reached the venue after all
+    venue.emit(OrderUpdate(client_order_id=order.client_order_id, venue_order_id=placed.venue_order_id,
+                           status=OrderStatus.ACCEPTED, ts_ms=1))
+    got = to_sniper(rig)
+    assert names(got) == ["OrderAccepted", "OrderCanceled"]
+    assert venue.cancels == [order.client_order_id, order.client_order_id]
+    record = rig.store.get_order(order.client_order_id)
+    assert (record.status, record.cancel_requested) == (OrderStatus.CANCELED, None)
+
+
 # --- shutdown ---------------------------------------------------------------------------------------------
 
 def test_cancel_open_orders_cancels_every_working_order_but_those_kept(rig):
@@ -428,3 +448,18 @@ def test_journal_gets_the_lifecycle_events_too(rig):
     rig.pb.drain()
     assert [type(m).__name__ for to, m in rig.pb.seen if to == JOURNAL and isinstance(m, LIFECYCLE)] == [
         "OrderAccepted", "OrderFilled", "OrderCanceled"]
+
+
+def test_a_fill_of_an_order_rejected_as_not_found_is_never_applied_and_said_loudly(rig, logs):
+    venue = FakeVenue(submit_error=AmbiguousOutcome("read timed out"))
+    start(rig, venue, unknown_grace_s=0)
+    order = order_request("p0001-E")
+    execute(rig, order)
+    assert names(to_sniper(rig)) == ["OrderRejected"]  # unknown, and not found at once: no grace
+
+    venue.learn(order, fill=False)
+    venue.emit(venue.fill_event(order.client_order_id, order.quantity, trade_id="t-late"))
+    assert logs.wait_for("FILL_AFTER_REJECTED: the venue reports trade t-late")
+    assert to_sniper(rig) == []
+    record = rig.store.get_order(order.client_order_id)
+    assert (record.status, record.filled_quantity, record.refused_trade_ids) == (OrderStatus.REJECTED, 0, ("t-late",))
