@@ -26,9 +26,10 @@ kill switch, or when a live source has received nothing since start (``FEED_GAVE
 then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop, orders in
 flight settle, orders working at the venue are canceled (all but the protective exits of kept
 positions; ``ORDERS_CANCELED``, ``canceled_orders`` in the report), open positions are kept or
-flattened (``[session] on_stop``), and the session report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``. A replay's
-report covers the whole replay (every run on its data folder); other sources' cover the run,
-beside the cumulative account that ``--status`` shows.
+flattened (``[session] on_stop``), and the session report is printed and written to
+``<data_dir>/runs/<run_id>/summary.json``. A replay's report covers the whole replay (every
+run on its data folder); other sources' cover the run, beside the cumulative account that
+``--status`` shows.
 
 SIGTERM and SIGINT are caught from the first moment of the process (even during its imports):
 one that arrives before the engine started ends the process at once with exit code 0 and a
@@ -431,10 +432,11 @@ class Engine:
     def shutdown(self, exit_code: int = EXIT_OK, reason: str = "stop requested") -> dict[str, Any]:
         """Stop gracefully and return the session report (also written to
         ``<data_dir>/runs/<run_id>/summary.json``): the Feed and the Strategist stop (no new
-        ticks, no new conditions), orders in flight settle (up to ``settle_timeout_s``), every order
-        working at the venue that is not a protective exit of a kept position is canceled and
-        confirmed (``canceled_orders`` in the report), open positions are kept or flattened as ``[session] on_stop`` says (always flattened by the
-        kill switch), then every actor stops in order. Idempotent."""
+        ticks, no new conditions), orders in flight settle (up to ``settle_timeout_s``), every
+        order working at the venue that is not a protective exit of a kept position is canceled
+        and confirmed (``canceled_orders`` in the report), open positions are kept or flattened
+        as ``[session] on_stop`` says (always flattened by the kill switch), then every actor
+        stops in order. Idempotent."""
         if self.report is not None or self.stopped:
             return self.report or {}
         log = logger.bind(actor="engine")
@@ -498,6 +500,8 @@ class Engine:
                             timeout, waiting)
                 break
             self.bus.wait_idle(0.05)  # a cancel resolves through the bus: wait on it, bounded
+        if asked:  # the Sniper applies the cancels (and any fill that won the race) before the report
+            self.wait_idle(max(0.0, deadline - time.monotonic()))
         canceled = [c for c in asked if records.get(c) is not None and records[c].status is OrderStatus.CANCELED]
         if keep:
             log.info("ORDERS_KEPT: {} protective exit(s) of kept positions stay working: {}", len(keep), sorted(keep))
