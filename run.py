@@ -24,10 +24,12 @@ timestamp>/`` first. One engine per folder: the engine holds ``<data_dir>/engine
 A session ends on Ctrl-C / SIGTERM, after ``--duration``, at the end of a replay, by the
 kill switch, or when a live source has received nothing since start (``FEED_GAVE_UP``); it
 then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop, orders in
-flight settle, open positions are kept or flattened (``[session] on_stop``), and the session
-report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``. A replay's
-report covers the whole replay (every run on its data folder); other sources' cover the run,
-beside the cumulative account that ``--status`` shows.
+flight settle, orders working at the venue are canceled (all but the protective exits of kept
+positions; ``ORDERS_CANCELED``, ``canceled_orders`` in the report), open positions are kept or
+flattened (``[session] on_stop``), and the session report is printed and written to
+``<data_dir>/runs/<run_id>/summary.json``. A replay's report covers the whole replay (every
+run on its data folder); other sources' cover the run, beside the cumulative account that
+``--status`` shows.
 
 SIGTERM and SIGINT are caught from the first moment of the process (even during its imports):
 one that arrives before the engine started ends the process at once with exit code 0 and a
@@ -108,9 +110,10 @@ from adapters.console.logs import configure_logging, intercept_stdlib_logging
 from adapters.console.status import status_line
 from adapters.timers import PeriodicTimers, TimerJob
 from adapters.venues.paper import PaperExchange
+from adapters.venues.paper_interim import InterimPaperVenue
 from adapters.net.rate_limit import TokenBucket
 from adapters.feeds.recorder import TradeRecorder
-from adapters.ports import Clock, ExchangePort, MarketSource
+from adapters.ports import Clock, MarketSource, VenuePort
 from adapters.price_board import InMemoryPriceBoard
 from adapters.feeds.sim_source import SimSource
 from state.config import Config, ConfigError, ReplayFile, load_config, parse_config
@@ -145,7 +148,7 @@ from state.session import (
 )
 from state.store import Store, StoreOutbox, hold_open, is_store_unwritable
 from state.strategies import StrategyContext, build_strategy
-from state.types import PositionStatus, TradingState
+from state.types import OrderIntent, OrderStatus, PositionStatus, TradingState
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -193,7 +196,7 @@ class Engine:
         *,
         data_dir: Path,
         clock: Clock | None = None,
-        venue: ExchangePort | None = None,
+        venue: VenuePort | None = None,
         source: MarketSource | None = None,
         ask_timeout: float = 10.0,
         run_id: str | None = None,
@@ -234,14 +237,14 @@ class Engine:
         self.board = InMemoryPriceBoard()
         self.market_rules: dict[str, MarketRules] = {}  # the venue's, when loaded at start
         self.market_rules_from = "config"
-        self.venue: ExchangePort = venue or PaperExchange(
+        self.venue: VenuePort = venue or InterimPaperVenue(PaperExchange(
             clock=self.clock,
             markets=self.market,
             slippage_bps=config.paper.slippage_bps,
             taker_fee_rate=config.paper.taker_fee,
             max_price_age_s=config.paper.max_price_age_s,
             ledger=self.store,
-        )
+        ), orders=self.store)
         self.supervisor = Supervisor(
             bus=self.bus, clock=self.clock, config=config.supervisor, on_escalate=self._escalate
         )
@@ -430,9 +433,11 @@ class Engine:
     def shutdown(self, exit_code: int = EXIT_OK, reason: str = "stop requested") -> dict[str, Any]:
         """Stop gracefully and return the session report (also written to
         ``<data_dir>/runs/<run_id>/summary.json``): the Feed and the Strategist stop (no new
-        ticks, no new conditions), orders in flight settle (up to ``settle_timeout_s``), open
-        positions are kept or flattened as ``[session] on_stop`` says (always flattened by the
-        kill switch), then every actor stops in order. Idempotent."""
+        ticks, no new conditions), orders in flight settle (up to ``settle_timeout_s``), every
+        order working at the venue that is not a protective exit of a kept position is canceled
+        and confirmed (``canceled_orders`` in the report), open positions are kept or flattened
+        as ``[session] on_stop`` says (always flattened by the kill switch), then every actor
+        stops in order. Idempotent."""
         if self.report is not None or self.stopped:
             return self.report or {}
         log = logger.bind(actor="engine")
@@ -449,7 +454,9 @@ class Engine:
         if not settled:
             log.warning("ORDERS_IN_FLIGHT: not settled within {}s; they stay recorded and are "
                         "reconciled at the next start", settle_s)
-        if self.config.session.on_stop == "flatten" or exit_code == EXIT_KILL_SWITCH:
+        flatten = self.config.session.on_stop == "flatten" or exit_code == EXIT_KILL_SWITCH
+        canceled = self._cancel_working_orders(settle_s, keep_exits=not flatten)
+        if flatten:
             self._flatten("SESSION_END" if exit_code != EXIT_KILL_SWITCH else "KILL_SWITCH")
             settled = self._settle(settle_s) and settled
         snapshot = _ask_or(self.sniper.snapshot, None)
@@ -457,11 +464,50 @@ class Engine:
         self.report = self._build_report(exit_code, reason, feed_stats, snapshot, totals)
         if snapshot is None or not feed_stats or not totals:  # an actor could not answer
             self.report = _with_durable_state(self, self.report, _read_durable(self))
+        self.report["canceled_orders"] = canceled
         self._write_report(self.report)
         if settled and exit_code == EXIT_OK and self.finished.is_set() and self.config.feed.source == "replay":
             self._record_completion(self.report)
         self.stop(exit_code)
         return self.report
+
+    def _cancel_working_orders(self, timeout: float, *, keep_exits: bool) -> list[str]:
+        """Cancel every order working at the venue that is not a protective exit of a position
+        kept open (``keep_exits``: exits are kept when positions are), wait (up to ``timeout``)
+        until the venue confirmed each (the Executor's record is final and the venue no longer
+        lists it), and return the client ids that ended CANCELED (``ORDERS_CANCELED``)."""
+        log = logger.bind(actor="engine")
+        executor = self.handles[EXECUTOR]
+        working = _ask_or(lambda: executor.ask("open_orders"), None)
+        if working is None:
+            log.error("ORDERS_NOT_CANCELED: the Executor could not list the working orders")
+            return []
+        keep: set[str] = set()
+        for order in working if keep_exits else ():
+            record = _ask_or(lambda coid=order.client_order_id: executor.ask("order", coid), None)
+            if record is not None and record.intent is OrderIntent.EXIT:
+                keep.add(order.client_order_id)
+        asked = list(_ask_or(lambda: executor.ask("cancel_open_orders", frozenset(keep)), ()))
+        records: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
+        while asked:
+            listed = {o.client_order_id for o in _ask_or(lambda: executor.ask("open_orders"), [])}
+            records = {coid: _ask_or(lambda coid=coid: executor.ask("order", coid), None) for coid in asked}
+            waiting = [c for c in asked if c in listed or records[c] is None or not records[c].is_final]
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                log.warning("ORDERS_NOT_CANCELED: {} not confirmed by the venue within {}s: {}", len(waiting),
+                            timeout, waiting)
+                break
+            self.bus.wait_idle(0.05)  # a cancel resolves through the bus: wait on it, bounded
+        if asked:  # the Sniper applies the cancels (and any fill that won the race) before the report
+            self.wait_idle(max(0.0, deadline - time.monotonic()))
+        canceled = [c for c in asked if records.get(c) is not None and records[c].status is OrderStatus.CANCELED]
+        if keep:
+            log.info("ORDERS_KEPT: {} protective exit(s) of kept positions stay working: {}", len(keep), sorted(keep))
+        log.info("ORDERS_CANCELED: {} {}", len(canceled), canceled)
+        return canceled
 
     def _record_completion(self, report: dict[str, Any]) -> None:
         """The replay reached its end and everything settled: a later run on this folder says
@@ -926,7 +972,7 @@ def build_engine(
     data_dir: str | Path | None = None,
     *,
     clock: Clock | None = None,
-    venue: ExchangePort | None = None,
+    venue: VenuePort | None = None,
     source: MarketSource | None = None,
     ask_timeout: float = 10.0,
     progress: bool = False,

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from state.market import TopOfBook
 from state.messages import OrderRequest
-from state.order import VenueEvent, VenueOrder, VenueReport
+from state.order import VenueEvent, VenueOrder
 
 
 class Clock(Protocol):
@@ -38,21 +38,6 @@ class PriceBoard(Protocol):
     def update_quote(self, coin: str, book: TopOfBook) -> None: ...
 
     def quote(self, coin: str) -> TopOfBook | None: ...
-
-
-class ExchangePort(Protocol):
-    """A venue that places market orders identified by a client order id.
-
-    ``submit_order`` is idempotent per client order id: a second submission of the same id
-    returns the first result and never fills twice. Raises ``adapters.errors.InvalidOrder``
-    for a refusal and ``AmbiguousOutcome`` when the outcome is unknown.
-    """
-
-    name: str
-
-    def submit_order(self, order: OrderRequest) -> VenueReport: ...
-
-    def fetch_order(self, client_order_id: str) -> VenueReport | None: ...
 
 
 VenueEventSink = Callable[[VenueEvent], None]
