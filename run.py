@@ -105,12 +105,18 @@ from actors.sniper import Sniper
 from actors.strategist import Strategist
 from actors.supervisor import ChildSpec, Supervisor
 from adapters.clock import TickClock, WallClock
-from adapters.data_folder import FolderLock, archive_contents, fingerprint_file, lock_holder, write_report
+from adapters.data_folder import (
+    VENUE_STORE_NAME,
+    FolderLock,
+    archive_contents,
+    fingerprint_file,
+    lock_holder,
+    write_report,
+)
 from adapters.console.logs import configure_logging, intercept_stdlib_logging
 from adapters.console.status import status_line
 from adapters.timers import PeriodicTimers, TimerJob
-from adapters.venues.paper import PaperExchange
-from adapters.venues.paper_interim import InterimPaperVenue
+from adapters.venues.paper import PaperVenue, adopt_positions
 from adapters.net.rate_limit import TokenBucket
 from adapters.feeds.recorder import TradeRecorder
 from adapters.ports import Clock, MarketSource, VenuePort
@@ -132,6 +138,7 @@ from state.messages import (
     TimerFired,
 )
 from state.market import MarketRules
+from state.matching import VenuePosition
 from state.models import TradeCondition, account_equity
 from state.report import Ledger, format_report
 from state.session_report import ReportContext, report_scope, report_ticks, session_report, with_durable_state
@@ -149,6 +156,7 @@ from state.session import (
 from state.store import Store, StoreOutbox, hold_open, is_store_unwritable
 from state.strategies import StrategyContext, build_strategy
 from state.types import OrderIntent, OrderStatus, PositionStatus, TradingState
+from state.venue_store import VenueStore, VenueStoreMismatch
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -227,7 +235,12 @@ class Engine:
             except ValueError as error:
                 raise ConfigError([str(error)]) from None
             self.journal_store = _make_journal_store(config, data_dir)
-        except ConfigError:
+            try:
+                self.venue_store = _open_venue_book(data_dir, self.store) if venue is None else None
+            except BaseException:
+                self.journal_store.close()
+                raise
+        except (ConfigError, DataDirUnusable):
             self.store.close()
             if self.recorder is not None:
                 self.recorder.close()
@@ -237,14 +250,9 @@ class Engine:
         self.board = InMemoryPriceBoard()
         self.market_rules: dict[str, MarketRules] = {}  # the venue's, when loaded at start
         self.market_rules_from = "config"
-        self.venue: VenuePort = venue or InterimPaperVenue(PaperExchange(
-            clock=self.clock,
-            markets=self.market,
-            slippage_bps=config.paper.slippage_bps,
-            taker_fee_rate=config.paper.taker_fee,
-            max_price_age_s=config.paper.max_price_age_s,
-            ledger=self.store,
-        ), orders=self.store)
+        self.venue: VenuePort = venue or PaperVenue.from_config(
+            config.paper, category=config.feed.market_category(), clock=self.clock, markets=self.market,
+            ledger=self.venue_store, quotes=self.board.quote)
         self.supervisor = Supervisor(
             bus=self.bus, clock=self.clock, config=config.supervisor, on_escalate=self._escalate
         )
@@ -376,6 +384,8 @@ class Engine:
     def _close_stores(self) -> None:
         self.store.close()
         self.journal_store.close()
+        if self.venue_store is not None:
+            self.venue_store.close()
         for anchor in self._anchors:
             anchor.close()
         self._anchors = []
@@ -776,6 +786,26 @@ def _session_identity(config: Config) -> SessionIdentity:
             except OSError as error:
                 raise ConfigError([f"feed.files: {file.path}: cannot read: {error.strerror or error}"]) from None
     return identity_from_config(config, prints)
+
+
+def _open_venue_book(data_dir: Path, store: Store) -> VenueStore:
+    """The paper venue's own book (``<data_dir>/venue.db``), tied to ``store``. A book that
+    belongs to another store is refused (exit 2). A new book beside a store of an older version
+    that holds open positions adopts them (``VENUE_ADOPTED``), so their reduce-only exits are
+    not refused by a venue that never saw them."""
+    try:
+        book = VenueStore(data_dir / VENUE_STORE_NAME, owner=store.outbox_id)
+    except VenueStoreMismatch as error:
+        raise DataDirUnusable(f"data_dir {data_dir}: {error}; use another --data-dir, or --fresh to archive "
+                              "this folder's contents first") from None
+    if book.new_book:
+        held = [VenuePosition(coin=p.coin, side=p.direction, quantity=p.quantity, entry_price=p.entry_price)
+                for p in store.load_positions() if p.entry_price is not None and p.quantity > 0]
+        for position in adopt_positions(book, held):
+            log.warning("VENUE_ADOPTED: the paper venue's new book takes over {} {} {} @ {} from this folder's "
+                        "store (written by a version without a venue book)", position.side.value,
+                        position.quantity, position.coin, position.entry_price)
+    return book
 
 
 def _open_session_folder(data_dir: Path, identity: SessionIdentity,

@@ -98,12 +98,14 @@ class VenueStore:
                 table_name = "meta"
 
         self._Order, self._Fill, self._Position, self._Meta = OrderRow, FillRow, PositionRow, MetaRow
+        self.new_book = False  # True when this open created the book (no owner recorded before)
         with db.connection_context():
             db.create_tables([OrderRow, FillRow, PositionRow, MetaRow], safe=True)
             if owner is not None:
                 row = MetaRow.get_or_none(MetaRow.key == OWNER_KEY)
                 if row is None:
                     MetaRow.create(key=OWNER_KEY, value=owner)
+                    self.new_book = True
                 elif row.value != owner:
                     raise VenueStoreMismatch(
                         f"{self.path} is the venue book of another engine store (owner {row.value}, "

@@ -41,7 +41,7 @@ from adapters.errors import AmbiguousOutcome, InvalidOrder, PriceUnavailable
 from adapters.ports import Clock, VenueEventSink
 from state.config import PaperConfig
 from state.fill_guard import fill_problem
-from state.market import MarketRules
+from state.market import MarketRules, TopOfBook
 from state.matching import (
     BookOrder,
     FeeSchedule,
@@ -111,8 +111,12 @@ class PaperVenue:
         settings: MatchingSettings | None = None,
         initial_balance: Decimal = Decimal(0),
         ledger: PaperLedger | None = None,
+        quotes: Callable[[str], TopOfBook | None] | None = None,
     ) -> None:
+        """``quotes``: the top of book of a coin as the Feed last put it on the price board; read
+        at each submit and trade, so a market order fills against the mid of a fresh quote."""
         self._clock = clock
+        self._quotes = quotes
         self._markets = markets
         self.settings = settings or MatchingSettings()
         self.initial_balance = initial_balance
@@ -130,9 +134,10 @@ class PaperVenue:
 
     @classmethod
     def from_config(cls, paper: PaperConfig, *, category: str, clock: Clock, markets: Callable[[str], MarketRules],
-                    ledger: PaperLedger | None) -> PaperVenue:
+                    ledger: PaperLedger | None,
+                    quotes: Callable[[str], TopOfBook | None] | None = None) -> PaperVenue:
         return cls(clock=clock, markets=markets, settings=matching_settings(paper, category),
-                   initial_balance=paper.initial_balance, ledger=ledger)
+                   initial_balance=paper.initial_balance, ledger=ledger, quotes=quotes)
 
     # -- the port --
 
@@ -152,6 +157,7 @@ class PaperVenue:
             self._seq += 1
             now_ms = self._now_ms()
             book = self._book(order.coin)
+            self._refresh_quote(order.coin, book)
             try:
                 _, step = book.submit(order, seq=self._seq, now_ms=now_ms, market=self._markets(order.coin))
             except OrderRefused as refused:
@@ -195,6 +201,7 @@ class PaperVenue:
             book = self._book(coin)
             if book.working:
                 self._require_sink("observe_trade")
+            self._refresh_quote(coin, book)
             step = book.observe_trade(Trade(price=price, quantity=quantity, ts_ms=ts_ms),
                                       market=self._markets(coin), now_ms=max(ts_ms, self._now_ms()))
             if step:
@@ -246,6 +253,15 @@ class PaperVenue:
 
     def _now_ms(self) -> int:
         return self._clock.now_ns() // 1_000_000
+
+    def _refresh_quote(self, coin: str, book: MatchingBook) -> None:
+        """Take the price board's top of book of ``coin`` when it is newer than the book's."""
+        if self._quotes is None:
+            return
+        top = self._quotes(coin)
+        if top is not None and (book.quote is None or top.ts_ms > book.quote.ts_ms):
+            book.observe_quote(Quote(bid=top.bid, bid_qty=top.bid_qty, ask=top.ask, ask_qty=top.ask_qty,
+                                     ts_ms=top.ts_ms))
 
     def _book(self, coin: str) -> MatchingBook:
         book = self._books.get(coin)
@@ -328,6 +344,16 @@ class PaperVenue:
         if sink is not None:
             for event in step.events:
                 sink(event)
+
+
+def adopt_positions(ledger: PaperLedger, positions: Iterable[VenuePosition]) -> list[VenuePosition]:
+    """Give a new venue book the positions an engine folder of an older version holds (it kept
+    no venue book): without them the venue would refuse their reduce-only exits. Returns what
+    it wrote (nothing for an empty list)."""
+    adopted = [p for p in positions if p.quantity > 0]
+    if adopted:
+        ledger.record((), (), adopted)
+    return adopted
 
 
 def _refusal_error(reason: str) -> InvalidOrder:
