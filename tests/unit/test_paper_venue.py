@@ -19,12 +19,13 @@ import adapters.venues.paper as paper_module
 from adapters.clock import FakeClock
 from adapters.data_folder import archive_contents
 from adapters.errors import AmbiguousOutcome, InvalidOrder, PriceUnavailable
-from adapters.venues.paper import PaperExchange, PaperVenue, matching_settings
+from adapters.venues.paper import PaperVenue, matching_settings
 from state.config import ConfigError, PaperConfig, parse_config
 from state.market import default_rules
 from state.matching import FeeSchedule, FillModel, MatchingSettings, venue_order_id
 from state.messages import OrderRequest
 from state.order import Fill, OrderUpdate
+from state.rules import slipped_price, taker_fee
 from state.types import Direction, Liquidity, OrderIntent, OrderStatus, OrderType, Side
 from state.venue_store import VenueStore, VenueStoreMismatch
 
@@ -83,29 +84,41 @@ def open_store(stores: list[VenueStore], path: Path, owner: str | None = "engine
     return store
 
 
-# --- the default behaves as the old venue -------------------------------------------------------------
+# --- the default: market orders fill as they always did -------------------------------------------
 
 
-@pytest.mark.parametrize(("side", "price", "quantity", "slippage"), [
-    (Side.BUY, "42000.05", "0.02", "5"), (Side.SELL, "42000.05", "0.02", "5"),
-    (Side.BUY, "0.12345", "100", "30"), (Side.SELL, "3001.999", "1.5", "0"),
+@pytest.mark.parametrize(("side", "price", "quantity", "slippage", "expected_price"), [
+    (Side.BUY, "42000.05", "0.02", "5", "42021.06"), (Side.SELL, "42000.05", "0.02", "5", "41979.04"),
+    (Side.BUY, "0.12345", "100", "30", "0.13"), (Side.SELL, "3001.999", "1.5", "0", "3001.99"),
 ])
-def test_a_market_order_without_quote_fills_exactly_as_the_old_paper_exchange(clock, side, price, quantity,
-                                                                                slippage) -> None:
-    old = PaperExchange(clock=clock, markets=default_rules, slippage_bps=D(slippage), taker_fee_rate=D("0.0005"))
+def test_a_market_order_without_quote_fills_at_the_slipped_reference_price_as_always(
+        clock, side, price, quantity, slippage, expected_price) -> None:
+    """What every replay relies on: the price, fee, ids and time of a default market order do
+    not move (the reference price slipped against the trader and rounded to the tick, the taker
+    fee on that notional, ``paper-<sha256(client id)[:12]>`` and its ``-1`` trade)."""
     new, sink = venue(clock, slippage=slippage, taker="0.0005", maker="0.0002")
     request = order(side=side, price=price, quantity=quantity, intent=OrderIntent.ENTRY)
 
-    report = old.submit_order(request)
     new.submit(request)
 
     accepted, fill = sink
     assert isinstance(accepted, OrderUpdate) and accepted.status is OrderStatus.ACCEPTED
     assert isinstance(fill, Fill)
-    assert (fill.price, fill.quantity, fill.fee) == (report.fill_price, report.fill_quantity, report.fee)
-    assert (fill.trade_id, fill.venue_order_id, fill.ts_ms) == (report.trade_id, report.venue_order_id, report.ts_ms)
+    expected = slipped_price(side, D(price), D(slippage), default_rules("BTC"))
+    assert fill.price == expected == D(expected_price)
+    assert fill.quantity == D(quantity)
+    assert fill.fee == taker_fee(D(quantity), expected, D("0.0005"))
+    assert (fill.venue_order_id, fill.trade_id) == ("paper-05d20ac666f4", "paper-05d20ac666f4-1")
+    assert fill.ts_ms == accepted.ts_ms == NOW_MS
     assert fill.liquidity is Liquidity.TAKER and fill.fee_currency == "USDT"
     assert new.fetch_order(request.client_order_id).status is OrderStatus.FILLED
+
+
+def test_the_default_market_order_fee_to_the_cent_as_before(clock) -> None:
+    v, sink = venue(clock, slippage="5", taker="0.0005", maker="0.0002")
+    v.submit(order(price="42000.05", quantity="0.02"))
+    (fill,) = [e for e in sink if isinstance(e, Fill)]
+    assert (fill.price, fill.fee) == (D("42021.06"), D("0.42021060"))
 
 
 def test_a_stale_reference_is_refused_as_before_and_remembered(clock) -> None:
