@@ -8,7 +8,7 @@
 2. Tick-to-order latency, end to end: the whole engine with ``[feed] source = "binance"``
    connected to a local websocket server on 127.0.0.1; one armed condition, then a frame with a
    crossing trade is pushed; measured from the moment the server writes that frame to the
-   socket to the moment the paper venue's ``submit_order`` is called (websocket read, parse,
+   socket to the moment the paper venue's ``submit`` is called (websocket read, parse,
    Feed, Sniper, RiskGate, Executor). One entry per sample, the position then closed.
 
 Prints a table and writes JSON to ``bench/results/live.json``. Run::
@@ -43,8 +43,7 @@ from adapters.feeds.binance_frames import BinanceFrameParser  # noqa: E402
 from adapters.clock import WallClock  # noqa: E402
 from adapters.feeds.live_source import LiveSource  # noqa: E402
 from adapters.console.logs import configure_logging  # noqa: E402
-from adapters.venues.paper import PaperExchange  # noqa: E402
-from adapters.venues.paper_interim import InterimPaperVenue  # noqa: E402
+from adapters.venues.paper import PaperVenue  # noqa: E402
 from run import build_engine, resolve_config  # noqa: E402
 from state.models import TradeCondition  # noqa: E402
 from tests.support.ws_server import ReplayServer  # noqa: E402
@@ -76,18 +75,18 @@ def parse_rate(frames: list[str], repeats: int) -> dict[str, Any]:
             "messages_per_s_median": int(statistics.median(rates)), "messages_per_s_best": int(max(rates))}
 
 
-class TimedVenue(PaperExchange):
-    """The paper venue, noting when each order reached it."""
+class TimedVenue(PaperVenue):
+    """The paper venue (``PaperVenue``, no ledger), noting when each order reached it."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reached: dict[str, int] = {}
         self.arrived = threading.Event()
 
-    def submit_order(self, order: Any) -> Any:
+    def submit(self, order: Any) -> None:
         self.reached[order.client_order_id] = time.perf_counter_ns()
         self.arrived.set()
-        return super().submit_order(order)
+        super().submit(order)
 
 
 def trade_frame(price: Decimal, trade_id: int, ts_ms: int) -> str:
@@ -105,7 +104,7 @@ def latency(samples: int, warmup: int) -> dict[str, Any]:
             "strategist": {"strategies": []}, "paper": {"slippage_bps": 0},
         })
         venue = TimedVenue(clock=WallClock(), markets=config.market)
-        engine = build_engine(config, data_dir=Path(folder), venue=InterimPaperVenue(venue)).start()
+        engine = build_engine(config, data_dir=Path(folder), venue=venue).start()
         try:
             server.wait_for_connections(1, 10)
             trade_id, price = 1, Decimal("60000")

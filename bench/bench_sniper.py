@@ -44,8 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.clock import TickClock  # noqa: E402
 from adapters.console.logs import configure_logging  # noqa: E402
-from adapters.venues.paper import PaperExchange  # noqa: E402
-from adapters.venues.paper_interim import InterimPaperVenue  # noqa: E402
+from adapters.venues.paper import PaperVenue, matching_settings  # noqa: E402
 from run import Engine, build_engine, resolve_config  # noqa: E402
 from state.messages import OrderRequest  # noqa: E402
 from state.models import TradeCondition  # noqa: E402
@@ -275,27 +274,27 @@ def throughput(coins: Sequence[str], args: argparse.Namespace, data_root: Path) 
 
 # --- 2. latency ------------------------------------------------------------------------------
 
-class TimingVenue(InterimPaperVenue):
-    """The paper venue (behind ``VenuePort``) that records when each order reaches it
+class TimingVenue(PaperVenue):
+    """The paper venue (``PaperVenue``, no ledger) that records when each order reaches it
     (perf_counter_ns, keyed by the order's reference tick timestamp)."""
 
-    def __init__(self, inner: PaperExchange) -> None:
-        super().__init__(inner)
-        self._lock = threading.Lock()
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._timing_lock = threading.Lock()  # not ``_lock``: that one is the venue's own
         self.received_ns: dict[int, int] = {}
         self.intents: dict[int, OrderIntent] = {}
         self.submitted = 0
 
     def submit(self, order: OrderRequest) -> None:
         now = time.perf_counter_ns()
-        with self._lock:
+        with self._timing_lock:
             self.submitted += 1
             self.received_ns.setdefault(order.reference_ts_ms, now)
             self.intents.setdefault(order.reference_ts_ms, order.intent)
         super().submit(order)
 
     def received(self, reference_ts_ms: int) -> int | None:
-        with self._lock:
+        with self._timing_lock:
             return self.received_ns.get(reference_ts_ms)
 
 
@@ -322,13 +321,8 @@ def latency_case(coins: Sequence[str], args: argparse.Namespace, data_root: Path
     mapping = config_mapping(coins)
     config, _ = resolve_config(mapping)
     clock = TickClock()
-    venue = TimingVenue(PaperExchange(
-        clock=clock,
-        markets=config.market,
-        slippage_bps=config.paper.slippage_bps,
-        taker_fee_rate=config.paper.taker_fee,
-        max_price_age_s=config.paper.max_price_age_s,
-    ))
+    venue = TimingVenue(clock=clock, markets=config.market,
+                        settings=matching_settings(config.paper, config.feed.market_category()))
     engine = start_engine(mapping, data_root / "latency", clock=clock, venue=venue)
     ts = TsCounter()
     entry_ns: list[int] = []

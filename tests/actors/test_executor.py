@@ -1,5 +1,5 @@
 """The Executor as a threaded actor: every other role is a probe on a real bus, the store is real,
-and the venue is the (interim) paper venue or a scripted fake (tests/support/fake_venue.py).
+and the venue is the paper venue (no ledger, no slippage) or a scripted fake (tests/support/fake_venue.py).
 Market orders: the lifecycle's other events are in test_executor_lifecycle.py."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from actors.bus import EXECUTOR, SNIPER
 from actors.executor import Executor
 from adapters.errors import AmbiguousOutcome, InsufficientFunds
-from adapters.venues.paper import PaperExchange
-from adapters.venues.paper_interim import InterimPaperVenue
+from adapters.venues.paper import PaperVenue
 from state.market import default_rules
+from state.matching import FeeSchedule, MatchingSettings
 from state.messages import ExecuteOrder, OrderAccepted, OrderFilled, OrderRejected, OrderRequest, TimerFired
 from state.order import OrderRecord
 from state.types import Liquidity, OrderStatus
@@ -32,9 +32,10 @@ def rig(probe_bus_for, tmp_path) -> Iterator[ActorRig]:
 
 
 @pytest.fixture
-def paper(rig) -> InterimPaperVenue:
-    return InterimPaperVenue(PaperExchange(clock=rig.pb.clock, markets=default_rules, slippage_bps=Decimal(0),
-                                           taker_fee_rate=FEE_RATE))
+def paper(rig) -> PaperVenue:
+    return PaperVenue(clock=rig.pb.clock, markets=default_rules,
+                      settings=MatchingSettings(slippage_bps=Decimal(0), fees=FeeSchedule(maker=Decimal(0),
+                                                                                          taker=FEE_RATE)))
 
 
 def execute(rig: ActorRig, order: OrderRequest, correlation_id: str | None = "c-flow") -> None:
