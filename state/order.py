@@ -328,21 +328,3 @@ class OrderRecord:
             return self
         return replace(self, refused_trade_ids=(*self.refused_trade_ids, fill.trade_id))
 
-
-# --- the previous version's venue report (legacy) ----------------------------------------------------
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VenueReport:
-    """What the previous ``PaperExchange`` (adapters/venues/paper.py) says about one order: a
-    whole fill or a refusal. Only that venue and its ledger rows use it; the Executor speaks
-    ``VenueEvent`` / ``VenueOrder`` (the interim venue converts). Goes with that venue."""
-
-    client_order_id: str
-    venue_order_id: str
-    status: OrderStatus
-    fill_price: Decimal | None = None
-    fill_quantity: Decimal | None = None
-    fee: Decimal | None = None
-    trade_id: str | None = None
-    ts_ms: int | None = None
-    reason: str | None = None

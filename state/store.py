@@ -18,13 +18,13 @@ Tables and their single writer:
   folder's lock: ``state/session.py``).
 - ``bars``: the Feed (closed bars, so strategies warm up again after a restart, and the point a
   crashed replay resumes from).
-- ``venue_orders``: the paper venue's own book of orders it has seen (what a real exchange
-  remembers across our restarts).
 - ``outbox``: every message bound for the Journal, appended on the sender's thread (so inside
   the sender's transaction when it has one open: the decision and what it announces commit
   together), read and then deleted by the Journal (see "the outbox" below).
 
-The journal (trades, daily PnL, events) has its own database: ``state/journal_store.py``.
+The journal (trades, daily PnL, events) has its own database: ``state/journal_store.py``; the
+paper venue's book has its own too (``state/venue_store.py``). A store written by an older version
+may still hold the table of the previous paper venue's ledger: nothing reads or writes it.
 
 ``Store(path, read_only=True)`` (``--status``) opens an existing file without writing anything,
 also in a read-only folder: SQLite's ``mode=ro`` first; if that cannot open (a WAL database
@@ -69,7 +69,7 @@ import peewee
 
 from state.bars import Bar
 from state.models import Position, TradeCondition
-from state.order import Fill, OrderRecord, VenueReport
+from state.order import Fill, OrderRecord
 from state.session import DataDirUnusable, NoSession, SessionIdentity, from_json, to_json
 from state.types import Liquidity, OrderStatus, PositionStatus, TradingState
 
@@ -586,14 +586,6 @@ class Store(OutboxMixin):
                 table_name = "bars"
                 primary_key = peewee.CompositeKey("coin", "end_ms")
 
-        class VenueOrderRow(Base):
-            client_order_id = peewee.CharField(primary_key=True, max_length=36)
-            venue = peewee.CharField()
-            data = peewee.TextField()
-
-            class Meta:
-                table_name = "venue_orders"
-
         self._Condition = ConditionRow
         self._Position = PositionRow
         self._Account = AccountRow
@@ -601,14 +593,13 @@ class Store(OutboxMixin):
         self._Order = OrderRow
         self._Bar = BarRow
         self._Fill = FillRow
-        self._VenueOrder = VenueOrderRow
         if self.read_only:
             db.connect()  # now, so a file SQLite cannot open fails here and not at the first query
             db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
             return
         with db.connection_context():
             db.create_tables(
-                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, FillRow, BarRow, VenueOrderRow],
+                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, FillRow, BarRow],
                 safe=True,
             )
             self._create_outbox()
@@ -936,21 +927,3 @@ class Store(OutboxMixin):
         )
         if cutoff is not None:
             self._Bar.delete().where((self._Bar.coin == coin) & (self._Bar.end_ms <= cutoff)).execute()
-
-    # --- the paper venue's own book ---------------------------------------------------------------
-
-    def save_venue_report(self, venue: str, report: VenueReport) -> None:
-        self._VenueOrder.replace(
-            client_order_id=report.client_order_id, venue=venue, data=_dumps(report)
-        ).execute()
-
-    def get_venue_report(self, venue: str, client_order_id: str) -> VenueReport | None:
-        row = self._VenueOrder.get_or_none(
-            (self._VenueOrder.client_order_id == client_order_id) & (self._VenueOrder.venue == venue)
-        )
-        return None if row is None else decode(VenueReport, json.loads(row.data))
-
-    def load_venue_reports(self, venue: str) -> list[VenueReport]:
-        rows = self._VenueOrder.select().where(self._VenueOrder.venue == venue)
-        return [decode(VenueReport, json.loads(row.data)) for row in rows]
-

@@ -13,7 +13,7 @@ thread (one re-entrant lock serializes them). **It emits** ``OrderUpdate`` and `
 to the sink given to ``bind``, synchronously on the caller's thread and in order: ACCEPTED
 before the fills of an order, CANCELED/EXPIRED after them; every change is written to the
 ledger *before* it is reported. A definite refusal at submit raises (``PriceUnavailable`` for
-PRICE_UNAVAILABLE and INVALID_PRICE, as before; ``InvalidOrder`` for INVALID_ORDER, REDUCE_ONLY
+PRICE_UNAVAILABLE and INVALID_PRICE; ``InvalidOrder`` for INVALID_ORDER, REDUCE_ONLY
 and WOULD_TRIGGER) and is remembered as REJECTED. Submitting a client order id the venue already
 has never creates a second order (a refused one raises its refusal again). ``cancel`` of an
 unknown or final order raises ``InvalidOrder`` (Binance -2011).
@@ -23,14 +23,14 @@ resting, positions and the sequence go on; an older final order is read back whe
 Memory holds only working orders and the last ``RECENT_ORDERS`` final ones (without a ledger,
 in tests and benchmarks, memory is the only book and keeps everything).
 
-``PaperExchange`` below is the previous venue (``ExchangePort``: one blocking market order that
-fills whole), kept only until run.py and the Executor use ``PaperVenue``; with no quote and no
-newer trade a market order fills at ``PaperVenue`` exactly as it did there.
+A market order with no quote younger than ``quote_max_age_ms`` and no newer trade fills whole
+at its reference price (the price of the tick that caused it) moved ``slippage_bps`` against the
+trader and rounded to the coin's tick, as taker, ``taker_fee`` on that notional: the default
+configuration replays as the engine always did.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -40,7 +40,6 @@ from typing import Protocol
 from adapters.errors import AmbiguousOutcome, InvalidOrder, PriceUnavailable
 from adapters.ports import Clock, VenueEventSink
 from state.config import PaperConfig
-from state.fill_guard import fill_problem
 from state.market import MarketRules, TopOfBook
 from state.matching import (
     BookOrder,
@@ -56,19 +55,10 @@ from state.matching import (
     venue_order_id,
 )
 from state.messages import OrderRequest
-from state.order import Fill, VenueOrder, VenueReport
-from state.rules import slipped_price, taker_fee
+from state.order import Fill, VenueOrder
 from state.types import OrderStatus
 
 RECENT_ORDERS = 1_000  # with a ledger: orders kept in memory (the rest are read back from it)
-
-
-class VenueLedger(Protocol):
-    def save_venue_report(self, venue: str, report: VenueReport) -> None: ...
-
-    def get_venue_report(self, venue: str, client_order_id: str) -> VenueReport | None: ...
-
-    def load_venue_reports(self, venue: str) -> list[VenueReport]: ...
 
 
 class PaperLedger(Protocol):
@@ -361,123 +351,3 @@ def _refusal_error(reason: str) -> InvalidOrder:
         return PriceUnavailable(reason)
     return InvalidOrder(reason)
 
-
-class PaperExchange:
-    """The previous paper venue (``ExchangePort``), kept until run.py and the Executor use
-    ``PaperVenue``. Market orders fill whole at the reference price moved by ``slippage_bps``,
-    ``taker_fee`` on the notional; PRICE_UNAVAILABLE / INVALID_PRICE raise ``PriceUnavailable``;
-    with a ``ledger`` (the engine's store) it remembers every order across restarts."""
-
-    name = "paper"
-
-    def __init__(
-        self,
-        *,
-        clock: Clock,
-        markets: Callable[[str], MarketRules],
-        slippage_bps: Decimal = Decimal(0),
-        taker_fee_rate: Decimal = Decimal(0),
-        max_price_age_s: float = 60.0,
-        ledger: VenueLedger | None = None,
-    ) -> None:
-        self._clock = clock
-        self._markets = markets
-        self._slippage_bps = slippage_bps
-        self._fee_rate = taker_fee_rate
-        self._max_age_ms = int(max_price_age_s * 1000)
-        self._ledger = ledger
-        self._orders: OrderedDict[str, VenueReport] = OrderedDict()  # most recently used last
-        self._lock = threading.Lock()
-        self.submissions: Counter[str] = Counter()  # of the orders kept in memory
-
-    def _lookup(self, client_order_id: str) -> VenueReport | None:
-        """The venue's report of ``client_order_id``: in memory, else (with a ledger) read back
-        from it, on the caller's thread."""
-        report = self._orders.get(client_order_id)
-        if report is None and self._ledger is not None:
-            report = self._ledger.get_venue_report(self.name, client_order_id)
-            if report is not None:
-                self._remember(report)
-        elif report is not None:
-            self._orders.move_to_end(client_order_id)
-        return report
-
-    def _remember(self, report: VenueReport) -> None:
-        self._orders[report.client_order_id] = report
-        self._orders.move_to_end(report.client_order_id)
-        if self._ledger is None:
-            return  # memory is the venue's only book
-        while len(self._orders) > RECENT_ORDERS:
-            forgotten, _ = self._orders.popitem(last=False)
-            self.submissions.pop(forgotten, None)
-
-    def submit_order(self, order: OrderRequest) -> VenueReport:
-        with self._lock:
-            report = self._lookup(order.client_order_id)
-            if report is None:
-                report = self._execute(order)
-                if self._ledger is not None:
-                    self._ledger.save_venue_report(self.name, report)  # remembered before answering
-                self._remember(report)
-            self.submissions[order.client_order_id] += 1
-        if report.status is OrderStatus.REJECTED:
-            raise PriceUnavailable(report.reason or "rejected")
-        return report
-
-    def fetch_order(self, client_order_id: str) -> VenueReport | None:
-        with self._lock:
-            return self._lookup(client_order_id)
-
-    @property
-    def orders_in_memory(self) -> int:
-        with self._lock:
-            return len(self._orders)
-
-    def placed_order_ids(self) -> list[str]:
-        """Every client order id the venue has seen (the ledger's, when it has one)."""
-        with self._lock:
-            if self._ledger is not None:
-                return [r.client_order_id for r in self._ledger.load_venue_reports(self.name)]
-            return list(self._orders)
-
-    def _execute(self, order: OrderRequest) -> VenueReport:
-        venue_id = "paper-" + hashlib.sha256(order.client_order_id.encode()).hexdigest()[:12]
-        now_ms = self._clock.now_ns() // 1_000_000
-        age_ms = now_ms - order.reference_ts_ms
-        if age_ms > self._max_age_ms:
-            return VenueReport(
-                client_order_id=order.client_order_id,
-                venue_order_id=venue_id,
-                status=OrderStatus.REJECTED,
-                ts_ms=now_ms,
-                reason=(
-                    f"PRICE_UNAVAILABLE: reference price of {order.coin} is {age_ms / 1000:.1f}s "
-                    f"old (limit {self._max_age_ms / 1000:.0f}s)"
-                ),
-            )
-        market = self._markets(order.coin)
-        try:
-            price = slipped_price(order.side, order.reference_price, self._slippage_bps, market)
-            fee = taker_fee(order.quantity, price, self._fee_rate)
-            problem = fill_problem(reference_price=order.reference_price, ordered_quantity=order.quantity,
-                                   fill_price=price, fill_quantity=order.quantity, fee=fee)
-        except (ArithmeticError, ValueError) as error:
-            problem = f"cannot price the order at {order.reference_price}: {type(error).__name__}"
-        if problem is not None:
-            return VenueReport(
-                client_order_id=order.client_order_id,
-                venue_order_id=venue_id,
-                status=OrderStatus.REJECTED,
-                ts_ms=now_ms,
-                reason=f"INVALID_PRICE: {order.coin} {problem}",
-            )
-        return VenueReport(
-            client_order_id=order.client_order_id,
-            venue_order_id=venue_id,
-            status=OrderStatus.FILLED,
-            fill_price=price,
-            fill_quantity=order.quantity,
-            fee=fee,
-            trade_id=venue_id + "-1",
-            ts_ms=max(now_ms, order.reference_ts_ms),
-        )

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("dead_engine_child.py")
 STORE_WRITES = ("save_condition", "set_condition_live", "delete_condition", "save_position", "save_marks",
                 "delete_position", "save_account", "set_setting", "save_trading_state", "save_order",
-                "save_bar", "prune_bars", "save_venue_report")
+                "save_bar", "prune_bars")
 PROCESS_BOUND_S = 90.0  # generous: the process must end well within it (it takes seconds)
 
 

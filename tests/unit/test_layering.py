@@ -148,7 +148,7 @@ def test_walker_when_run_on_the_project_then_sees_known_edges() -> None:
 @pytest.mark.parametrize(
     ("relpath", "source", "expected"),
     [
-        ("actors/x.py", "from adapters.venues.paper import PaperExchange",
+        ("actors/x.py", "from adapters.venues.paper import PaperVenue",
          ["actors/x.py -> adapters.venues.paper"]),
         ("actors/x.py", "from adapters import clock, ports",
          ["actors/x.py -> adapters.clock"]),

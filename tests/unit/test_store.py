@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import fields, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -416,3 +418,35 @@ def test_store_when_reopened_after_close_then_data_survives(tmp_path: Path) -> N
         assert second.get_position("p-1") == make_position()
     finally:
         second.close()
+
+
+OLD_VENUE_TABLE = "venue_orders"  # the previous paper venue's ledger, in stores of older versions
+
+
+def table_names(path: Path) -> set[str]:
+    with closing(sqlite3.connect(path)) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_a_new_store_has_no_table_of_the_previous_paper_venue(tmp_path: Path) -> None:
+    Store(tmp_path / "engine.db").close()
+    names = table_names(tmp_path / "engine.db")
+    assert {"orders", "fills", "positions"} <= names
+    assert OLD_VENUE_TABLE not in names
+
+
+def test_a_store_of_an_older_version_keeps_the_old_venue_table_unused(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    Store(path).close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(f"CREATE TABLE {OLD_VENUE_TABLE} (client_order_id VARCHAR(36) PRIMARY KEY, venue VARCHAR, "
+                   "data TEXT)")
+        db.execute(f"INSERT INTO {OLD_VENUE_TABLE} VALUES ('p1-E', 'paper', '{{}}')")
+    reopened = Store(path)
+    try:
+        reopened.save_position(make_position())
+        assert reopened.get_position("p-1") == make_position()
+    finally:
+        reopened.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute(f"SELECT client_order_id FROM {OLD_VENUE_TABLE}").fetchall() == [("p1-E",)]
