@@ -14,7 +14,7 @@ for a limit order (a limit fills at its price or better, as on Binance). The ben
 mid of the top of book when a quote no older than ``quote_max_age_ms`` is at hand, else the
 trade that triggered the order (a stop), else the last trade when it is newer than the order's
 reference tick, else the order's reference price (the trade that caused it): with no quote and
-no newer trade a market order fills exactly as the old paper venue filled it.
+no newer trade a market order fills at its reference price, as the engine has always filled it.
 ``slippage_vs_benchmark_bps`` measures a fill against its benchmark (``VenueOrder`` does not
 carry it: ``BookOrder.benchmark`` does).
 
