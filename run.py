@@ -622,6 +622,8 @@ class Engine:
                     self.durable = _read_durable(self)
                 _step("engine store", self.store.close)
                 _step("journal store", self.journal_store.close)
+                if self.venue_store is not None:
+                    _step("venue book", self.venue_store.close)
                 for anchor in self._anchors:
                     _step("store anchor", anchor.close)
                 self._anchors = []
@@ -799,10 +801,12 @@ def _open_venue_book(data_dir: Path, store: Store) -> VenueStore:
         raise DataDirUnusable(f"data_dir {data_dir}: {error}; use another --data-dir, or --fresh to archive "
                               "this folder's contents first") from None
     if book.new_book:
+        with store.connection():  # the building thread keeps no connection open
+            stored = store.load_positions()
         held = [VenuePosition(coin=p.coin, side=p.direction, quantity=p.quantity, entry_price=p.entry_price)
-                for p in store.load_positions() if p.entry_price is not None and p.quantity > 0]
+                for p in stored if p.entry_price is not None and p.quantity > 0]
         for position in adopt_positions(book, held):
-            log.warning("VENUE_ADOPTED: the paper venue's new book takes over {} {} {} @ {} from this folder's "
+            logger.bind(actor="engine").warning("VENUE_ADOPTED: the paper venue's new book takes over {} {} {} @ {} from this folder's "
                         "store (written by a version without a venue book)", position.side.value,
                         position.quantity, position.coin, position.entry_price)
     return book
