@@ -123,7 +123,7 @@ class PaperConfig:
     taker_fee_spot: Decimal | None = None  # None: taker_fee
     maker_fee_spot: Decimal | None = None  # None: maker_fee
     fill_model: str = "full"  # full: a touched resting order fills whole | traded_volume
-    quote_max_age_s: float = 5.0  # a top-of-book quote this old no longer gives the mid
+    quote_max_age_s: float = 5.0  # a top-of-book quote this old no longer gives the mid; 0: never priced from quotes
     max_price_age_s: float = 60.0
 
     def fee_rates(self, category: str) -> tuple[Decimal, Decimal]:
@@ -397,7 +397,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "taker_fee_spot": _decimal(minimum=Decimal(0), maximum=Decimal("0.1")),
         "maker_fee_spot": _decimal(minimum=Decimal("-0.01"), maximum=Decimal("0.1")),
         "fill_model": _choice("full", "traded_volume"),
-        "quote_max_age_s": _number(above=0, maximum=3600),
+        "quote_max_age_s": _number(minimum=0, maximum=3600),
         "max_price_age_s": _number(above=0),
     },
     "sniper": {

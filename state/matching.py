@@ -274,7 +274,11 @@ class MatchingBook:
             self.quote = quote
 
     def _fresh_quote(self, now_ms: int) -> Quote | None:
+        """The last quote when it is at most ``quote_max_age_ms`` old; never with 0 (pricing from
+        quotes off: takers fill at the last trade, as in a replay of trades alone)."""
         quote = self.quote
+        if self.settings.quote_max_age_ms == 0:
+            return None
         if quote is not None and now_ms - quote.ts_ms <= self.settings.quote_max_age_ms:
             return quote
         return None

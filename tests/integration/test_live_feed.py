@@ -267,7 +267,9 @@ def test_a_breakout_session_on_the_local_server_trades_reports_reconnects_and_st
                      "reconnect_first_s": 0.05, "reconnect_max_s": 0.2, "stale_after_s": 0.5,
                      "silence_timeout_s": 30, "rest_fallback_after_s": 3600},
             "strategist": strategy,
-            "paper": {"slippage_bps": 0},
+            # A recording holds trades, not quotes: to replay to the same fills, the live session
+            # prices market orders from the last trade too (by default it takes the quotes' mid).
+            "paper": {"slippage_bps": 0, "quote_max_age_s": 0},
             "session": {"on_stop": "flatten"},
         }
         engine = build_engine(config, data_dir=tmp_path / "live", record=recording)
@@ -294,7 +296,7 @@ def test_a_breakout_session_on_the_local_server_trades_reports_reconnects_and_st
     files = [{"coin": coin, "path": path} for coin, path in report["recorded"].items()]
     replay = build_engine({"feed": {"source": "replay", "symbols": ["BTC", "ETH"], "files": files,
                                     "bar_seconds": 1},
-                           "strategist": strategy, "paper": {"slippage_bps": 0},
+                           "strategist": strategy, "paper": {"slippage_bps": 0, "quote_max_age_s": 0},
                            "session": {"on_stop": "flatten"}}, data_dir=tmp_path / "replayed").start()
     try:
         assert replay.finished.wait(60)

@@ -19,9 +19,11 @@ import adapters.venues.paper as paper_module
 from adapters.clock import FakeClock
 from adapters.data_folder import archive_contents
 from adapters.errors import AmbiguousOutcome, InvalidOrder, PriceUnavailable
+from adapters.price_board import InMemoryPriceBoard
 from adapters.venues.paper import PaperVenue, matching_settings
 from state.config import ConfigError, PaperConfig, parse_config
 from state.market import default_rules
+from state.market import TopOfBook
 from state.matching import FeeSchedule, FillModel, MatchingSettings, venue_order_id
 from state.messages import OrderRequest
 from state.order import Fill, OrderUpdate
@@ -69,10 +71,12 @@ def stores() -> Iterator[list[VenueStore]]:
 
 
 def venue(clock: FakeClock, *, ledger: Any = None, slippage: Any = "0", maker: Any = "0", taker: Any = "0",
-          model: FillModel = FillModel.FULL) -> tuple[PaperVenue, Sink]:
+          model: FillModel = FillModel.FULL, quotes: Any = None,
+          quote_max_age_ms: int = 5_000) -> tuple[PaperVenue, Sink]:
     settings = MatchingSettings(slippage_bps=D(str(slippage)), fees=FeeSchedule(maker=D(str(maker)), taker=D(str(taker))),
-                                fill_model=model)
-    v = PaperVenue(clock=clock, markets=default_rules, settings=settings, initial_balance=D("10000"), ledger=ledger)
+                                fill_model=model, quote_max_age_ms=quote_max_age_ms)
+    v = PaperVenue(clock=clock, markets=default_rules, settings=settings, initial_balance=D("10000"), ledger=ledger,
+                   quotes=quotes)
     sink = Sink()
     v.bind(sink)
     return v, sink
@@ -375,7 +379,7 @@ def test_paper_fees_by_market_category() -> None:
     ({"maker_fee": "abc"}, "paper.maker_fee: must be a number"),
     ({"maker_fee": -0.02}, "paper.maker_fee: must be at least -0.01"),
     ({"taker_fee_spot": -0.001}, "paper.taker_fee_spot: must be at least 0"),
-    ({"quote_max_age_s": 0}, "paper.quote_max_age_s: must be greater than 0"),
+    ({"quote_max_age_s": -1}, "paper.quote_max_age_s: must be at least 0"),
     ({"maker_fee": -0.001, "taker_fee": 0.0005}, "paper.maker_fee: a rebate of 0.001 is larger than the taker_fee"),
     ({"maker_fee_spot": -0.001}, "paper.maker_fee_spot: a rebate of 0.001 is larger than the taker_fee_spot"),
     ({"fil_model": "full"}, "paper.fil_model: unknown key (did you mean 'fill_model'?)"),
@@ -384,3 +388,37 @@ def test_bad_paper_settings_name_the_key(paper, problem) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config({"paper": paper})
     assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
+
+
+# --- quotes from the price board ---------------------------------------------------------------------
+
+
+def _board_with(bid: str, ask: str, ts_ms: int) -> InMemoryPriceBoard:
+    board = InMemoryPriceBoard()
+    board.update_quote("BTC", TopOfBook(bid=D(bid), bid_qty=D("1"), ask=D(ask), ask_qty=D("1"), ts_ms=ts_ms))
+    return board
+
+
+def test_a_market_order_fills_at_the_mid_of_the_price_boards_fresh_quote(clock) -> None:
+    board = _board_with("42010.00", "42010.20", NOW_MS - 1_000)
+    v, sink = venue(clock, quotes=board.quote)
+    v.submit(order(price="42000"))  # the trigger tick was 42000; the book has moved since
+    (fill,) = [e for e in sink if isinstance(e, Fill)]
+    assert fill.price == D("42010.10")
+
+
+def test_a_stale_board_quote_is_not_priced_from(clock) -> None:
+    board = _board_with("42010.00", "42010.20", NOW_MS - 6_000)  # older than the 5 s limit
+    v, sink = venue(clock, quotes=board.quote)
+    v.submit(order(price="42000"))
+    (fill,) = [e for e in sink if isinstance(e, Fill)]
+    assert fill.price == D("42000")
+
+
+def test_quote_max_age_zero_turns_pricing_from_quotes_off(clock) -> None:
+    board = _board_with("42010.00", "42010.20", NOW_MS)
+    v, sink = venue(clock, quotes=board.quote, quote_max_age_ms=0)
+    v.submit(order(price="42000"))
+    (fill,) = [e for e in sink if isinstance(e, Fill)]
+    assert fill.price == D("42000")
+    assert parse_config({"paper": {"quote_max_age_s": 0}}).paper.quote_max_age_s == 0
