@@ -292,6 +292,15 @@ def test_an_exit_while_the_entry_still_works_cancels_the_entry_and_exits_what_fi
     assert due.id == pending.id
 
 
+def test_only_an_open_position_can_start_an_exit():
+    book = portfolio()
+    pending = enter(book, condition(size=3000), 30000)
+    with pytest.raises(ValueError, match="PENDING; its entry is still in flight"):
+        book.begin_exit(pending.id, "MANUAL", D(30000), TS)
+    with pytest.raises(ValueError, match="not an active position"):
+        book.begin_exit("nope", "MANUAL", D(30000), TS)
+
+
 def test_exit_retries_back_off_by_attempts():
     book = portfolio()
     pending = enter(book, condition(size=3000), 30000)
