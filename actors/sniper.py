@@ -14,7 +14,13 @@ persistence and publishing.
   set there), ``CancelCondition``, ``ClosePosition``, ``AdjustStop``: commands.
 - ``BarClosed``: publishes ``AccountMarked`` (balance, unrealized PnL, equity) at each bar
   close, so the RiskGate and the Journal see equity at a deterministic cadence.
-- ``OrderFilled``, ``OrderRejected``, ``OrderDenied``: outcomes of its own orders.
+- ``OrderFilled`` (one fill each, applied once per trade id: an entry opens the position at its
+  first fill and grows with each, an exit reduces it and closes it once nothing is held),
+  ``OrderAccepted`` (a resting order is then *working*), ``OrderCanceled`` / ``OrderExpired``
+  (an entry that filled part stays a position of exactly that part; one that filled nothing is
+  ``ENTRY_REJECTED``; an exit that filled part leaves the rest OPEN and is retried as a failed
+  exit), ``OrderRejected``, ``OrderDenied``: outcomes of its own orders.
+- ``TickMatched``: the venue matched its working orders against a tick (see Ordering).
 - ``EquityChecked`` (the RiskGate acted on an ``EquityMarked``) and ``ActorRestarted`` (of the
   RiskGate): end a tick clock's wait for the kill switch (see Ordering).
 - ``TradingStateChanged``: a read model of the RiskGate's state (no entries unless ACTIVE).
@@ -27,7 +33,9 @@ persistence and publishing.
   checks what it owns (ids, expiry, order size) and turns any arithmetic error into a
   ``ValueError``.
 
-**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor);
+**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor); ``CancelOrder``
+(to the Executor: an entry still working when its position's exit starts; the exit covers
+what it filled); ``MatchTick`` (to the Executor, see Ordering);
 ``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``, ``ConditionsReplaced`` (one
 per ``ArmConditions`` / ``set_conditions``, instead of a ``ConditionCanceled`` per old condition
 and a ``ConditionArmed`` per new one); ``PositionOpened``,
@@ -39,7 +47,15 @@ the same ticks; the next report due comes with the first changed mark at or afte
 
 **Ordering.** While an entry or exit order of a coin is in flight, that coin's later ticks are
 queued and evaluated, in arrival order, when the order resolves: every tick after an entry is
-checked against its stop. Live (wall clock), other coins go on meanwhile. On a tick clock
+checked against its stop. A market, IOC or FOK order is in flight until it is final (filled
+whole, or canceled, expired, rejected); a resting order (``OrderRequest.rests``) only until
+``OrderAccepted``: it is then *working* and ticks go on. For each tick of a coin with working
+orders the Sniper first sends ``MatchTick(tick)`` to the Executor (the venue matches its
+resting orders against it); on a tick clock it evaluates that tick, and holds every later one,
+only after ``TickMatched``, so the venue matches a tick before the Sniper decides on it and a
+replay with resting orders is deterministic. On a wall clock it does not wait. Without working
+orders nothing of this happens. An Executor restart (``ActorRestarted``) ends a wait for
+``TickMatched`` (``MATCH_LOST``). Live (wall clock), other coins go on meanwhile. On a tick clock
 (replay, manual) every coin waits: ticks are evaluated in exactly the Feed's order, as if the
 venue answered instantly, so the balance and limits one coin's decision sees never depend on
 how fast another coin's order came back, and two replays give the same journal. For the same
@@ -50,7 +66,7 @@ also wait after each
 restart (``ActorRestarted``) ends the wait, since the report that crashed it is never answered.
 
 **Durability.** Every decision (conditions armed, canceled or expired; a position's status,
-quantity and exit levels; the balance) is written to the store before it takes effect, in one
+quantity, lots, exit levels and orders not final, working ones marked; the balance) is written to the store before it takes effect, in one
 transaction per change, and before any order goes out. Marks (a position's current price and
 unrealized PnL) are written behind: when the mailbox runs empty, every ``MARK_FLUSH_TICKS``
 marks under load, and on stop or crash, so a busy tape costs one write per batch, not per tick.
@@ -73,10 +89,12 @@ in flight (same client order id), and so does the sweep for an exit with no outc
 ``EXIT_STUCK_S`` (``EXIT_STUCK``). No position stays CLOSING with nothing in flight.
 
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
-from the store, then reconcile each in-flight order with the Executor's records: a recorded
+from the store, then reconcile each order not final with the Executor's records: a recorded
 fill or rejection is applied (a recorded fill that fails the fill guard, e.g. a price of 0.00
-an older version stored, is applied as a rejection); an order with no final record is sent
-again with its same client order id (the Executor and the venue never fill an id twice). A
+an older version stored, is applied as a rejection); an order in flight with no final record is
+sent again with its same client order id (the Executor and the venue never fill an id twice);
+a working order is not (the Executor reconciles it with the venue and publishes what it
+learns; the RiskGate could deny it again while it rests). A
 folder left inconsistent is repaired and reported (``RECONCILE_INCONSISTENT``): a CLOSING
 position with no order goes back to OPEN, a PENDING one with no order is closed.
 """
@@ -90,7 +108,7 @@ from decimal import Decimal
 from typing import Any
 
 from actors.base import EngineActor
-from actors.bus import RISK_GATE, SNIPER
+from actors.bus import EXECUTOR, RISK_GATE, SNIPER
 from state import rules
 from state.book import ConditionBook
 from state.market import MarketRules
@@ -110,12 +128,16 @@ from state.messages import (
     ConditionTriggered,
     ConditionsReplaced,
     ActorRestarted,
+    CancelOrder,
     EquityChecked,
     EquityMarked,
     FeedRecovered,
     FeedStale,
+    MatchTick,
     OrderAccepted,
+    OrderCanceled,
     OrderDenied,
+    OrderExpired,
     OrderFilled,
     OrderRejected,
     OrderRequest,
@@ -124,6 +146,7 @@ from state.messages import (
     PositionOpened,
     SubmitOrder,
     Tick,
+    TickMatched,
     TimerFired,
     TradingStateChanged,
 )
@@ -200,6 +223,7 @@ class Sniper(EngineActor):
         self._next_report_ms = 0  # tick time from which a changed mark is reported again
         self._await_checks = await_risk_checks and self._one_lane
         self._unchecked_reports = 0  # EquityMarked sent, EquityChecked not yet received
+        self._matching: Tick | None = None  # tick clock: the tick sent to the venue, TickMatched not yet received
         self.backlog_dropped = 0
         self.replayed_skipped = 0
 
@@ -263,6 +287,11 @@ class Sniper(EngineActor):
                                                        OrderStatus.EXPIRED):
             self.log.info("RECONCILE: {} was {}; applying", order_id, record.status.value)
             self._order_ended(request, record.reason or record.status.value)
+        elif order.working:
+            # Resting on the venue's book: the Executor reconciles it with the venue and publishes
+            # what it learns. Not sent again: the RiskGate could deny an order that still rests.
+            self.log.info("RECONCILE: {} is working on the venue's book ({} of {} filled)", order_id,
+                          order.filled, order.quantity)
         else:
             state = "unknown to the Executor" if record is None else record.status.value
             self.log.info("RECONCILE: {} is {}; sending it again (same client order id)", order_id, state)
@@ -288,6 +317,17 @@ class Sniper(EngineActor):
                     )
             backlog.append(tick)
             return
+        self._evaluate(tick)
+
+    def _evaluate(self, tick: Tick) -> None:
+        """Evaluate a tick whose lane is free. While the coin has working orders the venue
+        matches them against the tick first (``MatchTick``); on a tick clock the tick then waits
+        for ``TickMatched`` (see Ordering)."""
+        if self._portfolio.has_working(tick.coin):
+            self.send(MatchTick(ts_init_ns=self.now_ns(), tick=tick))
+            if self._one_lane:
+                self._matching = tick
+                return
         self._process_tick(tick)
 
     def _lane(self, coin: str) -> str:
@@ -297,7 +337,7 @@ class Sniper(EngineActor):
 
     def _waits(self, lane: str) -> bool:
         if lane == ALL_COINS:
-            return bool(self._inflight) or self._unchecked_reports > 0
+            return bool(self._inflight) or self._unchecked_reports > 0 or self._matching is not None
         return lane in self._inflight
 
     def _process_tick(self, tick: Tick) -> None:
@@ -416,6 +456,10 @@ class Sniper(EngineActor):
         now = self.now_ns()
         self.publish(PositionChanged(ts_init_ns=now, correlation_id=closing.condition_id,
                                      position=closing, change="EXIT_SUBMITTED"))
+        if start.cancel is not None:  # the entry still works: it stops where it is, the exit covers its fills
+            self.log.info("ENTRY_CANCEL: {} of {} (exit {})", start.cancel, closing.id, start.reason)
+            self.send(CancelOrder(ts_init_ns=now, correlation_id=closing.condition_id,
+                                  client_order_id=start.cancel, reason=f"exit {start.reason}"))
         self.send(SubmitOrder(ts_init_ns=now, correlation_id=closing.condition_id,
                               order=self._portfolio.order_request(closing, order)))
 
@@ -425,10 +469,38 @@ class Sniper(EngineActor):
         self._apply_fill(event)
 
     def _on_order_accepted(self, event: OrderAccepted) -> None:
-        """The venue holds the order; a market order's fill (or refusal) follows."""
+        """The venue holds the order. A market (or IOC/FOK) order's fills or end follow and it
+        stays in flight; a resting one is now *working*: written (a restart knows it), and the
+        coin's ticks go on (see Ordering)."""
+        position = self._portfolio.accepted(event.order)
+        if position is None:
+            return
+        with self._store.transaction():
+            self._store.save_position(position)
+        self.log.info("ORDER_WORKING: {} of {} rests on the venue's book", event.order.client_order_id, position.id)
+        self._resolve(position.coin, event.order.client_order_id)
 
     def _on_order_rejected(self, event: OrderRejected) -> None:
         self._order_ended(event.order, event.reason)
+
+    def _on_order_canceled(self, event: OrderCanceled) -> None:
+        self._order_ended(event.order, f"CANCELED: {event.reason}", kind="ORDER_CANCELED",
+                          filled=event.filled_quantity)
+
+    def _on_order_expired(self, event: OrderExpired) -> None:
+        self._order_ended(event.order, f"EXPIRED: {event.reason}", kind="ORDER_EXPIRED",
+                          filled=event.filled_quantity)
+
+    def _on_tick_matched(self, event: TickMatched) -> None:
+        """The venue matched the tick the Sniper waits on, and every outcome of it came before
+        this: evaluate the tick now, then what waited behind it."""
+        tick = self._matching
+        if tick is None or (tick.coin, tick.ts_ms, tick.seq) != (event.coin, event.ts_ms, event.seq):
+            return  # a wall clock does not wait; or an answer for a tick already evaluated
+        self._matching = None
+        with self.handling_later(tick):
+            self._process_tick(tick)
+        self._drain(ALL_COINS)
 
     def _on_order_denied(self, event: OrderDenied) -> None:
         self._order_ended(event.order, event.reason, kind="ORDER_DENIED")
@@ -563,7 +635,15 @@ class Sniper(EngineActor):
 
     def _on_actor_restarted(self, event: ActorRestarted) -> None:
         """A restarted RiskGate may never answer the report that crashed its predecessor: stop
-        waiting for answers (its successor has the equity from the store)."""
+        waiting for answers (its successor has the equity from the store). So for a restarted
+        Executor and the tick it was matching: the tick is evaluated (``MATCH_LOST``)."""
+        if event.role == EXECUTOR and self._matching is not None:
+            tick, self._matching = self._matching, None
+            self.log.warning("MATCH_LOST: the Executor restarted; {} tick {} evaluated without its TickMatched",
+                             tick.coin, tick.ts_ms)
+            with self.handling_later(tick):
+                self._process_tick(tick)
+            self._drain(ALL_COINS)
         if event.role == RISK_GATE and self._unchecked_reports:
             self.log.warning("EQUITY_CHECK_LOST: the RiskGate restarted; {} report(s) unanswered, ticks go on",
                              self._unchecked_reports)
@@ -576,7 +656,7 @@ class Sniper(EngineActor):
         while backlog and not self._waits(lane):
             tick = backlog.popleft()
             with self.handling_later(tick):
-                self._process_tick(tick)
+                self._evaluate(tick)
         if backlog is not None and not backlog:
             del self._deferred[lane]
 
@@ -716,6 +796,8 @@ class Sniper(EngineActor):
             "positions": len(self._portfolio),
             "inflight_coins": sorted(self._inflight),
             "deferred_ticks": sum(len(q) for q in self._deferred.values()),
+            "working_orders": list(self._portfolio.working_orders()),
+            "matching": self._matching is not None,
             "backlog_dropped": self.backlog_dropped,
         }
 
