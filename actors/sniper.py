@@ -518,6 +518,9 @@ class Sniper(EngineActor):
             return
         if result.change is Change.REJECTED:
             self.log.error("FILL_REJECTED: {} of {}: {}", order.client_order_id, order.position_id, result.reason)
+            if order.rests:  # it may still rest on the venue's book: no longer followed, so canceled
+                self.send(CancelOrder(ts_init_ns=self.now_ns(), correlation_id=fill.correlation_id,
+                                      client_order_id=order.client_order_id, reason="FILL_REJECTED"))
             self._order_ended(order, f"FILL_REJECTED: {result.reason}")
             return
         position = result.position

@@ -329,3 +329,17 @@ def test_a_restart_keeps_a_working_order_working_and_does_not_send_it_again(make
     assert second.pb.messages(SubmitOrder, RISK_GATE) == [], "a working order is not placed again"
     second.part(entry.order, "0.1", "0.1", price="39999")
     assert second.pb.wait_for(PositionOpened, timeout=WAIT).position.quantity == D("0.1")
+
+
+def test_a_rejected_fill_of_a_working_order_cancels_it_at_the_venue(make):
+    sniper = make(entry_terms=limit_at_trigger)
+    sniper.ask("add_condition", condition(trigger=39999, size=4000))
+    sniper.tick("BTC", 40000)
+    entry = sniper.submitted(OrderIntent.ENTRY)
+    sniper.pb.bus.publish(OrderAccepted(ts_init_ns=0, order=entry.order, venue_order_id="v-1"))
+    sniper.part(entry.order, "0.03", "0.03", price="0.00")
+    closed = sniper.pb.wait_for(PositionClosed).position
+    assert closed.exit_reason.startswith("ENTRY_REJECTED: FILL_REJECTED: fill price")
+    cancel = sniper.pb.wait_for(CancelOrder, EXECUTOR)
+    assert (cancel.client_order_id, cancel.reason) == (entry.order.client_order_id, "FILL_REJECTED")
+    assert sniper.ask("snapshot").working_orders == ()
