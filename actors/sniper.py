@@ -514,6 +514,11 @@ class Sniper(EngineActor):
         order = fill.order
         result = self._portfolio.apply(fill)
         if result.change is Change.IGNORED:
+            if result.position is None and self._is_late(fill):
+                self.log.error("LATE_FILL: {} filled {} @ {} (trade {}) after its position {} closed; not held "
+                               "by any position", order.client_order_id, fill.fill_quantity, fill.fill_price,
+                               fill.trade_id, order.position_id)
+                return
             self.log.debug("DUPLICATE_FILL ignored: {} ({})", order.client_order_id, result.reason)
             return
         if result.change is Change.REJECTED:
@@ -558,6 +563,13 @@ class Sniper(EngineActor):
         self._report_equity()
         if result.order_done:
             self._resolve(position.coin, order.client_order_id)
+
+    def _is_late(self, fill: OrderFilled) -> bool:
+        """A fill of a closed position that it never applied (a trade id it does not know): an
+        entry that filled more after its exit closed the position, before its cancel landed."""
+        stored = self._store.get_position(fill.order.position_id)
+        return (stored is not None and stored.status is PositionStatus.CLOSED and bool(fill.trade_id)
+                and fill.trade_id not in stored.trade_ids and stored.realized_pnl is not None)
 
     def _order_ended(self, order: OrderRequest, reason: str, *, kind: str = "ORDER_REJECTED",
                      filled: Decimal | None = None) -> None:

@@ -343,3 +343,20 @@ def test_a_rejected_fill_of_a_working_order_cancels_it_at_the_venue(make):
     cancel = sniper.pb.wait_for(CancelOrder, EXECUTOR)
     assert (cancel.client_order_id, cancel.reason) == (entry.order.client_order_id, "FILL_REJECTED")
     assert sniper.ask("snapshot").working_orders == ()
+
+
+def test_an_entry_fill_after_the_exit_closed_the_position_is_reported_not_lost_silently(make, logs):
+    sniper = make(entry_terms=limit_at_trigger)
+    sniper.ask("add_condition", condition(trigger=39999, size=4000))
+    sniper.tick("BTC", 40000)
+    entry = sniper.submitted(OrderIntent.ENTRY)
+    sniper.pb.bus.publish(OrderAccepted(ts_init_ns=0, order=entry.order, venue_order_id="v-1"))
+    first = sniper.part(entry.order, "0.03", "0.03", price="39999")
+    sniper.ask("close_position", entry.order.position_id, "MANUAL")
+    exit_ = sniper.submitted(OrderIntent.EXIT)
+    sniper.part(exit_.order, "0.03", "0.03", price="40000")
+    sniper.pb.wait_for(PositionClosed)
+    sniper.pb.bus.publish(first)  # the same trade again: a duplicate, not late
+    sniper.part(entry.order, "0.02", "0.05", price="39999", trade_id="T-late")  # before the cancel landed
+    assert logs.wait_for("LATE_FILL: " + entry.order.client_order_id)
+    assert sum("LATE_FILL" in line for line in logs.lines) == 1
