@@ -560,16 +560,19 @@ class Sniper(EngineActor):
                                  position.id, position.quantity, order.client_order_id)
             self.publish(PositionChanged(ts_init_ns=now, correlation_id=position.condition_id,
                                          position=position, change=change))
+        if result.cancel is not None:
+            self.send(CancelOrder(ts_init_ns=now, correlation_id=position.condition_id,
+                                  client_order_id=result.cancel, reason="closed by an earlier exit's fill"))
         self._report_equity()
-        if result.order_done:
-            self._resolve(position.coin, order.client_order_id)
+        if result.order_done or result.cancel is not None:
+            self._resolve(position.coin, result.cancel or order.client_order_id)
 
     def _is_late(self, fill: OrderFilled) -> bool:
         """A fill of a closed position that it never applied (a trade id it does not know): an
-        entry that filled more after its exit closed the position, before its cancel landed."""
+        entry that filled after its position closed (its exit, or its own end, came first)."""
         stored = self._store.get_position(fill.order.position_id)
         return (stored is not None and stored.status is PositionStatus.CLOSED and bool(fill.trade_id)
-                and fill.trade_id not in stored.trade_ids and stored.realized_pnl is not None)
+                and fill.trade_id not in stored.trade_ids)
 
     def _order_ended(self, order: OrderRequest, reason: str, *, kind: str = "ORDER_REJECTED",
                      filled: Decimal | None = None) -> None:

@@ -82,7 +82,9 @@ class FillResult:
     REJECTED; ``None`` when it is not an active position). ``realized_gross``: the gross PnL
     the fill realized (FIFO, per lot). ``order_done``: the fill completed its order (it is no
     longer in flight). ``reexit``: an exit completed with a quantity still held (an entry fill
-    came in between): the position is OPEN again and its exit is to be sent again."""
+    came in between): the position is OPEN again and its exit is to be sent again. A fill of an
+    order that had ended (it raced the cancel) is applied all the same while the position is
+    held; ``cancel`` names an exit order no longer needed because such a fill closed it."""
 
     change: Change
     position: Position | None
@@ -90,6 +92,7 @@ class FillResult:
     realized_gross: Decimal = ZERO
     order_done: bool = False
     reexit: bool = False
+    cancel: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -439,9 +442,17 @@ class Portfolio:
             return FillResult(change=Change.IGNORED, position=None, reason="no active position")
         if fill.trade_id and fill.trade_id in position.trade_ids:
             return FillResult(change=Change.IGNORED, position=position, reason=f"trade {fill.trade_id} already applied")
+        late = active is None
         if active is None:
-            return FillResult(change=Change.IGNORED, position=position,
-                              reason=f"{order.client_order_id} is not an order of it in flight")
+            # A fill of an order that ended already (it raced the cancel at the venue): a fact,
+            # applied to the position while it is held, bounded by what the order had left.
+            if position.status is PositionStatus.PENDING or not _is_order_of(position, order):
+                return FillResult(change=Change.IGNORED, position=position,
+                                  reason=f"{order.client_order_id} is not an order of it")
+            before = min(order.quantity, max(ZERO, fill.cumulative_quantity - fill.fill_quantity))
+            active = PositionOrder(client_order_id=order.client_order_id, intent=order.intent,
+                                   quantity=order.quantity, reference_price=order.reference_price,
+                                   reference_ts_ms=order.reference_ts_ms, filled=before)
         room = active.remaining if active.intent is OrderIntent.ENTRY else min(active.remaining, position.quantity)
         problem = fill_problem(reference_price=order.reference_price, ordered_quantity=room,
                                fill_price=fill.fill_price, fill_quantity=fill.fill_quantity, fee=fill.fee)
@@ -449,13 +460,14 @@ class Portfolio:
             return FillResult(change=Change.REJECTED, position=position, reason=problem)
         try:
             if active.intent is OrderIntent.ENTRY:
-                return self._apply_entry(position, active, fill)
-            return self._apply_exit(position, active, fill)
+                return self._apply_entry(position, active, fill, late=late)
+            return self._apply_exit(position, active, fill, late=late)
         except (ValueError, ArithmeticError) as error:
             return FillResult(change=Change.REJECTED, position=position,
                               reason=f"the position cannot take it: {error}")
 
-    def _apply_entry(self, position: Position, order: PositionOrder, fill: OrderFilled) -> FillResult:
+    def _apply_entry(self, position: Position, order: PositionOrder, fill: OrderFilled, *,
+                     late: bool = False) -> FillResult:
         price, quantity, fee = fill.fill_price, fill.fill_quantity, fill.fee
         lots = (*position.lots, Lot(quantity=quantity, price=price, fee=fee, ts_ms=fill.ts_event_ms,
                                     trade_id=fill.trade_id or None))
@@ -470,13 +482,13 @@ class Portfolio:
         stop, target = rules.exit_levels(position.direction, entry_price, position.stop_loss_pct,
                                          position.take_profit_pct, self._markets(position.coin))
         filled = replace(order, filled=order.filled + quantity)
-        done = filled.remaining <= 0
+        done = filled.remaining <= 0 and not late
         opening = position.status is PositionStatus.PENDING
         fees = fee if opening else position.fees_paid + fee
         changes: dict[str, Any] = dict(
             entry_price=entry_price, quantity=held, lots=lots, stop_loss_price=stop, take_profit_price=target,
             current_price=price, fees_paid=fees, trade_ids=_with_trade(position, fill),
-            entry_order=None if done else filled,
+            entry_order=position.entry_order if late else None if done else filled,
         )
         if opening:
             after = position.transition(
@@ -491,7 +503,8 @@ class Portfolio:
         self._put(after)
         return FillResult(change=change, position=after, order_done=done)
 
-    def _apply_exit(self, position: Position, order: PositionOrder, fill: OrderFilled) -> FillResult:
+    def _apply_exit(self, position: Position, order: PositionOrder, fill: OrderFilled, *,
+                    late: bool = False) -> FillResult:
         price, quantity, fee = fill.fill_price, fill.fill_quantity, fill.fee
         lots, gross = _deplete(position, quantity, price)
         held = position.quantity - quantity
@@ -504,11 +517,16 @@ class Portfolio:
             realized_gross = position.realized_gross + gross
         fees = position.fees_paid + fee
         filled = replace(order, filled=order.filled + quantity)
-        done = filled.remaining <= 0 or held == 0
+        done = (filled.remaining <= 0 or held == 0) and not late
         trade_ids = _with_trade(position, fill)
         reexit = False
+        cancel = None
         if held == 0:
             realized = realized_gross - fees
+            if position.status is PositionStatus.OPEN:  # a late fill of an exit that had ended: it was submitted
+                position = position.transition(PositionTrigger.EXIT_SUBMITTED)
+            if late and position.exit_order is not None:  # the exit sent since is no longer needed
+                cancel = position.exit_order.client_order_id
             after = position.transition(
                 PositionTrigger.EXIT_FILLED, exit_price=exit_price, exit_time=_fill_time(fill), realized_pnl=realized,
                 fees_paid=fees, current_price=price, unrealized_pnl=ZERO, pending_order_id=None,
@@ -522,7 +540,9 @@ class Portfolio:
                 realized_gross=realized_gross, fees_paid=fees, current_price=price, trade_ids=trade_ids,
             )
             unrealized = _unrealized(position.direction, lots, fees, price)
-            if done:  # the exit completed and something is still held (an entry fill came in between)
+            if late:
+                after = replace(position, unrealized_pnl=unrealized, **changes)
+            elif done:  # the exit completed and something is still held (an entry fill came in between)
                 after = position.transition(PositionTrigger.EXIT_FAILED, pending_order_id=None, pending_quantity=None,
                                             exit_order=None, unrealized_pnl=unrealized, **changes)
                 reexit = True
@@ -540,7 +560,8 @@ class Portfolio:
             self._put(after)
             if reexit:
                 self._failed_exits[after.id] = (after.exit_reason or ExitReason.MANUAL.value, 0)
-        return FillResult(change=change, position=after, realized_gross=gross, order_done=done, reexit=reexit)
+        return FillResult(change=change, position=after, realized_gross=gross, order_done=done, reexit=reexit,
+                          cancel=cancel)
 
     def order_ended(self, order: OrderRequest, reason: str, *, filled_quantity: Decimal | None = None) -> OrderEnd | None:
         """``order`` ended without completing: rejected or denied (nothing filled), canceled or
@@ -597,6 +618,15 @@ class Portfolio:
                 members.remove(position.id)
             if not members:
                 del self._by_coin[position.coin]
+
+
+def _is_order_of(position: Position, order: OrderRequest) -> bool:
+    """Whether ``order`` is one of ``position``'s orders, past or present (by its client id)."""
+    if order.position_id != position.id:
+        return False
+    if order.intent is OrderIntent.ENTRY:
+        return order.client_order_id == entry_order_id(position.id)
+    return any(order.client_order_id == exit_order_id(position.id, n) for n in range(1, position.exit_attempts + 1))
 
 
 def _with_order(position: Position, order: PositionOrder) -> Position:

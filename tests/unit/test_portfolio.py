@@ -404,3 +404,52 @@ def test_an_older_versions_order_in_flight_is_rebuilt_from_the_position():
     stored.pop("entry_order")
     loaded = portfolio().load(decode(Position, stored))
     assert loaded.entry_order == pending.entry_order
+
+
+# --- a fill that raced its order's cancel ---------------------------------------------------------
+
+
+def test_an_entry_fill_after_the_entry_was_canceled_still_grows_the_position():
+    book = portfolio()
+    pending = enter(book, condition(size=3000), 30000)
+    entry = order_of(book, pending.id, OrderIntent.ENTRY)
+    book.apply(fill(entry, "0.03", 30000, cumulative="0.03"))
+    book.order_ended(entry, "canceled", filled_quantity=D("0.03"))
+    late = book.apply(fill(entry, "0.02", 30100, cumulative="0.05"))
+    assert late.change is Change.INCREASED and not late.order_done
+    grown = late.position
+    assert grown.quantity == D("0.05") and grown.entry_order is None
+    assert grown.entry_price == (D("0.03") * 30000 + D("0.02") * 30100) / D("0.05")
+    too_much = book.apply(fill(entry, "0.06", 30100, cumulative="0.11"))  # 0.1 ordered, 0.05 filled before
+    assert too_much.change is Change.REJECTED
+
+
+def test_an_exit_fill_after_the_exit_ended_reduces_and_may_close_the_position():
+    book = portfolio()
+    pending = enter(book, condition(size=3000), 30000)
+    book.apply(fill(order_of(book, pending.id, OrderIntent.ENTRY), "0.1", 30000))
+    first = exit_now(book, pending.id, 30500)
+    book.apply(fill(first, "0.04", 30500, cumulative="0.04"))
+    book.order_ended(first, "IOC remainder", filled_quantity=D("0.04"))
+    assert book.get(pending.id).status is PositionStatus.OPEN
+    late = book.apply(fill(first, "0.01", 30500, cumulative="0.05"))
+    assert late.change is Change.REDUCED and late.position.status is PositionStatus.OPEN
+    assert late.position.quantity == D("0.05")
+    second = exit_now(book, pending.id, 30400)
+    assert second.quantity == D("0.05")
+    closing = book.apply(fill(first, "0.05", 30500, cumulative="0.1"))  # the first exit's last part, late
+    assert closing.change is Change.CLOSED and closing.cancel == second.client_order_id
+    assert closing.position.realized_pnl == D("0.1") * 500
+    assert book.apply(fill(second, "0.05", 30400)).change is Change.IGNORED
+
+
+def test_a_fill_of_an_order_that_was_never_the_positions_is_ignored():
+    book = portfolio()
+    pending = enter(book, condition(size=3000), 30000)
+    entry = order_of(book, pending.id, OrderIntent.ENTRY)
+    book.apply(fill(entry, "0.1", 30000))
+    stranger = OrderRequest(client_order_id=pending.id + "-X7", position_id=pending.id, coin="BTC", side="SELL",
+                            quantity=D("0.1"), intent=OrderIntent.EXIT, reference_price=D(30000),
+                            reference_ts_ms=TS)
+    assert book.apply(fill(stranger, "0.1", 30000)).change is Change.IGNORED
+    assert book.get(pending.id).quantity == D("0.1")
