@@ -24,10 +24,12 @@ timestamp>/`` first. One engine per folder: the engine holds ``<data_dir>/engine
 A session ends on Ctrl-C / SIGTERM, after ``--duration``, at the end of a replay, by the
 kill switch, or when a live source has received nothing since start (``FEED_GAVE_UP``); it
 then stops gracefully (``Engine.shutdown``): the Feed and the Strategist stop, orders in
-flight settle, open positions are kept or flattened (``[session] on_stop``), and the session
-report is printed and written to ``<data_dir>/runs/<run_id>/summary.json``. A replay's
-report covers the whole replay (every run on its data folder); other sources' cover the run,
-beside the cumulative account that ``--status`` shows.
+flight settle, orders working at the venue are canceled (all but the protective exits of kept
+positions; ``ORDERS_CANCELED``, ``canceled_orders`` in the report), open positions are kept or
+flattened (``[session] on_stop``), and the session report is printed and written to
+``<data_dir>/runs/<run_id>/summary.json``. A replay's report covers the whole replay (every
+run on its data folder); other sources' cover the run, beside the cumulative account that
+``--status`` shows.
 
 SIGTERM and SIGINT are caught from the first moment of the process (even during its imports):
 one that arrives before the engine started ends the process at once with exit code 0 and a
@@ -103,12 +105,21 @@ from actors.sniper import Sniper
 from actors.strategist import Strategist
 from actors.supervisor import ChildSpec, Supervisor
 from adapters.clock import TickClock, WallClock
-from adapters.data_folder import FolderLock, archive_contents, fingerprint_file, lock_holder
+from adapters.data_folder import (
+    VENUE_STORE_NAME,
+    FolderLock,
+    archive_contents,
+    fingerprint_file,
+    lock_holder,
+    write_report,
+)
 from adapters.console.logs import configure_logging, intercept_stdlib_logging
-from adapters.venues.paper import PaperExchange
+from adapters.console.status import status_line
+from adapters.timers import PeriodicTimers, TimerJob
+from adapters.venues.paper import PaperVenue, adopt_positions
 from adapters.net.rate_limit import TokenBucket
 from adapters.feeds.recorder import TradeRecorder
-from adapters.ports import Clock, ExchangePort, MarketSource
+from adapters.ports import Clock, MarketSource, VenuePort
 from adapters.price_board import InMemoryPriceBoard
 from adapters.feeds.sim_source import SimSource
 from state.config import Config, ConfigError, ReplayFile, load_config, parse_config
@@ -127,8 +138,10 @@ from state.messages import (
     TimerFired,
 )
 from state.market import MarketRules
+from state.matching import VenuePosition
 from state.models import TradeCondition, account_equity
-from state.report import Ledger, format_report, report_money
+from state.report import Ledger, format_report
+from state.session_report import ReportContext, report_scope, report_ticks, session_report, with_durable_state
 from state.session import (
     DataDirError,
     DataDirUnusable,
@@ -140,9 +153,10 @@ from state.session import (
     differences,
     identity_from_config,
 )
-from state.store import Store, StoreOutbox, hold_open, is_store_unwritable, jsonable
+from state.store import Store, StoreOutbox, hold_open, is_store_unwritable
 from state.strategies import StrategyContext, build_strategy
-from state.types import PositionStatus, TradingState
+from state.types import OrderIntent, OrderStatus, PositionStatus, TradingState
+from state.venue_store import VenueStore, VenueStoreMismatch
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -190,7 +204,7 @@ class Engine:
         *,
         data_dir: Path,
         clock: Clock | None = None,
-        venue: ExchangePort | None = None,
+        venue: VenuePort | None = None,
         source: MarketSource | None = None,
         ask_timeout: float = 10.0,
         run_id: str | None = None,
@@ -221,7 +235,12 @@ class Engine:
             except ValueError as error:
                 raise ConfigError([str(error)]) from None
             self.journal_store = _make_journal_store(config, data_dir)
-        except ConfigError:
+            try:
+                self.venue_store = _open_venue_book(data_dir, self.store) if venue is None else None
+            except BaseException:
+                self.journal_store.close()
+                raise
+        except (ConfigError, DataDirUnusable):
             self.store.close()
             if self.recorder is not None:
                 self.recorder.close()
@@ -231,14 +250,9 @@ class Engine:
         self.board = InMemoryPriceBoard()
         self.market_rules: dict[str, MarketRules] = {}  # the venue's, when loaded at start
         self.market_rules_from = "config"
-        self.venue: ExchangePort = venue or PaperExchange(
-            clock=self.clock,
-            markets=self.market,
-            slippage_bps=config.paper.slippage_bps,
-            taker_fee_rate=config.paper.taker_fee,
-            max_price_age_s=config.paper.max_price_age_s,
-            ledger=self.store,
-        )
+        self.venue: VenuePort = venue or PaperVenue.from_config(
+            config.paper, category=config.feed.market_category(), clock=self.clock, markets=self.market,
+            ledger=self.venue_store, quotes=self.board.quote)
         self.supervisor = Supervisor(
             bus=self.bus, clock=self.clock, config=config.supervisor, on_escalate=self._escalate
         )
@@ -273,8 +287,7 @@ class Engine:
         self._give_up_after_s = config.feed.give_up_after_s if config.feed.live and config.feed.give_up_after_s else None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
-        self._timer_stop = threading.Event()
-        self._timer: threading.Thread | None = None
+        self.timers: PeriodicTimers | None = None  # the periodic nudges (adapters/timers.py), from start()
         self._specs = {role: ChildSpec(role, self._factory(role), role in STATE_OWNERS) for role in ROLES}
 
     # --- wiring ----------------------------------------------------------------------------------
@@ -371,6 +384,8 @@ class Engine:
     def _close_stores(self) -> None:
         self.store.close()
         self.journal_store.close()
+        if self.venue_store is not None:
+            self.venue_store.close()
         for anchor in self._anchors:
             anchor.close()
         self._anchors = []
@@ -412,8 +427,7 @@ class Engine:
             why = f"store unwritable: {self.store_error}" if self.store_error is not None else str(error)
             raise EngineStartError(f"could not start {START_ORDER[len(started)]}: {why}") from error
         self.supervisor.start()
-        self._timer = threading.Thread(target=self._run_timers, name="engine-timers", daemon=True)
-        self._timer.start()
+        self.timers = self._make_timers().start()
         self.started_at = time.monotonic()
         self.started_wall = datetime.now(timezone.utc)
         try:
@@ -429,9 +443,11 @@ class Engine:
     def shutdown(self, exit_code: int = EXIT_OK, reason: str = "stop requested") -> dict[str, Any]:
         """Stop gracefully and return the session report (also written to
         ``<data_dir>/runs/<run_id>/summary.json``): the Feed and the Strategist stop (no new
-        ticks, no new conditions), orders in flight settle (up to ``settle_timeout_s``), open
-        positions are kept or flattened as ``[session] on_stop`` says (always flattened by the
-        kill switch), then every actor stops in order. Idempotent."""
+        ticks, no new conditions), orders in flight settle (up to ``settle_timeout_s``), every
+        order working at the venue that is not a protective exit of a kept position is canceled
+        and confirmed (``canceled_orders`` in the report), open positions are kept or flattened
+        as ``[session] on_stop`` says (always flattened by the kill switch), then every actor
+        stops in order. Idempotent."""
         if self.report is not None or self.stopped:
             return self.report or {}
         log = logger.bind(actor="engine")
@@ -448,7 +464,9 @@ class Engine:
         if not settled:
             log.warning("ORDERS_IN_FLIGHT: not settled within {}s; they stay recorded and are "
                         "reconciled at the next start", settle_s)
-        if self.config.session.on_stop == "flatten" or exit_code == EXIT_KILL_SWITCH:
+        flatten = self.config.session.on_stop == "flatten" or exit_code == EXIT_KILL_SWITCH
+        canceled = self._cancel_working_orders(settle_s, keep_exits=not flatten)
+        if flatten:
             self._flatten("SESSION_END" if exit_code != EXIT_KILL_SWITCH else "KILL_SWITCH")
             settled = self._settle(settle_s) and settled
         snapshot = _ask_or(self.sniper.snapshot, None)
@@ -456,11 +474,50 @@ class Engine:
         self.report = self._build_report(exit_code, reason, feed_stats, snapshot, totals)
         if snapshot is None or not feed_stats or not totals:  # an actor could not answer
             self.report = _with_durable_state(self, self.report, _read_durable(self))
+        self.report["canceled_orders"] = canceled
         self._write_report(self.report)
         if settled and exit_code == EXIT_OK and self.finished.is_set() and self.config.feed.source == "replay":
             self._record_completion(self.report)
         self.stop(exit_code)
         return self.report
+
+    def _cancel_working_orders(self, timeout: float, *, keep_exits: bool) -> list[str]:
+        """Cancel every order working at the venue that is not a protective exit of a position
+        kept open (``keep_exits``: exits are kept when positions are), wait (up to ``timeout``)
+        until the venue confirmed each (the Executor's record is final and the venue no longer
+        lists it), and return the client ids that ended CANCELED (``ORDERS_CANCELED``)."""
+        log = logger.bind(actor="engine")
+        executor = self.handles[EXECUTOR]
+        working = _ask_or(lambda: executor.ask("open_orders"), None)
+        if working is None:
+            log.error("ORDERS_NOT_CANCELED: the Executor could not list the working orders")
+            return []
+        keep: set[str] = set()
+        for order in working if keep_exits else ():
+            record = _ask_or(lambda coid=order.client_order_id: executor.ask("order", coid), None)
+            if record is not None and record.intent is OrderIntent.EXIT:
+                keep.add(order.client_order_id)
+        asked = list(_ask_or(lambda: executor.ask("cancel_open_orders", frozenset(keep)), ()))
+        records: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
+        while asked:
+            listed = {o.client_order_id for o in _ask_or(lambda: executor.ask("open_orders"), [])}
+            records = {coid: _ask_or(lambda coid=coid: executor.ask("order", coid), None) for coid in asked}
+            waiting = [c for c in asked if c in listed or records[c] is None or not records[c].is_final]
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                log.warning("ORDERS_NOT_CANCELED: {} not confirmed by the venue within {}s: {}", len(waiting),
+                            timeout, waiting)
+                break
+            self.bus.wait_idle(0.05)  # a cancel resolves through the bus: wait on it, bounded
+        if asked:  # the Sniper applies the cancels (and any fill that won the race) before the report
+            self.wait_idle(max(0.0, deadline - time.monotonic()))
+        canceled = [c for c in asked if records.get(c) is not None and records[c].status is OrderStatus.CANCELED]
+        if keep:
+            log.info("ORDERS_KEPT: {} protective exit(s) of kept positions stay working: {}", len(keep), sorted(keep))
+        log.info("ORDERS_CANCELED: {} {}", len(canceled), canceled)
+        return canceled
 
     def _record_completion(self, report: dict[str, Any]) -> None:
         """The replay reached its end and everything settled: a later run on this folder says
@@ -494,11 +551,9 @@ class Engine:
                     logger.bind(actor="engine").error("FLATTEN_FAILED: {}: {}", position.id, error)
 
     def _report_scope(self) -> tuple[str, Ledger, Any]:
-        """What the report's totals cover: a replay's whole data folder (every run of it, from a
-        fresh account), else this run (from the account as it began)."""
-        if self.config.feed.source == "replay":
-            return "replay", Ledger.fresh(self.config.paper.initial_balance), self.config.paper.initial_balance
-        return "run", self.start_ledger, self.start_equity
+        """What the report's totals cover (``state/session_report.report_scope``)."""
+        return report_scope(self.config.feed.source, self.config.paper.initial_balance, self.start_ledger,
+                            self.start_equity)
 
     def _report_totals(self) -> dict[str, Any]:
         """The journal's figures over the report's scope, and the runs it covers (``runs``)."""
@@ -511,97 +566,37 @@ class Engine:
         return {**totals, "runs": [*runs, self.run_id]}
 
     def _report_ticks(self, feed: dict[str, Any]) -> int:
-        """A replay's ticks are its position in its files: every tick read from their start
-        through the last one this run fed (those a resumed run skipped were fed by the runs
-        before it), so the report of a replay interrupted and resumed counts what an
-        uninterrupted one does; at the end of data, every tick of the files. Other sources:
-        the ticks this run's Feed delivered."""
-        delivered = feed.get("ticks", 0)
+        """``state/session_report.report_ticks``: a replay's position in its files (the source
+        has stopped with the Feed: its final numbers), else the ticks the Feed delivered."""
         stats = getattr(self.source, "stats", None)
-        if self.config.feed.source != "replay" or stats is None:
-            return delivered
-        position = _ask_or(stats, {})  # the source has stopped with the Feed: its final numbers
-        if "skipped" not in position or "ticks" not in position:
-            return delivered
-        return int(position["skipped"]) + int(position["ticks"])
+        position = _ask_or(stats, {}) if stats is not None and self.config.feed.source == "replay" else None
+        return report_ticks(self.config.feed.source, feed.get("ticks", 0), position)
 
     def _build_report(self, exit_code: int, reason: str, feed: dict[str, Any], snapshot: Any,
                       totals: dict[str, Any]) -> dict[str, Any]:
-        """The session report. A replay's totals cover the whole replay (every run on its data
-        folder, ``runs``); other sources' cover this run, with the cumulative account beside
-        them. ``fees_paid_usd`` is what the balance lost to fees (the Sniper's ledger), checked
-        against the journal (``mismatches``)."""
+        """The session report (``state/session_report.session_report``) from what the engine
+        gathered; each way the journal disagrees with the account is logged (``REPORT_MISMATCH``)."""
         ended = datetime.now(timezone.utc)
-        started = self.started_wall or ended
-        source = feed.get("source", {}) if isinstance(feed, dict) else {}
         scope, start_ledger, start_equity = self._report_scope()
-        if snapshot is not None:
-            end_ledger = Ledger(balance=snapshot.balance, realized_pnl=snapshot.realized_pnl,
-                                fees_paid=snapshot.fees_paid)
-            money = jsonable(report_money(start=start_ledger, end=end_ledger, journal=totals,
-                                          open_positions=snapshot.positions))
-        else:
-            money = {"mismatches": ["account: the Sniper did not answer; money from the journal alone"],
-                     "realized_pnl_usd": totals.get("realized_pnl_usd"), "fees_paid_usd": totals.get("fees_paid_usd")}
-        for mismatch in money["mismatches"]:
+        context = ReportContext(
+            run_id=self.run_id, source=self.config.feed.source,
+            simulated=bool(self.source is not None and self.source.simulated), data_dir=str(self.data_dir),
+            on_stop=self.config.session.on_stop, initial_balance=self.config.paper.initial_balance,
+            started_at=self.started_wall or ended, ended_at=ended,
+        )
+        report = session_report(
+            context, exit_code=exit_code, reason=reason, scope=scope, start_ledger=start_ledger,
+            start_equity=start_equity, totals=totals, snapshot=snapshot, feed=feed, ticks=self._report_ticks(feed),
+            restarts=self.restarts, trading_state=_ask_or(self.risk_gate.trading_state, None),
+            rest=self.rest_limiter.stats(), market_rules_from=self.market_rules_from, market_rules=self.market_rules,
+            recorded={coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
+        )
+        for mismatch in report["mismatches"]:
             logger.bind(actor="engine").warning("REPORT_MISMATCH: {}", mismatch)
-        report: dict[str, Any] = {
-            "run_id": self.run_id,
-            "scope": scope,
-            "runs": totals.get("runs", [self.run_id]),
-            "started_at": started.isoformat(),
-            "ended_at": ended.isoformat(),
-            "duration_s": round((ended - started).total_seconds(), 3),
-            "ticks": self._report_ticks(feed),
-            "ticks_this_run": feed.get("ticks", 0),
-            "total_trades": totals.get("total_trades", 0),
-            "wins": totals.get("wins", 0),
-            "losses": totals.get("losses", 0),
-            "realized_pnl_usd": money.get("realized_pnl_usd"),
-            "gross_pnl_usd": money.get("gross_pnl_usd"),
-            "fees_paid_usd": money.get("fees_paid_usd"),
-            "slippage_avg_bps": str(totals.get("slippage_avg_bps", "0")),
-            "max_drawdown_pct": str(totals.get("max_drawdown_pct", "0")),
-            "open_positions_at_end": sum(1 for p in snapshot.positions) if snapshot is not None else None,
-            "open_positions": money.get("open_positions", []),
-            "unrealized_pnl_usd": money.get("unrealized_pnl_usd"),
-            "restarts": sum(self.restarts.values()),
-            "restarts_by_actor": {role: n for role, n in self.restarts.items() if n},
-            "exit_code": exit_code,
-            "end_reason": reason,
-            "source": self.config.feed.source,
-            "simulated": bool(self.source is not None and self.source.simulated),
-            "bars": feed.get("bars", 0),
-            "stale_periods": feed.get("stale_periods", 0),
-            "reconnects": source.get("reconnects", 0) if isinstance(source, dict) else 0,
-            "bad_frames": source.get("bad_frames", {}).get("total", 0) if isinstance(source, dict) else 0,
-            "rejected_ticks": feed.get("rejected_ticks", {"total": 0, "by_kind": {}}),
-            "rest": self.rest_limiter.stats(),
-            "market_rules": {"from": self.market_rules_from,
-                             **{coin: jsonable(rule) for coin, rule in sorted(self.market_rules.items())}},
-            "top_of_book": feed.get("top_of_book", {}),
-            "recorded": {coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
-            "bad_rows": source.get("bad_rows", 0) if isinstance(source, dict) else 0,
-            "start_equity": str(start_equity),
-            "end_equity": str(snapshot.equity) if snapshot is not None else None,
-            "start_balance": money.get("start_balance"),
-            "balance": str(snapshot.balance) if snapshot is not None else None,
-            "account": money.get("account"),
-            "resumed_account": start_ledger != Ledger.fresh(self.config.paper.initial_balance),
-            "mismatches": money["mismatches"],
-            "trading_state": _ask_or(self.risk_gate.trading_state, None),
-            "on_stop": self.config.session.on_stop,
-            "data_dir": str(self.data_dir),
-        }
         return report
 
     def _write_report(self, report: dict[str, Any]) -> None:
-        folder = self.data_dir / "runs" / self.run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "summary.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        temporary.replace(path)  # never a half-written report
+        path = write_report(self.data_dir, self.run_id, report)
         logger.bind(actor="engine").info("SESSION_REPORT: {}", path)
 
     def stop(self, exit_code: int = EXIT_OK) -> int:
@@ -616,7 +611,8 @@ class Engine:
             if self._stopped.is_set():
                 return self.exit_code if self.exit_code is not None else exit_code
             try:
-                self._timer_stop.set()
+                if self.timers is not None:
+                    self.timers.stop()
                 _step("supervisor", self.supervisor.stop)
                 _step("actors", self._stop_roles, STOP_ORDER)
                 self.bus.remove_tap(self._watch)
@@ -696,25 +692,25 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run_timers(self) -> None:
-        """Periodic nudges: Journal flush every 0.25 s, the Sniper's expiry sweep every
-        ``sweep_interval_s``, the Executor's reconcile of unknown outcomes every 5 s."""
-        step = min(JOURNAL_FLUSH_S, self.config.engine.sweep_interval_s)
-        # A replay's time moves only with its ticks, which expire conditions themselves; a
-        # sweep stamped by this thread would race them.
-        due = {EXECUTOR: 0.0} if self.config.feed.source == "replay" else {SNIPER: 0.0, EXECUTOR: 0.0}
-        every = {SNIPER: self.config.engine.sweep_interval_s, EXECUTOR: RECONCILE_S}
-        names = {SNIPER: "sweep", EXECUTOR: "reconcile"}
-        while not self._timer_stop.wait(step):
-            now = self.clock.now_ns()
-            self.bus.tell(JOURNAL, TimerFired(ts_init_ns=now, name="flush"))
-            if self._stale_after_s is not None or self._give_up_after_s is not None or self.recorder is not None:
-                self.bus.tell(FEED, TimerFired(ts_init_ns=now, name="stale_check"))
-            for role in due:
-                due[role] += step
-                if due[role] + 1e-9 >= every[role]:
-                    due[role] = 0.0
-                    self.bus.tell(role, TimerFired(ts_init_ns=now, name=names[role]))
+    def _make_timers(self) -> PeriodicTimers:
+        """The periodic nudges (``adapters/timers.py``), each a ``TimerFired`` told to one role:
+        Journal flush every 0.25 s, the Feed's stale check as often when it watches for
+        silence or records, the Sniper's expiry sweep every ``sweep_interval_s`` (not in a
+        replay: its time moves only with its ticks, which expire conditions themselves, and a
+        sweep stamped by this thread would race them), the Executor's reconcile of unknown
+        outcomes every 5 s."""
+        sweep_s = self.config.engine.sweep_interval_s
+
+        def nudge(role: str, name: str) -> Callable[[], None]:
+            return lambda: self.bus.tell(role, TimerFired(ts_init_ns=self.clock.now_ns(), name=name))
+
+        jobs = [TimerJob(name="flush", action=nudge(JOURNAL, "flush"))]
+        if self._stale_after_s is not None or self._give_up_after_s is not None or self.recorder is not None:
+            jobs.append(TimerJob(name="stale_check", action=nudge(FEED, "stale_check")))
+        if self.config.feed.source != "replay":
+            jobs.append(TimerJob(name="sweep", action=nudge(SNIPER, "sweep"), every_s=sweep_s))
+        jobs.append(TimerJob(name="reconcile", action=nudge(EXECUTOR, "reconcile"), every_s=RECONCILE_S))
+        return PeriodicTimers(min(JOURNAL_FLUSH_S, sweep_s), jobs, name="engine-timers")
 
     # --- the public API -----------------------------------------------------------------------
 
@@ -790,6 +786,26 @@ def _session_identity(config: Config) -> SessionIdentity:
             except OSError as error:
                 raise ConfigError([f"feed.files: {file.path}: cannot read: {error.strerror or error}"]) from None
     return identity_from_config(config, prints)
+
+
+def _open_venue_book(data_dir: Path, store: Store) -> VenueStore:
+    """The paper venue's own book (``<data_dir>/venue.db``), tied to ``store``. A book that
+    belongs to another store is refused (exit 2). A new book beside a store of an older version
+    that holds open positions adopts them (``VENUE_ADOPTED``), so their reduce-only exits are
+    not refused by a venue that never saw them."""
+    try:
+        book = VenueStore(data_dir / VENUE_STORE_NAME, owner=store.outbox_id)
+    except VenueStoreMismatch as error:
+        raise DataDirUnusable(f"data_dir {data_dir}: {error}; use another --data-dir, or --fresh to archive "
+                              "this folder's contents first") from None
+    if book.new_book:
+        held = [VenuePosition(coin=p.coin, side=p.direction, quantity=p.quantity, entry_price=p.entry_price)
+                for p in store.load_positions() if p.entry_price is not None and p.quantity > 0]
+        for position in adopt_positions(book, held):
+            log.warning("VENUE_ADOPTED: the paper venue's new book takes over {} {} {} @ {} from this folder's "
+                        "store (written by a version without a venue book)", position.side.value,
+                        position.quantity, position.coin, position.entry_price)
+    return book
 
 
 def _open_session_folder(data_dir: Path, identity: SessionIdentity,
@@ -949,26 +965,9 @@ def _read_durable(engine: Engine) -> dict[str, Any]:
 
 
 def _with_durable_state(engine: Engine, report: dict[str, Any], durable: dict[str, Any]) -> dict[str, Any]:
-    """``report`` with the numbers the actors could not give taken from the durable state:
-    ticks from the engine's own count, trades and PnL from the journal database, positions,
-    balance, equity and trading state from the engine store. Says so in ``built_from``."""
-    out = dict(report)
-    out["ticks"] = max(int(out.get("ticks") or 0), engine.ticks_seen)
-    trades_from = "the journal database"
-    if "journal_totals" in durable:
-        out.update(durable["journal_totals"])
-    elif "balance" in durable:  # the journal cannot be read: the engine store's own count
-        trades_from = "the engine store (journal unreadable: no wins/losses, slippage or drawdown)"
-        out.update(total_trades=durable["closed_positions_this_session"], wins=None, losses=None,
-                   realized_pnl_usd=str(durable["realized_pnl_this_session"]),
-                   fees_paid_usd=str(durable["fees_paid_this_session"]))
-    if "balance" in durable:
-        out.update(balance=str(durable["balance"]), end_equity=str(durable["equity"]),
-                   open_positions_at_end=durable["open_positions"], trading_state=durable["trading_state"])
-    out["built_from"] = (f"durable state (the actors were down): ticks counted by the engine, trades from "
-                         f"{trades_from}, positions and balance from the engine store")
-    out["durable"] = {key: jsonable(value) for key, value in durable.items() if key != "journal_totals"}
-    return out
+    """``report`` with what the actors could not give from the durable state
+    (``state/session_report.with_durable_state``)."""
+    return with_durable_state(report, durable, engine.ticks_seen)
 
 
 def _durable_report(engine: Engine, exit_code: int, reason: str) -> dict[str, Any]:
@@ -1003,7 +1002,7 @@ def build_engine(
     data_dir: str | Path | None = None,
     *,
     clock: Clock | None = None,
-    venue: ExchangePort | None = None,
+    venue: VenuePort | None = None,
     source: MarketSource | None = None,
     ask_timeout: float = 10.0,
     progress: bool = False,
@@ -1052,45 +1051,18 @@ def resolve_config_and_data_dir(
 # --- command line ------------------------------------------------------------------------------
 
 def _status_line(engine: Engine, previous: dict[str, float] | None = None) -> str:
-    """One line: feed state, ticks/s since the last line, armed, open, balance, realized PnL."""
+    """One line (``adapters/console/status.py``): feed state, ticks/s since the last line,
+    armed, open, balance, realized PnL."""
     try:
         snap = engine.sniper.snapshot()
         feed = engine.handles[FEED].stats()
         trading = engine.risk_gate.trading_state()
     except Exception as error:  # noqa: BLE001 - a status line never kills the session
         return f"status unavailable: {error}"
-    now = time.monotonic()
-    state = previous if previous is not None else {}
-    since, ticks_then = state.get("at", engine.started_at or now), state.get("ticks", 0.0)
-    rate = (feed["ticks"] - ticks_then) / max(1e-9, now - since)
-    state.update(at=now, ticks=float(feed["ticks"]))
-    source = engine.config.feed.source
-    if engine.source is not None and engine.source.simulated:
-        source += " (SIMULATED market)"
-    progress = feed.get("source", {}).get("percent")
-    if progress is not None:
-        source += f" {progress:.1f}%"
-    if feed.get("finished"):
-        source += " finished"
-    top = feed.get("top_of_book", {})
-    prices = ", ".join(
-        f"{coin} {price}" + (f" ({top[coin]['bid']}/{top[coin]['ask']})" if coin in top else "")
-        for coin, (price, _) in sorted(engine.board.all().items()))
-    live = feed.get("source", {})
-    if isinstance(live, dict) and "reconnects" in live:
-        source += f" {live.get('state', '?')}, {live['reconnects']} reconnect(s)"
-        if (live.get("bad_frames") or {}).get("total"):
-            source += f", {live['bad_frames']['total']} bad frame(s)"
-        if (live.get("rest_fallback") or {}).get("active"):
-            source += ", REST fallback"
-    trading_note = "" if trading == TradingState.ACTIVE.value else f" | trading {trading}"
-    if feed.get("stale"):
-        trading_note += f" | STALE {', '.join(feed['stale'])} (no new entries)"
-    return (
-        f"feed {source} | ticks {feed['ticks']} ({rate:.1f}/s) | "
-        f"armed {len(snap.conditions)} | open {len(snap.positions)} | "
-        f"balance {snap.balance:.2f} | realized {snap.realized_pnl:.2f}{trading_note} | {prices}"
-    )
+    return status_line(snapshot=snap, feed=feed, trading=trading, prices=engine.board.all(),
+                       source=engine.config.feed.source,
+                       simulated=engine.source is not None and engine.source.simulated,
+                       now=time.monotonic(), started_at=engine.started_at, previous=previous)
 
 
 def main(argv: list[str] | None = None) -> int:

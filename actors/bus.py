@@ -98,6 +98,7 @@ from state.messages import (
     Tick,
     TickMatched,
     TradingStateChanged,
+    VenueEventReceived,
 )
 
 FEED = "feed"
@@ -126,6 +127,7 @@ COMMAND_ROUTES: dict[type[Message], str] = {
     ExecuteOrder: EXECUTOR,  # built only by the RiskGate
     CancelOrder: EXECUTOR,  # not vetted: a cancel only reduces what is at risk
     MatchTick: EXECUTOR,
+    VenueEventReceived: EXECUTOR,  # a venue's outcome from its own thread
     ArmCondition: SNIPER,
     ArmConditions: SNIPER,
     CancelCondition: SNIPER,

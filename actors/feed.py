@@ -93,7 +93,7 @@ from state.messages import (
     Tick,
     TimerFired,
 )
-from state.market import MarketRules
+from state.market import MarketRules, TopOfBook
 from state.store import Store
 from state.tick_guard import TickGuard, TickGuardSettings
 
@@ -314,6 +314,10 @@ class Feed(EngineActor):
     def _on_push_quote(self, quote: PushQuote) -> None:
         self._received = True
         self._quotes[quote.coin] = quote
+        book = TopOfBook(bid=quote.bid, bid_qty=quote.bid_qty, ask=quote.ask, ask_qty=quote.ask_qty,
+                         ts_ms=quote.ts_ms if quote.ts_ms is not None else self.clock.now_ns() // 1_000_000)
+        if book.sane:
+            self._board.update_quote(quote.coin, book)
         if self._stale_after_s is not None:
             self._heard_from(quote.coin)
 

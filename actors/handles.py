@@ -114,5 +114,11 @@ class JournalHandle(ActorHandle):
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         return self.ask("events", kind)
 
+    def fills(self, run_id: str | None = None, client_order_id: str | None = None) -> list[dict[str, Any]]:
+        return self.ask("fills", run_id=run_id, client_order_id=client_order_id)
+
+    def order_events(self, client_order_id: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        return self.ask("order_events", client_order_id=client_order_id, run_id=run_id)
+
     def run_totals(self, run_id: str, start_equity: Any) -> dict[str, Any]:
         return self.ask("run_totals", run_id, start_equity)

@@ -1,17 +1,20 @@
 """Invariants: a detector that watches the engine's facts and reports what must never happen.
 
-**Owns** nothing but what it needs to check: the trade ids of the last ``FILLS_KEPT`` fills
-by client order id (older ones are looked up in the Executor's records), and the last
+**Owns** nothing but what it needs to check: the trade ids and filled quantity of the last
+``FILLS_KEPT`` filled orders by client order id (older ones are looked up in the Executor's
+records), and the last
 ``VIOLATIONS_KEPT`` violations (``violation_count`` counts them all): bounded, however long the
 session.
 
-**Accepts** ``OrderFilled``, ``OrderRejected``, ``OrderDenied``, position events and
-``ActorRestarted``.
+**Accepts** ``OrderFilled``, ``OrderRejected``, ``OrderCanceled``, ``OrderExpired``,
+``OrderDenied``, position events and ``ActorRestarted``.
 
 **Emits** ``InvariantViolated`` (logged at ERROR and journaled). It never trades and never
 changes anyone's state.
 
-Checks: a client order id filled twice with different trade ids; an exit order denied (a stop
+Checks: an order filled again, with another trade id, after its fills had completed it (an
+order may fill in parts, each part its own trade id; the same trade id again is the same fill
+republished); an exit order denied (a stop
 must always pass the gate); an opened position whose notional exceeds its size by more than
 the slippage allowance; a negative cash balance.
 
@@ -29,7 +32,9 @@ from actors.bus import INVARIANTS
 from state.messages import (
     ActorRestarted,
     InvariantViolated,
+    OrderCanceled,
     OrderDenied,
+    OrderExpired,
     OrderFilled,
     OrderRejected,
     PositionChanged,
@@ -51,29 +56,32 @@ class Invariants(EngineActor):
     def __init__(self, *, store: Store, **base: Any) -> None:
         super().__init__(**base)
         self._store = store
-        self._fills: OrderedDict[str, str] = OrderedDict()  # client order id -> trade id, oldest first
+        # client order id -> (trade ids, filled quantity), oldest first
+        self._fills: OrderedDict[str, tuple[tuple[str, ...], Decimal]] = OrderedDict()
         self.violations: deque[InvariantViolated] = deque(maxlen=VIOLATIONS_KEPT)
         self.violation_count = 0
         self.restarts_seen = 0
 
     def on_start(self) -> None:
         for record in self._store.load_orders([OrderStatus.FILLED], latest=FILLS_KEPT):
-            self._remember_fill(record.client_order_id, record.trade_id or "")
+            self._remember_fills(record.client_order_id, tuple(f.trade_id for f in record.fills),
+                                 record.filled_quantity)
 
-    def _remember_fill(self, client_order_id: str, trade_id: str) -> None:
-        self._fills[client_order_id] = trade_id
+    def _remember_fills(self, client_order_id: str, trade_ids: tuple[str, ...], filled: Decimal) -> None:
+        self._fills[client_order_id] = (trade_ids, filled)
         self._fills.move_to_end(client_order_id)
         while len(self._fills) > FILLS_KEPT:
             self._fills.popitem(last=False)
 
-    def _known_fill(self, client_order_id: str) -> str | None:
-        """The trade id this order was filled with: remembered, else the Executor's record."""
+    def _known_fills(self, client_order_id: str) -> tuple[tuple[str, ...], Decimal]:
+        """The trade ids this order was filled with and their quantity: remembered, else the
+        Executor's record."""
         known = self._fills.get(client_order_id)
         if known is None:
             record = self._store.get_order(client_order_id)
-            if record is not None and record.status is OrderStatus.FILLED:
-                known = record.trade_id or ""
-        return known
+            if record is not None and record.fills:
+                known = (tuple(f.trade_id for f in record.fills), record.filled_quantity)
+        return known or ((), Decimal(0))
 
     def _violate(self, code: str, detail: str, correlation_id: str | None = None) -> None:
         event = InvariantViolated(ts_init_ns=self.now_ns(), correlation_id=correlation_id, code=code, detail=detail)
@@ -84,13 +92,22 @@ class Invariants(EngineActor):
 
     def _on_order_filled(self, event: OrderFilled) -> None:
         order_id = event.order.client_order_id
-        known = self._known_fill(order_id)
-        if known is not None and known != event.trade_id:
-            self._violate("DUPLICATE_FILL", f"{order_id} filled as {known} and as {event.trade_id}",
+        trade_ids, filled = self._known_fills(order_id)
+        if event.trade_id in trade_ids:  # the same fill, published again
+            self._remember_fills(order_id, trade_ids, filled)
+            return
+        if trade_ids and filled >= event.order.quantity:
+            self._violate("DUPLICATE_FILL", f"{order_id} filled as {', '.join(trade_ids)} and as {event.trade_id}",
                           event.correlation_id)
-        self._remember_fill(order_id, event.trade_id)
+        self._remember_fills(order_id, (*trade_ids, event.trade_id), filled + event.fill_quantity)
 
     def _on_order_rejected(self, event: OrderRejected) -> None:
+        return None
+
+    def _on_order_canceled(self, event: OrderCanceled) -> None:
+        return None
+
+    def _on_order_expired(self, event: OrderExpired) -> None:
         return None
 
     def _on_order_denied(self, event: OrderDenied) -> None:

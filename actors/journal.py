@@ -4,8 +4,19 @@
 
 - ``trades``: one row per position, OPEN when it opens, CLOSED with its net pnl, fees, order
   ids and venue when it closes, REJECTED when its entry never filled;
-- ``orders``: one row per client order id: REQUESTED, then FILLED (with its slippage in basis
-  points against the order's reference price), REJECTED (the venue) or DENIED (the RiskGate);
+- ``orders``: one row per client order id: the order as sent (type, time in force, limit and
+  stop price, post-only, reduce-only) and where it is: REQUESTED (SubmitOrder), SUBMITTED
+  (ExecuteOrder), ACCEPTED, PARTIALLY_FILLED, then FILLED, CANCELED, EXPIRED, REJECTED (the
+  venue) or DENIED (the RiskGate), with its filled quantity, average price, fees and slippage
+  in basis points (against the order's reference price, or the fills' mids when they carry
+  one); a status only moves forward and a final one is never overwritten;
+- ``order_events``: every order's state history, one row per change (requested, submitted,
+  denied, accepted, each fill, cancel requested, canceled, expired, rejected) with its engine
+  time, run and reason;
+- ``fills``: one row per venue trade id (order, price, quantity, fee, fee currency,
+  liquidity, time): a fill re-sent with a trade id already journaled writes nothing at all
+  (no fill, no history row, no change to its order; counted as ``duplicate_fills``). The
+  report's fees and realized PnL are sums of these (``state/report.py``);
 - ``daily_pnl``: one row per UTC day of *engine* time (the messages' ``ts_init_ns``, so a
   replay files the replayed day): starting/ending equity, realized and unrealized PnL, fees,
   trades, wins, losses, intraday drawdown, kill switch;
@@ -21,8 +32,11 @@ The rows are derived from the events by the pure functions of ``state/report.py`
 told directly (no outbox attached: tests) they are recorded the same way. Each becomes an
 ``events`` row; these also derive rows: ``PositionOpened`` / ``PositionChanged`` /
 ``PositionClosed`` (trades; a close also counts in its day and adds an equity sample),
-``SubmitOrder`` / ``OrderAccepted`` / ``OrderFilled`` / ``OrderRejected`` / ``OrderDenied``
-(orders; a fill also gives the trade its venue and exit order id), ``AccountMarked`` (equity
+``SubmitOrder`` / ``ExecuteOrder`` / ``CancelOrder`` (audit copies) / ``OrderAccepted`` /
+``OrderFilled`` / ``OrderCanceled`` / ``OrderExpired`` / ``OrderRejected`` / ``OrderDenied``
+(orders, their history and fills; a fill also gives the trade its venue and exit order id; a
+fill or an end whose quantities disagree with the fills journaled is logged as
+``JOURNAL_FILL_GAP``), ``AccountMarked`` (equity
 sample, daily equity and drawdown), ``KillSwitchTriggered`` (the day's flag). A message of any
 other type, also one added later, is recorded as an ``events`` row only and never crashes the
 Journal. Every row carries the time of the message (the decision's engine time) and the run id
@@ -31,7 +45,8 @@ of the process that sent it. ``TimerFired`` consumes the outbox (and is not reco
 
 Requests from outside (``engine.journal``), each answered after consuming the outbox, as
 JSON-ready dicts (decimals as exact text, ``str``): ``events(kind)``, ``trades(coin, days,
-run_id, status)``, ``daily(days)``, ``orders(run_id)``, ``run_totals(run_id, start_equity)``,
+run_id, status)``, ``daily(days)``, ``orders(run_id)``, ``fills(run_id, client_order_id)``,
+``order_events(client_order_id, run_id)``, ``run_totals(run_id, start_equity)``,
 ``totals(start_equity, run_ids)``, ``run_ids()``, ``stats()``.
 
 **Emits** nothing.
@@ -66,8 +81,8 @@ last recorded one of its subject, are not recorded again (counted in ``stats()``
 rebuilds the little it keeps in memory from the database (the open positions' share of
 equity, the last mark a new day starts from, the last announcements; days are read back as
 they are touched) and reads the outbox again from the committed cursor, so nothing is lost
-or written twice. Rows are keyed (trades by position, orders by client order id, days by
-date) and a final status is never overwritten. On start the Journal also checks its OPEN
+or written twice. Rows are keyed (trades by position, orders by client order id, fills by
+trade id, days by date) and a final status is never overwritten. On start the Journal also checks its OPEN
 trades against the engine store's active positions and reports a difference
 (``JOURNAL_MISMATCH``); it never invents rows.
 """
@@ -85,12 +100,16 @@ from actors.bus import JOURNAL
 from state.journal_store import EventRow, JournalBatch, JournalStore
 from state.messages import (
     AccountMarked,
+    CancelOrder,
     ConditionBlocked,
+    ExecuteOrder,
     FeedRecovered,
     InjectCrash,
     KillSwitchTriggered,
     OrderAccepted,
+    OrderCanceled,
     OrderDenied,
+    OrderExpired,
     OrderFilled,
     OrderRejected,
     PositionChanged,
@@ -104,18 +123,24 @@ from state.models import entry_order_id, exit_order_id
 from state.report import (
     DailyRow,
     EquitySample,
+    FillRow,
     JournalOrderStatus,
     Mark,
+    OrderEventKind,
+    OrderEventRow,
     OrderRow,
     SampleKind,
     TradeRow,
     TradeStatus,
+    average_price,
     day_after_close,
     day_after_kill_switch,
     day_after_mark,
     is_rejected_entry,
     new_day,
     order_row,
+    slippage_reference,
+    status_after_fill,
     trade_row,
     utc_day,
 )
@@ -140,8 +165,12 @@ _DERIVES: dict[type, str] = {
     PositionChanged: "_on_position_changed",
     PositionClosed: "_on_position_closed",
     SubmitOrder: "_on_submit_order",
+    ExecuteOrder: "_on_execute_order",
+    CancelOrder: "_on_cancel_order",
     OrderAccepted: "_on_order_accepted",
     OrderFilled: "_on_order_filled",
+    OrderCanceled: "_on_order_canceled",
+    OrderExpired: "_on_order_expired",
     OrderRejected: "_on_order_rejected",
     OrderDenied: "_on_order_denied",
     AccountMarked: "_on_account_marked",
@@ -166,9 +195,12 @@ class _Pending:
     orders: dict[str, OrderRow] = field(default_factory=dict)
     equity: list[EquitySample] = field(default_factory=list)
     days: dict[str, DailyRow] = field(default_factory=dict)
+    order_events: list[OrderEventRow] = field(default_factory=list)
+    fills: dict[str, FillRow] = field(default_factory=dict)  # by trade id, in the order received
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.trades) + len(self.orders) + len(self.equity) + len(self.days)
+        return (len(self.events) + len(self.trades) + len(self.orders) + len(self.equity) + len(self.days)
+                + len(self.order_events) + len(self.fills))
 
     def batch(self) -> JournalBatch:
         return JournalBatch(
@@ -177,6 +209,8 @@ class _Pending:
             orders=tuple(self.orders.values()),
             equity=tuple(self.equity),
             days=tuple(self.days.values()),
+            order_events=tuple(self.order_events),
+            fills=tuple(self.fills.values()),
         )
 
 
@@ -220,6 +254,7 @@ class Journal(EngineActor):
         self.written = 0
         self.consumed = 0
         self.duplicates = 0
+        self.duplicate_fills = 0  # fills whose trade id was already journaled: nothing written
         self.undecodable = 0
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -488,6 +523,18 @@ class Journal(EngineActor):
         row = self._pending.orders.get(client_order_id)
         return row if row is not None else self._store.load_order(client_order_id)
 
+    def _fill(self, trade_id: str) -> FillRow | None:
+        row = self._pending.fills.get(trade_id)
+        return row if row is not None else self._store.load_fill(trade_id)
+
+    def _fills_of(self, client_order_id: str) -> list[FillRow]:
+        """The order's journaled fills: those written, then those buffered."""
+        written = self._store.load_fills(client_order_id)
+        known = {f.trade_id for f in written}
+        buffered = [f for f in self._pending.fills.values()
+                    if f.client_order_id == client_order_id and f.trade_id not in known]
+        return [*written, *buffered]
+
     def _day(self, ts_ns: int) -> DailyRow:
         day = utc_day(ts_ns)
         row = self._days.get(day)
@@ -557,48 +604,123 @@ class Journal(EngineActor):
             equity=event.balance + others,
         ))
 
-    # --- orders ------------------------------------------------------------------------------------------
+    # --- orders: the orders row, its state history and its fills ---------------------------------
 
-    def _order_update(self, message: Any, status: JournalOrderStatus, **outcome: Any) -> OrderRow | None:
-        """The order's next row, or ``None`` when its row already has a final status."""
+    def _order_event(self, row: OrderRow, event: OrderEventKind, message: Any, **what: Any) -> None:
+        self._pending.order_events.append(OrderEventRow(
+            client_order_id=row.client_order_id, position_id=row.position_id, event=event.value,
+            status=row.status, message=type(message).__name__, ts_ns=message.ts_init_ns, run_id=self._run,
+            venue_order_id=what.pop("venue_order_id", None) or row.venue_order_id, **what,
+        ))
+
+    def _order_update(self, message: Any, status: JournalOrderStatus, event: OrderEventKind,
+                      **outcome: Any) -> OrderRow | None:
+        """The order's next row and its ``order_events`` row, or ``None`` (nothing written)
+        when its row is already final or further along (a re-sent SubmitOrder)."""
         order = message.order
         previous = self._order(order.client_order_id)
-        if previous is not None and previous.is_final:
-            if status is not JournalOrderStatus.REQUESTED:
+        if previous is not None and not previous.advances_to(status):
+            if previous.is_final and status is not JournalOrderStatus.REQUESTED:
                 self.log.debug("ORDER_ALREADY_FINAL: {} {} ({} ignored)", order.client_order_id,
                                previous.status, status.value)
             return None
         row = order_row(order, status=status, run_id=self._run, ts_ns=message.ts_init_ns,
                         correlation_id=message.correlation_id, previous=previous, **outcome)
         self._put_order(row)
+        self._order_event(row, event, message, reason=outcome.get("reason"))
         return row
 
     def _on_submit_order(self, command: SubmitOrder) -> None:
-        self._order_update(command, JournalOrderStatus.REQUESTED)
+        self._order_update(command, JournalOrderStatus.REQUESTED, OrderEventKind.REQUESTED)
+
+    def _on_execute_order(self, command: ExecuteOrder) -> None:
+        self._order_update(command, JournalOrderStatus.SUBMITTED, OrderEventKind.SUBMITTED)
 
     def _on_order_accepted(self, event: OrderAccepted) -> None:
-        self._order_update(event, JournalOrderStatus.REQUESTED, venue_order_id=event.venue_order_id)
+        self._order_update(event, JournalOrderStatus.ACCEPTED, OrderEventKind.ACCEPTED,
+                           venue_order_id=event.venue_order_id)
+
+    def _on_cancel_order(self, command: CancelOrder) -> None:
+        """A cancel asked for (its audit copy): a history row of a known, working order; the
+        order's status changes when the venue says (``OrderCanceled``, or the fill that won)."""
+        row = self._order(command.client_order_id)
+        if row is None or row.is_final:
+            self.log.debug("CANCEL_NOT_JOURNALED: {} is {}", command.client_order_id,
+                           "unknown" if row is None else row.status)
+            return
+        self._order_event(row, OrderEventKind.CANCEL_REQUESTED, command, reason=command.reason)
 
     def _on_order_filled(self, event: OrderFilled) -> None:
-        row = self._order_update(
-            event, JournalOrderStatus.FILLED, fill_price=event.fill_price,
-            fill_quantity=event.fill_quantity, fee=event.fee, venue=event.venue,
-            venue_order_id=event.venue_order_id, trade_id=event.trade_id,
-        )
-        if row is None:
+        """One fill, once per trade id: its ``fills`` row, its history row, and the order's
+        filled quantity, average price, fees and slippage (against the fills' mids when every
+        fill carries one, else the order's reference price)."""
+        order = event.order
+        if self._fill(event.trade_id) is not None:
+            self.duplicate_fills += 1
+            self.log.debug("DUPLICATE_FILL ignored: trade {} of {}", event.trade_id, order.client_order_id)
             return
-        trade = self._trade(event.order.position_id)
+        fill = FillRow(
+            trade_id=event.trade_id, client_order_id=order.client_order_id, position_id=order.position_id,
+            coin=order.coin, side=order.side.value, intent=order.intent.value, venue=event.venue,
+            venue_order_id=event.venue_order_id, price=event.fill_price, quantity=event.fill_quantity,
+            fee=event.fee, fee_currency=event.fee_currency, liquidity=event.liquidity.value,
+            cumulative_quantity=event.cumulative_quantity,
+            mid_price=getattr(event, "mid_price", None),  # a venue that fills against the mid says it
+            ts_event_ms=event.ts_event_ms, ts_ns=event.ts_init_ns, run_id=self._run,
+        )
+        previous = self._order(order.client_order_id)
+        fills = [*self._fills_of(order.client_order_id), fill] if previous is not None and \
+            previous.fill_quantity else [fill]
+        self._pending.fills[fill.trade_id] = fill
+        filled = sum((f.quantity for f in fills), Decimal(0))
+        if filled != event.cumulative_quantity:
+            self.log.warning("JOURNAL_FILL_GAP: {} has {} filled in the journal, the venue says {} (a fill "
+                             "the journal never received?)", order.client_order_id, filled,
+                             event.cumulative_quantity)
+        if previous is not None and previous.is_final:
+            self.log.warning("JOURNAL_FILL_AFTER_FINAL: trade {} of {} after it was {}", event.trade_id,
+                             order.client_order_id, previous.status)
+        status = status_after_fill(previous, event.cumulative_quantity, order.quantity)
+        row = order_row(
+            order, status=status, run_id=self._run, ts_ns=event.ts_init_ns,
+            correlation_id=event.correlation_id, previous=previous,
+            fill_price=average_price(fills), fill_quantity=filled, fee=sum((f.fee for f in fills), Decimal(0)),
+            venue=event.venue, venue_order_id=event.venue_order_id, trade_id=event.trade_id,
+            slippage_reference=slippage_reference(order.reference_price, fills),
+        )
+        if previous is not None and previous.is_final:
+            row = replace(row, status=previous.status, reason=previous.reason)
+        self._put_order(row)
+        self._order_event(row, OrderEventKind.FILL, event, trade_id=event.trade_id,
+                          quantity=event.fill_quantity, price=event.fill_price)
+        trade = self._trade(order.position_id)
         if trade is not None and not trade.is_final:
             changes: dict[str, Any] = {"venue": event.venue}
             if row.intent == OrderIntent.EXIT.value:
                 changes["exit_order_id"] = row.client_order_id
             self._put_trade(replace(trade, **changes))
 
+    def _ended(self, event: OrderCanceled | OrderExpired, status: JournalOrderStatus, kind: OrderEventKind) -> None:
+        row = self._order_update(event, status, kind, venue_order_id=event.venue_order_id, reason=event.reason)
+        if row is None:
+            return
+        filled = row.fill_quantity or Decimal(0)
+        if filled != event.filled_quantity:
+            self.log.warning("JOURNAL_FILL_GAP: {} ended {} with {} filled, the journal has {} (a fill the "
+                             "journal never received?)", row.client_order_id, status.value,
+                             event.filled_quantity, filled)
+
+    def _on_order_canceled(self, event: OrderCanceled) -> None:
+        self._ended(event, JournalOrderStatus.CANCELED, OrderEventKind.CANCELED)
+
+    def _on_order_expired(self, event: OrderExpired) -> None:
+        self._ended(event, JournalOrderStatus.EXPIRED, OrderEventKind.EXPIRED)
+
     def _on_order_rejected(self, event: OrderRejected) -> None:
-        self._order_update(event, JournalOrderStatus.REJECTED, reason=event.reason)
+        self._order_update(event, JournalOrderStatus.REJECTED, OrderEventKind.REJECTED, reason=event.reason)
 
     def _on_order_denied(self, event: OrderDenied) -> None:
-        self._order_update(event, JournalOrderStatus.DENIED, reason=event.reason)
+        self._order_update(event, JournalOrderStatus.DENIED, OrderEventKind.DENIED, reason=event.reason)
 
     # --- account -----------------------------------------------------------------------------------------
 
@@ -637,6 +759,17 @@ class Journal(EngineActor):
         self._flush()
         return self._store.orders(run_id=run_id)
 
+    def _ask_fills(self, run_id: str | None = None, client_order_id: str | None = None) -> list[dict[str, Any]]:
+        """``fills`` rows (one per trade id), by engine time; of one run or one order."""
+        self._flush()
+        return self._store.fills(run_id=run_id, client_order_id=client_order_id)
+
+    def _ask_order_events(self, client_order_id: str | None = None,
+                          run_id: str | None = None) -> list[dict[str, Any]]:
+        """``order_events`` rows (orders' state histories) in the order received."""
+        self._flush()
+        return self._store.order_events(client_order_id=client_order_id, run_id=run_id)
+
     def _ask_run_totals(self, run_id: str, start_equity: Any) -> dict[str, Any]:
         """The session report's numbers for ``run_id``: ``total_trades``, ``wins``, ``losses``
         (int) and ``realized_pnl_usd``, ``fees_paid_usd``, ``slippage_avg_bps``,
@@ -660,7 +793,8 @@ class Journal(EngineActor):
     def _ask_stats(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "written": self.written, "buffered": len(self._pending),
                 "store": self._store.name, "consumed": self.consumed, "outbox_cursor": self._cursor,
-                "duplicates": self.duplicates, "undecodable": self.undecodable}
+                "duplicates": self.duplicates, "duplicate_fills": self.duplicate_fills,
+                "undecodable": self.undecodable}
 
 
 __all__ = ["FLUSH_ROWS", "Journal"]

@@ -14,7 +14,12 @@ or, where that file does not exist, asks whether the named pid is alive.
 **Starting afresh.** ``archive_contents`` moves everything in the folder except ``archive/`` and
 ``engine.lock`` into ``archive/<UTC timestamp>/``; nothing is deleted. The store (``engine.db``
 and its ``-wal``/``-shm``) moves last, so an archive interrupted half-way leaves a folder that
-still names its session (``--fresh`` again finishes it).
+still names its session (``--fresh`` again finishes it). The paper venue's book
+(``venue.db``, ``VENUE_STORE_NAME``) moves before it; it names the store it belongs to, so a
+book left beside another store is refused (``state/venue_store.VenueStoreMismatch``).
+
+**Session reports** (``write_report``) go to ``runs/<run_id>/summary.json``, written whole
+(to a temporary file, then renamed over it): never a half-written report.
 
 **Replay files** are fingerprinted by the sha256 of their bytes, read in 1 MiB blocks (about
 0.5 GB/s; the day of BTCUSDT trades, 1.7 MB, takes a few milliseconds), every time: no cache
@@ -33,12 +38,14 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from state.session import DataDirError, DataDirUnusable, FileFingerprint
 
 LOCK_NAME = "engine.lock"
 ARCHIVE_NAME = "archive"
 STORE_NAME = "engine.db"
+VENUE_STORE_NAME = "venue.db"  # the paper venue's own book (state/venue_store.py)
 _PROC_LOCKS = Path("/proc/locks")
 _FLOCK_LINE = re.compile(r"\bFLOCK\s+\S+\s+WRITE\s+(\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s")
 
@@ -210,6 +217,18 @@ def archive_contents(data_dir: Path, now: datetime | None = None) -> Path | None
         raise DataDirUnusable(f"data_dir {data_dir}: --fresh could not move its contents to {target}: "
                               f"{_reason(error)}") from None
     return target
+
+
+def write_report(data_dir: Path, run_id: str, report: dict[str, Any]) -> Path:
+    """Write the session ``report`` to ``<data_dir>/runs/<run_id>/summary.json`` (sorted keys,
+    indented) and return its path; the file is replaced whole or not at all."""
+    folder = data_dir / "runs" / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "summary.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
+    return path
 
 
 def fingerprint_file(coin: str, path: Path) -> FileFingerprint:

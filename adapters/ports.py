@@ -6,8 +6,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol
 
+from state.market import TopOfBook
 from state.messages import OrderRequest
-from state.order import VenueEvent, VenueOrder, VenueReport
+from state.order import VenueEvent, VenueOrder
 
 
 class Clock(Protocol):
@@ -27,26 +28,16 @@ class Clock(Protocol):
 
 
 class PriceBoard(Protocol):
-    """Last price and its timestamp per coin, written only by the Feed."""
+    """Last price and its timestamp, and the last sane top of book, per coin; written only by
+    the Feed."""
 
     def update(self, coin: str, price: Decimal, ts_ms: int) -> None: ...
 
     def last(self, coin: str) -> tuple[Decimal, int] | None: ...
 
+    def update_quote(self, coin: str, book: TopOfBook) -> None: ...
 
-class ExchangePort(Protocol):
-    """A venue that places market orders identified by a client order id.
-
-    ``submit_order`` is idempotent per client order id: a second submission of the same id
-    returns the first result and never fills twice. Raises ``adapters.errors.InvalidOrder``
-    for a refusal and ``AmbiguousOutcome`` when the outcome is unknown.
-    """
-
-    name: str
-
-    def submit_order(self, order: OrderRequest) -> VenueReport: ...
-
-    def fetch_order(self, client_order_id: str) -> VenueReport | None: ...
+    def quote(self, coin: str) -> TopOfBook | None: ...
 
 
 VenueEventSink = Callable[[VenueEvent], None]

@@ -44,6 +44,7 @@ from adapters.clock import WallClock  # noqa: E402
 from adapters.feeds.live_source import LiveSource  # noqa: E402
 from adapters.console.logs import configure_logging  # noqa: E402
 from adapters.venues.paper import PaperExchange  # noqa: E402
+from adapters.venues.paper_interim import InterimPaperVenue  # noqa: E402
 from run import build_engine, resolve_config  # noqa: E402
 from state.models import TradeCondition  # noqa: E402
 from tests.support.ws_server import ReplayServer  # noqa: E402
@@ -104,7 +105,7 @@ def latency(samples: int, warmup: int) -> dict[str, Any]:
             "strategist": {"strategies": []}, "paper": {"slippage_bps": 0},
         })
         venue = TimedVenue(clock=WallClock(), markets=config.market)
-        engine = build_engine(config, data_dir=Path(folder), venue=venue).start()
+        engine = build_engine(config, data_dir=Path(folder), venue=InterimPaperVenue(venue)).start()
         try:
             server.wait_for_connections(1, 10)
             trade_id, price = 1, Decimal("60000")

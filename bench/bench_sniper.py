@@ -7,7 +7,7 @@ Measures, on a manual feed and a temporary data dir:
    ``engine.wait_idle`` returns), with a small and a large number of armed conditions
    (default 10 and 10,000, over 100 coins) that no tick ever triggers.
 2. Tick-to-order latency on the paper venue: from just before ``push_tick`` of a tick that
-   triggers one armed condition to the moment the venue's ``submit_order`` is called
+   triggers one armed condition to the moment the venue's ``submit`` is called
    (Feed -> Sniper -> RiskGate -> Executor -> venue), one entry per sample on an idle engine.
 
 Prints a table and writes JSON to ``bench/results/sniper.json``. Run::
@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 from adapters.clock import TickClock  # noqa: E402
 from adapters.console.logs import configure_logging  # noqa: E402
 from adapters.venues.paper import PaperExchange  # noqa: E402
+from adapters.venues.paper_interim import InterimPaperVenue  # noqa: E402
 from run import Engine, build_engine, resolve_config  # noqa: E402
 from state.messages import OrderRequest  # noqa: E402
 from state.models import TradeCondition  # noqa: E402
-from state.order import VenueReport  # noqa: E402
 from state.types import OrderIntent  # noqa: E402
 
 __test__ = False  # belt and braces: never a pytest module
@@ -275,28 +275,24 @@ def throughput(coins: Sequence[str], args: argparse.Namespace, data_root: Path) 
 
 # --- 2. latency ------------------------------------------------------------------------------
 
-class TimingVenue:
-    """The ExchangePort, delegating to a real PaperExchange, that records when each order
-    reaches the venue (perf_counter_ns, keyed by the order's reference tick timestamp)."""
+class TimingVenue(InterimPaperVenue):
+    """The paper venue (behind ``VenuePort``) that records when each order reaches it
+    (perf_counter_ns, keyed by the order's reference tick timestamp)."""
 
     def __init__(self, inner: PaperExchange) -> None:
-        self._inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self._lock = threading.Lock()
         self.received_ns: dict[int, int] = {}
         self.intents: dict[int, OrderIntent] = {}
-        self.submissions = 0
+        self.submitted = 0
 
-    def submit_order(self, order: OrderRequest) -> VenueReport:
+    def submit(self, order: OrderRequest) -> None:
         now = time.perf_counter_ns()
         with self._lock:
-            self.submissions += 1
+            self.submitted += 1
             self.received_ns.setdefault(order.reference_ts_ms, now)
             self.intents.setdefault(order.reference_ts_ms, order.intent)
-        return self._inner.submit_order(order)
-
-    def fetch_order(self, client_order_id: str) -> VenueReport | None:
-        return self._inner.fetch_order(client_order_id)
+        super().submit(order)
 
     def received(self, reference_ts_ms: int) -> int | None:
         with self._lock:
@@ -383,13 +379,13 @@ def latency_case(coins: Sequence[str], args: argparse.Namespace, data_root: Path
 
         snap = engine.sniper.snapshot()
         checks = {
-            "venue_submissions": venue.submissions,
+            "venue_submissions": venue.submitted,
             "venue_submissions_expected": 2 * total,
             "open_positions_at_end": len(snap.positions),
             "closed_positions": snap.closed_positions,
             "restarts": engine.restarts,
         }
-        if venue.submissions != 2 * total or snap.positions or snap.closed_positions != total:
+        if venue.submitted != 2 * total or snap.positions or snap.closed_positions != total:
             raise RuntimeError(f"latency run invalid: {checks}")
         if any(engine.restarts.values()):
             raise RuntimeError(f"latency run invalid: actor restarts {engine.restarts}")
@@ -469,7 +465,7 @@ def print_table(result: dict[str, Any]) -> None:
     if latency:
         out.append("")
         out.append("Tick-to-order latency on the paper venue "
-                   "(push_tick -> Feed -> Sniper -> RiskGate -> Executor -> venue.submit_order)")
+                   "(push_tick -> Feed -> Sniper -> RiskGate -> Executor -> venue.submit)")
         out.append(f"  {'order':>6} {'samples':>8} {'p50 us':>9} {'p90 us':>9} {'p99 us':>9} "
                    f"{'max us':>9} {'min us':>9}")
         for name in ("entry", "exit"):

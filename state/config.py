@@ -103,13 +103,38 @@ class FeedConfig:
             return self.market
         return "usdm" if self.source == "binance" else "linear"
 
+    def market_category(self) -> str:
+        """``"spot"`` or ``"perp"`` (usdm, linear; sim, replay and manual count as perp): which
+        of the paper venue's fee rates apply."""
+        return "spot" if self.market_kind() == "spot" else "perp"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaperConfig:
+    """The paper venue (``state/matching.py``). Fees are rates on the notional, by market
+    category: ``maker_fee``/``taker_fee`` for perpetuals (sim and replay count as perp), and for
+    spot too unless ``maker_fee_spot``/``taker_fee_spot`` say otherwise; a negative maker fee is
+    a rebate."""
+
     initial_balance: Decimal = Decimal("10000")
     slippage_bps: Decimal = Decimal("5")
     taker_fee: Decimal = Decimal("0.0005")
+    maker_fee: Decimal = Decimal("0.0002")
+    taker_fee_spot: Decimal | None = None  # None: taker_fee
+    maker_fee_spot: Decimal | None = None  # None: maker_fee
+    fill_model: str = "full"  # full: a touched resting order fills whole | traded_volume
+    quote_max_age_s: float = 5.0  # a top-of-book quote this old no longer gives the mid
     max_price_age_s: float = 60.0
+
+    def fee_rates(self, category: str) -> tuple[Decimal, Decimal]:
+        """``(maker, taker)`` of a market category, ``"perp"`` or ``"spot"``."""
+        if category == "spot":
+            maker = self.maker_fee if self.maker_fee_spot is None else self.maker_fee_spot
+            taker = self.taker_fee if self.taker_fee_spot is None else self.taker_fee_spot
+            return maker, taker
+        if category == "perp":
+            return self.maker_fee, self.taker_fee
+        raise ValueError(f"market category must be 'perp' or 'spot', not {category!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -368,6 +393,11 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "initial_balance": _decimal(above=Decimal(0)),
         "slippage_bps": _decimal(minimum=Decimal(0), maximum=Decimal(1000)),
         "taker_fee": _decimal(minimum=Decimal(0), maximum=Decimal("0.1")),
+        "maker_fee": _decimal(minimum=Decimal("-0.01"), maximum=Decimal("0.1")),
+        "taker_fee_spot": _decimal(minimum=Decimal(0), maximum=Decimal("0.1")),
+        "maker_fee_spot": _decimal(minimum=Decimal("-0.01"), maximum=Decimal("0.1")),
+        "fill_model": _choice("full", "traded_volume"),
+        "quote_max_age_s": _number(above=0, maximum=3600),
         "max_price_age_s": _number(above=0),
     },
     "sniper": {
@@ -465,6 +495,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
     if feed.get("market_rules") == "exchange" and feed.get("source", "sim") not in LIVE_SOURCES:
         problems.append(f"feed.market_rules: 'exchange' needs a live source ({', '.join(LIVE_SOURCES)}); "
                         f"{feed.get('source', 'sim')} takes them from [markets]")
+    _check_paper_fees(values.get("paper", {}), problems)
     _check_strategies(values.get("strategist", {}), feed, problems)
     config: Config | None = None
     if not problems:
@@ -475,6 +506,20 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
     if problems or config is None:
         raise ConfigError(problems, source)
     return config
+
+
+def _check_paper_fees(paper: dict[str, Any], problems: list[str]) -> None:
+    """A maker rebate larger than the taker fee would pay for trading with oneself."""
+    defaults = PaperConfig()
+    maker = paper.get("maker_fee", defaults.maker_fee)
+    taker = paper.get("taker_fee", defaults.taker_fee)
+    pairs = [("maker_fee", maker, "taker_fee", taker),
+             ("maker_fee_spot", paper.get("maker_fee_spot", maker), "taker_fee_spot", paper.get("taker_fee_spot", taker))]
+    for maker_key, maker_rate, taker_key, taker_rate in pairs:
+        if maker_rate + taker_rate < 0:
+            problems.append(f"paper.{maker_key}: a rebate of {-maker_rate} is larger than the {taker_key} "
+                            f"{taker_rate}: a round trip would earn money")
+            return
 
 
 def _check_strategies(strategist: dict[str, Any], feed: dict[str, Any], problems: list[str]) -> None:

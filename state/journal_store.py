@@ -18,8 +18,15 @@ Tables (row models are built per instance: no global database binding), with one
 Journal actor, which writes a whole ``JournalBatch`` in one transaction:
 
 - ``trades``: one row per position (``report.TradeRow``), status OPEN / CLOSED / REJECTED.
-- ``orders``: one row per client order id (``report.OrderRow``), REQUESTED / FILLED / REJECTED /
-  DENIED, with the fill's slippage in basis points.
+- ``orders``: one row per client order id (``report.OrderRow``): the order as sent (type, time
+  in force, limit/stop price, post-only, reduce-only, quantity) and where it is (REQUESTED,
+  SUBMITTED, ACCEPTED, PARTIALLY_FILLED, then FILLED / CANCELED / EXPIRED / REJECTED / DENIED),
+  with its filled quantity, average price, fees and slippage in basis points.
+- ``order_events``: its state history (``report.OrderEventRow``), one row per change: requested,
+  submitted, denied, accepted, each fill, cancel requested, canceled, expired, rejected.
+- ``fills``: one row per venue trade id (``report.FillRow``): order, price, quantity, fee, fee
+  currency, liquidity, time. A fill re-sent with a known trade id writes nothing. The
+  report's fees and realized PnL are sums of these.
 - ``daily_pnl``: one row per UTC day of engine time (``report.DailyRow``).
 - ``equity``: the equity curve (``report.EquitySample``): every AccountMarked and the equity
   right after every closed trade, with the run that saw it; the session report's drawdown.
@@ -30,6 +37,9 @@ Journal actor, which writes a whole ``JournalBatch`` in one transaction:
   outbox row whose rows are in the journal. It is written in the same transaction as those
   rows, so a message is journaled exactly once whatever moment the process dies at, on SQLite
   and PostgreSQL alike.
+
+A journal made by an older version opens: the tables it lacks are created, the columns it
+lacks added (empty in its old rows; ``added_columns`` lists them).
 
 Money, prices and quantities are exact decimal TEXT, never floats. Every query returns plain
 JSON-ready dicts: decimals as their exact text (``str``), datetimes as ISO-8601 text, ids and
@@ -49,7 +59,17 @@ from urllib.parse import urlsplit
 import peewee
 
 from state import report
-from state.report import DailyRow, EquitySample, Mark, OrderRow, SampleKind, TradeRow, TradeStatus
+from state.report import (
+    DailyRow,
+    EquitySample,
+    FillRow,
+    Mark,
+    OrderEventRow,
+    OrderRow,
+    SampleKind,
+    TradeRow,
+    TradeStatus,
+)
 from state import store as engine_store
 from state.secrets import mask_url
 from state.store import (
@@ -100,17 +120,21 @@ class EventRow:
 class JournalBatch:
     """Everything buffered since the last write: written in ONE transaction, all or nothing.
     ``trades``, ``orders`` and ``days`` hold the latest version of each row (upserted);
-    ``events`` and ``equity`` are appended in order."""
+    ``events``, ``equity`` and ``order_events`` are appended in order; ``fills`` are inserted
+    unless their trade id is known (then nothing is written)."""
 
     events: tuple[EventRow, ...] = ()
     trades: tuple[TradeRow, ...] = ()
     orders: tuple[OrderRow, ...] = ()
     equity: tuple[EquitySample, ...] = ()
     days: tuple[DailyRow, ...] = ()
+    order_events: tuple[OrderEventRow, ...] = ()
+    fills: tuple[FillRow, ...] = ()
     cursor: tuple[str, int] | None = None  # (outbox id, last seq these rows come from), written with them
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.trades) + len(self.orders) + len(self.equity) + len(self.days)
+        return (len(self.events) + len(self.trades) + len(self.orders) + len(self.equity) + len(self.days)
+                + len(self.order_events) + len(self.fills))
 
 
 def masked_url(url: str) -> str:
@@ -230,9 +254,58 @@ class JournalStore:
             correlation_id = peewee.CharField(null=True, max_length=64)
             ts_ns = peewee.BigIntegerField(index=True)
             run_id = peewee.CharField(index=True, max_length=64)
+            # Added with the order lifecycle: nullable, so a journal from before gets them empty.
+            order_type = peewee.CharField(null=True, max_length=16)
+            time_in_force = peewee.CharField(null=True, max_length=8)
+            limit_price = money()
+            stop_price = money()
+            post_only = peewee.BooleanField(null=True)
+            reduce_only = peewee.BooleanField(null=True)
+            created_ts_ns = peewee.BigIntegerField(null=True)
 
             class Meta:
                 table_name = "orders"
+
+        class OrderEventModel(Base):
+            id = peewee.AutoField()
+            client_order_id = peewee.CharField(index=True, max_length=36)
+            position_id = peewee.CharField(max_length=64)
+            event = peewee.CharField(max_length=20)
+            status = peewee.CharField(max_length=16)
+            message = peewee.CharField(max_length=64)
+            ts_ns = peewee.BigIntegerField()
+            run_id = peewee.CharField(index=True, max_length=64)
+            venue_order_id = peewee.CharField(null=True, max_length=128)
+            trade_id = peewee.CharField(null=True, max_length=128)
+            quantity = money()
+            price = money()
+            reason = peewee.TextField(null=True)
+
+            class Meta:
+                table_name = "order_events"
+
+        class FillModel(Base):
+            trade_id = peewee.CharField(primary_key=True, max_length=128)
+            client_order_id = peewee.CharField(index=True, max_length=36)
+            position_id = peewee.CharField(index=True, max_length=64)
+            coin = peewee.CharField(max_length=20)
+            side = peewee.CharField(max_length=4)
+            intent = peewee.CharField(max_length=8)
+            venue = peewee.CharField(max_length=64)
+            venue_order_id = peewee.CharField(max_length=128)
+            price = money(null=False)
+            quantity = money(null=False)
+            fee = money(null=False)
+            fee_currency = peewee.CharField(max_length=16)
+            liquidity = peewee.CharField(max_length=8)
+            cumulative_quantity = money(null=False)
+            mid_price = money()
+            ts_event_ms = peewee.BigIntegerField()
+            ts_ns = peewee.BigIntegerField()
+            run_id = peewee.CharField(index=True, max_length=64)
+
+            class Meta:
+                table_name = "fills"
 
         class DailyModel(Base):
             date = peewee.CharField(primary_key=True, max_length=10)
@@ -289,10 +362,14 @@ class JournalStore:
         self._Equity = EquityModel
         self._Event = EventModel
         self._Cursor = CursorModel
+        self._OrderEvent = OrderEventModel
+        self._Fill = FillModel
+        models = [TradeModel, OrderModel, DailyModel, EquityModel, EventModel, CursorModel, OrderEventModel, FillModel]
         try:
             with db.connection_context():
-                db.create_tables([TradeModel, OrderModel, DailyModel, EquityModel, EventModel, CursorModel],
-                                 safe=True)
+                with db.atomic():
+                    self.added_columns = _add_missing_columns(db, models)
+                    db.create_tables(models, safe=True)
         except peewee.OperationalError as error:
             raise ValueError(f"cannot open the journal {self.name}: {error}") from None
 
@@ -346,6 +423,9 @@ class JournalStore:
             self._upsert(self._Trade, [_values(row) for row in batch.trades])
             self._upsert(self._Order, [_values(row) for row in batch.orders])
             self._upsert(self._Daily, [_values(row) for row in batch.days])
+            self._insert(self._OrderEvent, [_values(row) for row in batch.order_events])
+            for chunk in _chunks([_values(row) for row in batch.fills]):
+                self._Fill.insert_many(chunk).on_conflict_ignore().execute()  # a known trade id: nothing
             if batch.cursor is not None:
                 source, seq = batch.cursor
                 self._upsert(self._Cursor, [{"source": source, "seq": seq}])
@@ -400,6 +480,16 @@ class JournalStore:
     def load_order(self, client_order_id: str) -> OrderRow | None:
         row = self._Order.select().where(self._Order.client_order_id == client_order_id).dicts().first()
         return None if row is None else decode(OrderRow, row)
+
+    def load_fill(self, trade_id: str) -> FillRow | None:
+        row = self._Fill.select().where(self._Fill.trade_id == trade_id).dicts().first()
+        return None if row is None else decode(FillRow, row)
+
+    def load_fills(self, client_order_id: str) -> list[FillRow]:
+        """The fills of one order, by engine time then trade id."""
+        model = self._Fill
+        query = model.select().where(model.client_order_id == client_order_id).order_by(model.ts_ns, model.trade_id)
+        return [decode(FillRow, row) for row in query.dicts()]
 
     def load_day(self, day: str) -> DailyRow | None:
         row = self._Daily.select().where(self._Daily.date == day).dicts().first()
@@ -460,6 +550,28 @@ class JournalStore:
             query = query.where(self._Order.run_id == run_id)
         return list(query.order_by(self._Order.ts_ns, self._Order.client_order_id).dicts())
 
+    def fills(self, run_id: str | None = None, client_order_id: str | None = None) -> list[dict[str, Any]]:
+        """Rows of ``fills`` (one per venue trade id), by engine time then trade id;
+        ``run_id``, ``client_order_id``: of that run, of that order."""
+        model = self._Fill
+        query = model.select()
+        if run_id is not None:
+            query = query.where(model.run_id == run_id)
+        if client_order_id is not None:
+            query = query.where(model.client_order_id == client_order_id)
+        return list(query.order_by(model.ts_ns, model.trade_id).dicts())
+
+    def order_events(self, client_order_id: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Rows of ``order_events`` in the order received (an order's state history);
+        ``client_order_id``, ``run_id``: of that order, of that run."""
+        model = self._OrderEvent
+        query = model.select()
+        if client_order_id is not None:
+            query = query.where(model.client_order_id == client_order_id)
+        if run_id is not None:
+            query = query.where(model.run_id == run_id)
+        return [_without_id(row) for row in query.order_by(model.id).dicts()]
+
     def equity(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The equity curve (``equity`` rows) in the order it was recorded."""
         query = self._Equity.select()
@@ -489,26 +601,35 @@ class JournalStore:
 
     def totals(self, start_equity: Any, run_ids: Sequence[str] | None = None) -> dict[str, Any]:
         """The session report's journal figures (``report.scope_totals``) over the CLOSED trades,
-        the orders and the equity curve (after ``start_equity``) of the runs ``run_ids``, or of
-        every run when ``None`` (a whole replay: its data folder and journal hold nothing else).
-        Exactly the keys ``report.SCOPE_TOTAL_KEYS``: ints for counts, exact decimal text for
-        the rest."""
+        the orders, the fills and the equity curve (after ``start_equity``) of the runs
+        ``run_ids``, or of every run when ``None`` (a whole replay: its data folder and journal
+        hold nothing else): fees are the fills' of those runs, realized PnL the closed trades'
+        fills (of any run). Exactly the keys ``report.SCOPE_TOTAL_KEYS``: ints for counts, exact
+        decimal text for money."""
         if run_ids is not None:
             run_ids = list(run_ids)
             bad = [r for r in run_ids if not isinstance(r, str) or not r]
             if bad or not run_ids:
                 raise ValueError(f"run_ids: expected run ids, got {run_ids!r}")
-        trades, orders, equity = self._Trade, self._Order, self._Equity
+        trades, orders, equity, fills = self._Trade, self._Order, self._Equity, self._Fill
         trade_query = trades.select().where(trades.status == TradeStatus.CLOSED.value)
         order_query = orders.select().order_by(orders.ts_ns, orders.client_order_id)
         equity_query = equity.select(equity.equity).order_by(equity.id)
+        fill_query = fills.select().order_by(fills.ts_ns, fills.trade_id)
         if run_ids is not None:
             trade_query = trade_query.where(trades.run_id.in_(run_ids))
             order_query = order_query.where(orders.run_id.in_(run_ids))
             equity_query = equity_query.where(equity.run_id.in_(run_ids))
+            fill_query = fill_query.where(fills.run_id.in_(run_ids))
+        closed_positions = trade_query.select(trades.position_id)
+        position_fills = fills.select().where(fills.position_id.in_(closed_positions)).order_by(fills.ts_ns,
+                                                                                               fills.trade_id)
+        filled_orders = (fills.select(fills.client_order_id).distinct()
+                         .where(fills.client_order_id.in_(order_query.select(orders.client_order_id))))
         totals = report.scope_totals(
             list(trade_query.dicts()), list(order_query.dicts()), [row["equity"] for row in equity_query.dicts()],
-            start_equity,
+            start_equity, fills=list(fill_query.dicts()), position_fills=list(position_fills.dicts()),
+            filled_orders=[row["client_order_id"] for row in filled_orders.dicts()],
         )
         return jsonable(totals)
 
@@ -525,6 +646,34 @@ class JournalStore:
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
+def _add_missing_columns(db: peewee.Database, models: Sequence[type[peewee.Model]]) -> list[str]:
+    """Bring the tables of a journal made by an older version up to ``models``: every column
+    it lacks is added (they are all nullable: its old rows get them empty). Tables it lacks
+    are ``create_tables``' job. Returns ``table.column`` of each column added."""
+    from playhouse.migrate import SchemaMigrator, migrate  # peewee's own, shipped with it
+
+    added: list[str] = []
+    operations = []
+    migrator: SchemaMigrator | None = None
+    for model in models:
+        table = model._meta.table_name
+        if not db.table_exists(table):
+            continue
+        present = {column.name for column in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name in present:
+                continue
+            if not field.null:
+                raise ValueError(f"table {table}: column {field.column_name} is missing and cannot be added "
+                                 "empty (a journal of another version?)")
+            migrator = migrator or SchemaMigrator.from_database(db)
+            operations.append(migrator.add_column(table, field.column_name, field))
+            added.append(f"{table}.{field.column_name}")
+    if operations:
+        migrate(*operations)
+    return added
+
 
 def _values(row: Any) -> dict[str, Any]:
     """A row dataclass as column values: Decimal and datetime as text, the rest as is."""

@@ -54,6 +54,27 @@ class MarketRules:
         return round_to_increment(quantity, self.qty_step, Rounding.DOWN)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopOfBook:
+    """Best bid and ask of a coin with their quantities, as a live source last reported them
+    (``ts_ms``: the venue's time of the quote, or the receiving time when it has none)."""
+
+    bid: Decimal
+    bid_qty: Decimal
+    ask: Decimal
+    ask_qty: Decimal
+    ts_ms: int
+
+    @property
+    def mid(self) -> Decimal:
+        return (self.bid + self.ask) / 2
+
+    @property
+    def sane(self) -> bool:
+        """Both sides positive and not crossed (a crossed or empty book is never priced from)."""
+        return self.bid > 0 and self.ask > 0 and self.bid <= self.ask
+
+
 # Sensible defaults for sim and replay when config.toml has no [markets.<COIN>] section.
 # They follow Binance's USD-M futures filters for the majors; any other coin gets the generic
 # rules, which are fine enough for paper trading and are overridden by the exchange live.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state.bars import Bar
 from state.models import Position, TradeCondition
@@ -28,6 +28,9 @@ from state.types import (
     positive_decimal,
     non_negative_decimal,
 )
+
+if TYPE_CHECKING:  # state/order.py imports this module (OrderRequest)
+    from state.order import VenueEvent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -436,6 +439,16 @@ class TickMatched(Event):
     coin: str
     ts_ms: int
     seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueEventReceived(Command):
+    """Venue -> Executor: an outcome (``Fill`` or ``OrderUpdate``) the venue pushed from a thread
+    of its own (a live venue's websocket), posted to the Executor's mailbox so it is handled in
+    order with everything else. Outcomes a venue reports during a call the Executor made (the
+    paper venue's, synchronous) are handled right after that call instead."""
+
+    event: VenueEvent
 
 
 # --- positions ---------------------------------------------------------------------------------

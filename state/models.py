@@ -24,6 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from state.entry_plan import ENTRY_FIELDS, EntryType, entry_plan_problem
 from state.fsm import TransitionTable
 from state.types import (
     MAX_PRICE,
@@ -44,6 +45,7 @@ from state.types import (
     positive_decimal,
     require_text,
     to_decimal,
+    whole_number,
 )
 
 ZERO = Decimal(0)
@@ -81,6 +83,16 @@ class TradeCondition:
     valid_until: datetime | None = None
     created_at: datetime = field(default_factory=datetime.now)
     require_cross: bool = False
+    # How it enters (state/entry_plan.py): market by default; limit with offset, time limit,
+    # plan B; an optional scale-in leg on the first pullback.
+    entry_type: EntryType = EntryType.MARKET
+    entry_offset_ticks: int | None = None
+    entry_offset_pct: Decimal | None = None
+    entry_timeout_s: int | None = None
+    entry_plan_b_pct: Decimal | None = None
+    scale_in_fraction: Decimal | None = None
+    scale_in_pullback_pct: Decimal | None = None
+    scale_in_timeout_s: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -114,6 +126,24 @@ class TradeCondition:
             set_(self, "valid_until", valid_until)
         if not isinstance(self.require_cross, bool):
             raise ValueError(f"require_cross: expected True or False, got {self.require_cross!r}")
+        self._check_entry_plan()
+
+    def _check_entry_plan(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "entry_type", parse_enum(EntryType, self.entry_type, "entry_type"))
+        for name in ("entry_offset_ticks", "entry_timeout_s", "scale_in_timeout_s"):
+            if getattr(self, name) is not None:
+                set_(self, name, whole_number(getattr(self, name), name))
+        for name in ("entry_offset_pct", "entry_plan_b_pct", "scale_in_fraction", "scale_in_pullback_pct"):
+            if getattr(self, name) is not None:
+                set_(self, name, to_decimal(getattr(self, name), name))
+        problem = entry_plan_problem({name: getattr(self, name) for name in ENTRY_FIELDS})
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+
+    @property
+    def limit_entry(self) -> bool:
+        return self.entry_type is EntryType.LIMIT
 
     @property
     def valid_until_ns(self) -> int | None:

@@ -39,7 +39,7 @@ from typing import Any
 from state.config import LIVE_SOURCES
 from state.messages import OrderRequest
 from state.models import Position, entry_order_id, exit_order_id
-from state.types import ExitReason, Side, parse_enum, to_decimal
+from state.types import ExitReason, Liquidity, Side, parse_enum, to_decimal
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -57,10 +57,45 @@ class TradeStatus(StrEnum):
 
 
 class JournalOrderStatus(StrEnum):
+    """An ``orders`` row's status: where the order is in its life, as the journal saw it."""
+
     REQUESTED = "REQUESTED"  # the Sniper's SubmitOrder (audit copy)
+    SUBMITTED = "SUBMITTED"  # the RiskGate passed it on: ExecuteOrder (audit copy), the Executor sends it
+    ACCEPTED = "ACCEPTED"  # the venue holds it
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
+    CANCELED = "CANCELED"  # by request, or an IOC remainder; fills before it stay
+    EXPIRED = "EXPIRED"  # by the venue: FOK not fillable, post-only that would take, time in force
     REJECTED = "REJECTED"  # the venue's refusal
     DENIED = "DENIED"  # a local risk decision: never reached a venue
+
+
+# How far along its life each status is: a row only moves forward (a re-sent SubmitOrder after
+# the acceptance changes nothing); the final statuses share the last rank and never change.
+ORDER_STATUS_RANK: dict[str, int] = {
+    JournalOrderStatus.REQUESTED.value: 0,
+    JournalOrderStatus.SUBMITTED.value: 1,
+    JournalOrderStatus.ACCEPTED.value: 2,
+    JournalOrderStatus.PARTIALLY_FILLED.value: 3,
+    **{status.value: 4 for status in (JournalOrderStatus.FILLED, JournalOrderStatus.CANCELED,
+                                      JournalOrderStatus.EXPIRED, JournalOrderStatus.REJECTED,
+                                      JournalOrderStatus.DENIED)},
+}
+FINAL_ORDER_STATUSES = frozenset(status for status, rank in ORDER_STATUS_RANK.items() if rank == 4)
+
+
+class OrderEventKind(StrEnum):
+    """One row of ``order_events``: what happened to an order (``status`` says where it is after)."""
+
+    REQUESTED = "REQUESTED"  # SubmitOrder
+    SUBMITTED = "SUBMITTED"  # ExecuteOrder
+    DENIED = "DENIED"  # OrderDenied
+    ACCEPTED = "ACCEPTED"  # OrderAccepted
+    FILL = "FILL"  # OrderFilled: one row per trade id
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"  # CancelOrder (audit copy): asked, not yet done
+    CANCELED = "CANCELED"  # OrderCanceled
+    EXPIRED = "EXPIRED"  # OrderExpired
+    REJECTED = "REJECTED"  # OrderRejected
 
 
 class SampleKind(StrEnum):
@@ -175,11 +210,13 @@ def trade_stats(trades: Iterable[Mapping[str, Any]]) -> TradeStats:
 
 
 def average_slippage_bps(orders: Iterable[Mapping[str, Any]]) -> Decimal:
-    """Mean ``slippage_bps`` of the FILLED orders (0 when there is none), 0.0001 bps."""
+    """Mean ``slippage_bps`` of the orders that filled, in whole or in part (0 when there is
+    none), 0.0001 bps. An order's slippage is its average fill price against its reference
+    (``order_slippage_bps``)."""
     values = [
         money(o["slippage_bps"], "slippage_bps")
         for o in orders
-        if o.get("status") == JournalOrderStatus.FILLED.value and o.get("slippage_bps") is not None
+        if o.get("status") in _FILLED_SOME and o.get("slippage_bps") is not None
     ]
     if not values:
         return ZERO.quantize(BPS_QUANTUM)
@@ -187,21 +224,114 @@ def average_slippage_bps(orders: Iterable[Mapping[str, Any]]) -> Decimal:
 
 
 def fill_fees(orders: Iterable[Mapping[str, Any]]) -> Decimal:
-    """Every fee the FILLED orders of ``orders`` were charged: entries of positions still open
-    included, which is what the cash balance lost to fees (``fee`` of each filled row)."""
+    """Every fee the ``orders`` rows say their fills were charged (``fee`` of each row that
+    filled, in whole or in part). The report takes fees from the ``fills`` table
+    (``scope_totals``); this is what it counts for an order whose fills were journaled before
+    that table existed."""
     return sum(
         (money(o["fee"], "fee") for o in orders
-         if o.get("status") == JournalOrderStatus.FILLED.value and o.get("fee") is not None),
+         if o.get("status") in _FILLED_SOME and o.get("fee") is not None),
         ZERO,
     )
+
+
+_FILLED_SOME = frozenset({JournalOrderStatus.FILLED.value, JournalOrderStatus.PARTIALLY_FILLED.value,
+                          JournalOrderStatus.CANCELED.value, JournalOrderStatus.EXPIRED.value})
+
+
+# --- sums of fills --------------------------------------------------------------------------------
+
+def fills_fees(fills: Iterable[Mapping[str, Any]]) -> Decimal:
+    """The sum of the fills' ``fee`` (a negative fee, a maker rebate, lowers it)."""
+    return sum((money(f["fee"], "fee") for f in fills), ZERO)
+
+
+def fees_by_liquidity(fills: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
+    """``{"MAKER": fees, "TAKER": fees}`` of the fills, by their ``liquidity``."""
+    split = {Liquidity.MAKER.value: ZERO, Liquidity.TAKER.value: ZERO}
+    for fill in fills:
+        liquidity = parse_enum(Liquidity, fill["liquidity"], "liquidity").value
+        split[liquidity] += money(fill["fee"], "fee")
+    return split
+
+
+def fills_cash_flow(fills: Iterable[Mapping[str, Any]]) -> Decimal:
+    """What the fills' trades did to cash before fees: ``+ price x quantity`` for each SELL,
+    ``-`` for each BUY. Over the fills of a position that bought and sold the same quantity
+    this is its gross result, whatever its direction and however its lots were matched."""
+    flow = ZERO
+    for fill in fills:
+        notional = money(fill["price"], "price") * money(fill["quantity"], "quantity")
+        flow += notional if parse_enum(Side, fill["side"], "side") is Side.SELL else -notional
+    return flow
+
+
+def closed_trade_results(
+    trades: Iterable[Mapping[str, Any]], position_fills: Iterable[Mapping[str, Any]]
+) -> tuple[Decimal, Decimal, list[str]]:
+    """``(realized, gross, problems)`` of the CLOSED rows of ``trades`` from their positions'
+    fills (``position_fills``: every fill of those positions, whatever run it came in):
+    gross is ``fills_cash_flow``, realized is gross less every fee of those fills. A trade
+    whose fills are not all journaled (it has no entry or no exit fill: fills made before the
+    journal kept them) counts its row's ``pnl`` and ``fees``. A trade whose fills did not
+    buy and sell the same quantity, or whose fills' result is not its row's ``pnl``, is a
+    problem (a sentence each): the journal disagrees with itself."""
+    by_position: dict[str, list[Mapping[str, Any]]] = {}
+    for fill in position_fills:
+        by_position.setdefault(fill["position_id"], []).append(fill)
+    realized = gross = ZERO
+    problems: list[str] = []
+    for trade in closed_only(trades):
+        pnl, fees = money(trade["pnl"], "pnl"), money(trade["fees"], "fees")
+        own = by_position.get(trade["position_id"], [])
+        bought = sum((money(f["quantity"], "quantity") for f in own if f["side"] == Side.BUY.value), ZERO)
+        sold = sum((money(f["quantity"], "quantity") for f in own if f["side"] == Side.SELL.value), ZERO)
+        if bought == 0 or sold == 0:  # not all of its fills are in the journal: its row says it
+            realized, gross = realized + pnl, gross + pnl + fees
+            continue
+        if bought != sold:
+            problems.append(f"trade {trade['position_id']}: its fills bought {bought} and sold {sold}; "
+                            f"its row's pnl {pnl} is counted")
+            realized, gross = realized + pnl, gross + pnl + fees
+            continue
+        flow = fills_cash_flow(own)
+        net = flow - fills_fees(own)
+        if net != pnl:
+            problems.append(f"trade {trade['position_id']}: its fills made {net}, its row says {pnl}")
+        realized, gross = realized + net, gross + flow
+    return realized, gross, problems
+
+
+ORDER_COUNT_KEYS = ("filled", "partially_filled_canceled", "canceled", "expired", "rejected", "denied", "open")
+
+
+def order_status_counts(orders: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How the orders ended: ``filled``; ``partially_filled_canceled`` (canceled after some of
+    it filled); ``canceled`` (nothing filled); ``expired`` (by the venue, filled in part or
+    not); ``rejected`` (the venue); ``denied`` (the RiskGate); ``open`` (not final yet).
+    Exactly the keys ``ORDER_COUNT_KEYS``."""
+    counts = dict.fromkeys(ORDER_COUNT_KEYS, 0)
+    for order in orders:
+        status = order.get("status")
+        if status == JournalOrderStatus.CANCELED.value:
+            filled = order.get("fill_quantity")
+            key = "partially_filled_canceled" if filled is not None and money(filled) > 0 else "canceled"
+        elif status in FINAL_ORDER_STATUSES:
+            key = str(status).lower()
+        else:
+            key = "open"
+        counts[key] += 1
+    return counts
 
 
 RUN_TOTAL_KEYS = (
     "total_trades", "wins", "losses", "realized_pnl_usd", "fees_paid_usd", "slippage_avg_bps",
     "max_drawdown_pct",
 )
-# The session report's journal figures: the run totals and the closed trades' gross result.
-SCOPE_TOTAL_KEYS = (*RUN_TOTAL_KEYS, "gross_pnl_usd")
+# The session report's journal figures: the run totals, the closed trades' gross result, the
+# fees by liquidity, how the orders ended, and where the journal disagrees with itself.
+SCOPE_TOTAL_KEYS = (*RUN_TOTAL_KEYS, "gross_pnl_usd", "fees_maker_usd", "fees_taker_usd", "orders_by_status",
+                    "fill_mismatches")
 
 
 def scope_totals(
@@ -209,33 +339,63 @@ def scope_totals(
     orders: Iterable[Mapping[str, Any]],
     equity_samples: Iterable[Any],
     start_equity: Any,
+    *,
+    fills: Iterable[Mapping[str, Any]] | None = None,
+    position_fills: Iterable[Mapping[str, Any]] | None = None,
+    filled_orders: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """The journal's numbers over a set of rows (one run's, or every run of a replay).
 
-    ``trades`` and ``orders`` are the rows in scope (the caller selects them by run); only
-    CLOSED trades count and only FILLED orders have slippage and fees. ``equity_samples`` are
-    the equities in time order (every AccountMarked and the equity after every closed trade);
-    the drawdown is taken over ``start_equity`` followed by them.
+    ``trades``, ``orders`` and ``fills`` are the rows in scope (the caller selects them by
+    run); ``position_fills`` every fill (of any run) of the positions whose trades are in
+    scope; ``filled_orders`` the client order ids of ``orders`` that have any fill in the
+    journal (default: those of ``fills`` and ``position_fills``). ``equity_samples`` are the
+    equities in time order (every AccountMarked and the equity after every closed trade); the
+    drawdown is taken over ``start_equity`` followed by them.
 
-    - ``realized_pnl_usd``: the closed trades' net PnL; ``gross_pnl_usd``: their result before
-      fees (``pnl + fees`` of each), which is what their exits added to the cash balance;
-    - ``fees_paid_usd``: every fee of the filled orders (``fill_fees``), entries of positions
-      still open included, so ``balance change == gross_pnl_usd - fees_paid_usd``.
+    Money is sums of fills:
 
-    Returns exactly the keys ``SCOPE_TOTAL_KEYS``: ints for counts, ``Decimal`` for the rest.
+    - ``fees_paid_usd``: every fee of the fills in scope (entries of positions still open
+      included; a maker rebate is a negative fee), split into ``fees_maker_usd`` and
+      ``fees_taker_usd``; an order that filled before the journal kept fills counts the fee its
+      row says, as taker (those were market orders);
+    - ``realized_pnl_usd`` and ``gross_pnl_usd``: the closed trades' net and gross results
+      from their fills (``closed_trade_results``), so ``balance change == gross_pnl_usd -
+      fees_paid_usd``; ``fill_mismatches`` names each trade whose fills disagree with its row.
+
+    Without ``fills`` (rows from before the journal kept fills) fees come from the ``orders``
+    rows and results from the ``trades`` rows. ``orders_by_status``: ``order_status_counts``.
+    Returns exactly the keys ``SCOPE_TOTAL_KEYS``: ints for counts, ``Decimal`` for money.
     """
     stats = trade_stats(trades)
     orders = list(orders)
     curve = [money(start_equity, "start_equity"), *(money(e, "equity") for e in equity_samples)]
+    if fills is None:
+        fees = fill_fees(orders)
+        split = {Liquidity.MAKER.value: ZERO, Liquidity.TAKER.value: fees}
+        realized, gross, problems = stats.realized_pnl_usd, stats.realized_pnl_usd + stats.fees_paid_usd, []
+    else:
+        fills = list(fills)
+        position_fills = list(position_fills) if position_fills is not None else []
+        known = set(filled_orders) if filled_orders is not None else {
+            f["client_order_id"] for f in (*fills, *position_fills)}
+        split = fees_by_liquidity(fills)
+        split[Liquidity.TAKER.value] += fill_fees(o for o in orders if o.get("client_order_id") not in known)
+        fees = split[Liquidity.MAKER.value] + split[Liquidity.TAKER.value]
+        realized, gross, problems = closed_trade_results(trades, position_fills)
     return {
         "total_trades": stats.total_trades,
         "wins": stats.wins,
         "losses": stats.losses,
-        "realized_pnl_usd": stats.realized_pnl_usd,
-        "fees_paid_usd": fill_fees(orders),
+        "realized_pnl_usd": realized,
+        "fees_paid_usd": fees,
         "slippage_avg_bps": average_slippage_bps(orders),
         "max_drawdown_pct": max_drawdown_pct(curve),
-        "gross_pnl_usd": stats.realized_pnl_usd + stats.fees_paid_usd,
+        "gross_pnl_usd": gross,
+        "fees_maker_usd": split[Liquidity.MAKER.value],
+        "fees_taker_usd": split[Liquidity.TAKER.value],
+        "orders_by_status": order_status_counts(orders),
+        "fill_mismatches": problems,
     }
 
 
@@ -244,10 +404,12 @@ def run_totals(
     orders: Iterable[Mapping[str, Any]],
     equity_samples: Iterable[Any],
     start_equity: Any,
+    **fills: Any,
 ) -> dict[str, Any]:
-    """The journal's numbers for one run (``scope_totals`` over that run's rows): exactly the
-    keys ``RUN_TOTAL_KEYS``. ``fees_paid_usd`` is every fee the run's fills were charged."""
-    totals = scope_totals(trades, orders, equity_samples, start_equity)
+    """The journal's numbers for one run (``scope_totals`` over that run's rows, ``fills`` as
+    there): exactly the keys ``RUN_TOTAL_KEYS``. ``fees_paid_usd`` is every fee the run's
+    fills were charged."""
+    totals = scope_totals(trades, orders, equity_samples, start_equity, **fills)
     return {key: totals[key] for key in RUN_TOTAL_KEYS}
 
 
@@ -310,7 +472,8 @@ def report_money(
     - ``account``: the ``end`` ledger (cumulative since the data folder began: ``--status``);
     - ``mismatches``: a sentence for each way the journal disagrees with the ledger (journal
       fees vs ledger fees, journal realized vs ledger realized, and ``end.balance -
-      start.balance == gross_pnl_usd - fees_paid_usd``); empty when the report adds up.
+      start.balance == gross_pnl_usd - fees_paid_usd``), and each trade whose fills disagree
+      with its row (the journal's ``fill_mismatches``); empty when the report adds up.
 
     ``journal`` holds ``scope_totals`` (as Decimal or exact text); missing keys (a journal
     that did not answer) are reported as a mismatch, never as zeros passed off as facts.
@@ -319,6 +482,7 @@ def report_money(
     fees = end.fees_paid - start.fees_paid
     realized_ledger = end.realized_pnl - start.realized_pnl
     mismatches: list[str] = []
+    mismatches.extend(f"journal: {problem}" for problem in journal.get("fill_mismatches") or ())
     missing = [key for key in ("realized_pnl_usd", "gross_pnl_usd", "fees_paid_usd") if key not in journal]
     if missing:
         mismatches.append(f"journal: no {', '.join(missing)} (the journal did not answer)")
@@ -467,8 +631,14 @@ def trade_row(
 class OrderRow:
     """One row of ``orders``: one per client order id, at its latest known status.
 
-    ``ts_ns`` is the engine time of the message that set the current status; ``run_id`` the run
-    in which that happened.
+    The order as it was sent (``order_type``, ``time_in_force``, ``limit_price``,
+    ``stop_price``, ``post_only``, ``reduce_only``, ``quantity``) and what became of it:
+    ``fill_quantity`` is the filled quantity so far, ``fill_price`` the average price of its
+    fills, ``fee`` the sum of their fees, ``trade_id`` the last fill's; ``slippage_bps`` the
+    average price against the reference (``order_slippage_bps``). ``created_ts_ns`` is the
+    engine time of the first message about it, ``ts_ns`` of the message that set the current
+    status or fill (its update time); ``run_id`` the run in which that happened. The columns
+    of the order as sent are empty in rows journaled before they were kept.
     """
 
     client_order_id: str
@@ -490,10 +660,21 @@ class OrderRow:
     correlation_id: str | None = None
     ts_ns: int
     run_id: str
+    order_type: str | None = None
+    time_in_force: str | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    post_only: bool | None = None
+    reduce_only: bool | None = None
+    created_ts_ns: int | None = None
 
     @property
     def is_final(self) -> bool:
-        return self.status != JournalOrderStatus.REQUESTED.value
+        return self.status in FINAL_ORDER_STATUSES
+
+    def advances_to(self, status: JournalOrderStatus) -> bool:
+        """Whether ``status`` is further along than this row's (a final row never changes)."""
+        return not self.is_final and ORDER_STATUS_RANK[status.value] > ORDER_STATUS_RANK[self.status]
 
 
 def order_row(
@@ -507,9 +688,15 @@ def order_row(
     **outcome: Any,
 ) -> OrderRow:
     """The ``orders`` row of ``order`` at ``status``; ``outcome`` holds the fill or refusal
-    fields (``fill_price``, ``fee``, ``venue``, ``venue_order_id``, ``reason`` ...). A fill
-    gets its ``slippage_bps`` against the order's reference price. Fields the previous row
-    knew and this outcome does not say (a venue order id, the correlation id) are kept."""
+    fields (``fill_price``, ``fill_quantity``, ``fee``, ``venue``, ``venue_order_id``,
+    ``reason`` ..., and ``slippage_reference``: the price a fill is measured against, default
+    the order's reference price). A row with a fill price gets its ``slippage_bps``. Fields the
+    previous row knew and this outcome does not say (the fills so far, a venue order id, the
+    correlation id, the creation time) are kept."""
+    reference = outcome.pop("slippage_reference", None) or order.reference_price
+    kept = {} if previous is None else {
+        name: getattr(previous, name)
+        for name in ("fill_price", "fill_quantity", "fee", "venue", "venue_order_id", "trade_id", "slippage_bps")}
     row = OrderRow(
         client_order_id=order.client_order_id,
         position_id=order.position_id,
@@ -519,17 +706,115 @@ def order_row(
         quantity=order.quantity,
         reference_price=order.reference_price,
         status=status.value,
+        order_type=order.order_type.value,
+        time_in_force=order.time_in_force.value,
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        post_only=order.post_only,
+        reduce_only=order.reduce_only,
         correlation_id=correlation_id if correlation_id is not None else (
             previous.correlation_id if previous is not None else None),
-        venue_order_id=previous.venue_order_id if previous is not None else None,
-        venue=previous.venue if previous is not None else None,
+        created_ts_ns=previous.created_ts_ns if previous is not None and previous.created_ts_ns is not None
+        else ts_ns,
         ts_ns=ts_ns,
         run_id=run_id,
+        **kept,
     )
     row = replace(row, **{k: v for k, v in outcome.items() if v is not None})
-    if status is JournalOrderStatus.FILLED and row.fill_price is not None:
-        row = replace(row, slippage_bps=slippage_bps(order.side, order.reference_price, row.fill_price))
+    if "fill_price" in outcome and row.fill_price is not None:
+        row = replace(row, slippage_bps=slippage_bps(order.side, reference, row.fill_price))
     return row
+
+
+def status_after_fill(previous: OrderRow | None, cumulative: Decimal, quantity: Decimal) -> JournalOrderStatus:
+    """An order's status after a fill that brought its filled quantity to ``cumulative``:
+    FILLED when that is all of it, else PARTIALLY_FILLED; a final status stays (a fill that
+    lost a race with a cancel is recorded, the status it already had is not overwritten)."""
+    if previous is not None and previous.is_final:
+        return JournalOrderStatus(previous.status)
+    return JournalOrderStatus.FILLED if cumulative >= quantity else JournalOrderStatus.PARTIALLY_FILLED
+
+
+def _plain(value: Decimal) -> Decimal:
+    """``value`` without an exponent in its text and without trailing zeros."""
+    return Decimal(format(value.normalize(), "f"))
+
+
+def average_price(fills: Iterable[FillRow]) -> Decimal:
+    """The quantity-weighted average price of ``fills`` (at least one): the price itself when
+    they all have the same one (every fill of a market order that filled whole)."""
+    fills = list(fills)
+    if not fills:
+        raise ValueError("fills: an average price needs at least one fill")
+    prices = {f.price for f in fills}
+    if len(prices) == 1:
+        return fills[0].price
+    quantity = sum((f.quantity for f in fills), ZERO)
+    return _plain(sum((f.price * f.quantity for f in fills), ZERO) / quantity)
+
+
+def slippage_reference(reference_price: Decimal, fills: Iterable[FillRow]) -> Decimal:
+    """What an order's fills are measured against for ``slippage_bps``: the order's reference
+    price (the tick that caused it), unless every fill carries the venue's ``mid_price`` at
+    the moment it filled: then the quantity-weighted mid. (The hook for a venue that fills
+    against the top of book: ``OrderFilled.mid_price``, when it has one.)"""
+    fills = list(fills)
+    if not fills or any(f.mid_price is None for f in fills):
+        return reference_price
+    mids = {f.mid_price for f in fills}
+    if len(mids) == 1:
+        return fills[0].mid_price  # type: ignore[return-value]
+    quantity = sum((f.quantity for f in fills), ZERO)
+    return _plain(sum((f.mid_price * f.quantity for f in fills), ZERO) / quantity)  # type: ignore[operator]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillRow:
+    """One row of ``fills``: one execution of an order, keyed by the venue's ``trade_id`` (a
+    fill re-sent with a known trade id writes nothing). ``fee`` is in ``fee_currency``; a
+    negative fee is a maker rebate. ``cumulative_quantity`` is the order's filled quantity
+    after it; ``mid_price`` the venue's mid when it filled, if the venue said (else empty);
+    ``ts_event_ms`` the venue's time of the trade, ``ts_ns`` the engine time of the message."""
+
+    trade_id: str
+    client_order_id: str
+    position_id: str
+    coin: str
+    side: str
+    intent: str
+    venue: str
+    venue_order_id: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_currency: str
+    liquidity: str
+    cumulative_quantity: Decimal
+    mid_price: Decimal | None = None
+    ts_event_ms: int
+    ts_ns: int
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderEventRow:
+    """One row of ``order_events``: one change in an order's life (``event``, an
+    ``OrderEventKind``), the order's ``status`` after it, the engine time and run of the
+    message (``message``: its type), and what it says: a fill's ``trade_id``, ``quantity`` and
+    ``price``; a refusal's, cancel's or expiry's ``reason``. Appended in the order received."""
+
+    client_order_id: str
+    position_id: str
+    event: str
+    status: str
+    message: str
+    ts_ns: int
+    run_id: str
+    venue_order_id: str | None = None
+    trade_id: str | None = None
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -670,9 +955,15 @@ def daily_rows(
 __all__ = [
     "DailyRow",
     "EquitySample",
+    "FINAL_ORDER_STATUSES",
+    "FillRow",
     "JournalOrderStatus",
     "Ledger",
     "Mark",
+    "ORDER_COUNT_KEYS",
+    "ORDER_STATUS_RANK",
+    "OrderEventKind",
+    "OrderEventRow",
     "OrderRow",
     "RUN_TOTAL_KEYS",
     "SCOPE_TOTAL_KEYS",
@@ -680,23 +971,31 @@ __all__ = [
     "TradeRow",
     "TradeStats",
     "TradeStatus",
+    "average_price",
     "average_slippage_bps",
+    "closed_trade_results",
     "daily_rows",
     "day_after_close",
     "day_after_kill_switch",
     "day_after_mark",
     "drawdown_pct",
+    "fees_by_liquidity",
     "fill_fees",
+    "fills_cash_flow",
+    "fills_fees",
     "is_rejected_entry",
     "is_win",
     "max_drawdown_pct",
     "new_day",
     "open_position_rows",
     "order_row",
+    "order_status_counts",
     "report_money",
     "run_totals",
     "scope_totals",
     "slippage_bps",
+    "slippage_reference",
+    "status_after_fill",
     "trade_row",
     "trade_stats",
     "utc_day",
@@ -736,6 +1035,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"  trades {report['total_trades']} (wins {report['wins']}, losses {report['losses']}) | "
         f"realized {usd(report['realized_pnl_usd'])} USD | fees {usd(report['fees_paid_usd'])} USD | "
         f"slippage {report['slippage_avg_bps']} bps | max drawdown {report['max_drawdown_pct']} %",
+        *_fills_lines(report),
         f"  equity {usd(report['start_equity'])} -> {usd(report['end_equity'])} | open positions "
         f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
         f"trading {report['trading_state']}",
@@ -745,6 +1045,23 @@ def format_report(report: Mapping[str, Any]) -> str:
           if report.get("recorded") else []),
         *_feed_health_lines(report),
     ])
+
+
+_ORDER_COUNT_NAMES = {"filled": "filled", "partially_filled_canceled": "partially filled then canceled",
+                      "canceled": "canceled", "expired": "expired", "rejected": "rejected", "denied": "denied",
+                      "open": "still open"}
+
+
+def _fills_lines(report: Mapping[str, Any]) -> list[str]:
+    """``fees maker X USD, taker Y USD | orders filled N, ...`` when the report has them (the
+    venue's final statuses always; denied and still open only when there are some)."""
+    if report.get("fees_maker_usd") is None and not report.get("orders_by_status"):
+        return []
+    counts = report.get("orders_by_status") or {}
+    shown = [f"{name} {counts.get(key, 0)}" for key, name in _ORDER_COUNT_NAMES.items()
+             if key not in ("denied", "open") or counts.get(key)]
+    return [f"  fees maker {cents(report.get('fees_maker_usd'))} USD, taker {cents(report.get('fees_taker_usd'))} "
+            f"USD | orders {', '.join(shown)}"]
 
 
 def _feed_health_lines(report: Mapping[str, Any]) -> list[str]:

@@ -42,6 +42,10 @@ def vet_condition(
     it (a stop below a LONG's entry, above a SHORT's; the target beyond); a trigger price within
     ``max_trigger_distance_pct`` of the last price (a fat finger) when a price is known.
     """
+    if condition.limit_entry or condition.scale_in_fraction is not None:
+        field = "entry_type" if condition.limit_entry else "scale_in_fraction"
+        return (f"{field}: limit entries and scale-in legs are validated but not executed by this version "
+                "yet; arm the condition with a market entry")
     if condition.coin not in known_coins:
         return f"coin: {condition.coin} is not traded in this session (known: {', '.join(sorted(known_coins))})"
     deadline = condition.valid_until_ns

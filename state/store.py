@@ -10,7 +10,9 @@ from the frozen domain objects explicitly, so ``state/models.py`` knows nothing 
 
 Tables and their single writer:
 - ``conditions``, ``positions``, ``account``: the Sniper.
-- ``orders``: the Executor (others read it, e.g. the Sniper when it reconciles on start).
+- ``orders`` and ``fills``: the Executor (others read them, e.g. the Sniper when it reconciles
+  on start). An order row holds the record without its fills; ``fills`` holds every fill once,
+  keyed by the venue's trade id (``save_fill`` of a known trade id writes nothing and says so).
 - ``settings``: small key/value facts of other owners (the RiskGate's trading state; the
   session's identity and a replay's completion, written by ``run.py`` while it holds the
   folder's lock: ``state/session.py``).
@@ -55,7 +57,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -67,15 +69,16 @@ import peewee
 
 from state.bars import Bar
 from state.models import Position, TradeCondition
-from state.order import OrderRecord, VenueReport
+from state.order import Fill, OrderRecord, VenueReport
 from state.session import DataDirUnusable, NoSession, SessionIdentity, from_json, to_json
-from state.types import OrderStatus, PositionStatus, TradingState
+from state.types import Liquidity, OrderStatus, PositionStatus, TradingState
 
 T = TypeVar("T")
 TRADING_STATE_KEY = "trading_state"  # settings keys of the RiskGate's trading state ...
 TRADING_REASON_KEY = "trading_state_reason"  # ... and of why it was set
 SESSION_IDENTITY_KEY = "session_identity"  # what produced this store (state/session.py)
 REPLAY_COMPLETE_KEY = "replay_complete"  # a replay that reached its end: run id and time
+LEGACY_FEE_CURRENCY = "USDT"  # the fee currency of a fill stored by the previous version (quote currency)
 
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # journal_size_limit: a restarted log is cut back to this
 WAL_TRUNCATE_BYTES = 16 * 1024 * 1024  # checkpoint() truncates a log file larger than this
@@ -274,6 +277,51 @@ def position_order(position: Position) -> tuple[bool, float, str]:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(encode(obj), separators=(",", ":"), sort_keys=True)
+
+
+def _order_json(record: OrderRecord) -> str:
+    """An order row's data: the record without its fills (they have their own table)."""
+    data = encode(record)
+    del data["fills"]
+    data["refused_trade_ids"] = list(record.refused_trade_ids)
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _order_from_row(data: dict[str, Any], fills: list[Fill]) -> OrderRecord:
+    """An order record from its row's data and its stored fills. A row of the previous version
+    (one whole fill inside the row: ``trade_id``, ``fill_price``, ``fill_quantity``, ``fee``,
+    ``ts_event_ms``) is read as an order with that one fill."""
+    record = decode(OrderRecord, data)
+    if "filled_quantity" in data:
+        if not fills:
+            return record
+        return replace(record, fills=tuple(fills))
+    legacy = _legacy_fill(data)
+    if legacy is None and not fills:
+        return record
+    fills = fills or [legacy]  # type: ignore[list-item]
+    filled = sum((f.quantity for f in fills), Decimal(0))
+    average = fills[0].price if len(fills) == 1 else sum((f.price * f.quantity for f in fills), Decimal(0)) / filled
+    return replace(record, fills=tuple(fills), filled_quantity=filled, average_fill_price=average,
+                   fees_total=sum((f.fee for f in fills), Decimal(0)), fee_currency=fills[0].fee_currency)
+
+
+def _legacy_fill(data: dict[str, Any]) -> Fill | None:
+    """The one fill a previous version's order row holds, if it holds one."""
+    if data.get("fill_price") is None or data.get("fill_quantity") is None:
+        return None
+    client_order_id = data["client_order_id"]
+    return Fill(
+        trade_id=data.get("trade_id") or f"{client_order_id}-fill",
+        client_order_id=client_order_id,
+        venue_order_id=data.get("venue_order_id") or "",
+        quantity=Decimal(data["fill_quantity"]),
+        price=Decimal(data["fill_price"]),
+        fee=Decimal(data["fee"]) if data.get("fee") is not None else Decimal(0),
+        fee_currency=LEGACY_FEE_CURRENCY,
+        liquidity=Liquidity.TAKER,  # the previous version's venue filled market orders only
+        ts_ms=int(data.get("ts_event_ms") or 0),
+    )
 
 
 
@@ -535,6 +583,14 @@ class Store(OutboxMixin):
             class Meta:
                 table_name = "orders"
 
+        class FillRow(Base):
+            trade_id = peewee.CharField(primary_key=True)
+            client_order_id = peewee.CharField(index=True, max_length=36)
+            data = peewee.TextField()
+
+            class Meta:
+                table_name = "fills"
+
         class BarRow(Base):
             coin = peewee.CharField()
             end_ms = peewee.BigIntegerField()
@@ -558,6 +614,7 @@ class Store(OutboxMixin):
         self._Setting = SettingRow
         self._Order = OrderRow
         self._Bar = BarRow
+        self._Fill = FillRow
         self._VenueOrder = VenueOrderRow
         if self.read_only:
             db.connect()  # now, so a file SQLite cannot open fails here and not at the first query
@@ -565,7 +622,7 @@ class Store(OutboxMixin):
             return
         with db.connection_context():
             db.create_tables(
-                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, BarRow, VenueOrderRow],
+                [ConditionRow, PositionRow, AccountRow, SettingRow, OrderRow, FillRow, BarRow, VenueOrderRow],
                 safe=True,
             )
             self._create_outbox()
@@ -791,32 +848,70 @@ class Store(OutboxMixin):
         except peewee.DatabaseError as error:
             raise DataDirUnusable(f"{self.path}: cannot be read: {error}") from None
 
-    # --- orders (written by the Executor) ---------------------------------------------------
+    # --- orders and fills (written by the Executor) ----------------------------------------------
 
     def save_order(self, record: OrderRecord) -> None:
-        self._Order.replace(
-            client_order_id=record.client_order_id,
-            position_id=record.position_id,
-            status=record.status.value,
-            data=_dumps(record),
-        ).execute()
+        """Write ``record`` (one row, replaced) and every fill it holds (``save_fill``: a fill
+        stored before is left as it is). A record without fills is one statement, so outside a
+        transaction it commits at once (the write-ahead record); with fills, the row and its
+        fills commit together (inside the caller's transaction when one is open)."""
+        row = dict(client_order_id=record.client_order_id, position_id=record.position_id,
+                   status=record.status.value, data=_order_json(record))
+        if not record.fills:
+            self._Order.replace(**row).execute()
+            return
+        with self.db.atomic():
+            self._Order.replace(**row).execute()
+            for fill in record.fills:
+                self.save_fill(fill)
+
+    def save_fill(self, fill: Fill) -> bool:
+        """Store ``fill`` under its trade id: True when it is new, False when that trade id is
+        stored already (then nothing is written: a fill is recorded once, whoever reports it)."""
+        cursor = self.db.execute_sql(
+            "INSERT OR IGNORE INTO fills (trade_id, client_order_id, data) VALUES (?, ?, ?)",
+            (fill.trade_id, fill.client_order_id, _dumps(fill)),
+        )
+        return cursor.rowcount == 1
+
+    def load_fills(self, client_order_id: str) -> list[Fill]:
+        """The stored fills of one order, in the order they were stored."""
+        return self._fills_of([client_order_id]).get(client_order_id, [])
+
+    def _fills_of(self, client_order_ids: list[str]) -> dict[str, list[Fill]]:
+        found: dict[str, list[Fill]] = {}
+        for start in range(0, len(client_order_ids), 500):
+            chunk = client_order_ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.execute_sql(
+                f"SELECT client_order_id, data FROM fills WHERE client_order_id IN ({marks}) ORDER BY rowid", chunk
+            ).fetchall()
+            for client_order_id, data in rows:
+                found.setdefault(client_order_id, []).append(decode(Fill, json.loads(data)))
+        return found
 
     def get_order(self, client_order_id: str) -> OrderRecord | None:
+        """The record of ``client_order_id`` with its fills (``None`` when never recorded)."""
         row = self._Order.get_or_none(self._Order.client_order_id == client_order_id)
-        return None if row is None else decode(OrderRecord, json.loads(row.data))
+        if row is None:
+            return None
+        return _order_from_row(json.loads(row.data), self.load_fills(client_order_id))
 
     def order_ids(self) -> set[str]:
         return {row.client_order_id for row in self._Order.select(self._Order.client_order_id)}
 
     def load_orders(self, statuses: Iterable[OrderStatus] | None = None, *,
                     latest: int | None = None) -> list[OrderRecord]:
-        """Order records (of ``statuses``) by creation; ``latest=N``: only the N written last."""
+        """Order records (of ``statuses``) with their fills, by creation; ``latest=N``: only the
+        N written last."""
         query = self._Order.select().order_by(self._Order.client_order_id)
         if statuses is not None:
             query = query.where(self._Order.status.in_([s.value for s in statuses]))
         if latest is not None:  # every save is a REPLACE: the highest rowids were written last
             query = query.order_by(peewee.SQL("rowid").desc()).limit(latest)
-        records = [decode(OrderRecord, json.loads(row.data)) for row in query]
+        rows = [(row.client_order_id, json.loads(row.data)) for row in query]
+        fills = self._fills_of([client_order_id for client_order_id, _ in rows])
+        records = [_order_from_row(data, fills.get(client_order_id, [])) for client_order_id, data in rows]
         return sorted(records, key=lambda r: (r.created_ns, r.client_order_id))
 
     # --- bars (written by the Feed) ------------------------------------------------------------

@@ -241,6 +241,20 @@ def datetime_value(value: Any, field: str) -> datetime:
     return moment
 
 
+def whole_number(value: Any, field: str) -> int:
+    """An ``int`` (or its decimal text, e.g. from a REPL); booleans, floats and fractions are
+    a ``ValueError`` naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{field}: expected a whole number, got {_shown(value)}")
+    try:
+        number = int(value.strip()) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError(f"{field}: expected a whole number, got {_shown(value)}") from None
+    if abs(number) > 10**12:
+        raise ValueError(f"{field}: expected a whole number of at most 10**12, got {_shown(value)}")
+    return number
+
+
 def epoch_ns(moment: datetime) -> int:
     """Nanoseconds since the epoch; a naive datetime is read as local time."""
     seconds = moment.timestamp()

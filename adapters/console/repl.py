@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from state.entry_plan import ENTRY_FIELDS
 from state.models import TradeCondition
 from state.store import jsonable
 from state.types import Direction, TriggerType, coin_symbol, parse_enum, positive_decimal
@@ -124,15 +125,20 @@ class Console:
         return [{k: jsonable(getattr(p, k)) for k in keys} for p in self.engine.sniper.snapshot().positions]
 
     def arm(self, coin: str, direction: str, trigger: Any, stop_loss_pct: Any, take_profit_pct: Any,
-            size_usd: Any, valid_for: str | float | None = "1h") -> str:
+            size_usd: Any, valid_for: str | float | None = "1h", **entry: Any) -> str:
         """Arm a condition through the Strategist and the RiskGate; returns its id.
 
         ``arm("SOL", "long", ">142.5", 0.02, 0.015, 500, valid_for="1h")``: LONG SOL if the
         price goes above 142.50, stop-loss 2 %, take-profit 1.5 %, $500, valid for one hour.
         ``trigger`` is ``">x"``/``"<x"`` (or ``"above x"``/``"below x"``) or a bare price (above
         or below the last price decides). Percentages are fractions. ``valid_for=None`` never
-        expires. Raises ``ValueError`` with the reason if the RiskGate or the Sniper rejects it.
+        expires. ``entry`` takes the condition's entry plan (``state/entry_plan.py``), e.g.
+        ``entry_type="limit", entry_offset_ticks=2, entry_timeout_s=30, entry_plan_b_pct=0.001``.
+        Raises ``ValueError`` with the reason if the RiskGate or the Sniper rejects it.
         """
+        unknown = sorted(set(entry) - set(ENTRY_FIELDS))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not an entry plan field (one of {', '.join(ENTRY_FIELDS)})")
         engine = self.engine
         coin = coin_symbol(coin)
         direction = parse_enum(Direction, direction, "direction")
@@ -144,7 +150,7 @@ class Console:
             coin=coin, direction=direction, trigger_price=price,
             trigger_type=trigger_type, stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct,
             position_size_usd=size_usd, created_at=now, reasoning="armed at the console",
-            valid_until=None if duration is None else now + duration,
+            valid_until=None if duration is None else now + duration, **entry,
         )
         armed = engine.propose_and_wait(condition)
         return armed.id

@@ -1,9 +1,9 @@
 """The Executor as a threaded actor: every other role is a probe on a real bus, the store is real,
-and the venue is the real paper exchange or a small scripted fake."""
+and the venue is the (interim) paper venue or a scripted fake (tests/support/fake_venue.py).
+Market orders: the lifecycle's other events are in test_executor_lifecycle.py."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -13,67 +13,15 @@ from actors.bus import EXECUTOR, SNIPER
 from actors.executor import Executor
 from adapters.errors import AmbiguousOutcome, InsufficientFunds
 from adapters.venues.paper import PaperExchange
+from adapters.venues.paper_interim import InterimPaperVenue
 from state.market import default_rules
-from state.messages import ExecuteOrder, OrderFilled, OrderRejected, OrderRequest, TimerFired
-from state.order import OrderRecord, VenueReport
-from state.store import Store
-from state.types import OrderStatus
+from state.messages import ExecuteOrder, OrderAccepted, OrderFilled, OrderRejected, OrderRequest, TimerFired
+from state.order import OrderRecord
+from state.types import Liquidity, OrderStatus
 from tests.actors.helpers import ActorRig, order_request
+from tests.support.fake_venue import FakeVenue
 
 FEE_RATE = Decimal("0.0005")
-
-
-class ScriptedVenue:
-    """A venue whose submit outcome the test chooses; it records what the store held for the
-    order at the moment the venue was called, and only knows the orders it filled (or was
-    told about with ``learn_fill``)."""
-
-    name = "scripted"
-
-    def __init__(self, store: Store, *, submit_error: Exception | None = None) -> None:
-        self._store = store
-        self.submit_error = submit_error
-        self.submits: list[str] = []
-        self.record_at_submit: dict[str, OrderRecord | None] = {}
-        self.fetches: list[str] = []
-        self.known: dict[str, VenueReport] = {}
-        self._lock = threading.Lock()
-
-    def submit_order(self, order: OrderRequest) -> VenueReport:
-        with self._lock:
-            self.submits.append(order.client_order_id)
-            self.record_at_submit[order.client_order_id] = self._store.get_order(order.client_order_id)
-        if self.submit_error is not None:
-            raise self.submit_error
-        return self.learn_fill(order)
-
-    def fetch_order(self, client_order_id: str) -> VenueReport | None:
-        with self._lock:
-            self.fetches.append(client_order_id)
-            return self.known.get(client_order_id)
-
-    def learn_fill(self, order: OrderRequest, trade_id: str | None = None) -> VenueReport:
-        """The order filled at the venue (now, or after an ambiguous submit)."""
-        report = VenueReport(
-            client_order_id=order.client_order_id,
-            venue_order_id="v-" + order.client_order_id,
-            status=OrderStatus.FILLED,
-            fill_price=order.reference_price + 1,
-            fill_quantity=order.quantity,
-            fee=Decimal("0.42"),
-            trade_id=trade_id or "t-" + order.client_order_id,
-            ts_ms=order.reference_ts_ms + 5,
-        )
-        with self._lock:
-            self.known[order.client_order_id] = report
-        return report
-
-    def learn_rejection(self, order: OrderRequest, reason: str) -> None:
-        with self._lock:
-            self.known[order.client_order_id] = VenueReport(
-                client_order_id=order.client_order_id, venue_order_id="v-" + order.client_order_id,
-                status=OrderStatus.REJECTED, reason=reason,
-            )
 
 
 @pytest.fixture
@@ -84,9 +32,9 @@ def rig(probe_bus_for, tmp_path) -> Iterator[ActorRig]:
 
 
 @pytest.fixture
-def paper(rig) -> PaperExchange:
-    return PaperExchange(clock=rig.pb.clock, markets=default_rules, slippage_bps=Decimal(0),
-                         taker_fee_rate=FEE_RATE)
+def paper(rig) -> InterimPaperVenue:
+    return InterimPaperVenue(PaperExchange(clock=rig.pb.clock, markets=default_rules, slippage_bps=Decimal(0),
+                                           taker_fee_rate=FEE_RATE))
 
 
 def execute(rig: ActorRig, order: OrderRequest, correlation_id: str | None = "c-flow") -> None:
@@ -99,7 +47,7 @@ def test_answers_ping_with_its_role(rig, paper):
 
 
 def test_execute_order_records_the_intent_as_submitting_before_the_venue_sees_it(rig):
-    venue = ScriptedVenue(rig.store)
+    venue = FakeVenue(store=rig.store)
     rig.start(Executor, store=rig.store, venue=venue)
     order = order_request("p0001-E")
 
@@ -110,6 +58,7 @@ def test_execute_order_records_the_intent_as_submitting_before_the_venue_sees_it
     assert seen is not None, "the venue saw an order the store did not know"
     assert seen.status is OrderStatus.SUBMITTING
     assert (seen.coin, seen.side, seen.quantity, seen.intent) == (order.coin, order.side, order.quantity, order.intent)
+    assert seen.request() == order
 
 
 def test_execute_order_when_the_paper_venue_fills_then_order_filled_to_the_sniper_with_price_and_fee(rig, paper):
@@ -125,9 +74,13 @@ def test_execute_order_when_the_paper_venue_fills_then_order_filled_to_the_snipe
     assert filled.fill_quantity == Decimal("0.01")
     assert filled.fee == Decimal("0.21")  # 0.01 * 42000 * 0.0005
     assert filled.venue == "paper"
+    assert (filled.cumulative_quantity, filled.order_complete) == (Decimal("0.01"), True)
+    assert (filled.liquidity, filled.fee_currency) == (Liquidity.TAKER, "USDT")
+    assert rig.pb.messages(OrderAccepted) == [], "a market order's acceptance is recorded, not announced"
     record = rig.store.get_order("p0001-E")
     assert record is not None and record.status is OrderStatus.FILLED
     assert (record.trade_id, record.fill_price, record.fee) == (filled.trade_id, filled.fill_price, filled.fee)
+    assert [f.trade_id for f in record.fills] == [filled.trade_id]
     assert record.submissions == 1
 
 
@@ -141,6 +94,7 @@ def test_same_execute_order_five_times_reaches_the_venue_once_and_republishes_th
 
     assert paper.submissions["p0001-E"] == 1
     assert len(fills) == 5, "every duplicate gets the recorded outcome back"
+    assert rig.pb.messages(OrderAccepted, SNIPER) == [], "duplicates of a filled order get the fill"
     assert {(f.trade_id, f.fill_price, f.fee) for f in fills} == {(fills[0].trade_id, fills[0].fill_price, fills[0].fee)}
     records = rig.store.load_orders()
     assert [(r.client_order_id, r.status) for r in records] == [("p0001-E", OrderStatus.FILLED)]
@@ -148,7 +102,7 @@ def test_same_execute_order_five_times_reaches_the_venue_once_and_republishes_th
 
 
 def test_execute_order_when_the_venue_refuses_it_then_order_rejected_and_the_record_is_rejected(rig):
-    venue = ScriptedVenue(rig.store, submit_error=InsufficientFunds("margin is insufficient"))
+    venue = FakeVenue(submit_error=InsufficientFunds("margin is insufficient"))
     rig.start(Executor, store=rig.store, venue=venue)
     order = order_request("p0001-E")
 
@@ -178,8 +132,8 @@ def test_execute_order_rejected_by_the_paper_venue_for_a_stale_price_is_never_su
     assert rig.store.get_order("p0001-E").status is OrderStatus.REJECTED
 
 
-def test_ambiguous_outcome_publishes_nothing_keeps_the_record_submitting_and_reconcile_resolves_the_fill(rig):
-    venue = ScriptedVenue(rig.store, submit_error=AmbiguousOutcome("read timed out"))
+def test_ambiguous_outcome_makes_the_order_unknown_asks_at_once_and_reconcile_resolves_the_fill(rig):
+    venue = FakeVenue(submit_error=AmbiguousOutcome("read timed out"))
     rig.start(Executor, store=rig.store, venue=venue)
     order = order_request("p0001-E")
 
@@ -188,35 +142,37 @@ def test_ambiguous_outcome_publishes_nothing_keeps_the_record_submitting_and_rec
 
     assert rig.pb.messages(OrderFilled) == [] and rig.pb.messages(OrderRejected) == []
     record = rig.store.get_order("p0001-E")
-    assert record is not None and record.status is OrderStatus.SUBMITTING
-    assert record.submissions == 1
+    assert record is not None and record.status is OrderStatus.UNKNOWN
+    assert record.submissions == 1 and record.unknown_since_ns == rig.pb.clock.now_ns()
+    assert venue.fetches == ["p0001-E"], "asked at once"
 
-    report = venue.learn_fill(order)  # the venue did place it after all
+    venue.learn(order)  # the venue did place it after all, and it filled
     rig.pb.bus.tell(EXECUTOR, TimerFired(ts_init_ns=rig.pb.clock.now_ns(), name="reconcile"))
     filled = rig.pb.wait_for(OrderFilled, SNIPER)
 
+    (fill,) = venue.book["p0001-E"].fills
     assert (filled.order.client_order_id, filled.trade_id, filled.fill_price, filled.fee) == (
-        "p0001-E", report.trade_id, report.fill_price, report.fee)
+        "p0001-E", fill.trade_id, fill.price, fill.fee)
     assert venue.submits == ["p0001-E"], "an ambiguous order is resolved by asking, never by placing it again"
-    assert venue.fetches == ["p0001-E"]
+    assert venue.fetches == ["p0001-E", "p0001-E"]
     assert rig.store.get_order("p0001-E").status is OrderStatus.FILLED
 
 
 def test_fill_resolved_by_reconcile_keeps_the_correlation_id_of_its_execute_order(rig):
-    venue = ScriptedVenue(rig.store, submit_error=AmbiguousOutcome("read timed out"))
+    venue = FakeVenue(submit_error=AmbiguousOutcome("read timed out"))
     rig.start(Executor, store=rig.store, venue=venue)
     order = order_request("p0001-E")
     execute(rig, order, correlation_id="c-0001")
     rig.pb.drain()
 
-    venue.learn_fill(order)
+    venue.learn(order)
     rig.pb.bus.tell(EXECUTOR, TimerFired(ts_init_ns=rig.pb.clock.now_ns(), name="reconcile"))
 
     assert rig.pb.wait_for(OrderFilled, SNIPER).correlation_id == "c-0001"
 
 
 def test_reconcile_when_the_venue_still_does_not_know_the_order_publishes_nothing_and_never_resubmits(rig):
-    venue = ScriptedVenue(rig.store, submit_error=AmbiguousOutcome("connection reset"))
+    venue = FakeVenue(submit_error=AmbiguousOutcome("connection reset"))
     rig.start(Executor, store=rig.store, venue=venue)
     execute(rig, order_request("p0001-E"))
     rig.pb.drain()
@@ -224,20 +180,20 @@ def test_reconcile_when_the_venue_still_does_not_know_the_order_publishes_nothin
     rig.pb.bus.tell(EXECUTOR, TimerFired(ts_init_ns=rig.pb.clock.now_ns(), name="reconcile"))
     rig.pb.drain()
 
-    assert venue.fetches == ["p0001-E"]
+    assert venue.fetches == ["p0001-E", "p0001-E"]
     assert venue.submits == ["p0001-E"]
-    assert rig.pb.messages(OrderFilled) == []
-    assert rig.store.get_order("p0001-E").status is OrderStatus.SUBMITTING
+    assert rig.pb.messages(OrderFilled) == [] and rig.pb.messages(OrderRejected) == []
+    assert rig.store.get_order("p0001-E").status is OrderStatus.UNKNOWN
 
 
 def test_reconcile_when_the_venue_reports_a_rejection_then_order_rejected_and_the_record_is_rejected(rig):
-    venue = ScriptedVenue(rig.store, submit_error=AmbiguousOutcome("read timed out"))
+    venue = FakeVenue(submit_error=AmbiguousOutcome("read timed out"))
     rig.start(Executor, store=rig.store, venue=venue)
     order = order_request("p0001-E")
     execute(rig, order)
     rig.pb.drain()
 
-    venue.learn_rejection(order, "MIN_NOTIONAL")
+    venue.reject_silently(order, "MIN_NOTIONAL")
     rig.pb.bus.tell(EXECUTOR, TimerFired(ts_init_ns=rig.pb.clock.now_ns(), name="reconcile"))
     rejected = rig.pb.wait_for(OrderRejected, SNIPER)
 
@@ -245,28 +201,60 @@ def test_reconcile_when_the_venue_reports_a_rejection_then_order_rejected_and_th
     assert rejected.reason == "MIN_NOTIONAL"
     record = rig.store.get_order("p0001-E")
     assert record.status is OrderStatus.REJECTED and record.reason == "MIN_NOTIONAL"
+    assert rig.pb.messages(OrderAccepted) == [], "the venue never held it"
 
 
 def test_restart_resolves_a_record_left_submitting_with_the_venue_and_publishes_the_fill(rig):
     order = order_request("p0001-E")
-    venue = ScriptedVenue(rig.store)
-    report = venue.learn_fill(order, trade_id="t-restart")  # placed just before the crash
-    rig.store.save_order(OrderRecord(
-        client_order_id=order.client_order_id, position_id=order.position_id, coin=order.coin,
-        side=order.side, quantity=order.quantity, intent=order.intent,
-        reference_price=order.reference_price, reference_ts_ms=order.reference_ts_ms,
-        venue=venue.name, submissions=1,
-    ))
+    venue = FakeVenue()
+    placed = venue.learn(order)  # placed just before the crash
+    rig.store.save_order(OrderRecord.of(order, venue=venue.name, now_ns=1))
 
     rig.start(Executor, store=rig.store, venue=venue)
     filled = rig.pb.wait_for(OrderFilled, SNIPER)
 
+    (fill,) = placed.fills
     assert filled.order == order
     assert (filled.trade_id, filled.fill_price, filled.fill_quantity, filled.fee) == (
-        "t-restart", report.fill_price, report.fill_quantity, report.fee)
+        fill.trade_id, fill.price, fill.quantity, fill.fee)
     assert venue.submits == [], "a restart never places a known intent again"
     record = rig.store.get_order("p0001-E")
-    assert record.status is OrderStatus.FILLED and record.trade_id == "t-restart"
+    assert record.status is OrderStatus.FILLED and record.trade_id == fill.trade_id
+
+
+def test_restart_then_the_same_execute_order_of_an_order_the_venue_never_saw_places_it_once(rig):
+    order = order_request("p0001-E")
+    venue = FakeVenue()
+    now = rig.pb.clock.now_ns()
+    rig.store.save_order(OrderRecord.of(order, venue=venue.name, now_ns=now))  # killed before the venue got it
+
+    rig.start(Executor, store=rig.store, venue=venue)
+    assert rig.ask("ping") == EXECUTOR  # answered after its start
+    assert venue.fetches == ["p0001-E"] and venue.submits == []
+    assert rig.store.get_order("p0001-E").status is OrderStatus.SUBMITTING
+
+    execute(rig, order)  # the Sniper asks again, with the same client order id
+    execute(rig, order)
+    fills = rig.pb.messages(OrderFilled, SNIPER)
+
+    assert venue.submits == ["p0001-E"]
+    assert len({f.trade_id for f in fills}) == 1
+    assert rig.store.get_order("p0001-E").status is OrderStatus.FILLED
+
+
+def test_a_record_left_submitting_that_nobody_asks_for_again_is_rejected_after_the_grace_period(rig):
+    order = order_request("p0001-E")
+    venue = FakeVenue()
+    rig.store.save_order(OrderRecord.of(order, venue=venue.name, now_ns=rig.pb.clock.now_ns()))
+    rig.start(Executor, store=rig.store, venue=venue, unknown_grace_s=10)
+    assert rig.ask("ping") == EXECUTOR
+    assert rig.store.get_order("p0001-E").status is OrderStatus.SUBMITTING
+
+    rig.pb.clock.advance(10)
+    rig.pb.bus.tell(EXECUTOR, TimerFired(ts_init_ns=rig.pb.clock.now_ns(), name="reconcile"))
+    rejected = rig.pb.wait_for(OrderRejected, SNIPER)
+    assert rejected.order == order and rejected.reason.startswith("NOT_FOUND")
+    assert venue.submits == []
 
 
 def test_restart_then_the_same_execute_order_gets_the_recorded_fill_without_a_new_submission(rig, paper):

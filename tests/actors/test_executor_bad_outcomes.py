@@ -3,8 +3,8 @@ what it should not, or reports a fill at 0.00, becomes a rejection with the reas
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -12,14 +12,15 @@ import pytest
 
 from actors.bus import EXECUTOR, SNIPER
 from actors.executor import Executor
+from adapters.errors import InvalidOrder
 from state.messages import ExecuteOrder, OrderFilled, OrderRejected, OrderRequest
-from state.order import OrderRecord, VenueReport
-from state.types import OrderStatus
+from state.order import Fill, OrderUpdate, VenueOrder
+from state.types import Liquidity, OrderStatus
 from tests.actors.helpers import ActorRig, order_request
 
 
 class OddVenue:
-    """A venue that raises ``error`` on submit, or answers with ``fill`` (price, quantity)."""
+    """A venue that raises ``error`` on submit, or reports ``fill`` (price, quantity) for it."""
 
     name = "odd"
 
@@ -27,17 +28,37 @@ class OddVenue:
         self.error = error
         self.fill = fill
         self.submits: list[str] = []
+        self.cancels: list[str] = []
+        self.sink: Any = None
 
-    def submit_order(self, order: OrderRequest) -> VenueReport:
+    def bind(self, sink: Any) -> None:
+        self.sink = sink
+
+    def submit(self, order: OrderRequest) -> None:
         self.submits.append(order.client_order_id)
         if self.error is not None:
             raise self.error
         assert self.fill is not None
-        return VenueReport(client_order_id=order.client_order_id, venue_order_id="v-1", status=OrderStatus.FILLED,
-                           fill_price=self.fill[0], fill_quantity=self.fill[1], fee=Decimal(0), trade_id="t-1",
-                           ts_ms=order.reference_ts_ms)
+        self.sink(OrderUpdate(client_order_id=order.client_order_id, venue_order_id="v-1",
+                              status=OrderStatus.ACCEPTED, ts_ms=order.reference_ts_ms))
+        self.sink(Fill(trade_id="t-1", client_order_id=order.client_order_id, venue_order_id="v-1",
+                       price=self.fill[0], quantity=self.fill[1], fee=Decimal(0), fee_currency="USDT",
+                       liquidity=Liquidity.TAKER, ts_ms=order.reference_ts_ms))
 
-    def fetch_order(self, client_order_id: str) -> VenueReport | None:
+    def cancel(self, client_order_id: str) -> None:
+        self.cancels.append(client_order_id)
+        raise InvalidOrder("nothing to cancel")
+
+    def fetch_order(self, client_order_id: str) -> VenueOrder | None:
+        return None
+
+    def open_orders(self, coin: str | None = None) -> list[VenueOrder]:
+        return []
+
+    def observe_trade(self, *args: Any) -> None:
+        return None
+
+    def observe_quote(self, *args: Any) -> None:
         return None
 
 
@@ -87,11 +108,14 @@ def test_an_absurd_fill_is_recorded_and_published_as_a_rejection(rig, price, qua
 
 def test_a_stored_fill_at_zero_from_an_older_version_is_never_handed_on_as_a_fill(rig):
     order = order_request("p0001-X1", position_id="p0001", side="SELL", intent="EXIT", reference_price="0.01")
-    stored = OrderRecord(client_order_id=order.client_order_id, position_id=order.position_id, coin=order.coin,
-                         side=order.side, quantity=order.quantity, intent=order.intent,
-                         reference_price=order.reference_price, reference_ts_ms=order.reference_ts_ms, venue="odd")
-    rig.store.save_order(replace(stored, status=OrderStatus.FILLED, fill_price=Decimal("0.00"),
-                                 fill_quantity=order.quantity, fee=Decimal(0), trade_id="t-1"))
+    data = {"client_order_id": order.client_order_id, "position_id": order.position_id, "coin": order.coin,
+            "side": "SELL", "quantity": str(order.quantity), "intent": "EXIT", "reference_price": "0.01",
+            "reference_ts_ms": order.reference_ts_ms, "status": "FILLED", "venue": "odd", "venue_order_id": None,
+            "trade_id": "t-1", "fill_price": "0.00", "fill_quantity": str(order.quantity), "fee": "0",
+            "ts_event_ms": None, "reason": None, "created_ns": 0, "updated_ns": 0, "submissions": 0,
+            "correlation_id": None}  # a row exactly as the previous version wrote it
+    rig.store.db.execute_sql("INSERT INTO orders (client_order_id, position_id, status, data) VALUES (?, ?, ?, ?)",
+                             (order.client_order_id, order.position_id, "FILLED", json.dumps(data)))
     venue = OddVenue(error=RuntimeError("must not be asked"))
     rig.start(Executor, store=rig.store, venue=venue)
     execute(rig, order)

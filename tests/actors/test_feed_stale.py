@@ -45,8 +45,9 @@ def clock() -> Monotonic:
     return Monotonic()
 
 
-def start(rig: ActorRig, clock: Monotonic, *, stale_after_s: float | None = 15.0) -> Any:
-    return rig.start(Feed, source=None, board=InMemoryPriceBoard(), store=rig.store, clock=WallClock(),
+def start(rig: ActorRig, clock: Monotonic, *, stale_after_s: float | None = 15.0,
+          board: InMemoryPriceBoard | None = None) -> Any:
+    return rig.start(Feed, source=None, board=board or InMemoryPriceBoard(), store=rig.store, clock=WallClock(),
                      stale_after_s=stale_after_s, watched=("BTC", "ETH"), monotonic=clock)
 
 
@@ -108,6 +109,21 @@ def test_quotes_count_as_data_and_are_kept_as_top_of_book(rig, clock):
     assert rig.pb.messages(FeedStale) == []
     assert rig.ask("stats")["top_of_book"]["BTC"] == {"bid": "41999.9", "ask": "42000.1", "bid_qty": "1.5",
                                                       "ask_qty": "0.3"}
+
+
+def test_a_sane_quote_goes_to_the_price_board_and_a_crossed_one_does_not(rig, clock):
+    board = InMemoryPriceBoard()
+    start(rig, clock, board=board)
+    rig.pb.bus.send(PushQuote(ts_init_ns=0, coin="BTC", bid="41999.9", bid_qty="1.5", ask="42000.1",
+                              ask_qty="0.3", ts_ms=1_700_000_000_000))
+    rig.pb.drain()
+    book = board.quote("BTC")
+    assert book is not None and book.mid == Decimal("42000.0") and book.ts_ms == 1_700_000_000_000
+    rig.pb.bus.send(PushQuote(ts_init_ns=0, coin="BTC", bid="42000.2", bid_qty="1", ask="42000.1",
+                              ask_qty="1", ts_ms=1_700_000_000_500))
+    rig.pb.drain()
+    assert board.quote("BTC") == book  # crossed: never priced from, the last sane one stays
+    assert board.quote("ETH") is None
 
 
 def test_without_stale_after_s_nothing_is_ever_stale(rig, clock):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +19,8 @@ from state.messages import (
     PositionClosed,
     PositionOpened,
 )
-from state.order import OrderRecord, OrderTrigger
+from state.order import Fill, OrderRecord
+from state.types import Liquidity
 from tests.actors.helpers import ActorRig, closed_position, exit_request, open_position, order_filled, order_request
 
 
@@ -73,13 +75,7 @@ def test_same_client_order_id_filled_with_two_trade_ids_then_duplicate_fill_to_t
 
 def test_duplicate_fill_is_detected_against_fills_recorded_before_it_started(rig):
     order = order_request("p0001-E")
-    record = OrderRecord(
-        client_order_id=order.client_order_id, position_id=order.position_id, coin=order.coin,
-        side=order.side, quantity=order.quantity, intent=order.intent,
-        reference_price=order.reference_price, reference_ts_ms=order.reference_ts_ms,
-    ).apply(OrderTrigger.FILL, trade_id="t-before", fill_price=order.reference_price,
-            fill_quantity=order.quantity, fee=Decimal(0))
-    rig.store.save_order(record)
+    rig.store.save_order(filled_record(order, "t-before"))
     rig.start(Invariants, store=rig.store)
 
     rig.pb.bus.publish(order_filled(order, trade_id="t-after"))
@@ -146,12 +142,10 @@ def test_actor_restarted_violates_nothing(rig, invariants):
 
 
 def filled_record(order: Any, trade_id: str) -> OrderRecord:
-    return OrderRecord(
-        client_order_id=order.client_order_id, position_id=order.position_id, coin=order.coin,
-        side=order.side, quantity=order.quantity, intent=order.intent,
-        reference_price=order.reference_price, reference_ts_ms=order.reference_ts_ms,
-    ).apply(OrderTrigger.FILL, trade_id=trade_id, fill_price=order.reference_price,
-            fill_quantity=order.quantity, fee=Decimal(0))
+    return OrderRecord.of(order, venue="paper", now_ns=1).apply_fill(Fill(
+        trade_id=trade_id, client_order_id=order.client_order_id, venue_order_id="v-" + order.client_order_id,
+        quantity=order.quantity, price=order.reference_price, fee=Decimal(0), fee_currency="USDT",
+        liquidity=Liquidity.TAKER, ts_ms=order.reference_ts_ms))
 
 
 def test_memory_keeps_the_latest_fills_and_an_older_duplicate_is_still_found_in_the_store(rig, monkeypatch):
@@ -172,3 +166,15 @@ def test_memory_keeps_the_latest_fills_and_an_older_duplicate_is_still_found_in_
     assert rig.ask("stats")["fills_kept"] == 3
     assert rig.ask("stats")["violations"] == 3
     assert [v.detail.split()[-1] for v in rig.ask("violations")] == ["t-again-1", "t-again-2"]
+
+
+def test_an_order_filled_in_parts_with_several_trade_ids_violates_nothing(rig, invariants):
+    order = order_request("p0001-E", quantity="0.03")
+    for number in (1, 2, 3):
+        part = order_filled(order, trade_id=f"t-{number}")
+        rig.pb.bus.publish(replace(part, fill_quantity=Decimal("0.01"), cumulative_quantity=Decimal(number) / 100))
+    rig.pb.bus.publish(order_filled(order, trade_id="t-2"))  # a part published again
+
+    no_violations(rig)
+    rig.pb.bus.publish(order_filled(order, trade_id="t-4"))  # once complete, another trade id is a double fill
+    assert rig.pb.wait_for(InvariantViolated, JOURNAL).detail == "p0001-E filled as t-1, t-2, t-3 and as t-4"

@@ -45,10 +45,10 @@ from state.messages import (
     TimerFired,
     TradingStateChanged,
 )
-from state.order import OrderRecord
+from state.order import Fill, OrderRecord
 from state.rules import PositionLimits
 from state.store import Store
-from state.types import OrderIntent, OrderStatus, PositionStatus, TradingState
+from state.types import Liquidity, OrderIntent, OrderStatus, PositionStatus, TradingState
 from tests.conftest import WAIT, ProbeBus, condition
 
 
@@ -418,14 +418,10 @@ def test_restart_applies_a_fill_the_executor_recorded_while_it_was_down(sniper_f
     pb = probe_bus_for(SNIPER)
     store = Store(tmp_path / "engine.db")
     order = stop_with_an_entry_in_flight(sniper_factory, pb, store).order
-    store.save_order(OrderRecord(
-        client_order_id=order.client_order_id, position_id=order.position_id, coin=order.coin,
-        side=order.side, quantity=order.quantity, intent=order.intent,
-        reference_price=order.reference_price, reference_ts_ms=order.reference_ts_ms,
-        status=OrderStatus.FILLED, venue="paper", venue_order_id="v1", trade_id="t1",
-        fill_price=Decimal("42001"), fill_quantity=order.quantity, fee=Decimal("0.5"),
-        ts_event_ms=order.reference_ts_ms,
-    ))
+    store.save_order(OrderRecord.of(order, venue="paper", now_ns=1).apply_fill(Fill(
+        trade_id="t1", client_order_id=order.client_order_id, venue_order_id="v1", quantity=order.quantity,
+        price=Decimal("42001"), fee=Decimal("0.5"), fee_currency="USDT", liquidity=Liquidity.TAKER,
+        ts_ms=order.reference_ts_ms)))
     second = sniper_factory(store=store, pb=pb)
     opened = pb.wait_for(PositionOpened).position
     assert opened.entry_price == Decimal("42001")

@@ -16,9 +16,9 @@ import pytest
 from adapters.console.repl import Console
 from state import risk
 from state.models import TradeCondition, exit_order_id
-from state.order import OrderRecord
+from state.order import Fill, OrderRecord
 from state.store import Store
-from state.types import OrderIntent, OrderStatus, PositionStatus, Side
+from state.types import Liquidity, OrderIntent, OrderStatus, PositionStatus, Side
 from tests.conftest import WAIT, condition
 
 TEN_YEARS_MS = 10 * 365 * 86_400_000
@@ -240,8 +240,9 @@ def test_a_stored_exit_fill_at_zero_starts_with_the_fill_rejected_and_the_positi
     store.save_order(OrderRecord(client_order_id=order_id, position_id=position.id, coin="BTC", side=Side.SELL,
                                  quantity=position.quantity, intent=OrderIntent.EXIT,
                                  reference_price=Decimal("0.0000000001"), reference_ts_ms=stamp,
-                                 status=OrderStatus.FILLED, venue="paper", fill_price=Decimal("0.00"),
-                                 fill_quantity=position.quantity, fee=Decimal(0), trade_id="t-0"))
+                                 venue="paper").apply_fill(Fill(
+        trade_id="t-0", client_order_id=order_id, venue_order_id="", quantity=position.quantity,
+        price=Decimal("0.00"), fee=Decimal(0), fee_currency="USDT", liquidity=Liquidity.TAKER, ts_ms=stamp)))
     store.close()
 
     again = make_engine(data_dir=engine.data_dir)  # never an EngineStartError

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = "trades/binance-futures_BTCUSDT_trades_2020-02-22.csv.gz"
 ROWS = 8_000  # about 80 minutes of trading: ~80 bars of 60 s, several trades
 TRIALS = 10
-JOURNAL_TABLES = ("trades", "orders", "daily_pnl", "equity", "events")
+JOURNAL_TABLES = ("trades", "orders", "order_events", "fills", "daily_pnl", "equity", "events")
 # Columns that name the process, not what happened: ``run_id`` is the run of the process that
 # made the decision (two processes here, one in the reference); ``msg_id`` is a random UUID each
 # message gets when it is built (a re-sent message gets a new one).

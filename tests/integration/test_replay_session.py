@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from adapters.venues.paper import PaperExchange
+from adapters.venues.paper import PaperVenue
 from run import build_engine
 from state.store import jsonable
 
@@ -188,14 +188,17 @@ def test_two_coins_give_the_same_journal_whatever_the_venue_latency(shared_data,
     _replay_in_process(config, tmp_path / "prompt")
 
     jitter = random.Random(7)
-    submit = PaperExchange.submit_order
+    submit = PaperVenue.submit
+    slowed: list[str] = []
 
-    def slow_submit(venue: PaperExchange, order: Any) -> Any:
+    def slow_submit(venue: PaperVenue, order: Any) -> None:
         time.sleep(jitter.uniform(0, 0.004))  # a venue that takes its time, not a synchronization
-        return submit(venue, order)
+        slowed.append(order.client_order_id)
+        submit(venue, order)
 
-    monkeypatch.setattr(PaperExchange, "submit_order", slow_submit)
+    monkeypatch.setattr(PaperVenue, "submit", slow_submit)
     _replay_in_process(config, tmp_path / "slow")
+    assert len(slowed) > 40, "the engine's venue is the one slowed down"
 
     prompt, slow = whole_journal(tmp_path / "prompt"), whole_journal(tmp_path / "slow")
     trades = [t for t in prompt["trades"] if t["status"] == "CLOSED"]
@@ -300,9 +303,12 @@ def test_kill_9_during_a_replay_with_a_position_open_then_the_same_command_conti
     journal = whole_journal(data_dir)
     for table in JOURNAL_TABLES:  # every row of every table, not only the closed trades
         assert journal[table] == expected_journal[table], f"journal table {table} differs"
+    with sqlite3.connect(data_dir / "venue.db") as db:  # the paper venue's own book
+        ids = [row[0] for row in db.execute("SELECT client_order_id FROM orders")]
+        venue_fills = [json.loads(row[0]) for row in db.execute("SELECT data FROM fills")]
     with sqlite3.connect(data_dir / "engine.db") as db:
-        ids = [row[0] for row in db.execute("SELECT client_order_id FROM venue_orders")]
         fills = [json.loads(row[0]) for row in db.execute("SELECT data FROM orders")]
+    assert len(venue_fills) == len(ids)  # market orders fill whole: one fill each, none twice
     assert len(ids) == len(set(ids))
     assert all(f["submissions"] <= 2 for f in fills)  # a resend after the kill reached the venue's memory
     assert {f["client_order_id"] for f in fills} == set(ids)

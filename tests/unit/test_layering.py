@@ -1,7 +1,7 @@
 """The import rules of DESIGN.md section 2, checked by walking every module's AST.
 
 - ``state`` imports only the standard library and itself; peewee (and ``playhouse``, which ships
-  with it) only in ``state/store.py`` and ``state/journal_store.py``.
+  with it) only in ``state/store.py``, ``state/journal_store.py`` and ``state/venue_store.py``.
 - ``adapters`` imports ``state``, ``adapters`` and third-party libraries, never ``actors``/``run``.
 - ``actors`` imports ``state``, ``actors`` and, of ``adapters``, only ``adapters.ports`` and
   ``adapters.errors`` (never a concrete adapter); never ``run``.
@@ -27,7 +27,11 @@ STDLIB = frozenset(sys.stdlib_module_names)
 ACTOR_ADAPTER_PORTS = ("adapters.ports", "adapters.errors")
 IO_LIBRARIES = frozenset({"ccxt", "websocket", "websockets", "requests", "aiohttp"})
 PEEWEE = frozenset({"peewee", "playhouse"})  # playhouse is peewee's own extension package
-PEEWEE_MODULES = frozenset({"state/store.py", "state/journal_store.py"})
+PEEWEE_MODULES = frozenset({
+    "state/store.py",
+    "state/journal_store.py",
+    "state/venue_store.py",  # the paper venue's own book (venue.db): what an exchange keeps, apart from ours
+})
 
 
 # --- the walker ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +60,15 @@ def vet(condition: TradeCondition, *, last_price: Any = None, limits: RiskConfig
 @pytest.mark.parametrize("direction", ["LONG", "SHORT"])
 def test_vet_when_sane_then_none(direction: str) -> None:
     assert vet(cond(direction), last_price="100") is None
+
+
+@pytest.mark.parametrize(("entry", "field"), [
+    ({"entry_type": "limit", "entry_timeout_s": 30}, "entry_type"),
+    ({"scale_in_fraction": "0.5", "scale_in_pullback_pct": "0.01", "scale_in_timeout_s": 60}, "scale_in_fraction"),
+])
+def test_vet_when_entry_plan_not_executed_yet_then_refused_naming_it(entry: dict[str, Any], field: str) -> None:
+    condition = replace(cond(), **entry)
+    assert (vet(condition, last_price="100") or "").startswith(f"{field}: limit entries and scale-in legs")
 
 
 def test_vet_when_no_expiry_and_no_last_price_then_none() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from state.models import Position, TradeCondition, entry_order_id, position_id_for
-from state.order import OrderRecord
+from state.order import Fill, OrderRecord
 from state.store import Store, decode, encode, jsonable
-from state.types import Direction, OrderIntent, OrderStatus, PositionStatus, Side, TradingState
+from state.types import Direction, Liquidity, OrderIntent, OrderStatus, PositionStatus, Side, TradingState
 
 D = Decimal
 NAIVE = datetime(2024, 3, 1, 12, 0, 0, 123456)
@@ -156,23 +156,32 @@ def test_decode_when_position_encoded_then_identical_object(position: Position) 
     assert_identical(decode(Position, data), position)
 
 
+def make_fill(coid: str = "p1-E", trade_id: str = "t-1", **overrides: Any) -> Fill:
+    values: dict[str, Any] = dict(
+        trade_id=trade_id, client_order_id=coid, venue_order_id="v-9", quantity=D("0.02380"),
+        price=D("42021.00"), fee=D("0.500"), fee_currency="USDT", liquidity=Liquidity.TAKER,
+        ts_ms=1_709_294_400_123,
+    )
+    values.update(overrides)
+    return Fill(**values)
+
+
 @pytest.mark.parametrize(
     "record",
     [
         make_order(),
-        make_order(
-            status=OrderStatus.FILLED, venue="paper", venue_order_id="v-9", trade_id="t-1",
-            fill_price=D("42021.00"), fill_quantity=D("0.02380"), fee=D("0.500"),
-            ts_event_ms=1_709_294_400_123, reason=None, updated_ns=5, submissions=1,
-        ),
+        replace(make_order(venue="paper", updated_ns=5, submissions=1).apply_fill(make_fill()), venue_order_id="v-9"),
         make_order(status=OrderStatus.REJECTED, reason="insufficient margin", side=Side.SELL,
                    intent=OrderIntent.EXIT),
     ],
     ids=["submitting", "filled", "rejected"],
 )
-def test_decode_when_order_encoded_then_identical_object(record: OrderRecord) -> None:
-    data = json.loads(json.dumps(encode(record)))
-    assert_identical(decode(OrderRecord, data), record)
+def test_order_when_saved_and_read_back_then_identical_object(store: Store, record: OrderRecord) -> None:
+    store.save_order(record)
+    again = store.get_order(record.client_order_id)
+    assert_identical(again, record)
+    for read, written in zip(again.fills, record.fills, strict=True):
+        assert_identical(read, written)
 
 
 def test_jsonable_when_nested_objects_then_plain_json_values() -> None:
@@ -347,7 +356,7 @@ def test_load_orders_when_filtered_by_status_then_only_matching_in_creation_orde
 
 def test_save_order_when_outcome_applied_then_status_column_follows(store: Store) -> None:
     store.save_order(make_order("p1-E"))
-    store.save_order(make_order("p1-E", status=OrderStatus.FILLED, fill_price=D("42021")))
+    store.save_order(make_order("p1-E").apply_fill(make_fill(price=D("42021"))))
     assert store.load_orders([OrderStatus.SUBMITTING]) == []
     record = store.get_order("p1-E")
     assert record is not None and record.fill_price == D("42021")

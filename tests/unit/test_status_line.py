@@ -1,0 +1,49 @@
+"""adapters/console/status.py: the command line's status line, formatted from plain answers
+(no engine, no thread, no clock)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from adapters.console.status import status_line
+from state.models import SniperSnapshot
+from tests.actors.helpers import open_position
+
+D = Decimal
+
+
+def snapshot(**overrides) -> SniperSnapshot:
+    values = {"conditions": (), "positions": (open_position(),), "balance": D("9999.75"),
+              "realized_pnl": D("-1.234")}
+    values.update(overrides)
+    return SniperSnapshot(**values)
+
+
+def test_the_first_line_counts_its_rate_from_the_start_and_later_ones_from_the_previous_line():
+    rates: dict[str, float] = {}
+    feed = {"ticks": 100, "source": {"percent": 12.345}, "top_of_book": {"BTC": {"bid": "99", "ask": "101"}}}
+    prices = {"BTC": (D("100"), 1), "ETH": (D("3000.5"), 1)}
+
+    first = status_line(snapshot=snapshot(), feed=feed, trading="ACTIVE", prices=prices, source="replay",
+                        simulated=False, now=20.0, started_at=10.0, previous=rates)
+    second = status_line(snapshot=snapshot(), feed={**feed, "ticks": 150, "finished": True}, trading="REDUCING",
+                         prices=prices, source="replay", simulated=False, now=25.0, started_at=10.0, previous=rates)
+
+    assert first == ("feed replay 12.3% | ticks 100 (10.0/s) | armed 0 | open 1 | balance 9999.75 | "
+                     "realized -1.23 | BTC 100 (99/101), ETH 3000.5")
+    assert second.startswith("feed replay 12.3% finished | ticks 150 (10.0/s) |")
+    assert "| realized -1.23 | trading REDUCING | BTC 100" in second
+    assert rates == {"at": 25.0, "ticks": 150.0}
+
+
+def test_a_live_source_shows_its_connection_bad_frames_rest_fallback_and_stale_coins():
+    feed = {"ticks": 5, "stale": ["ETH"],
+            "source": {"state": "CONNECTED", "reconnects": 2, "bad_frames": {"total": 3},
+                       "rest_fallback": {"active": True}}}
+
+    line = status_line(snapshot=snapshot(positions=()), feed=feed, trading="ACTIVE", prices={}, source="binance",
+                       simulated=True, now=1.0, started_at=None)
+
+    assert line.startswith("feed binance (SIMULATED market) CONNECTED, 2 reconnect(s), 3 bad frame(s), "
+                           "REST fallback | ticks 5 (")
+    assert "| open 0 |" in line and line.endswith("| STALE ETH (no new entries) | ")
