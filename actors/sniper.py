@@ -89,9 +89,10 @@ in flight (same client order id), and so does the sweep for an exit with no outc
 ``EXIT_STUCK_S`` (``EXIT_STUCK``). No position stays CLOSING with nothing in flight.
 
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
-from the store, then reconcile each order not final with the Executor's records: a recorded
-fill or rejection is applied (a recorded fill that fails the fill guard, e.g. a price of 0.00
-an older version stored, is applied as a rejection); an order in flight with no final record is
+from the store, then reconcile each order not final with the Executor's records: its recorded
+fills are applied (each once, by trade id), then a final status (a recorded fill that fails the
+fill guard, e.g. a price of 0.00 an older version stored, is applied as a rejection); an order
+in flight with no final record is
 sent again with its same client order id (the Executor and the venue never fill an id twice);
 a working order is not (the Executor reconciles it with the venue and publishes what it
 learns; the RiskGate could deny it again while it rests). A
@@ -151,7 +152,7 @@ from state.messages import (
     TradingStateChanged,
 )
 from state.models import Position, PositionOrder, SniperSnapshot, TradeCondition
-from state.order import OrderRecord
+from state.order import Fill, OrderRecord
 from state.portfolio import (
     EXIT_ESCALATE_AFTER,
     EXIT_RETRY_MAX_S,
@@ -266,30 +267,36 @@ class Sniper(EngineActor):
                 self._reconcile(position, order)
 
     def _reconcile(self, position: Position, order: PositionOrder) -> None:
-        """Apply what the Executor recorded of ``order`` while the Sniper was down, or ask for
-        it again (same client order id: never placed twice)."""
+        """Apply what the Executor recorded of ``order`` while the Sniper was down (every fill, by
+        trade id, then a final status), or ask for it again (same client order id: never placed
+        twice). A working order is left to the Executor, which reconciles it with the venue."""
         current = self._portfolio.get(position.id)
         if current is None or order not in current.orders:
             return  # an outcome applied meanwhile (of the entry, for the exit's position)
         request = self._portfolio.order_request(current, order)
         order_id = order.client_order_id
         record = self._store.get_order(order_id)
-        if record is not None and record.status is OrderStatus.FILLED:
-            self.log.info("RECONCILE: {} filled while the Sniper was down; applying", order_id)
-            fill = _fill_from_record(record, request)
-            if fill is None:
-                self.log.error("RECONCILE_BAD_FILL: the stored fill of {} has no price or quantity ({} {})",
-                               order_id, record.fill_price, record.fill_quantity)
-                self._order_ended(request, "FILL_REJECTED: stored fill without price or quantity")
-            else:
-                self._apply_fill(fill)
-        elif record is not None and record.status in (OrderStatus.REJECTED, OrderStatus.CANCELED,
-                                                       OrderStatus.EXPIRED):
-            self.log.info("RECONCILE: {} was {}; applying", order_id, record.status.value)
-            self._order_ended(request, record.reason or record.status.value)
-        elif order.working:
-            # Resting on the venue's book: the Executor reconciles it with the venue and publishes
-            # what it learns. Not sent again: the RiskGate could deny an order that still rests.
+        if record is not None and (record.fills or record.is_final):
+            self.log.info("RECONCILE: {} is {} with {} fill(s) recorded; applying", order_id, record.status.value,
+                          len(record.fills))
+            cumulative = ZERO
+            for fill in record.fills:
+                cumulative += fill.quantity
+                self._apply_fill(_fill_event(fill, request, cumulative, record))
+            after = self._portfolio.get(position.id)
+            still = after is not None and any(o.client_order_id == order_id for o in after.orders)
+            if still and record.status is not OrderStatus.FILLED and record.is_final:
+                self._order_ended(request, record.reason or record.status.value, filled=record.filled_quantity)
+            elif still and record.is_final:
+                self.log.error("RECONCILE_INCONSISTENT: {} is FILLED with {} recorded, {} applied", order_id,
+                               record.filled_quantity, order.filled)
+        if record is not None and record.is_final:
+            return
+        current = self._portfolio.get(position.id)
+        order = next((o for o in (current.orders if current else ()) if o.client_order_id == order_id), None)
+        if order is None:
+            return
+        if order.working:
             self.log.info("RECONCILE: {} is working on the venue's book ({} of {} filled)", order_id,
                           order.filled, order.quantity)
         else:
@@ -972,18 +979,11 @@ def _arithmetic_as_value_error() -> Iterator[None]:
         raise ValueError(f"condition: its numbers cannot be computed with ({type(error).__name__})") from None
 
 
-def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled | None:
-    if record.fill_price is None or record.fill_quantity is None:
-        return None
+def _fill_event(fill: Fill, order: OrderRequest, cumulative: Decimal, record: OrderRecord) -> OrderFilled:
+    """A fill the Executor recorded, as the ``OrderFilled`` it published (or would have)."""
     return OrderFilled(
-        ts_init_ns=record.updated_ns,
-        correlation_id=None,
-        order=order,
-        venue_order_id=record.venue_order_id or "",
-        trade_id=record.trade_id or "",
-        fill_price=record.fill_price,
-        fill_quantity=record.fill_quantity, cumulative_quantity=record.fill_quantity,
-        fee=record.fee or ZERO,
-        ts_event_ms=record.ts_event_ms or 0,
-        venue=record.venue,
+        ts_init_ns=record.updated_ns, correlation_id=None, order=order,
+        venue_order_id=fill.venue_order_id or record.venue_order_id or "", trade_id=fill.trade_id,
+        fill_price=fill.price, fill_quantity=fill.quantity, cumulative_quantity=cumulative, fee=fill.fee,
+        ts_event_ms=fill.ts_ms, liquidity=fill.liquidity, fee_currency=fill.fee_currency, venue=record.venue,
     )
