@@ -1,17 +1,26 @@
 """The Sniper: watches every tick, fires armed conditions, and manages each position to its exit.
 
-**Owns** all position state: armed conditions (a per-coin ``ConditionBook``), positions and
-their exit plans (stop-loss, take-profit), the cash balance, realized PnL and fees. No other
-actor holds or changes any of it.
+**Owns** all position state: armed conditions (a per-coin ``ConditionBook``) and a
+``Portfolio`` (``state/portfolio.py``: positions with their FIFO lots, exit plans and orders
+not final, the cash balance, realized PnL and fees). No other actor holds or changes any of
+it. The decisions are the portfolio's (pure, tested without threads); the actor adds ordering,
+persistence and publishing.
 
 **Accepts**
-- ``Tick``: expire due conditions of the coin, mark open positions to market, check the stop
-  (first) and the take-profit, then fire triggered conditions within the position limits.
+- ``Tick``: expire due conditions of the coin, then the portfolio marks open positions to
+  market, starts the exits the stop (first) or the take-profit calls for, and decides on the
+  triggered conditions within the position limits.
 - ``ArmCondition``, ``ArmConditions`` (a strategy's set for one coin, replacing its previous
   set there), ``CancelCondition``, ``ClosePosition``, ``AdjustStop``: commands.
 - ``BarClosed``: publishes ``AccountMarked`` (balance, unrealized PnL, equity) at each bar
   close, so the RiskGate and the Journal see equity at a deterministic cadence.
-- ``OrderFilled``, ``OrderRejected``, ``OrderDenied``: outcomes of its own orders.
+- ``OrderFilled`` (one fill each, applied once per trade id: an entry opens the position at its
+  first fill and grows with each, an exit reduces it and closes it once nothing is held),
+  ``OrderAccepted`` (a resting order is then *working*), ``OrderCanceled`` / ``OrderExpired``
+  (an entry that filled part stays a position of exactly that part; one that filled nothing is
+  ``ENTRY_REJECTED``; an exit that filled part leaves the rest OPEN and is retried as a failed
+  exit), ``OrderRejected``, ``OrderDenied``: outcomes of its own orders.
+- ``TickMatched``: the venue matched its working orders against a tick (see Ordering).
 - ``EquityChecked`` (the RiskGate acted on an ``EquityMarked``) and ``ActorRestarted`` (of the
   RiskGate): end a tick clock's wait for the kill switch (see Ordering).
 - ``TradingStateChanged``: a read model of the RiskGate's state (no entries unless ACTIVE).
@@ -24,7 +33,9 @@ actor holds or changes any of it.
   checks what it owns (ids, expiry, order size) and turns any arithmetic error into a
   ``ValueError``.
 
-**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor);
+**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor); ``CancelOrder``
+(to the Executor: an entry still working when its position's exit starts; the exit covers
+what it filled); ``MatchTick`` (to the Executor, see Ordering);
 ``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``, ``ConditionsReplaced`` (one
 per ``ArmConditions`` / ``set_conditions``, instead of a ``ConditionCanceled`` per old condition
 and a ``ConditionArmed`` per new one); ``PositionOpened``,
@@ -36,7 +47,15 @@ the same ticks; the next report due comes with the first changed mark at or afte
 
 **Ordering.** While an entry or exit order of a coin is in flight, that coin's later ticks are
 queued and evaluated, in arrival order, when the order resolves: every tick after an entry is
-checked against its stop. Live (wall clock), other coins go on meanwhile. On a tick clock
+checked against its stop. A market, IOC or FOK order is in flight until it is final (filled
+whole, or canceled, expired, rejected); a resting order (``OrderRequest.rests``) only until
+``OrderAccepted``: it is then *working* and ticks go on. For each tick of a coin with working
+orders the Sniper first sends ``MatchTick(tick)`` to the Executor (the venue matches its
+resting orders against it); on a tick clock it evaluates that tick, and holds every later one,
+only after ``TickMatched``, so the venue matches a tick before the Sniper decides on it and a
+replay with resting orders is deterministic. On a wall clock it does not wait. Without working
+orders nothing of this happens. An Executor restart (``ActorRestarted``) ends a wait for
+``TickMatched`` (``MATCH_LOST``). Live (wall clock), other coins go on meanwhile. On a tick clock
 (replay, manual) every coin waits: ticks are evaluated in exactly the Feed's order, as if the
 venue answered instantly, so the balance and limits one coin's decision sees never depend on
 how fast another coin's order came back, and two replays give the same journal. For the same
@@ -47,7 +66,7 @@ also wait after each
 restart (``ActorRestarted``) ends the wait, since the report that crashed it is never answered.
 
 **Durability.** Every decision (conditions armed, canceled or expired; a position's status,
-quantity and exit levels; the balance) is written to the store before it takes effect, in one
+quantity, lots, exit levels and orders not final, working ones marked; the balance) is written to the store before it takes effect, in one
 transaction per change, and before any order goes out. Marks (a position's current price and
 unrealized PnL) are written behind: when the mailbox runs empty, every ``MARK_FLUSH_TICKS``
 marks under load, and on stop or crash, so a busy tape costs one write per batch, not per tick.
@@ -70,10 +89,13 @@ in flight (same client order id), and so does the sweep for an exit with no outc
 ``EXIT_STUCK_S`` (``EXIT_STUCK``). No position stays CLOSING with nothing in flight.
 
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
-from the store, then reconcile each in-flight order with the Executor's records: a recorded
-fill or rejection is applied (a recorded fill that fails the fill guard, e.g. a price of 0.00
-an older version stored, is applied as a rejection); an order with no final record is sent
-again with its same client order id (the Executor and the venue never fill an id twice). A
+from the store, then reconcile each order not final with the Executor's records: its recorded
+fills are applied (each once, by trade id), then a final status (a recorded fill that fails the
+fill guard, e.g. a price of 0.00 an older version stored, is applied as a rejection); an order
+in flight with no final record is
+sent again with its same client order id (the Executor and the venue never fill an id twice);
+a working order is not (the Executor reconciles it with the venue and publishes what it
+learns; the RiskGate could deny it again while it rests). A
 folder left inconsistent is repaired and reported (``RECONCILE_INCONSISTENT``): a CLOSING
 position with no order goes back to OPEN, a PENDING one with no order is closed.
 """
@@ -83,15 +105,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from actors.base import EngineActor
-from actors.bus import RISK_GATE, SNIPER
+from actors.bus import EXECUTOR, RISK_GATE, SNIPER
 from state import rules
 from state.book import ConditionBook
-from state.fill_guard import fill_problem
 from state.market import MarketRules
 from state.messages import (
     AccountMarked,
@@ -109,12 +129,16 @@ from state.messages import (
     ConditionTriggered,
     ConditionsReplaced,
     ActorRestarted,
+    CancelOrder,
     EquityChecked,
     EquityMarked,
     FeedRecovered,
     FeedStale,
+    MatchTick,
     OrderAccepted,
+    OrderCanceled,
     OrderDenied,
+    OrderExpired,
     OrderFilled,
     OrderRejected,
     OrderRequest,
@@ -123,38 +147,34 @@ from state.messages import (
     PositionOpened,
     SubmitOrder,
     Tick,
+    TickMatched,
     TimerFired,
     TradingStateChanged,
 )
-from state.models import (
-    Position,
-    PositionTrigger,
-    SniperSnapshot,
-    TradeCondition,
-    account_equity,
-    entry_order_id,
-    exit_order_id,
-    position_id_for,
+from state.models import Position, PositionOrder, SniperSnapshot, TradeCondition
+from state.order import Fill, OrderRecord
+from state.portfolio import (
+    EXIT_ESCALATE_AFTER,
+    EXIT_RETRY_MAX_S,
+    EXIT_STUCK_S,
+    Change,
+    Ended,
+    EntryDecision,
+    EntryTerms,
+    ExitStart,
+    Portfolio,
+    market_entry,
 )
-from state.order import OrderRecord
-from state.rules import ActiveExposure, PositionLimits
+from state.rules import PositionLimits
 from state.store import Store, position_order
-from state.types import (
-    ExitReason,
-    OrderIntent,
-    OrderStatus,
-    PositionStatus,
-    TradingState,
-    from_epoch_ns,
-)
+from state.types import OrderStatus, PositionStatus, TradingState, from_epoch_ns
+
+__all__ = ["EXIT_ESCALATE_AFTER", "EXIT_RETRY_MAX_S", "EXIT_STUCK_S", "MARK_FLUSH_TICKS", "Sniper"]
 
 ZERO = Decimal(0)
 MARK_FLUSH_TICKS = 1_000
 CURSOR_PREFIX = "replay_seq:"  # account keys of the replay cursor, one per coin
 ALL_COINS = "*"  # the one waiting lane of a tick clock (never a coin symbol)
-EXIT_ESCALATE_AFTER = 3  # failed exit attempts of one position before EXIT_ESCALATED
-EXIT_RETRY_MAX_S = 60  # the sweep retries a failed exit after 2^attempts s, at most this
-EXIT_STUCK_S = 10  # an exit in flight this long (engine time) without an outcome is asked for again
 
 
 class Sniper(EngineActor):
@@ -171,29 +191,26 @@ class Sniper(EngineActor):
         backlog_limit: int = 100_000,
         mark_report_ms: int = 1000,
         await_risk_checks: bool = False,
+        entry_terms: EntryTerms = market_entry,
         **base: Any,
     ) -> None:
         """``await_risk_checks``: on a tick clock, hold later ticks after each ``EquityMarked``
-        until the RiskGate's ``EquityChecked`` (the engine sets it; see Ordering)."""
+        until the RiskGate's ``EquityChecked`` (the engine sets it; see Ordering).
+        ``entry_terms``: the entry order's terms beyond market (``state/portfolio.py``)."""
         super().__init__(**base)
         self._store = store
         self._markets = markets
         self._limits = limits
         self._initial_balance = initial_balance
+        self._entry_terms = entry_terms
         self._backlog_limit = backlog_limit
         self._book = ConditionBook()
         self._seq = 0
-        self._positions: dict[str, Position] = {}
-        self._by_coin: dict[str, list[str]] = {}
-        self._inflight: dict[str, set[str]] = {}
+        self._portfolio = Portfolio(markets=markets, limits=limits, balance=initial_balance, entry_terms=entry_terms)
+        self._inflight: dict[str, set[str]] = {}  # per coin: the orders holding its lane
         self._deferred: dict[str, deque[Tick]] = {}  # per lane: a coin, or ALL_COINS
         self._one_lane = self.clock.causal
-        self._last_price: dict[str, tuple[Decimal, int]] = {}
         self._blocked: set[str] = set()
-        self._balance = initial_balance
-        self._realized = ZERO
-        self._fees = ZERO
-        self._closed = 0
         self._trading_state = TradingState.ACTIVE
         self._unsaved_marks: set[str] = set()
         self._marks_since_flush = 0
@@ -207,8 +224,7 @@ class Sniper(EngineActor):
         self._next_report_ms = 0  # tick time from which a changed mark is reported again
         self._await_checks = await_risk_checks and self._one_lane
         self._unchecked_reports = 0  # EquityMarked sent, EquityChecked not yet received
-        self._failed_exits: dict[str, tuple[str, int]] = {}  # position -> (exit reason, failed at ns)
-        self._exit_asked_ns: dict[str, int] = {}  # exit order in flight -> when first seen or last asked
+        self._matching: Tick | None = None  # tick clock: the tick sent to the venue, TickMatched not yet received
         self.backlog_dropped = 0
         self.replayed_skipped = 0
 
@@ -216,12 +232,14 @@ class Sniper(EngineActor):
 
     def on_start(self) -> None:
         account = self._store.load_account()
-        self._balance = Decimal(account.get("balance", str(self._initial_balance)))
-        self._realized = Decimal(account.get("realized_pnl", "0"))
-        self._fees = Decimal(account.get("fees_paid", "0"))
+        balance = Decimal(account.get("balance", str(self._initial_balance)))
+        self._portfolio = Portfolio(
+            markets=self._markets, limits=self._limits, balance=balance,
+            realized_pnl=Decimal(account.get("realized_pnl", "0")), fees_paid=Decimal(account.get("fees_paid", "0")),
+            closed_positions=self._store.count_closed_positions(), entry_terms=self._entry_terms,
+        )
         if "balance" not in account:
-            self._store.save_account(balance=self._balance, realized_pnl=ZERO, fees_paid=ZERO)
-        self._closed = self._store.count_closed_positions()
+            self._store.save_account(balance=balance, realized_pnl=ZERO, fees_paid=ZERO)
         self._cursor = {key.removeprefix(CURSOR_PREFIX): int(value) for key, value in account.items()
                         if key.startswith(CURSOR_PREFIX)}
         self._saved_cursor = dict(self._cursor)
@@ -230,66 +248,61 @@ class Sniper(EngineActor):
         for seq, condition, live in self._store.load_conditions():
             self._book.add(condition, None, live=live)
             self._seq = max(self._seq, seq + 1)
-        for position in self._store.load_positions():
-            self._track(position)
-            if position.current_price is not None:
-                self._last_price[position.coin] = (position.current_price, position.reference_ts_ms or 0)
+        for stored in self._store.load_positions():
+            position = self._portfolio.load(stored)
+            for order in position.orders:
+                if not order.working:
+                    self._hold(position.coin, order.client_order_id)
         self.log.info(
             "SNIPER_READY: {} condition(s), {} active position(s), balance {}, trading {}",
-            len(self._book), len(self._positions), self._balance, self._trading_state.value,
+            len(self._book), len(self._portfolio), self._portfolio.balance, self._trading_state.value,
         )
-        self._repair_orderless()
-        for position in [p for p in self._positions.values() if p.pending_order_id]:
-            self._reconcile(position)
-
-    def _repair_orderless(self) -> None:
-        """A folder a crash or an older version left inconsistent: a CLOSING position with no
-        exit order in flight is put back OPEN (its stop is checked on the next tick, and a manual
-        or kill-switch exit is retried); a PENDING one with no entry order never opened and is
-        closed. Each is reported (``RECONCILE_INCONSISTENT``), never an unexplained failed start."""
-        for position in [p for p in self._positions.values() if p.pending_order_id is None]:
-            if position.status is PositionStatus.CLOSING:
-                repaired = position.transition(PositionTrigger.EXIT_FAILED, pending_quantity=None)
-                why = "CLOSING with no exit order in flight: reopened, its exits stay armed"
-                if position.exit_reason:
-                    self._failed_exits[position.id] = (position.exit_reason, self.now_ns())
-            elif position.status is PositionStatus.PENDING:
-                repaired = position.transition(
-                    PositionTrigger.ENTRY_FAILED, pending_quantity=None, unrealized_pnl=ZERO,
-                    exit_reason=f"{ExitReason.ENTRY_REJECTED.value}: no entry order was ever recorded")
-                why = "PENDING with no entry order: it never opened; closed"
-            else:
-                continue
-            self.log.error("RECONCILE_INCONSISTENT: position {} ({} {}) was {}", position.id,
-                           position.direction.value, position.coin, why)
+        for repaired, why in self._portfolio.repair_orderless(self.now_ns()):
+            self.log.error("RECONCILE_INCONSISTENT: position {} ({} {}) was {}", repaired.id,
+                           repaired.direction.value, repaired.coin, why)
             with self._decision():
                 self._store.save_position(repaired)
-            if repaired.status is PositionStatus.CLOSED:
-                self._untrack(repaired)
-            else:
-                self._positions[repaired.id] = repaired
+        for position in self._portfolio.positions():
+            for order in position.orders:
+                self._reconcile(position, order)
 
-    def _reconcile(self, position: Position) -> None:
-        order_id = position.pending_order_id
-        assert order_id is not None
+    def _reconcile(self, position: Position, order: PositionOrder) -> None:
+        """Apply what the Executor recorded of ``order`` while the Sniper was down (every fill, by
+        trade id, then a final status), or ask for it again (same client order id: never placed
+        twice). A working order is left to the Executor, which reconciles it with the venue."""
+        current = self._portfolio.get(position.id)
+        if current is None or order not in current.orders:
+            return  # an outcome applied meanwhile (of the entry, for the exit's position)
+        request = self._portfolio.order_request(current, order)
+        order_id = order.client_order_id
         record = self._store.get_order(order_id)
-        if record is not None and record.status is OrderStatus.FILLED:
-            self.log.info("RECONCILE: {} filled while the Sniper was down; applying", order_id)
-            fill = _fill_from_record(record, self._order_for(position))
-            if fill is None:
-                self.log.error("RECONCILE_BAD_FILL: the stored fill of {} has no price or quantity ({} {})",
-                               order_id, record.fill_price, record.fill_quantity)
-                self._apply_failure(position, "FILL_REJECTED: stored fill without price or quantity", denied=False)
-            else:
-                self._apply_fill_checked(position, fill)
-        elif record is not None and record.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
-            self.log.info("RECONCILE: {} was {}; applying", order_id, record.status.value)
-            self._apply_failure(position, record.reason or record.status.value, denied=False)
+        if record is not None and (record.fills or record.is_final):
+            self.log.info("RECONCILE: {} is {} with {} fill(s) recorded; applying", order_id, record.status.value,
+                          len(record.fills))
+            cumulative = ZERO
+            for fill in record.fills:
+                cumulative += fill.quantity
+                self._apply_fill(_fill_event(fill, request, cumulative, record))
+            after = self._portfolio.get(position.id)
+            still = after is not None and any(o.client_order_id == order_id for o in after.orders)
+            if still and record.status is not OrderStatus.FILLED and record.is_final:
+                self._order_ended(request, record.reason or record.status.value, filled=record.filled_quantity)
+            elif still and record.is_final:
+                self.log.error("RECONCILE_INCONSISTENT: {} is FILLED with {} recorded, {} applied", order_id,
+                               record.filled_quantity, order.filled)
+        if record is not None and record.is_final:
+            return
+        current = self._portfolio.get(position.id)
+        order = next((o for o in (current.orders if current else ()) if o.client_order_id == order_id), None)
+        if order is None:
+            return
+        if order.working:
+            self.log.info("RECONCILE: {} is working on the venue's book ({} of {} filled)", order_id,
+                          order.filled, order.quantity)
         else:
             state = "unknown to the Executor" if record is None else record.status.value
             self.log.info("RECONCILE: {} is {}; sending it again (same client order id)", order_id, state)
-            self.send(SubmitOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
-                                  order=self._order_for(position)))
+            self.send(SubmitOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id, order=request))
 
     # --- ticks ----------------------------------------------------------------------------------
 
@@ -311,6 +324,17 @@ class Sniper(EngineActor):
                     )
             backlog.append(tick)
             return
+        self._evaluate(tick)
+
+    def _evaluate(self, tick: Tick) -> None:
+        """Evaluate a tick whose lane is free. While the coin has working orders the venue
+        matches them against the tick first (``MatchTick``); on a tick clock the tick then waits
+        for ``TickMatched`` (see Ordering)."""
+        if self._portfolio.has_working(tick.coin):
+            self.send(MatchTick(ts_init_ns=self.now_ns(), tick=tick))
+            if self._one_lane:
+                self._matching = tick
+                return
         self._process_tick(tick)
 
     def _lane(self, coin: str) -> str:
@@ -320,52 +344,32 @@ class Sniper(EngineActor):
 
     def _waits(self, lane: str) -> bool:
         if lane == ALL_COINS:
-            return bool(self._inflight) or self._unchecked_reports > 0
+            return bool(self._inflight) or self._unchecked_reports > 0 or self._matching is not None
         return lane in self._inflight
 
     def _process_tick(self, tick: Tick) -> None:
-        coin, price = tick.coin, tick.price
+        coin = tick.coin
         if tick.seq is not None:
             self._cursor[coin] = tick.seq
             self._tick_ts_ms = max(self._tick_ts_ms, tick.ts_ms)
-        self._last_price[coin] = (price, tick.ts_ms)
-        now_ns = tick.ts_ms * 1_000_000
-        for condition in self._book.expired(now_ns, coin):
+        for condition in self._book.expired(tick.ts_ms * 1_000_000, coin):
             self._expire(condition)
-        for position_id in self._by_coin.get(coin, ()):
-            self._mark(self._positions[position_id], tick)
+        plan = self._portfolio.on_tick(coin, tick.price, tick.ts_ms, fired=lambda: self._book.on_price(coin, tick.price),
+                                       trading_state=self._trading_state, stale=coin in self._stale)
+        for start in plan.exits:
+            self._exit_started(start)
+        if plan.marked:
+            self._marks_changed = True
+            self._unsaved_marks.update(p.id for p in plan.marked)
+            self._marks_since_flush += len(plan.marked)
+            if self._marks_since_flush >= MARK_FLUSH_TICKS or self.actor_inbox.empty():
+                self._flush_marks()
         if self._marks_changed and tick.ts_ms >= self._next_report_ms:
             self._next_report_ms = tick.ts_ms + self._mark_report_ms
             self._report_equity()
-        if coin in self._inflight and self._limits.max_per_coin <= 1:
-            return
-        for condition in self._book.on_price(coin, price):
-            self._try_enter(condition, tick)
+        for decision in plan.entries:
+            self._enter(decision)
         self._persist_released()
-
-    def _mark(self, position: Position, tick: Tick) -> None:
-        if position.status is not PositionStatus.OPEN:
-            return
-        assert position.entry_price is not None
-        reason = rules.exit_trigger(
-            position.direction, tick.price, position.stop_loss_price, position.take_profit_price
-        )
-        if reason is None and tick.price == position.current_price:
-            return  # same price, same mark: nothing to change or write
-        unrealized = rules.net_pnl(
-            position.direction, position.quantity, position.entry_price, tick.price, position.fees_paid
-        )
-        marked = replace(position, current_price=tick.price, unrealized_pnl=unrealized)
-        if reason is not None:
-            self._unsaved_marks.discard(position.id)
-            self._submit_exit(marked, reason.value, tick.price, tick.ts_ms)
-            return
-        self._positions[position.id] = marked
-        self._marks_changed = True
-        self._unsaved_marks.add(position.id)
-        self._marks_since_flush += 1
-        if self._marks_since_flush >= MARK_FLUSH_TICKS or self.actor_inbox.empty():
-            self._flush_marks()
 
     def _flush_marks(self) -> None:
         """Write the latest mark of every position marked since the last flush."""
@@ -375,7 +379,7 @@ class Sniper(EngineActor):
         ids, self._unsaved_marks = self._unsaved_marks, set()
         marks = []
         for position_id in sorted(ids):
-            position = self._positions.get(position_id)
+            position = self._portfolio.get(position_id)
             if position is not None and position.current_price is not None:
                 marks.append((position_id, position.current_price, position.unrealized_pnl))
         with self._decision():
@@ -406,62 +410,35 @@ class Sniper(EngineActor):
             for condition_id in self._book.take_live_changes():
                 self._store.set_condition_live(condition_id)
 
-    # --- entries ----------------------------------------------------------------------------------
+    # --- entries and exits: carrying out the portfolio's decisions ---------------------------------
 
-    def _try_enter(self, condition: TradeCondition, tick: Tick) -> None:
-        if self._trading_state is not TradingState.ACTIVE:
-            self._block(condition, f"ENTRIES_BLOCKED: trading is {self._trading_state.value}")
+    def _enter(self, decision: EntryDecision) -> None:
+        condition, position = decision.condition, decision.position
+        if decision.blocked is not None:
+            self._block(condition, decision.blocked)
             return
-        if condition.coin in self._stale:
-            self._block(condition, f"ORDER_BOOK_STALE: the {condition.coin} feed is stale")
+        if position is None:
+            self._remove_condition(condition, decision.canceled or "canceled", ConditionCanceled)
             return
-        active = [ActiveExposure(p.coin, p.exposure_usd) for p in self._positions.values()]
-        breach = rules.entry_limit_breach(
-            condition.coin, condition.position_size_usd, active, self._balance, self._limits
-        )
-        if breach is not None:
-            self._block(condition, f"POSITION_LIMIT_EXCEEDED: {breach}")
-            return
-        market = self._markets(condition.coin)
-        quantity = rules.entry_quantity(condition.position_size_usd, tick.price, market)
-        problem = rules.order_size_problem(quantity, tick.price, market)
-        if problem is not None:
-            self._remove_condition(condition, f"order too small at {tick.price}: {problem}", ConditionCanceled)
-            return
-        position_id = position_id_for(condition.id)
-        order_id = entry_order_id(position_id)
-        position = Position(
-            id=position_id,
-            coin=condition.coin,
-            direction=condition.direction,
-            size_usd=condition.position_size_usd,
-            condition_id=condition.id,
-            strategy_id=condition.strategy_id,
-            reasoning=condition.reasoning,
-            stop_loss_pct=condition.stop_loss_pct,
-            take_profit_pct=condition.take_profit_pct,
-            status=PositionStatus.PENDING,
-            current_price=tick.price,
-            pending_order_id=order_id,
-            pending_quantity=quantity,
-            reference_price=tick.price,
-            reference_ts_ms=tick.ts_ms,
-        )
+        order = position.entry_order
+        assert order is not None and order.reference_ts_ms is not None
         with self._decision():
             self._store.delete_condition(condition.id)
             self._store.save_position(position)
         self._book.remove(condition.id)
         self._blocked.discard(condition.id)
-        self._track(position)
+        self._hold(position.coin, order.client_order_id)
         self.log.info(
             "CONDITION_TRIGGERED: {} {} {} at {} ({} {}) -> {}",
-            condition.id, condition.direction.value, condition.coin, tick.price,
-            condition.trigger_type.value, condition.trigger_price, order_id,
+            condition.id, condition.direction.value, condition.coin, order.reference_price,
+            condition.trigger_type.value, condition.trigger_price, order.client_order_id,
         )
         now = self.now_ns()
         self.publish(ConditionTriggered(ts_init_ns=now, correlation_id=condition.id, condition=condition,
-                                        price=tick.price, ts_ms=tick.ts_ms, position_id=position_id))
-        self.send(SubmitOrder(ts_init_ns=now, correlation_id=condition.id, order=self._order_for(position)))
+                                        price=order.reference_price, ts_ms=order.reference_ts_ms,
+                                        position_id=position.id))
+        self.send(SubmitOrder(ts_init_ns=now, correlation_id=condition.id,
+                              order=self._portfolio.order_request(position, order)))
 
     def _block(self, condition: TradeCondition, reason: str) -> None:
         if condition.id in self._blocked:
@@ -473,201 +450,179 @@ class Sniper(EngineActor):
         self.publish(ConditionBlocked(ts_init_ns=self.now_ns(), correlation_id=condition.id,
                                       condition_id=condition.id, reason=reason))
 
-    # --- exits ------------------------------------------------------------------------------------
-
-    def _submit_exit(self, position: Position, reason: str, price: Decimal, ts_ms: int) -> None:
-        attempt = position.exit_attempts + 1
-        order_id = exit_order_id(position.id, attempt)
-        closing = position.transition(
-            PositionTrigger.EXIT_SUBMITTED,
-            pending_order_id=order_id,
-            pending_quantity=position.quantity,
-            reference_price=price,
-            reference_ts_ms=ts_ms,
-            exit_reason=reason,
-            exit_attempts=attempt,
-        )
+    def _exit_started(self, start: ExitStart) -> None:
+        closing = start.position
+        order = closing.exit_order
+        assert order is not None
         with self._decision():
             self._store.save_position(closing)
-        self._positions[closing.id] = closing
-        self._failed_exits.pop(closing.id, None)
-        self._inflight.setdefault(closing.coin, set()).add(order_id)
+        self._unsaved_marks.discard(closing.id)
+        self._hold(closing.coin, order.client_order_id)
         self.log.info("EXIT_SUBMITTED: {} {} {} at {} ({}) -> {}", closing.id, closing.direction.value,
-                      closing.coin, price, reason, order_id)
+                      closing.coin, start.price, start.reason, order.client_order_id)
         now = self.now_ns()
         self.publish(PositionChanged(ts_init_ns=now, correlation_id=closing.condition_id,
                                      position=closing, change="EXIT_SUBMITTED"))
+        if start.cancel is not None:  # the entry still works: it stops where it is, the exit covers its fills
+            self.log.info("ENTRY_CANCEL: {} of {} (exit {})", start.cancel, closing.id, start.reason)
+            self.send(CancelOrder(ts_init_ns=now, correlation_id=closing.condition_id,
+                                  client_order_id=start.cancel, reason=f"exit {start.reason}"))
         self.send(SubmitOrder(ts_init_ns=now, correlation_id=closing.condition_id,
-                              order=self._order_for(closing)))
+                              order=self._portfolio.order_request(closing, order)))
 
     # --- order outcomes ----------------------------------------------------------------------------
 
     def _on_order_filled(self, event: OrderFilled) -> None:
-        position = self._positions.get(event.order.position_id)
-        if position is None or position.pending_order_id != event.order.client_order_id:
-            self.log.debug("DUPLICATE_FILL ignored: {}", event.order.client_order_id)
-            return
-        self._apply_fill_checked(position, event)
+        self._apply_fill(event)
 
-    def _apply_fill_checked(self, position: Position, fill: OrderFilled) -> None:
+    def _on_order_accepted(self, event: OrderAccepted) -> None:
+        """The venue holds the order. A market (or IOC/FOK) order's fills or end follow and it
+        stays in flight; a resting one is now *working*: written (a restart knows it), and the
+        coin's ticks go on (see Ordering)."""
+        position = self._portfolio.accepted(event.order)
+        if position is None:
+            return
+        with self._store.transaction():
+            self._store.save_position(position)
+        self.log.info("ORDER_WORKING: {} of {} rests on the venue's book", event.order.client_order_id, position.id)
+        self._resolve(position.coin, event.order.client_order_id)
+
+    def _on_order_rejected(self, event: OrderRejected) -> None:
+        self._order_ended(event.order, event.reason)
+
+    def _on_order_canceled(self, event: OrderCanceled) -> None:
+        self._order_ended(event.order, f"CANCELED: {event.reason}", kind="ORDER_CANCELED",
+                          filled=event.filled_quantity)
+
+    def _on_order_expired(self, event: OrderExpired) -> None:
+        self._order_ended(event.order, f"EXPIRED: {event.reason}", kind="ORDER_EXPIRED",
+                          filled=event.filled_quantity)
+
+    def _on_tick_matched(self, event: TickMatched) -> None:
+        """The venue matched the tick the Sniper waits on, and every outcome of it came before
+        this: evaluate the tick now, then what waited behind it."""
+        tick = self._matching
+        if tick is None or (tick.coin, tick.ts_ms, tick.seq) != (event.coin, event.ts_ms, event.seq):
+            return  # a wall clock does not wait; or an answer for a tick already evaluated
+        self._matching = None
+        with self.handling_later(tick):
+            self._process_tick(tick)
+        self._drain(ALL_COINS)
+
+    def _on_order_denied(self, event: OrderDenied) -> None:
+        self._order_ended(event.order, event.reason, kind="ORDER_DENIED")
+
+    def _apply_fill(self, fill: OrderFilled) -> None:
         """Apply a sane fill; a fill that fails ``state/fill_guard.py`` or that the position
         cannot take (its exit levels cannot be computed) is a rejected fill (``FILL_REJECTED``):
         the order counts as refused (an entry is dropped, an exit leaves the position OPEN and is
         retried), never a crash of the state owner and never a stored record that crashes the
         next start."""
-        problem = fill_problem(reference_price=fill.order.reference_price, ordered_quantity=fill.order.quantity,
-                               fill_price=fill.fill_price, fill_quantity=fill.fill_quantity, fee=fill.fee)
-        if problem is None:
-            try:
-                self._apply_fill(position, fill)
+        order = fill.order
+        result = self._portfolio.apply(fill)
+        if result.change is Change.IGNORED:
+            if result.position is None and self._is_late(fill):
+                self.log.error("LATE_FILL: {} filled {} @ {} (trade {}) after its position {} closed; not held "
+                               "by any position", order.client_order_id, fill.fill_quantity, fill.fill_price,
+                               fill.trade_id, order.position_id)
                 return
-            except (ValueError, ArithmeticError) as error:
-                problem = f"the position cannot take it: {error}"
-        self.log.error("FILL_REJECTED: {} of {}: {}", fill.order.client_order_id, position.id, problem)
-        self._apply_failure(position, f"FILL_REJECTED: {problem}", denied=False)
-
-    def _on_order_accepted(self, event: OrderAccepted) -> None:
-        """The venue holds the order; a market order's fill (or refusal) follows."""
-
-    def _on_order_rejected(self, event: OrderRejected) -> None:
-        position = self._positions.get(event.order.position_id)
-        if position is None or position.pending_order_id != event.order.client_order_id:
+            self.log.debug("DUPLICATE_FILL ignored: {} ({})", order.client_order_id, result.reason)
             return
-        self._apply_failure(position, event.reason, denied=False)
-
-    def _on_order_denied(self, event: OrderDenied) -> None:
-        position = self._positions.get(event.order.position_id)
-        if position is None or position.pending_order_id != event.order.client_order_id:
+        if result.change is Change.REJECTED:
+            self.log.error("FILL_REJECTED: {} of {}: {}", order.client_order_id, order.position_id, result.reason)
+            if order.rests:  # it may still rest on the venue's book: no longer followed, so canceled
+                self.send(CancelOrder(ts_init_ns=self.now_ns(), correlation_id=fill.correlation_id,
+                                      client_order_id=order.client_order_id, reason="FILL_REJECTED"))
+            self._order_ended(order, f"FILL_REJECTED: {result.reason}")
             return
-        self._apply_failure(position, event.reason, denied=True)
-
-    def _apply_fill(self, position: Position, fill: OrderFilled) -> None:
-        order_id = fill.order.client_order_id
-        fill_time = from_epoch_ns(fill.ts_event_ms * 1_000_000).astimezone()
-        if fill.order.intent is OrderIntent.ENTRY:
-            market = self._markets(position.coin)
-            stop, target = rules.exit_levels(
-                position.direction, fill.fill_price, position.stop_loss_pct,
-                position.take_profit_pct, market,
-            )
-            opened = position.transition(
-                PositionTrigger.ENTRY_FILLED,
-                entry_price=fill.fill_price,
-                entry_time=fill_time,
-                quantity=fill.fill_quantity,
-                stop_loss_price=stop,
-                take_profit_price=target,
-                current_price=fill.fill_price,
-                fees_paid=fill.fee,
-                unrealized_pnl=-fill.fee,
-                pending_order_id=None,
-                pending_quantity=None,
-            )
-            self._balance -= fill.fee
-            self._fees += fill.fee
-            with self._store.transaction():
-                self._store.save_position(opened)
-                self._save_account()
-            self._positions[opened.id] = opened
+        position = result.position
+        assert position is not None
+        with self._store.transaction():
+            self._store.save_position(position)
+            self._save_account()
+        now = self.now_ns()
+        if result.change is Change.OPENED:
             self.log.info(
                 "POSITION_OPENED: {} {} {} {} @ {} stop {} target {} fee {}",
-                opened.id, opened.direction.value, opened.quantity, opened.coin,
-                opened.entry_price, stop, target, fill.fee,
+                position.id, position.direction.value, position.quantity, position.coin,
+                position.entry_price, position.stop_loss_price, position.take_profit_price, fill.fee,
             )
-            self.publish(PositionOpened(ts_init_ns=self.now_ns(), correlation_id=opened.condition_id,
-                                        position=opened))
-        else:
-            assert position.entry_price is not None
-            gross = rules.gross_pnl(position.direction, fill.fill_quantity, position.entry_price, fill.fill_price)
-            fees = position.fees_paid + fill.fee
-            realized = gross - fees
-            closed = position.transition(
-                PositionTrigger.EXIT_FILLED,
-                exit_price=fill.fill_price,
-                exit_time=fill_time,
-                realized_pnl=realized,
-                fees_paid=fees,
-                current_price=fill.fill_price,
-                unrealized_pnl=ZERO,
-                pending_order_id=None,
-                pending_quantity=None,
-            )
-            self._balance += gross - fill.fee
-            self._realized += realized
-            self._fees += fill.fee
-            self._closed += 1
-            with self._store.transaction():
-                self._store.save_position(closed)
-                self._save_account()
-            self._untrack(closed)
+            self.publish(PositionOpened(ts_init_ns=now, correlation_id=position.condition_id, position=position))
+        elif result.change is Change.CLOSED:
             self.log.info(
                 "POSITION_CLOSED: {} {} {} exit {} ({}) pnl {} balance {}",
-                closed.id, closed.direction.value, closed.coin, closed.exit_price,
-                closed.exit_reason, rules.to_cents(realized), rules.to_cents(self._balance),
+                position.id, position.direction.value, position.coin, position.exit_price,
+                position.exit_reason, rules.to_cents(position.realized_pnl or ZERO),
+                rules.to_cents(self._portfolio.balance),
             )
-            self.publish(PositionClosed(ts_init_ns=self.now_ns(), correlation_id=closed.condition_id,
-                                        position=closed, balance=self._balance))
-        self._report_equity()
-        self._resolve(position.coin, order_id)
-
-    def _apply_failure(self, position: Position, reason: str, *, denied: bool) -> None:
-        order_id = position.pending_order_id
-        assert order_id is not None
-        kind = "ORDER_DENIED" if denied else "ORDER_REJECTED"
-        if position.status is PositionStatus.PENDING:
-            failed = position.transition(
-                PositionTrigger.ENTRY_FAILED,
-                exit_reason=f"{ExitReason.ENTRY_REJECTED.value}: {reason}",
-                pending_order_id=None,
-                pending_quantity=None,
-                unrealized_pnl=ZERO,
-            )
-            with self._store.transaction():  # commits with the event below (the outbox)
-                self._store.save_position(failed)
-            self._untrack(failed)
-            self.log.warning("{}: entry {} of {} failed: {}", kind, order_id, position.id, reason)
-            self.publish(PositionClosed(ts_init_ns=self.now_ns(), correlation_id=failed.condition_id,
-                                        position=failed, balance=self._balance))
+            self.publish(PositionClosed(ts_init_ns=now, correlation_id=position.condition_id,
+                                        position=position, balance=self._portfolio.balance))
         else:
-            reopened = position.transition(
-                PositionTrigger.EXIT_FAILED, pending_order_id=None, pending_quantity=None
-            )
-            with self._store.transaction():
-                self._store.save_position(reopened)
-            self._positions[reopened.id] = reopened
-            self.log.error("{}: exit {} of {} failed: {}; exits stay armed", kind, order_id, position.id, reason)
-            self._exit_failed(reopened)
-            self.publish(PositionChanged(ts_init_ns=self.now_ns(), correlation_id=reopened.condition_id,
-                                         position=reopened, change=f"EXIT_FAILED: {reason}"))
-        self._resolve(position.coin, order_id)
+            change = "ENTRY_FILLED" if result.change is Change.INCREASED else "EXIT_FILLED"
+            self.log.info("POSITION_{}: {} {} {} now holds {} after {} @ {}", result.change.value, position.id,
+                          position.direction.value, position.coin, position.quantity, fill.fill_quantity,
+                          fill.fill_price)
+            if result.reexit:
+                self.log.warning("EXIT_SHORT: {} still holds {} after its exit {} filled; sent again by the sweep",
+                                 position.id, position.quantity, order.client_order_id)
+            self.publish(PositionChanged(ts_init_ns=now, correlation_id=position.condition_id,
+                                         position=position, change=change))
+        if result.cancel is not None:
+            self.send(CancelOrder(ts_init_ns=now, correlation_id=position.condition_id,
+                                  client_order_id=result.cancel, reason="closed by an earlier exit's fill"))
+        self._report_equity()
+        if result.order_done or result.cancel is not None:
+            self._resolve(position.coin, result.cancel or order.client_order_id)
 
-    def _exit_failed(self, position: Position) -> None:
-        """Remember a failed exit for the sweep's retry; escalate once it failed
-        ``EXIT_ESCALATE_AFTER`` times (``EXIT_ESCALATED``, critical). The stop and the target
-        are checked on every tick meanwhile, as for any OPEN position."""
-        self._failed_exits[position.id] = (position.exit_reason or "MANUAL", self.now_ns())
-        if position.exit_attempts >= EXIT_ESCALATE_AFTER:
-            self.log.critical("EXIT_ESCALATED: {} {} {}: {} exit attempt(s) failed; still retried on every "
-                              "tick that crosses a level and every {}s by the sweep", position.id,
-                              position.direction.value, position.coin, position.exit_attempts, EXIT_RETRY_MAX_S)
+    def _is_late(self, fill: OrderFilled) -> bool:
+        """A fill of a closed position that it never applied (a trade id it does not know): an
+        entry that filled after its position closed (its exit, or its own end, came first)."""
+        stored = self._store.get_position(fill.order.position_id)
+        return (stored is not None and stored.status is PositionStatus.CLOSED and bool(fill.trade_id)
+                and fill.trade_id not in stored.trade_ids)
+
+    def _order_ended(self, order: OrderRequest, reason: str, *, kind: str = "ORDER_REJECTED",
+                     filled: Decimal | None = None) -> None:
+        """``order`` ended without completing (see ``Portfolio.order_ended``)."""
+        end = self._portfolio.order_ended(order, reason, filled_quantity=filled)
+        if end is None:
+            return
+        position, order_id = end.position, order.client_order_id
+        with self._store.transaction():  # commits with the event below (the outbox)
+            self._store.save_position(position)
+        now = self.now_ns()
+        if end.missing:
+            self.log.error("FILLS_MISSING: {} of {} filled {} more than the fills applied", order_id, position.id,
+                           end.missing)
+        if end.ended is Ended.ENTRY_FAILED:
+            self.log.warning("{}: entry {} of {} failed: {}", kind, order_id, position.id, reason)
+            self.publish(PositionClosed(ts_init_ns=now, correlation_id=position.condition_id,
+                                        position=position, balance=self._portfolio.balance))
+        elif end.ended is Ended.ENTRY_ENDED:
+            self.log.info("ENTRY_ENDED: {} of {} ended ({}) after filling {}; the position holds {}", order_id,
+                          position.id, reason, end.order.filled, position.quantity)
+            self.publish(PositionChanged(ts_init_ns=now, correlation_id=position.condition_id,
+                                         position=position, change=f"ENTRY_ENDED: {reason}"))
+        else:
+            self.log.error("{}: exit {} of {} failed: {}; exits stay armed", kind, order_id, position.id, reason)
+            self._portfolio.exit_failed(position.id, now)
+            if position.exit_attempts >= EXIT_ESCALATE_AFTER:
+                self.log.critical("EXIT_ESCALATED: {} {} {}: {} exit attempt(s) failed; still retried on every "
+                                  "tick that crosses a level and every {}s by the sweep", position.id,
+                                  position.direction.value, position.coin, position.exit_attempts, EXIT_RETRY_MAX_S)
+            self.publish(PositionChanged(ts_init_ns=now, correlation_id=position.condition_id,
+                                         position=position, change=f"EXIT_FAILED: {reason}"))
+        self._resolve(position.coin, order_id)
 
     def _retry_failed_exits(self) -> None:
         """Sweep: send again the exit of every OPEN position whose last exit failed (with a
         backoff of 2^attempts seconds of engine time, at most ``EXIT_RETRY_MAX_S``), at the last
         price: a manual, kill-switch or time exit is not lost when no tick crosses a level."""
-        now = self.now_ns()
-        for position_id, (reason, failed_ns) in sorted(self._failed_exits.items()):
-            position = self._positions.get(position_id)
-            if position is None or position.status is not PositionStatus.OPEN:
-                self._failed_exits.pop(position_id, None)
-                continue
-            delay_s = min(2 ** position.exit_attempts, EXIT_RETRY_MAX_S)
-            last = self._last_price.get(position.coin)
-            if last is None or now - failed_ns < delay_s * 1_000_000_000:
-                continue
-            self._failed_exits.pop(position_id, None)
-            self.log.warning("EXIT_RETRY: {} ({}), attempt {}", position_id, reason, position.exit_attempts + 1)
-            self._submit_exit(position, reason, last[0], last[1])  # the venue judges the price's age
+        for position, reason in self._portfolio.due_exit_retries(self.now_ns()):
+            last = self._portfolio.last_price(position.coin)
+            assert last is not None
+            self.log.warning("EXIT_RETRY: {} ({}), attempt {}", position.id, reason, position.exit_attempts + 1)
+            self._exit_started(self._portfolio.begin_exit(position.id, reason, last[0], last[1]))
 
     def _ask_again_for_stuck_exits(self) -> None:
         """Sweep: an exit in flight for ``EXIT_STUCK_S`` of engine time without an outcome (an
@@ -676,21 +631,17 @@ class Sniper(EngineActor):
         and never places it twice. Entries are not: a resent entry could be denied while it
         may have filled."""
         now = self.now_ns()
-        for position in list(self._positions.values()):
-            order_id = position.pending_order_id
-            if position.status is not PositionStatus.CLOSING or order_id is None:
-                continue
-            since = self._exit_asked_ns.setdefault(order_id, now)
-            if now - since < EXIT_STUCK_S * 1_000_000_000:
-                continue
-            self._exit_asked_ns[order_id] = now
+        for position, waited_ns in self._portfolio.stuck_exits(now):
+            order = position.exit_order
+            assert order is not None
             self.log.warning("EXIT_STUCK: {} of {} has no outcome after {:.0f}s; asking again (same client "
-                             "order id)", order_id, position.id, (now - since) / 1e9)
+                             "order id)", order.client_order_id, position.id, waited_ns / 1e9)
             self.send(SubmitOrder(ts_init_ns=now, correlation_id=position.condition_id,
-                                  order=self._order_for(position)))
-        live = {p.pending_order_id for p in self._positions.values()}
-        for order_id in [o for o in self._exit_asked_ns if o not in live]:
-            del self._exit_asked_ns[order_id]
+                                  order=self._portfolio.order_request(position, order)))
+
+    def _hold(self, coin: str, order_id: str) -> None:
+        """An order of ``coin`` is in flight: the coin's later ticks wait (see Ordering)."""
+        self._inflight.setdefault(coin, set()).add(order_id)
 
     def _resolve(self, coin: str, order_id: str) -> None:
         """An order of ``coin`` resolved: evaluate the ticks that waited for it, in order."""
@@ -709,7 +660,15 @@ class Sniper(EngineActor):
 
     def _on_actor_restarted(self, event: ActorRestarted) -> None:
         """A restarted RiskGate may never answer the report that crashed its predecessor: stop
-        waiting for answers (its successor has the equity from the store)."""
+        waiting for answers (its successor has the equity from the store). So for a restarted
+        Executor and the tick it was matching: the tick is evaluated (``MATCH_LOST``)."""
+        if event.role == EXECUTOR and self._matching is not None:
+            tick, self._matching = self._matching, None
+            self.log.warning("MATCH_LOST: the Executor restarted; {} tick {} evaluated without its TickMatched",
+                             tick.coin, tick.ts_ms)
+            with self.handling_later(tick):
+                self._process_tick(tick)
+            self._drain(ALL_COINS)
         if event.role == RISK_GATE and self._unchecked_reports:
             self.log.warning("EQUITY_CHECK_LOST: the RiskGate restarted; {} report(s) unanswered, ticks go on",
                              self._unchecked_reports)
@@ -722,7 +681,7 @@ class Sniper(EngineActor):
         while backlog and not self._waits(lane):
             tick = backlog.popleft()
             with self.handling_later(tick):
-                self._process_tick(tick)
+                self._evaluate(tick)
         if backlog is not None and not backlog:
             del self._deferred[lane]
 
@@ -755,25 +714,22 @@ class Sniper(EngineActor):
         self._arm(valid, replace_strategy=command.strategy_id, replace_coin=command.coin)
 
     def _on_bar_closed(self, event: BarClosed) -> None:
-        unrealized = sum((p.unrealized_pnl for p in self._positions.values()
-                          if p.status is not PositionStatus.PENDING), ZERO)
-        mark = (self._balance, unrealized, len(self._positions))
+        book = self._portfolio
+        mark = (book.balance, book.unrealized(), len(book))
         if mark == self._last_account_mark:
             return
         self._last_account_mark = mark
-        self.publish(AccountMarked(ts_init_ns=self.now_ns(), balance=self._balance, unrealized_pnl=unrealized,
-                                   equity=account_equity(self._balance, self._positions.values()),
-                                   open_positions=len(self._positions)))
+        self.publish(AccountMarked(ts_init_ns=self.now_ns(), balance=book.balance, unrealized_pnl=mark[1],
+                                   equity=book.equity(), open_positions=len(book)))
 
     def _report_equity(self) -> None:
         """Tell the RiskGate the account's equity now (see Emits: ``EquityMarked``)."""
         self._marks_changed = False
         if self._await_checks:
             self._unchecked_reports += 1  # later ticks wait for the RiskGate's answer (see Ordering)
-        unrealized = sum((p.unrealized_pnl for p in self._positions.values()
-                          if p.status is not PositionStatus.PENDING), ZERO)
-        self.publish(EquityMarked(ts_init_ns=self.now_ns(), balance=self._balance, unrealized_pnl=unrealized,
-                                  equity=account_equity(self._balance, self._positions.values())))
+        book = self._portfolio
+        self.publish(EquityMarked(ts_init_ns=self.now_ns(), balance=book.balance, unrealized_pnl=book.unrealized(),
+                                  equity=book.equity()))
 
     def _on_cancel_condition(self, command: CancelCondition) -> None:
         condition = self._book.get(command.condition_id)
@@ -789,19 +745,17 @@ class Sniper(EngineActor):
             self.log.warning("CLOSE ignored: {}", error)
 
     def _on_adjust_stop(self, command: AdjustStop) -> None:
-        position = self._positions.get(command.position_id)
+        position = self._portfolio.get(command.position_id)
         if position is None or position.status is not PositionStatus.OPEN:
             self.log.warning("ADJUST_STOP ignored: {} is not an open position", command.position_id)
             return
-        market = self._markets(position.coin)
         try:
-            adjusted = replace(position, stop_loss_price=command.stop_loss_price.quantize(market.tick_size))
+            adjusted = self._portfolio.adjust_stop(position.id, command.stop_loss_price)
         except ValueError as error:
             self.log.warning("ADJUST_STOP refused for {}: {}", position.id, error)
             return
         with self._store.transaction():
             self._store.save_position(adjusted)
-        self._positions[adjusted.id] = adjusted
         self.publish(PositionChanged(ts_init_ns=self.now_ns(), correlation_id=adjusted.condition_id,
                                      position=adjusted, change="STOP_ADJUSTED"))
 
@@ -849,22 +803,26 @@ class Sniper(EngineActor):
 
     def _ask_snapshot(self) -> SniperSnapshot:
         self._flush_marks()  # what a snapshot shows is what a restart would rebuild
-        positions = sorted(self._positions.values(), key=position_order)
+        book = self._portfolio
+        positions = sorted(book.positions(), key=position_order)
         return SniperSnapshot(
             conditions=self._book.all(),
             positions=tuple(positions),
-            balance=self._balance,
-            realized_pnl=self._realized,
-            fees_paid=self._fees,
-            closed_positions=self._closed,
+            balance=book.balance,
+            realized_pnl=book.realized_pnl,
+            fees_paid=book.fees_paid,
+            closed_positions=book.closed_positions,
+            working_orders=tuple(o.client_order_id for p in positions for o in p.orders if o.working),
         )
 
     def _ask_stats(self) -> dict[str, Any]:
         return {
             "conditions": len(self._book),
-            "positions": len(self._positions),
+            "positions": len(self._portfolio),
             "inflight_coins": sorted(self._inflight),
             "deferred_ticks": sum(len(q) for q in self._deferred.values()),
+            "working_orders": list(self._portfolio.working_orders()),
+            "matching": self._matching is not None,
             "backlog_dropped": self.backlog_dropped,
         }
 
@@ -905,7 +863,7 @@ class Sniper(EngineActor):
             self._book.remove(old.id)
             self._blocked.discard(old.id)
         for condition in conditions:
-            last = self._last_price.get(condition.coin)
+            last = self._portfolio.last_price(condition.coin)
             self._book.add(condition, last[0] if last else None)
             self._seq += 1
         if replace_strategy is None:
@@ -947,7 +905,7 @@ class Sniper(EngineActor):
         """Raise ``ValueError`` naming the problem if ``condition`` cannot be armed now."""
         if used is None:
             used = self._store.used_condition_ids([condition.id])
-        if condition.id in used or any(p.condition_id == condition.id for p in self._positions.values()):
+        if condition.id in used or any(p.condition_id == condition.id for p in self._portfolio.positions()):
             raise ValueError(f"id: condition {condition.id!r} already triggered a position; use a new id")
         deadline = condition.valid_until_ns
         if deadline is not None and deadline <= now_ns:
@@ -988,61 +946,28 @@ class Sniper(EngineActor):
                                       condition_id=condition.id))
 
     def _close_position(self, position_id: str, reason: str) -> str:
-        position = self._positions.get(position_id)
+        position = self._portfolio.get(position_id)
         if position is None:
             raise ValueError(f"position_id: {position_id!r} is not an active position")
-        if position.status is PositionStatus.CLOSING and position.pending_order_id is not None:
+        if position.status is PositionStatus.CLOSING and position.exit_order is not None:
             # Ask again for the exit in flight (same client order id: the Executor never places
             # it twice, and answers with its outcome if it has one).
             self.log.info("CLOSE: {} is already closing; asking again for {}", position_id,
-                          position.pending_order_id)
+                          position.exit_order.client_order_id)
             self.send(SubmitOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
-                                  order=self._order_for(position)))
+                                  order=self._portfolio.order_request(position, position.exit_order)))
             return position_id
         if position.status is not PositionStatus.OPEN:
             raise ValueError(f"position_id: {position_id!r} is {position.status.value}; its entry is still in flight")
-        last = self._last_price.get(position.coin)
+        last = self._portfolio.last_price(position.coin)
         if last is None:
             raise ValueError(f"position_id: no price seen yet for {position.coin}")
-        self._submit_exit(position, reason, last[0], last[1])
+        self._exit_started(self._portfolio.begin_exit(position_id, reason, last[0], last[1]))
         return position_id
 
-    def _track(self, position: Position) -> None:
-        self._positions[position.id] = position
-        members = self._by_coin.setdefault(position.coin, [])
-        if position.id not in members:
-            members.append(position.id)
-        if position.pending_order_id is not None:
-            self._inflight.setdefault(position.coin, set()).add(position.pending_order_id)
-
-    def _untrack(self, position: Position) -> None:
-        self._positions.pop(position.id, None)
-        members = self._by_coin.get(position.coin)
-        if members is not None:
-            if position.id in members:
-                members.remove(position.id)
-            if not members:
-                del self._by_coin[position.coin]
-
     def _save_account(self) -> None:
-        self._store.save_account(balance=self._balance, realized_pnl=self._realized, fees_paid=self._fees)
-
-    def _order_for(self, position: Position) -> OrderRequest:
-        assert position.pending_order_id is not None and position.pending_quantity is not None
-        assert position.reference_price is not None and position.reference_ts_ms is not None
-        intent = OrderIntent.ENTRY if position.status is PositionStatus.PENDING else OrderIntent.EXIT
-        side = rules.entry_side(position.direction) if intent is OrderIntent.ENTRY else rules.exit_side(position.direction)
-        return OrderRequest(
-            client_order_id=position.pending_order_id,
-            position_id=position.id,
-            coin=position.coin,
-            side=side,
-            quantity=position.pending_quantity,
-            intent=intent,
-            reference_price=position.reference_price,
-            reference_ts_ms=position.reference_ts_ms,
-        )
-
+        book = self._portfolio
+        self._store.save_account(balance=book.balance, realized_pnl=book.realized_pnl, fees_paid=book.fees_paid)
 
 @contextmanager
 def _arithmetic_as_value_error() -> Iterator[None]:
@@ -1054,18 +979,11 @@ def _arithmetic_as_value_error() -> Iterator[None]:
         raise ValueError(f"condition: its numbers cannot be computed with ({type(error).__name__})") from None
 
 
-def _fill_from_record(record: OrderRecord, order: OrderRequest) -> OrderFilled | None:
-    if record.fill_price is None or record.fill_quantity is None:
-        return None
+def _fill_event(fill: Fill, order: OrderRequest, cumulative: Decimal, record: OrderRecord) -> OrderFilled:
+    """A fill the Executor recorded, as the ``OrderFilled`` it published (or would have)."""
     return OrderFilled(
-        ts_init_ns=record.updated_ns,
-        correlation_id=None,
-        order=order,
-        venue_order_id=record.venue_order_id or "",
-        trade_id=record.trade_id or "",
-        fill_price=record.fill_price,
-        fill_quantity=record.fill_quantity, cumulative_quantity=record.fill_quantity,
-        fee=record.fee or ZERO,
-        ts_event_ms=record.ts_event_ms or 0,
-        venue=record.venue,
+        ts_init_ns=record.updated_ns, correlation_id=None, order=order,
+        venue_order_id=fill.venue_order_id or record.venue_order_id or "", trade_id=fill.trade_id,
+        fill_price=fill.price, fill_quantity=fill.quantity, cumulative_quantity=cumulative, fee=fill.fee,
+        ts_event_ms=fill.ts_ms, liquidity=fill.liquidity, fee_currency=fill.fee_currency, venue=record.venue,
     )

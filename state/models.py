@@ -31,7 +31,10 @@ from state.types import (
     MAX_SIZE_USD,
     Direction,
     ExitReason,
+    OrderIntent,
+    OrderType,
     PositionStatus,
+    TimeInForce,
     TriggerType,
     coin_symbol,
     datetime_value,
@@ -44,6 +47,8 @@ from state.types import (
     to_decimal,
     whole_number,
 )
+
+ZERO = Decimal(0)
 
 
 # A take-profit above 100x the entry (10,000 %) is a typing mistake, not a plan.
@@ -181,13 +186,86 @@ def exit_order_id(position_id: str, attempt: int) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Position:
-    """A position and its exit plan. ``entry_price`` is ``None`` while the entry is in flight.
+class Lot:
+    """One entry fill still held (FIFO): ``quantity`` is what is left of it after the exits
+    that depleted it (oldest lots first), ``price`` its fill price, ``fee`` the fee that fill
+    paid (whole, informational: fees are accounted per position), ``ts_ms`` the fill's venue
+    time and ``trade_id`` the venue's trade id (``None`` for the one lot an older version's
+    position is read back as)."""
 
-    ``quantity`` is the filled quantity; ``fees_paid`` the fees charged so far;
-    ``unrealized_pnl`` is mark-to-market at ``current_price`` less ``fees_paid``.
-    ``pending_order_id`` names the order in flight (entry or exit) and ``reference_price``
-    the price of the tick that caused it.
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal = ZERO
+    ts_ms: int = 0
+    trade_id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantity", positive_decimal(self.quantity, "lot quantity"))
+        object.__setattr__(self, "price", positive_decimal(self.price, "lot price"))
+        object.__setattr__(self, "fee", to_decimal(self.fee, "lot fee"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionOrder:
+    """An order of a position that is not final yet (in flight or working), with what it asks,
+    so a restart can ask for it again (same client order id) or cancel it. ``filled`` is the
+    quantity of it applied to the position so far; ``working``: the venue accepted it and it
+    rests on its book (a resting order, ``OrderRequest.rests``)."""
+
+    client_order_id: str
+    intent: OrderIntent
+    quantity: Decimal
+    reference_price: Decimal
+    reference_ts_ms: int
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.GTC
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    post_only: bool = False
+    filled: Decimal = ZERO
+    working: bool = False
+    cancel_requested: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "intent", parse_enum(OrderIntent, self.intent, "intent"))
+        set_(self, "order_type", parse_enum(OrderType, self.order_type, "order_type"))
+        set_(self, "time_in_force", parse_enum(TimeInForce, self.time_in_force, "time_in_force"))
+        set_(self, "quantity", positive_decimal(self.quantity, "quantity"))
+        set_(self, "filled", to_decimal(self.filled, "filled"))
+        if not ZERO <= self.filled <= self.quantity:
+            raise ValueError(f"filled: must be within [0, {self.quantity}], got {self.filled}")
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled
+
+    @property
+    def rests(self) -> bool:
+        """Whether it can rest on the venue's book (anything but a market or IOC/FOK order)."""
+        return self.order_type is not OrderType.MARKET and self.time_in_force is TimeInForce.GTC
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Position:
+    """A position and its exit plan. ``entry_price`` is ``None`` until the entry's first fill.
+
+    A position changes only through its fills (``state/portfolio.py``). ``lots`` are the entry
+    fills still held, oldest first (FIFO); ``quantity`` is what is held (the sum of the lots:
+    entry fills less exit fills) and, once CLOSED, the quantity the position held (the sum of
+    its entry fills). ``entry_price`` is the average price of the entry fills (the exit levels
+    are computed from it), ``exit_price`` the average price of the exit fills so far.
+    ``realized_gross`` is the gross PnL of the exit fills so far (per lot, FIFO) and
+    ``exited_quantity`` their quantity; ``trade_ids`` the venue trade ids applied (a fill is
+    applied once). ``fees_paid`` is every fee charged so far; ``unrealized_pnl`` is the lots
+    marked to market at ``current_price`` less ``fees_paid``; ``realized_pnl`` (once CLOSED)
+    ``realized_gross - fees_paid``.
+
+    ``entry_order`` / ``exit_order`` are its orders not final yet (in flight or working).
+    ``pending_order_id`` names the order the status waits for (the entry while PENDING, the
+    exit while CLOSING), ``pending_quantity`` its quantity and ``reference_price`` the price
+    of the tick that caused the latest order. A position stored without lots (an older
+    version) is read as one lot of its quantity at its entry price.
     """
 
     id: str
@@ -217,6 +295,12 @@ class Position:
     reference_price: Decimal | None = None
     reference_ts_ms: int | None = None
     exit_attempts: int = 0
+    lots: tuple[Lot, ...] = ()
+    trade_ids: tuple[str, ...] = ()
+    realized_gross: Decimal = ZERO
+    exited_quantity: Decimal = ZERO
+    entry_order: PositionOrder | None = None
+    exit_order: PositionOrder | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -228,16 +312,25 @@ class Position:
             value = getattr(self, name)
             if value is not None:
                 set_(self, name, positive_decimal(value, name))
-        for name in ("unrealized_pnl", "fees_paid", "quantity"):
+        for name in ("unrealized_pnl", "fees_paid", "quantity", "realized_gross", "exited_quantity"):
             set_(self, name, to_decimal(getattr(self, name), name))
         if self.quantity < 0:
             raise ValueError(f"quantity: must not be negative, got {self.quantity}")
+        set_(self, "lots", tuple(self.lots))
+        set_(self, "trade_ids", tuple(self.trade_ids))
         if self.status in (PositionStatus.OPEN, PositionStatus.CLOSING):
             if self.entry_price is None or self.quantity <= 0:
                 raise ValueError(
                     f"entry_price: an {self.status.value} position needs an entry price "
                     f"and a positive quantity (position {self.id})"
                 )
+            if not self.lots:  # an older version's position: one lot of its quantity
+                ts_ms = 0 if self.entry_time is None else epoch_ns(self.entry_time) // 1_000_000
+                set_(self, "lots", (Lot(quantity=self.quantity, price=self.entry_price,
+                                        fee=self.fees_paid, ts_ms=ts_ms),))
+            held = sum((lot.quantity for lot in self.lots), ZERO)
+            if held != self.quantity:
+                raise ValueError(f"lots: hold {held}, the quantity is {self.quantity} (position {self.id})")
             _check_exit_sides(self)
 
     @property
@@ -246,10 +339,19 @@ class Position:
 
     @property
     def exposure_usd(self) -> Decimal:
-        """Notional at entry once filled; the requested size while the entry is pending."""
+        """Notional at entry of what is held once filled (the requested size while the entry
+        is pending, and at least that while a partly filled entry still works)."""
         if self.entry_price is None:
             return self.size_usd
-        return self.quantity * self.entry_price
+        held = self.quantity * self.entry_price
+        if self.entry_order is not None:
+            return max(held, self.size_usd)
+        return held
+
+    @property
+    def orders(self) -> tuple[PositionOrder, ...]:
+        """Its orders not final yet: the entry's, then the exit's."""
+        return tuple(o for o in (self.entry_order, self.exit_order) if o is not None)
 
     def transition(self, trigger: PositionTrigger, **changes: Any) -> Position:
         status = POSITION_TRANSITIONS.next_state(self.status, trigger)
@@ -292,8 +394,10 @@ class SniperSnapshot:
     """An immutable view of everything the Sniper owns at one instant.
 
     ``positions`` holds the active positions (PENDING, OPEN, CLOSING); closed ones are in the
-    store and the journal. ``balance`` is cash: initial balance plus realized PnL, less the
-    entry fees of positions still open.
+    store and the journal. ``balance`` is cash: initial balance plus realized PnL, plus the
+    gross PnL of partial exits and less the fees of positions still open.
+    ``working_orders``: the client order ids resting on the venue's book (accepted, not final),
+    in position order.
     """
 
     conditions: tuple[TradeCondition, ...]
@@ -302,6 +406,7 @@ class SniperSnapshot:
     realized_pnl: Decimal
     fees_paid: Decimal = Decimal(0)
     closed_positions: int = 0
+    working_orders: tuple[str, ...] = ()
 
     @property
     def equity(self) -> Decimal:
@@ -311,7 +416,9 @@ class SniperSnapshot:
 __all__ = [
     "ExitReason",
     "account_equity",
+    "Lot",
     "Position",
+    "PositionOrder",
     "PositionStatus",
     "PositionTrigger",
     "POSITION_TRANSITIONS",

@@ -193,18 +193,24 @@ def truncate_wal(db: peewee.SqliteDatabase, busy_ms: int, restore_busy_ms: int =
 
 def encode(obj: Any) -> dict[str, Any]:
     """A JSON-safe dict of a frozen domain dataclass (Decimal as text, datetime as ISO-8601,
-    enums by value), so that ``decode`` gives back an equal object."""
-    out: dict[str, Any] = {}
-    for item in fields(obj):
-        value = getattr(obj, item.name)
-        if isinstance(value, Decimal):
-            value = str(value)
-        elif isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, Enum):
-            value = value.value
-        out[item.name] = value
-    return out
+    enums by value, nested dataclasses as dicts and tuples as lists, as a position's lots),
+    so that ``decode`` gives back an equal object. A field missing from the dict (stored by an
+    older version) takes its default."""
+    return {item.name: _encode_value(getattr(obj, item.name)) for item in fields(obj)}
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):  # a nested value (a position's lots)
+        return encode(value)
+    if isinstance(value, tuple):
+        return [_encode_value(item) for item in value]
+    return value
 
 
 def jsonable(value: Any) -> Any:
@@ -242,17 +248,25 @@ def decode(cls: type[T], data: dict[str, Any]) -> T:
     for item in fields(cls):  # type: ignore[arg-type]
         if item.name not in data:
             continue
-        value = data[item.name]
-        kind = _base_type(hints[item.name])
-        if value is not None:
-            if kind is Decimal:
-                value = Decimal(value)
-            elif kind is datetime:
-                value = datetime.fromisoformat(value)
-            elif isinstance(kind, type) and issubclass(kind, Enum):
-                value = kind(value)
-        kwargs[item.name] = value
+        kwargs[item.name] = _decode_value(_base_type(hints[item.name]), data[item.name])
     return cls(**kwargs)
+
+
+def _decode_value(kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind is Decimal:
+        return Decimal(value)
+    if kind is datetime:
+        return datetime.fromisoformat(value)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(value)
+    if isinstance(kind, type) and is_dataclass(kind):
+        return decode(kind, value)
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        return tuple(_decode_value(args[0] if args else Any, item) for item in value)
+    return value
 
 
 def position_order(position: Position) -> tuple[bool, float, str]:

@@ -1,0 +1,679 @@
+"""Positions, cash and the per-tick decisions: the pure core of the Sniper (no thread, no I/O).
+
+``Portfolio`` owns the active positions (PENDING, OPEN, CLOSING), the cash balance, realized
+PnL, fees paid, the count of closed positions, the last price of each coin and the failed exits
+waiting for a retry. The Sniper actor owns one and adds ordering, persistence and publishing:
+it asks, writes what changed, then announces it.
+
+- ``on_tick(coin, price, ts_ms, ...)`` marks the coin's OPEN positions, starts the exits their
+  stop (checked first) or target calls for, then decides on the conditions the price fired, in
+  arming order, within the position limits: it returns a ``TickPlan`` (marks changed, exits
+  started, entries decided).
+- ``apply(fill)`` applies one ``OrderFilled`` and returns a ``FillResult`` (opened, increased,
+  reduced, closed; or ignored, rejected). A position changes only through its fills: its
+  quantity is the sum of its entry fills less its exit fills, held as FIFO ``Lot``s (an entry
+  fill appends a lot, an exit fill depletes the oldest first, realized PnL is per lot), and a
+  venue trade id already applied to the position is ignored. Exit levels follow the average
+  entry price. An exit order covers exactly the quantity held.
+- ``accepted(order)``, ``order_ended(order, reason, ...)``: the other outcomes of an order.
+
+**Cash** (to the cent as before fills could be partial): an entry fill takes its fee from the
+balance, an exit fill adds its gross PnL less its fee, and a closed position's realized PnL is
+its gross PnL less every fee it paid; so ``initial - balance == fees - gross`` always holds
+(``fees_paid`` counts every fee, ``realized_pnl`` every closed position's net PnL).
+
+Everything is decided from its arguments: the time comes in (tick time, ``now_ns``), the
+markets' rules and the limits are given at construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from state import rules
+from state.fill_guard import fill_problem
+from state.market import MarketRules
+from state.messages import OrderFilled, OrderRequest
+from state.models import (
+    Lot,
+    Position,
+    PositionOrder,
+    PositionTrigger,
+    TradeCondition,
+    account_equity,
+    entry_order_id,
+    exit_order_id,
+    position_id_for,
+)
+from state.rules import ActiveExposure, PositionLimits
+from state.types import Direction, ExitReason, OrderIntent, PositionStatus, TradingState, from_epoch_ns
+
+ZERO = Decimal(0)
+EXIT_ESCALATE_AFTER = 3  # failed exit attempts of one position before EXIT_ESCALATED
+EXIT_RETRY_MAX_S = 60  # a failed exit is retried after 2^attempts s, at most this
+EXIT_STUCK_S = 10  # an exit in flight this long (engine time) without an outcome is asked for again
+
+EntryTerms = Callable[[TradeCondition, Decimal, MarketRules], dict[str, Any]]
+"""The terms of an entry order beyond market (``order_type``, ``time_in_force``,
+``limit_price``, ...), given the condition, the triggering price and the coin's rules."""
+
+
+def market_entry(condition: TradeCondition, price: Decimal, market: MarketRules) -> dict[str, Any]:
+    """The default entry: a market order."""
+    return {}
+
+
+class Change(StrEnum):
+    IGNORED = "IGNORED"  # not an order of the position in flight, or a trade id already applied
+    REJECTED = "REJECTED"  # the fill fails the fill guard or the position cannot take it
+    OPENED = "OPENED"  # the entry's first fill
+    INCREASED = "INCREASED"  # a later entry fill
+    REDUCED = "REDUCED"  # an exit fill that leaves a quantity held
+    CLOSED = "CLOSED"  # the exit fill that took the quantity held to 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillResult:
+    """What a fill changed. ``position``: the position after it (before it for IGNORED and
+    REJECTED; ``None`` when it is not an active position). ``realized_gross``: the gross PnL
+    the fill realized (FIFO, per lot). ``order_done``: the fill completed its order (it is no
+    longer in flight). ``reexit``: an exit completed with a quantity still held (an entry fill
+    came in between): the position is OPEN again and its exit is to be sent again. A fill of an
+    order that had ended (it raced the cancel) is applied all the same while the position is
+    held; ``cancel`` names an exit order no longer needed because such a fill closed it."""
+
+    change: Change
+    position: Position | None
+    reason: str = ""
+    realized_gross: Decimal = ZERO
+    order_done: bool = False
+    reexit: bool = False
+    cancel: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitStart:
+    """An exit started: ``position`` is CLOSING with its ``exit_order``; ``cancel`` names the
+    entry order still working to cancel first (its fills so far are what the exit covers)."""
+
+    position: Position
+    reason: str
+    price: Decimal
+    cancel: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryDecision:
+    """What a fired condition gets: an entry (``position``, PENDING with its ``entry_order``),
+    a block (``blocked``: why; it stays armed) or a cancellation (``canceled``: why; its order
+    would be too small at this price)."""
+
+    condition: TradeCondition
+    position: Position | None = None
+    blocked: str | None = None
+    canceled: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TickPlan:
+    """What a tick decided: ``marked`` (OPEN positions whose mark changed), ``exits`` (started),
+    ``entries`` (in arming order; none when entries were not looked at)."""
+
+    marked: tuple[Position, ...] = ()
+    exits: tuple[ExitStart, ...] = ()
+    entries: tuple[EntryDecision, ...] = ()
+
+
+class Ended(StrEnum):
+    ENTRY_FAILED = "ENTRY_FAILED"  # nothing of the entry filled: the position never existed (CLOSED)
+    ENTRY_ENDED = "ENTRY_ENDED"  # the entry ended partly filled: the position keeps that quantity
+    EXIT_FAILED = "EXIT_FAILED"  # the exit ended with a quantity still held: OPEN again
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderEnd:
+    """An order ended without completing (rejected, denied, canceled, expired, a rejected fill).
+    ``missing``: what the venue says filled beyond the fills applied (should be 0)."""
+
+    ended: Ended
+    position: Position
+    order: PositionOrder
+    missing: Decimal = ZERO
+
+
+class Portfolio:
+    """The active positions, cash and the decisions on them. Not thread-safe: one owner."""
+
+    def __init__(
+        self,
+        *,
+        markets: Callable[[str], MarketRules],
+        limits: PositionLimits,
+        balance: Decimal,
+        realized_pnl: Decimal = ZERO,
+        fees_paid: Decimal = ZERO,
+        closed_positions: int = 0,
+        entry_terms: EntryTerms = market_entry,
+    ) -> None:
+        self._markets = markets
+        self._limits = limits
+        self._entry_terms = entry_terms
+        self.balance = balance
+        self.realized_pnl = realized_pnl
+        self.fees_paid = fees_paid
+        self.closed_positions = closed_positions
+        self._positions: dict[str, Position] = {}
+        self._by_coin: dict[str, list[str]] = {}
+        self._last_price: dict[str, tuple[Decimal, int]] = {}
+        self._failed_exits: dict[str, tuple[str, int]] = {}  # position -> (exit reason, failed at ns)
+        self._exit_asked_ns: dict[str, int] = {}  # exit in flight -> when first seen or last asked
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def get(self, position_id: str) -> Position | None:
+        return self._positions.get(position_id)
+
+    def positions(self) -> tuple[Position, ...]:
+        return tuple(self._positions.values())
+
+    def of_coin(self, coin: str) -> tuple[Position, ...]:
+        return tuple(self._positions[pid] for pid in self._by_coin.get(coin, ()))
+
+    def last_price(self, coin: str) -> tuple[Decimal, int] | None:
+        """The coin's last price and its time (ms), if one was seen."""
+        return self._last_price.get(coin)
+
+    def unrealized(self) -> Decimal:
+        return sum((p.unrealized_pnl for p in self._positions.values()
+                    if p.status is not PositionStatus.PENDING), ZERO)
+
+    def equity(self) -> Decimal:
+        return account_equity(self.balance, self._positions.values())
+
+    def has_orders(self, coin: str) -> bool:
+        """Whether a position of ``coin`` has an order not final (in flight or working)."""
+        return any(p.orders for p in self.of_coin(coin))
+
+    def has_working(self, coin: str) -> bool:
+        """Whether an order of ``coin`` rests on the venue's book."""
+        return any(o.working for p in self.of_coin(coin) for o in p.orders)
+
+    def working_orders(self) -> tuple[str, ...]:
+        return tuple(o.client_order_id for p in self._positions.values() for o in p.orders if o.working)
+
+    def order_request(self, position: Position, order: PositionOrder) -> OrderRequest:
+        """The ``OrderRequest`` of one of ``position``'s orders (sent again with the same id)."""
+        entry = order.intent is OrderIntent.ENTRY
+        return OrderRequest(
+            client_order_id=order.client_order_id,
+            position_id=position.id,
+            coin=position.coin,
+            side=rules.entry_side(position.direction) if entry else rules.exit_side(position.direction),
+            quantity=order.quantity,
+            intent=order.intent,
+            reference_price=order.reference_price,
+            reference_ts_ms=order.reference_ts_ms,
+            order_type=order.order_type,
+            time_in_force=order.time_in_force,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            post_only=order.post_only,
+        )
+
+    # --- loading --------------------------------------------------------------------------------
+
+    def load(self, position: Position) -> Position:
+        """Track a position read back from the store. One stored by an older version names its
+        order in flight only by ``pending_order_id``: its terms are rebuilt from the position."""
+        if position.pending_order_id is not None and not position.orders:
+            intent = OrderIntent.ENTRY if position.status is PositionStatus.PENDING else OrderIntent.EXIT
+            if position.pending_quantity is None or position.reference_price is None:
+                raise ValueError(f"position {position.id}: order {position.pending_order_id} in flight "
+                                 "without its quantity or reference price")
+            order = PositionOrder(client_order_id=position.pending_order_id, intent=intent,
+                                  quantity=position.pending_quantity, reference_price=position.reference_price,
+                                  reference_ts_ms=position.reference_ts_ms or 0)
+            position = replace(position, **{"entry_order" if intent is OrderIntent.ENTRY else "exit_order": order})
+        self._track(position)
+        if position.current_price is not None:
+            self._last_price[position.coin] = (position.current_price, position.reference_ts_ms or 0)
+        return position
+
+    def repair_orderless(self, now_ns: int) -> list[tuple[Position, str]]:
+        """Positions a crash or an older version left inconsistent, repaired: a CLOSING one with
+        no exit order goes back to OPEN (its exits stay armed; a manual or kill-switch exit is
+        retried), a PENDING one with no entry order never opened and is closed. Returns each
+        repaired position with why."""
+        repaired: list[tuple[Position, str]] = []
+        for position in [p for p in self._positions.values() if p.pending_order_id is None]:
+            if position.status is PositionStatus.CLOSING:
+                after = position.transition(PositionTrigger.EXIT_FAILED, pending_quantity=None, exit_order=None)
+                why = "CLOSING with no exit order in flight: reopened, its exits stay armed"
+                if position.exit_reason:
+                    self._failed_exits[position.id] = (position.exit_reason, now_ns)
+            elif position.status is PositionStatus.PENDING:
+                after = position.transition(
+                    PositionTrigger.ENTRY_FAILED, pending_quantity=None, unrealized_pnl=ZERO, entry_order=None,
+                    exit_reason=f"{ExitReason.ENTRY_REJECTED.value}: no entry order was ever recorded")
+                why = "PENDING with no entry order: it never opened; closed"
+            else:
+                continue
+            if after.status is PositionStatus.CLOSED:
+                self._untrack(after)
+            else:
+                self._put(after)
+            repaired.append((after, why))
+        return repaired
+
+    # --- ticks ----------------------------------------------------------------------------------
+
+    def on_tick(
+        self,
+        coin: str,
+        price: Decimal,
+        ts_ms: int,
+        *,
+        fired: Callable[[], Iterable[TradeCondition]] = tuple,
+        trading_state: TradingState = TradingState.ACTIVE,
+        stale: bool = False,
+    ) -> TickPlan:
+        """Mark ``coin``'s OPEN positions at ``price`` and start the exits it calls for (the
+        stop is checked before the target), then decide on the conditions ``fired()`` returns,
+        each seeing the entries decided before it. With one position per coin (``max_per_coin``
+        1) entries are not looked at (nor ``fired`` called) while the coin has an order not
+        final: they could only be blocked."""
+        self._last_price[coin] = (price, ts_ms)
+        marked: list[Position] = []
+        exits: list[ExitStart] = []
+        for position in self.of_coin(coin):
+            if position.status is not PositionStatus.OPEN:
+                continue
+            reason = rules.exit_trigger(position.direction, price, position.stop_loss_price,
+                                        position.take_profit_price)
+            if reason is None and price == position.current_price:
+                continue  # same price, same mark: nothing changes
+            now = replace(position, current_price=price,
+                          unrealized_pnl=_unrealized(position.direction, position.lots, position.fees_paid, price))
+            self._put(now)
+            if reason is not None:
+                exits.append(self.begin_exit(position.id, reason.value, price, ts_ms))
+            else:
+                marked.append(now)
+        if self._limits.max_per_coin <= 1 and self.has_orders(coin):
+            return TickPlan(marked=tuple(marked), exits=tuple(exits))
+        entries = [self._entry(condition, price, ts_ms, trading_state, stale) for condition in fired()]
+        return TickPlan(marked=tuple(marked), exits=tuple(exits), entries=tuple(entries))
+
+    def _entry(self, condition: TradeCondition, price: Decimal, ts_ms: int, trading_state: TradingState,
+               stale: bool) -> EntryDecision:
+        if trading_state is not TradingState.ACTIVE:
+            return EntryDecision(condition=condition, blocked=f"ENTRIES_BLOCKED: trading is {trading_state.value}")
+        if stale:
+            return EntryDecision(condition=condition,
+                                 blocked=f"ORDER_BOOK_STALE: the {condition.coin} feed is stale")
+        active = [ActiveExposure(p.coin, p.exposure_usd) for p in self._positions.values()]
+        breach = rules.entry_limit_breach(condition.coin, condition.position_size_usd, active, self.balance,
+                                          self._limits)
+        if breach is not None:
+            return EntryDecision(condition=condition, blocked=f"POSITION_LIMIT_EXCEEDED: {breach}")
+        market = self._markets(condition.coin)
+        quantity = rules.entry_quantity(condition.position_size_usd, price, market)
+        problem = rules.order_size_problem(quantity, price, market)
+        if problem is not None:
+            return EntryDecision(condition=condition, canceled=f"order too small at {price}: {problem}")
+        position_id = position_id_for(condition.id)
+        order = PositionOrder(client_order_id=entry_order_id(position_id), intent=OrderIntent.ENTRY,
+                              quantity=quantity, reference_price=price, reference_ts_ms=ts_ms,
+                              **self._entry_terms(condition, price, market))
+        position = Position(
+            id=position_id, coin=condition.coin, direction=condition.direction,
+            size_usd=condition.position_size_usd, condition_id=condition.id, strategy_id=condition.strategy_id,
+            reasoning=condition.reasoning, stop_loss_pct=condition.stop_loss_pct,
+            take_profit_pct=condition.take_profit_pct, status=PositionStatus.PENDING, current_price=price,
+            pending_order_id=order.client_order_id, pending_quantity=quantity, reference_price=price,
+            reference_ts_ms=ts_ms, entry_order=order,
+        )
+        self._track(position)
+        return EntryDecision(condition=condition, position=position)
+
+    # --- exits ----------------------------------------------------------------------------------
+
+    def begin_exit(self, position_id: str, reason: str, price: Decimal, ts_ms: int) -> ExitStart:
+        """Start the exit of an OPEN position: an order for exactly the quantity held, at the
+        next attempt's client order id. An entry still working is to be canceled first
+        (``ExitStart.cancel``). ``ValueError`` when the position is not OPEN."""
+        position = self._positions.get(position_id)
+        if position is None:
+            raise ValueError(f"position_id: {position_id!r} is not an active position")
+        if position.status is not PositionStatus.OPEN:
+            raise ValueError(f"position_id: {position_id!r} is {position.status.value}; its entry is still in flight")
+        attempt = position.exit_attempts + 1
+        order = PositionOrder(client_order_id=exit_order_id(position.id, attempt), intent=OrderIntent.EXIT,
+                              quantity=position.quantity, reference_price=price, reference_ts_ms=ts_ms)
+        cancel = None
+        entry = position.entry_order
+        if entry is not None and not entry.cancel_requested:
+            cancel = entry.client_order_id
+            entry = replace(entry, cancel_requested=True)
+        closing = position.transition(
+            PositionTrigger.EXIT_SUBMITTED, pending_order_id=order.client_order_id, pending_quantity=order.quantity,
+            reference_price=price, reference_ts_ms=ts_ms, exit_reason=reason, exit_attempts=attempt,
+            exit_order=order, entry_order=entry,
+        )
+        self._put(closing)
+        self._failed_exits.pop(position.id, None)
+        return ExitStart(position=closing, reason=reason, price=price, cancel=cancel)
+
+    def exit_failed(self, position_id: str, now_ns: int) -> None:
+        """Remember a failed exit for ``due_exit_retries``."""
+        position = self._positions.get(position_id)
+        if position is not None:
+            self._failed_exits[position_id] = (position.exit_reason or ExitReason.MANUAL.value, now_ns)
+
+    def due_exit_retries(self, now_ns: int) -> list[tuple[Position, str]]:
+        """OPEN positions whose last exit failed at least 2^attempts seconds (at most
+        ``EXIT_RETRY_MAX_S``) ago, with the exit reason, by position id; each is forgotten
+        here (``begin_exit`` starts it again)."""
+        due: list[tuple[Position, str]] = []
+        for position_id, (reason, failed_ns) in sorted(self._failed_exits.items()):
+            position = self._positions.get(position_id)
+            if position is None or position.status is not PositionStatus.OPEN:
+                self._failed_exits.pop(position_id, None)
+                continue
+            delay_s = min(2 ** position.exit_attempts, EXIT_RETRY_MAX_S)
+            if self._last_price.get(position.coin) is None or now_ns - failed_ns < delay_s * 1_000_000_000:
+                continue
+            self._failed_exits.pop(position_id, None)
+            due.append((position, reason))
+        return due
+
+    def stuck_exits(self, now_ns: int) -> list[tuple[Position, int]]:
+        """CLOSING positions whose exit has had no outcome for ``EXIT_STUCK_S`` since it was
+        first seen here or last returned, with how long (ns); each is returned again every
+        ``EXIT_STUCK_S``."""
+        stuck: list[tuple[Position, int]] = []
+        for position in list(self._positions.values()):
+            order = position.exit_order
+            if position.status is not PositionStatus.CLOSING or order is None:
+                continue
+            since = self._exit_asked_ns.setdefault(order.client_order_id, now_ns)
+            if now_ns - since < EXIT_STUCK_S * 1_000_000_000:
+                continue
+            self._exit_asked_ns[order.client_order_id] = now_ns
+            stuck.append((position, now_ns - since))
+        live = {o.client_order_id for p in self._positions.values() for o in p.orders}
+        for order_id in [o for o in self._exit_asked_ns if o not in live]:
+            del self._exit_asked_ns[order_id]
+        return stuck
+
+    def adjust_stop(self, position_id: str, stop_loss_price: Decimal) -> Position:
+        """Move an OPEN position's stop (rounded to the tick); ``ValueError`` if it is not
+        OPEN or the stop is on the wrong side of the entry."""
+        position = self._positions.get(position_id)
+        if position is None or position.status is not PositionStatus.OPEN:
+            raise ValueError(f"position_id: {position_id!r} is not an open position")
+        market = self._markets(position.coin)
+        adjusted = replace(position, stop_loss_price=stop_loss_price.quantize(market.tick_size))
+        self._put(adjusted)
+        return adjusted
+
+    # --- order outcomes -------------------------------------------------------------------------
+
+    def accepted(self, order: OrderRequest) -> Position | None:
+        """The venue holds ``order``: a resting one is now *working* (the position, changed, is
+        returned); anything else changes nothing (``None``)."""
+        position, active = self._order_of(order)
+        if position is None or active is None or not active.rests or active.working:
+            return None
+        return self._put(_with_order(position, replace(active, working=True)))
+
+    def apply(self, fill: OrderFilled) -> FillResult:
+        """Apply one fill of one of the positions' orders (see the module docstring)."""
+        order = fill.order
+        position, active = self._order_of(order)
+        if position is None:
+            return FillResult(change=Change.IGNORED, position=None, reason="no active position")
+        if fill.trade_id and fill.trade_id in position.trade_ids:
+            return FillResult(change=Change.IGNORED, position=position, reason=f"trade {fill.trade_id} already applied")
+        late = active is None
+        if active is None:
+            # A fill of an order that ended already (it raced the cancel at the venue): a fact,
+            # applied to the position while it is held, bounded by what the order had left.
+            if position.status is PositionStatus.PENDING or not _is_order_of(position, order):
+                return FillResult(change=Change.IGNORED, position=position,
+                                  reason=f"{order.client_order_id} is not an order of it")
+            before = min(order.quantity, max(ZERO, fill.cumulative_quantity - fill.fill_quantity))
+            active = PositionOrder(client_order_id=order.client_order_id, intent=order.intent,
+                                   quantity=order.quantity, reference_price=order.reference_price,
+                                   reference_ts_ms=order.reference_ts_ms, filled=before)
+        room = active.remaining if active.intent is OrderIntent.ENTRY else min(active.remaining, position.quantity)
+        problem = fill_problem(reference_price=order.reference_price, ordered_quantity=room,
+                               fill_price=fill.fill_price, fill_quantity=fill.fill_quantity, fee=fill.fee)
+        if problem is not None:
+            return FillResult(change=Change.REJECTED, position=position, reason=problem)
+        try:
+            if active.intent is OrderIntent.ENTRY:
+                return self._apply_entry(position, active, fill, late=late)
+            return self._apply_exit(position, active, fill, late=late)
+        except (ValueError, ArithmeticError) as error:
+            return FillResult(change=Change.REJECTED, position=position,
+                              reason=f"the position cannot take it: {error}")
+
+    def _apply_entry(self, position: Position, order: PositionOrder, fill: OrderFilled, *,
+                     late: bool = False) -> FillResult:
+        price, quantity, fee = fill.fill_price, fill.fill_quantity, fill.fee
+        lots = (*position.lots, Lot(quantity=quantity, price=price, fee=fee, ts_ms=fill.ts_event_ms,
+                                    trade_id=fill.trade_id or None))
+        held = position.quantity + quantity
+        if position.entry_price is None:
+            entry_price = price
+        elif position.exited_quantity == 0:
+            entry_price = _total(lot.quantity * lot.price for lot in lots) / held
+        else:  # an entry fill after exit fills (a race): the running average of every entry fill
+            entered = position.quantity + position.exited_quantity
+            entry_price = (position.entry_price * entered + price * quantity) / (entered + quantity)
+        stop, target = rules.exit_levels(position.direction, entry_price, position.stop_loss_pct,
+                                         position.take_profit_pct, self._markets(position.coin))
+        filled = replace(order, filled=order.filled + quantity)
+        done = filled.remaining <= 0 and not late
+        opening = position.status is PositionStatus.PENDING
+        fees = fee if opening else position.fees_paid + fee
+        changes: dict[str, Any] = dict(
+            entry_price=entry_price, quantity=held, lots=lots, stop_loss_price=stop, take_profit_price=target,
+            current_price=price, fees_paid=fees, trade_ids=_with_trade(position, fill),
+            entry_order=position.entry_order if late else None if done else filled,
+        )
+        if opening:
+            after = position.transition(
+                PositionTrigger.ENTRY_FILLED, entry_time=_fill_time(fill), unrealized_pnl=-fee,
+                pending_order_id=None, pending_quantity=None, **changes)
+            change = Change.OPENED
+        else:
+            after = replace(position, unrealized_pnl=_unrealized(position.direction, lots, fees, price), **changes)
+            change = Change.INCREASED
+        self.balance -= fee
+        self.fees_paid += fee
+        self._put(after)
+        return FillResult(change=change, position=after, order_done=done)
+
+    def _apply_exit(self, position: Position, order: PositionOrder, fill: OrderFilled, *,
+                    late: bool = False) -> FillResult:
+        price, quantity, fee = fill.fill_price, fill.fill_quantity, fill.fee
+        lots, gross = _deplete(position, quantity, price)
+        held = position.quantity - quantity
+        if position.exited_quantity == 0:  # the first exit fill: its own numbers, as they are
+            exited, exit_price, realized_gross = quantity, price, gross
+        else:
+            assert position.exit_price is not None
+            exited = position.exited_quantity + quantity
+            exit_price = (position.exit_price * position.exited_quantity + price * quantity) / exited
+            realized_gross = position.realized_gross + gross
+        fees = position.fees_paid + fee
+        filled = replace(order, filled=order.filled + quantity)
+        done = (filled.remaining <= 0 or held == 0) and not late
+        trade_ids = _with_trade(position, fill)
+        reexit = False
+        cancel = None
+        if held == 0:
+            realized = realized_gross - fees
+            if position.status is PositionStatus.OPEN:  # a late fill of an exit that had ended: it was submitted
+                position = position.transition(PositionTrigger.EXIT_SUBMITTED)
+            if late and position.exit_order is not None:  # the exit sent since is no longer needed
+                cancel = position.exit_order.client_order_id
+            after = position.transition(
+                PositionTrigger.EXIT_FILLED, exit_price=exit_price, exit_time=_fill_time(fill), realized_pnl=realized,
+                fees_paid=fees, current_price=price, unrealized_pnl=ZERO, pending_order_id=None,
+                pending_quantity=None, quantity=exited, lots=(), exited_quantity=exited,
+                realized_gross=realized_gross, trade_ids=trade_ids, exit_order=None,
+            )
+            change = Change.CLOSED
+        else:
+            changes: dict[str, Any] = dict(
+                quantity=held, lots=lots, exited_quantity=exited, exit_price=exit_price,
+                realized_gross=realized_gross, fees_paid=fees, current_price=price, trade_ids=trade_ids,
+            )
+            unrealized = _unrealized(position.direction, lots, fees, price)
+            if late:
+                after = replace(position, unrealized_pnl=unrealized, **changes)
+            elif done:  # the exit completed and something is still held (an entry fill came in between)
+                after = position.transition(PositionTrigger.EXIT_FAILED, pending_order_id=None, pending_quantity=None,
+                                            exit_order=None, unrealized_pnl=unrealized, **changes)
+                reexit = True
+            else:
+                after = replace(position, exit_order=filled, unrealized_pnl=unrealized, **changes)
+            change = Change.REDUCED
+        self.balance += gross - fee
+        self.fees_paid += fee
+        if change is Change.CLOSED:
+            assert after.realized_pnl is not None
+            self.realized_pnl += after.realized_pnl
+            self.closed_positions += 1
+            self._untrack(after)
+        else:
+            self._put(after)
+            if reexit:
+                self._failed_exits[after.id] = (after.exit_reason or ExitReason.MANUAL.value, 0)
+        return FillResult(change=change, position=after, realized_gross=gross, order_done=done, reexit=reexit,
+                          cancel=cancel)
+
+    def order_ended(self, order: OrderRequest, reason: str, *, filled_quantity: Decimal | None = None) -> OrderEnd | None:
+        """``order`` ended without completing: rejected or denied (nothing filled), canceled or
+        expired (``filled_quantity`` of it filled before), or a fill of it was rejected. An
+        entry with nothing filled closes its position (it never existed); an entry with fills
+        leaves the position holding exactly them; an exit leaves the position OPEN with what
+        it still holds (its exits stay armed; see ``exit_failed``). ``None`` when ``order`` is
+        no order of an active position (an outcome already applied)."""
+        position, active = self._order_of(order)
+        if position is None or active is None:
+            return None
+        missing = ZERO if filled_quantity is None else filled_quantity - active.filled
+        if active.intent is OrderIntent.ENTRY:
+            if position.status is PositionStatus.PENDING:
+                after = position.transition(
+                    PositionTrigger.ENTRY_FAILED, exit_reason=f"{ExitReason.ENTRY_REJECTED.value}: {reason}",
+                    pending_order_id=None, pending_quantity=None, unrealized_pnl=ZERO, entry_order=None)
+                self._untrack(after)
+                return OrderEnd(ended=Ended.ENTRY_FAILED, position=after, order=active, missing=missing)
+            after = self._put(replace(position, entry_order=None))
+            return OrderEnd(ended=Ended.ENTRY_ENDED, position=after, order=active, missing=missing)
+        after = self._put(position.transition(PositionTrigger.EXIT_FAILED, pending_order_id=None,
+                                              pending_quantity=None, exit_order=None))
+        return OrderEnd(ended=Ended.EXIT_FAILED, position=after, order=active, missing=missing)
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
+    def _order_of(self, order: OrderRequest) -> tuple[Position | None, PositionOrder | None]:
+        """The active position ``order`` belongs to, and its active order of that id (if any)."""
+        position = self._positions.get(order.position_id)
+        if position is None:
+            return None, None
+        for active in position.orders:
+            if active.client_order_id == order.client_order_id:
+                return position, active
+        return position, None
+
+    def _put(self, position: Position) -> Position:
+        self._positions[position.id] = position
+        return position
+
+    def _track(self, position: Position) -> None:
+        self._positions[position.id] = position
+        members = self._by_coin.setdefault(position.coin, [])
+        if position.id not in members:
+            members.append(position.id)
+
+    def _untrack(self, position: Position) -> None:
+        self._positions.pop(position.id, None)
+        self._failed_exits.pop(position.id, None)
+        members = self._by_coin.get(position.coin)
+        if members is not None:
+            if position.id in members:
+                members.remove(position.id)
+            if not members:
+                del self._by_coin[position.coin]
+
+
+def _is_order_of(position: Position, order: OrderRequest) -> bool:
+    """Whether ``order`` is one of ``position``'s orders, past or present (by its client id)."""
+    if order.position_id != position.id:
+        return False
+    if order.intent is OrderIntent.ENTRY:
+        return order.client_order_id == entry_order_id(position.id)
+    return any(order.client_order_id == exit_order_id(position.id, n) for n in range(1, position.exit_attempts + 1))
+
+
+def _with_order(position: Position, order: PositionOrder) -> Position:
+    slot = "entry_order" if order.intent is OrderIntent.ENTRY else "exit_order"
+    return replace(position, **{slot: order})
+
+
+def _total(values: Iterable[Decimal]) -> Decimal:
+    """The sum of ``values`` (at least one), without a leading ``Decimal(0)``: a single value
+    comes back as it is, exponent included, so one lot gives the very numbers one fill did."""
+    iterator = iter(values)
+    total = next(iterator)
+    for value in iterator:
+        total += value
+    return total
+
+
+def _unrealized(direction: Direction, lots: tuple[Lot, ...], fees: Decimal, price: Decimal) -> Decimal:
+    """``lots`` marked at ``price``, less every fee the position paid (``fees``)."""
+    if not lots:
+        return -fees
+    return _total(rules.gross_pnl(direction, lot.quantity, lot.price, price) for lot in lots) - fees
+
+
+def _with_trade(position: Position, fill: OrderFilled) -> tuple[str, ...]:
+    return (*position.trade_ids, fill.trade_id) if fill.trade_id else position.trade_ids
+
+
+def _deplete(position: Position, quantity: Decimal, price: Decimal) -> tuple[tuple[Lot, ...], Decimal]:
+    """The lots left after an exit of ``quantity`` at ``price`` (oldest first) and the gross
+    PnL it realized, per lot."""
+    left = quantity
+    gains: list[Decimal] = []
+    kept: list[Lot] = []
+    for lot in position.lots:
+        if left <= 0:
+            kept.append(lot)
+            continue
+        take = min(lot.quantity, left)
+        gains.append(rules.gross_pnl(position.direction, take, lot.price, price))
+        left -= take
+        if take < lot.quantity:
+            kept.append(replace(lot, quantity=lot.quantity - take))
+    if left > 0:
+        raise ValueError(f"an exit of {quantity} is more than the {position.quantity} held")
+    return tuple(kept), _total(gains)
+
+
+def _fill_time(fill: OrderFilled) -> Any:
+    return from_epoch_ns(fill.ts_event_ms * 1_000_000).astimezone()
