@@ -9,6 +9,12 @@ limit keeps the pair from firing while one is.
 
 Condition ids are derived from the coin and the bar's end time, and ``created_at`` is the bar's
 end, so two replays of the same data propose identical conditions.
+
+Every condition carries the table's entry plan (``state/entry_plan.py``, the same keys and
+meaning as ``TradeCondition``'s): ``entry_type`` (``"market"`` by default, or ``"limit"``),
+``entry_offset_ticks`` or ``entry_offset_pct``, ``entry_timeout_s``, ``entry_plan_b_pct``,
+``scale_in_fraction``, ``scale_in_pullback_pct``, ``scale_in_timeout_s``. Without them the
+conditions enter at market, as they always did.
 """
 
 from __future__ import annotations
@@ -20,9 +26,22 @@ from decimal import Decimal
 from typing import Any
 
 from state.bars import Bar, next_close_ms
+from state.entry_plan import ENTRY_FIELDS, EntryType, entry_plan_problem
 from state.models import TradeCondition
 from state.strategies.base import ReplaceConditions, StrategyContext, StrategySettingsError
-from state.types import Direction, TriggerType, from_epoch_ns, to_decimal
+from state.types import Direction, TriggerType, from_epoch_ns, parse_enum, to_decimal, whole_number
+
+_WHOLE_ENTRY_FIELDS = ("entry_offset_ticks", "entry_timeout_s", "scale_in_timeout_s")
+_OWN_FIELDS = ("lookback_bars", "stop_loss_pct", "take_profit_pct", "position_size_usd")
+
+
+def _parse_entry_field(key: str, value: Any) -> Any:
+    """One entry-plan key parsed as ``TradeCondition`` parses it; ``ValueError`` naming the key."""
+    if key == "entry_type":
+        return parse_enum(EntryType, value, key)
+    if key in _WHOLE_ENTRY_FIELDS:
+        return whole_number(value, key)
+    return to_decimal(value, key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,16 +50,36 @@ class BreakoutSettings:
     stop_loss_pct: Decimal = Decimal("0.005")
     take_profit_pct: Decimal = Decimal("0.005")
     position_size_usd: Decimal = Decimal("100")
+    # The entry plan of every condition (state/entry_plan.py); market by default.
+    entry_type: EntryType = EntryType.MARKET
+    entry_offset_ticks: int | None = None
+    entry_offset_pct: Decimal | None = None
+    entry_timeout_s: int | None = None
+    entry_plan_b_pct: Decimal | None = None
+    scale_in_fraction: Decimal | None = None
+    scale_in_pullback_pct: Decimal | None = None
+    scale_in_timeout_s: int | None = None
+
+    def entry_plan(self) -> dict[str, Any]:
+        """The entry-plan fields every condition gets (``TradeCondition``'s names)."""
+        return {name: getattr(self, name) for name in ENTRY_FIELDS}
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> BreakoutSettings:
         """Validate a ``[strategist.breakout]`` table; every problem at once."""
         problems: list[str] = []
         values: dict[str, Any] = {}
-        known = ("lookback_bars", "stop_loss_pct", "take_profit_pct", "position_size_usd")
+        known = _OWN_FIELDS + ENTRY_FIELDS
+        entry_problems = 0
         for key, value in raw.items():
             if key not in known:
                 problems.append(f"{key}: unknown key (known: {', '.join(known)})")
+            elif key in ENTRY_FIELDS:
+                try:
+                    values[key] = _parse_entry_field(key, value)
+                except ValueError as error:
+                    problems.append(str(error))
+                    entry_problems += 1
             elif key == "lookback_bars":
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
                     problems.append(f"lookback_bars: must be a whole number from 1 to 10000, not {value!r}")
@@ -58,6 +97,12 @@ class BreakoutSettings:
                     problems.append(f"{key}: must be {bound}, not {value!r}")
                 else:
                     values[key] = number
+        if entry_problems == 0:  # each key parsed: now whether they make a plan together
+            plan = {name: values.get(name) for name in ENTRY_FIELDS}
+            plan["entry_type"] = values.get("entry_type", EntryType.MARKET)
+            problem = entry_plan_problem(plan)
+            if problem is not None:
+                problems.append(f"{problem[0]}: {problem[1]}")
         if problems:
             raise StrategySettingsError(problems)
         return cls(**values)
@@ -125,6 +170,7 @@ def breakout_conditions(
         "strategy_id": Breakout.strategy_id,
         "created_at": created,
         "valid_until": valid_until,
+        **settings.entry_plan(),
     }
     lookback = settings.lookback_bars
     return (

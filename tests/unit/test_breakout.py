@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from state.bars import Bar
+from state.entry_plan import ENTRY_FIELDS, EntryType
 from state.strategies import (
     BUILT_IN,
     Breakout,
@@ -109,6 +110,94 @@ def test_settings_when_one_value_is_bad_then_one_problem_naming_that_key(key: st
                                             ("position_size_usd", 1_000_000), ("stop_loss_pct", "0.99")])
 def test_settings_at_the_bounds_are_accepted(key: str, value: Any) -> None:
     assert getattr(BreakoutSettings.parse({key: value}), key) == (value if key == "lookback_bars" else D(str(value)))
+
+
+# --- entry plans ------------------------------------------------------------------------------
+
+LIMIT_PLAN = {
+    "entry_type": "limit", "entry_offset_ticks": -2, "entry_timeout_s": 30, "entry_plan_b_pct": "0.001",
+    "scale_in_fraction": 0.25, "scale_in_pullback_pct": "0.002", "scale_in_timeout_s": 60,
+}
+
+
+def test_settings_without_an_entry_plan_enter_at_market_as_before() -> None:
+    settings = BreakoutSettings.parse({"lookback_bars": 3})
+
+    assert settings.entry_plan() == {"entry_type": EntryType.MARKET, **dict.fromkeys(ENTRY_FIELDS[1:])}
+
+
+def test_settings_with_a_limit_plan_parse_every_key_as_a_condition_does() -> None:
+    settings = BreakoutSettings.parse(LIMIT_PLAN)
+
+    assert settings.entry_plan() == {
+        "entry_type": EntryType.LIMIT, "entry_offset_ticks": -2, "entry_offset_pct": None, "entry_timeout_s": 30,
+        "entry_plan_b_pct": D("0.001"), "scale_in_fraction": D("0.25"), "scale_in_pullback_pct": D("0.002"),
+        "scale_in_timeout_s": 60,
+    }
+    assert BreakoutSettings.parse({"entry_type": "LIMIT", "entry_offset_pct": 0.0005,
+                                   "entry_timeout_s": 5}).entry_offset_pct == D("0.0005")
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "says"),
+    [
+        ({"entry_type": "stop"}, "entry_type", "must be one of MARKET|LIMIT"),
+        ({"entry_type": "limit", "entry_offset_ticks": 1.5, "entry_timeout_s": 5}, "entry_offset_ticks",
+         "whole number"),
+        ({"entry_type": "limit", "entry_offset_pct": "near", "entry_timeout_s": 5}, "entry_offset_pct",
+         "not a number"),
+        ({"entry_type": "limit", "entry_timeout_s": True}, "entry_timeout_s", "whole number"),
+        ({"entry_type": "limit"}, "entry_timeout_s", "needs a time limit"),
+        ({"entry_type": "limit", "entry_timeout_s": 0}, "entry_timeout_s", "must be in (0,"),
+        ({"entry_offset_ticks": 3}, "entry_offset_ticks", "only for entry_type LIMIT"),
+        ({"entry_timeout_s": 30}, "entry_timeout_s", "only for entry_type LIMIT"),
+        ({"entry_type": "limit", "entry_timeout_s": 5, "entry_offset_ticks": 1, "entry_offset_pct": 0.001},
+         "entry_offset_pct", "not both"),
+        ({"entry_type": "limit", "entry_timeout_s": 5, "entry_offset_pct": 0.5}, "entry_offset_pct", "within"),
+        ({"entry_type": "limit", "entry_timeout_s": 5, "entry_plan_b_pct": -0.001}, "entry_plan_b_pct", "must be in"),
+        ({"scale_in_fraction": 1}, "scale_in_fraction", "between 0 and 1"),
+        ({"scale_in_fraction": 0.5, "scale_in_timeout_s": 60}, "scale_in_pullback_pct", "pullback level"),
+        ({"scale_in_pullback_pct": 0.01}, "scale_in_pullback_pct", "only with scale_in_fraction"),
+        ({"scale_in_fraction": 0.5, "scale_in_pullback_pct": 0.01}, "scale_in_timeout_s", "needs a time limit"),
+    ],
+)
+def test_settings_with_a_bad_entry_plan_then_one_problem_naming_the_key(raw: dict[str, Any], key: str,
+                                                                          says: str) -> None:
+    with pytest.raises(StrategySettingsError) as raised:
+        BreakoutSettings.parse(raw)
+
+    (problem,) = raised.value.problems
+    assert problem.startswith(f"{key}: ") and says in problem, problem
+
+
+def test_settings_report_a_bad_entry_key_beside_the_other_problems() -> None:
+    with pytest.raises(StrategySettingsError) as raised:
+        BreakoutSettings.parse({"lookback_bars": 0, "entry_type": "limit", "entry_timeout_s": "soon",
+                                "entry_offset": 2})
+
+    assert sorted(p.split(":")[0] for p in raised.value.problems) == ["entry_offset", "entry_timeout_s",
+                                                                       "lookback_bars"]
+
+
+def test_conditions_carry_the_entry_plan_of_the_settings() -> None:
+    strategy = breakout(1, **LIMIT_PLAN)
+
+    decision = strategy.on_bar(bar(0, 101, 99))
+
+    assert decision is not None
+    expected = BreakoutSettings.parse(LIMIT_PLAN).entry_plan()
+    for condition in decision.conditions:
+        assert {name: getattr(condition, name) for name in ENTRY_FIELDS} == expected
+        assert condition.limit_entry
+
+
+def test_conditions_of_the_default_settings_enter_at_market() -> None:
+    decision = breakout(1).on_bar(bar(0, 101, 99))
+
+    assert decision is not None
+    for condition in decision.conditions:
+        assert condition.entry_type is EntryType.MARKET and not condition.limit_entry
+        assert all(getattr(condition, name) is None for name in ENTRY_FIELDS[1:])
 
 
 # --- signals ----------------------------------------------------------------------------------

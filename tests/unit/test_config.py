@@ -238,6 +238,22 @@ def test_parse_config_when_strategy_settings_are_wrong_then_each_key_is_named() 
     assert any(p.startswith("strategist.other: settings for a strategy that is not in") for p in problems)
 
 
+def test_parse_config_when_the_breakout_entry_plan_is_wrong_then_the_key_is_named() -> None:
+    problems = problems_of({"strategist": {"strategies": ["breakout"],
+                                           "breakout": {"entry_type": "limit", "entry_offset_pct": 0.001}}})
+
+    assert problems == ["strategist.breakout.entry_timeout_s: a limit entry needs a time limit in seconds"]
+    assert problems_of({"strategist": {"strategies": ["breakout"], "breakout": {"entry_type": "iceberg"}}}) == [
+        "strategist.breakout.entry_type: must be one of MARKET|LIMIT, got 'iceberg'"]
+
+
+def test_parse_config_when_the_breakout_entry_plan_is_right_then_kept_as_given() -> None:
+    table = {"entry_type": "limit", "entry_offset_ticks": 1, "entry_timeout_s": 20, "entry_plan_b_pct": 0.0005}
+    config = parse_config({"strategist": {"strategies": ["breakout"], "breakout": table}})
+
+    assert config.strategist.settings == {"breakout": table}
+
+
 def test_parse_config_when_risk_and_journal_are_wrong_then_both_are_reported() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"risk": {"sizing": "kelly", "max_daily_loss_pct": 3}, "journal": {"url": "mysql://x"}})
