@@ -8,8 +8,10 @@ persistence and publishing.
 
 **Accepts**
 - ``Tick``: expire due conditions of the coin, then the portfolio marks open positions to
-  market, starts the exits the stop (first) or the take-profit calls for, and decides on the
-  triggered conditions within the position limits.
+  market, starts the exits the stop (first) or the take-profit calls for, decides on the
+  triggered conditions within the position limits, and times out the working entry orders
+  past their limit (a limit entry's ``entry_timeout_s``, a scale-in leg's
+  ``scale_in_timeout_s``; of that coin, or on a tick clock of every coin, at the tick's time).
 - ``ArmCondition``, ``ArmConditions`` (a strategy's set for one coin, replacing its previous
   set there), ``CancelCondition``, ``ClosePosition``, ``AdjustStop``: commands.
 - ``BarClosed``: publishes ``AccountMarked`` (balance, unrealized PnL, equity) at each bar
@@ -26,16 +28,21 @@ persistence and publishing.
 - ``TradingStateChanged``: a read model of the RiskGate's state (no entries unless ACTIVE).
 - ``FeedStale`` / ``FeedRecovered``: no new entries on a coin whose feed is stale (its
   conditions stay armed; its open positions keep their exits).
-- ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes.
+- ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes, retry
+  failed exits, ask again for stuck exits and, on a wall clock, time out working entry orders.
 - Requests from outside (``engine.sniper``): ``add_condition``, ``set_conditions``,
   ``cancel_condition``, ``close_position``, ``snapshot``. ``engine.sniper``'s handle has the
   RiskGate vet and size a condition before it asks (``actors/handles.py``); the actor itself
   checks what it owns (ids, expiry, order size) and turns any arithmetic error into a
   ``ValueError``.
 
-**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor); ``CancelOrder``
-(to the Executor: an entry still working when its position's exit starts; the exit covers
-what it filled); ``MatchTick`` (to the Executor, see Ordering);
+**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor): entries
+(``-E``: market, or a GTC limit for a limit entry; ``-B``: plan B's market order for exactly the
+rest of a timed-out limit, once its ``OrderCanceled`` says what filled; ``-S``: the scale-in
+leg, a GTC limit placed when the first leg filled whole) and exits (``-X<n>``); ``CancelOrder``
+(to the Executor: an entry or scale-in leg still working when its position's exit starts,
+sent before the exit, which covers what they filled; an entry order at its time limit, with
+the plan B decision as the reason); ``MatchTick`` (to the Executor, see Ordering);
 ``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``, ``ConditionsReplaced`` (one
 per ``ArmConditions`` / ``set_conditions``, instead of a ``ConditionCanceled`` per old condition
 and a ``ConditionArmed`` per new one); ``PositionOpened``,
@@ -66,7 +73,8 @@ also wait after each
 restart (``ActorRestarted``) ends the wait, since the report that crashed it is never answered.
 
 **Durability.** Every decision (conditions armed, canceled or expired; a position's status,
-quantity, lots, exit levels and orders not final, working ones marked; the balance) is written to the store before it takes effect, in one
+quantity, lots, exit levels and orders not final, working ones marked, cancels asked; its
+entry plan's progress: plan B decided, scale-in placed and its deadline; the balance) is written to the store before it takes effect, in one
 transaction per change, and before any order goes out. Marks (a position's current price and
 unrealized PnL) are written behind: when the mailbox runs empty, every ``MARK_FLUSH_TICKS``
 marks under load, and on stop or crash, so a busy tape costs one write per batch, not per tick.
@@ -95,7 +103,9 @@ fill guard, e.g. a price of 0.00 an older version stored, is applied as a reject
 in flight with no final record is
 sent again with its same client order id (the Executor and the venue never fill an id twice);
 a working order is not (the Executor reconciles it with the venue and publishes what it
-learns; the RiskGate could deny it again while it rests). A
+learns; the RiskGate could deny it again while it rests), but a cancel decided for it (a time
+limit, an exit) is asked for again. An end recorded meanwhile carries out what was decided (a
+plan B market order for the rest, sent once: a later restart resends it with its same id). A
 folder left inconsistent is repaired and reported (``RECONCILE_INCONSISTENT``): a CLOSING
 position with no order goes back to OPEN, a PENDING one with no order is closed.
 """

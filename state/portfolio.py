@@ -507,8 +507,11 @@ class Portfolio:
             return position, None
         level = scale_in_level(position.direction, position.entry_price, plan.pullback_pct,
                                self._markets(position.coin))
+        # its reference is the market now (the venue judges from it whether the limit takes at once)
+        last = self._last_price.get(position.coin)
+        reference = last[0] if last is not None else fill.fill_price
         add = PositionOrder(client_order_id=scale_in_order_id(position.id), intent=OrderIntent.ENTRY,
-                            quantity=plan.second_leg, reference_price=level, reference_ts_ms=fill.ts_event_ms,
+                            quantity=plan.second_leg, reference_price=reference, reference_ts_ms=fill.ts_event_ms,
                             order_type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, limit_price=level)
         plan = replace(plan, add_placed=True, add_deadline_ms=fill.ts_event_ms + plan.scale_in_timeout_s * 1000)
         return self._put(replace(position, add_order=add, entry_plan=plan)), add
