@@ -165,3 +165,20 @@ def test_a_scale_in_leg_not_filled_is_canceled_at_its_time_limit_and_an_exit_cov
     assert engine.store.get_order(f"{position.id}-S").status.value == "CANCELED"
     push(engine, 39000, T0 + 62_000)  # through the stop
     assert closed(engine, position.id).quantity == D("0.06")
+
+
+def test_the_console_arms_a_limit_entry_with_plan_b_and_the_engine_carries_it_out(make_engine):
+    from adapters.console.repl import Console
+
+    engine = make_engine(**ROOM)
+    push(engine, 39990, T0)
+    cid = Console(engine).arm("BTC", "long", ">39999", 0.02, 0.015, 4000, entry_type="limit",
+                              entry_offset_ticks=-100, entry_timeout_s=60, entry_plan_b_pct=0.001)
+    (armed,) = engine.sniper.snapshot().conditions
+    assert armed.id == cid and armed.limit_entry and armed.entry_plan_b_pct == D("0.001")
+    push(engine, 40000, T0 + 1_000)
+    assert only(engine).entry_order.limit_price == D("39998.00")
+    push(engine, 40001, T0 + 61_000)  # the time limit: near the trigger, the whole size at market
+    push(engine, 40001, T0 + 62_000)
+    held = only(engine)
+    assert held.quantity == D("0.1") and engine.store.get_order(f"{held.id}-B").filled_quantity == D("0.1")
