@@ -314,6 +314,8 @@ class Engine:
                 initial_balance=config.paper.initial_balance,
                 mark_report_ms=config.risk.mark_report_ms,
                 await_risk_checks=config.risk.replay_trips == "exact",  # a replay's trip at the same tick every time
+                quotes=self.board.quote,  # a limit entry's plan B: the top of book when fresh
+                quote_max_age_ms=int(config.paper.quote_max_age_s * 1000),
                 **base,
             ),
             EXECUTOR: lambda: Executor.start(store=self.store, venue=self.venue, **base),

@@ -8,8 +8,10 @@ persistence and publishing.
 
 **Accepts**
 - ``Tick``: expire due conditions of the coin, then the portfolio marks open positions to
-  market, starts the exits the stop (first) or the take-profit calls for, and decides on the
-  triggered conditions within the position limits.
+  market, starts the exits the stop (first) or the take-profit calls for, decides on the
+  triggered conditions within the position limits, and times out the working entry orders
+  past their limit (a limit entry's ``entry_timeout_s``, a scale-in leg's
+  ``scale_in_timeout_s``; of that coin, or on a tick clock of every coin, at the tick's time).
 - ``ArmCondition``, ``ArmConditions`` (a strategy's set for one coin, replacing its previous
   set there), ``CancelCondition``, ``ClosePosition``, ``AdjustStop``: commands.
 - ``BarClosed``: publishes ``AccountMarked`` (balance, unrealized PnL, equity) at each bar
@@ -26,16 +28,21 @@ persistence and publishing.
 - ``TradingStateChanged``: a read model of the RiskGate's state (no entries unless ACTIVE).
 - ``FeedStale`` / ``FeedRecovered``: no new entries on a coin whose feed is stale (its
   conditions stay armed; its open positions keep their exits).
-- ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes.
+- ``TimerFired("sweep")``: expire conditions by the engine clock when no tick comes, retry
+  failed exits, ask again for stuck exits and, on a wall clock, time out working entry orders.
 - Requests from outside (``engine.sniper``): ``add_condition``, ``set_conditions``,
   ``cancel_condition``, ``close_position``, ``snapshot``. ``engine.sniper``'s handle has the
   RiskGate vet and size a condition before it asks (``actors/handles.py``); the actor itself
   checks what it owns (ids, expiry, order size) and turns any arithmetic error into a
   ``ValueError``.
 
-**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor); ``CancelOrder``
-(to the Executor: an entry still working when its position's exit starts; the exit covers
-what it filled); ``MatchTick`` (to the Executor, see Ordering);
+**Emits** ``SubmitOrder`` (to the RiskGate, which alone reaches the Executor): entries
+(``-E``: market, or a GTC limit for a limit entry; ``-B``: plan B's market order for exactly the
+rest of a timed-out limit, once its ``OrderCanceled`` says what filled; ``-S``: the scale-in
+leg, a GTC limit placed when the first leg filled whole) and exits (``-X<n>``); ``CancelOrder``
+(to the Executor: an entry or scale-in leg still working when its position's exit starts,
+sent before the exit, which covers what they filled; an entry order at its time limit, with
+the plan B decision as the reason); ``MatchTick`` (to the Executor, see Ordering);
 ``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``, ``ConditionsReplaced`` (one
 per ``ArmConditions`` / ``set_conditions``, instead of a ``ConditionCanceled`` per old condition
 and a ``ConditionArmed`` per new one); ``PositionOpened``,
@@ -66,7 +73,8 @@ also wait after each
 restart (``ActorRestarted``) ends the wait, since the report that crashed it is never answered.
 
 **Durability.** Every decision (conditions armed, canceled or expired; a position's status,
-quantity, lots, exit levels and orders not final, working ones marked; the balance) is written to the store before it takes effect, in one
+quantity, lots, exit levels and orders not final, working ones marked, cancels asked; its
+entry plan's progress: plan B decided, scale-in placed and its deadline; the balance) is written to the store before it takes effect, in one
 transaction per change, and before any order goes out. Marks (a position's current price and
 unrealized PnL) are written behind: when the mailbox runs empty, every ``MARK_FLUSH_TICKS``
 marks under load, and on stop or crash, so a busy tape costs one write per batch, not per tick.
@@ -95,7 +103,9 @@ fill guard, e.g. a price of 0.00 an older version stored, is applied as a reject
 in flight with no final record is
 sent again with its same client order id (the Executor and the venue never fill an id twice);
 a working order is not (the Executor reconciles it with the venue and publishes what it
-learns; the RiskGate could deny it again while it rests). A
+learns; the RiskGate could deny it again while it rests), but a cancel decided for it (a time
+limit, an exit) is asked for again. An end recorded meanwhile carries out what was decided (a
+plan B market order for the rest, sent once: a later restart resends it with its same id). A
 folder left inconsistent is repaired and reported (``RECONCILE_INCONSISTENT``): a CLOSING
 position with no order goes back to OPEN, a PENDING one with no order is closed.
 """
@@ -112,7 +122,7 @@ from actors.base import EngineActor
 from actors.bus import EXECUTOR, RISK_GATE, SNIPER
 from state import rules
 from state.book import ConditionBook
-from state.market import MarketRules
+from state.market import MarketRules, TopOfBook
 from state.messages import (
     AccountMarked,
     AdjustStop,
@@ -161,6 +171,7 @@ from state.portfolio import (
     Ended,
     EntryDecision,
     EntryTerms,
+    EntryTimeout,
     ExitStart,
     Portfolio,
     market_entry,
@@ -192,12 +203,19 @@ class Sniper(EngineActor):
         mark_report_ms: int = 1000,
         await_risk_checks: bool = False,
         entry_terms: EntryTerms = market_entry,
+        quotes: Callable[[str], TopOfBook | None] | None = None,
+        quote_max_age_ms: int = 0,
         **base: Any,
     ) -> None:
         """``await_risk_checks``: on a tick clock, hold later ticks after each ``EquityMarked``
         until the RiskGate's ``EquityChecked`` (the engine sets it; see Ordering).
-        ``entry_terms``: the entry order's terms beyond market (``state/portfolio.py``)."""
+        ``entry_terms``: the entry order's terms beyond market (``state/portfolio.py``).
+        ``quotes``: a read-only view of the top of book per coin (the price board's), used for a
+        limit entry's plan B when a quote is at most ``quote_max_age_ms`` old on the engine
+        clock (0: never; the last trade is used)."""
         super().__init__(**base)
+        self._quotes = quotes
+        self._quote_max_age_ms = quote_max_age_ms
         self._store = store
         self._markets = markets
         self._limits = limits
@@ -299,6 +317,10 @@ class Sniper(EngineActor):
         if order.working:
             self.log.info("RECONCILE: {} is working on the venue's book ({} of {} filled)", order_id,
                           order.filled, order.quantity)
+            if order.cancel_requested:  # decided before the crash (a time limit, an exit): asked again
+                self.log.info("RECONCILE: {} was to be canceled; asking again", order_id)
+                self.send(CancelOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
+                                      client_order_id=order_id, reason="canceled before a restart"))
         else:
             state = "unknown to the Executor" if record is None else record.status.value
             self.log.info("RECONCILE: {} is {}; sending it again (same client order id)", order_id, state)
@@ -369,7 +391,27 @@ class Sniper(EngineActor):
             self._report_equity()
         for decision in plan.entries:
             self._enter(decision)
+        # On a tick clock every coin's limits are checked at each tick's time (and never by the
+        # sweep, which runs on wall time): a replay times out at the same tick every time.
+        self._time_out_entries(tick.ts_ms, None if self._one_lane else coin)
         self._persist_released()
+
+    def _time_out_entries(self, now_ms: int, coin: str | None = None) -> None:
+        """Cancel the working entry orders (of ``coin``, or of every coin) past their time limit
+        (``Portfolio.entry_timeouts``): the decision (plan B for a limit entry) is written before
+        the ``CancelOrder`` goes out; what it means is carried out when the order's end comes."""
+        for timeout in self._portfolio.entry_timeouts(now_ms, coin=coin, quote=self._quotes,
+                                                       quote_max_age_ms=self._quote_max_age_ms):
+            self._entry_timed_out(timeout)
+
+    def _entry_timed_out(self, timeout: EntryTimeout) -> None:
+        position = timeout.position
+        with self._decision():
+            self._store.save_position(position)
+        kind = "SCALE_IN_TIMEOUT" if timeout.decision is None else "ENTRY_TIMEOUT"
+        self.log.info("{}: {} of {}: {}; canceling it", kind, timeout.cancel, position.id, timeout.note)
+        self.send(CancelOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
+                              client_order_id=timeout.cancel, reason=f"{kind}: {timeout.note}"))
 
     def _flush_marks(self) -> None:
         """Write the latest mark of every position marked since the last flush."""
@@ -463,10 +505,11 @@ class Sniper(EngineActor):
         now = self.now_ns()
         self.publish(PositionChanged(ts_init_ns=now, correlation_id=closing.condition_id,
                                      position=closing, change="EXIT_SUBMITTED"))
-        if start.cancel is not None:  # the entry still works: it stops where it is, the exit covers its fills
-            self.log.info("ENTRY_CANCEL: {} of {} (exit {})", start.cancel, closing.id, start.reason)
+        for cancel in start.cancels:  # an entry or scale-in leg still works: it stops where it is, the exit
+            # covers its fills (the cancel reaches the Executor before the exit)
+            self.log.info("ENTRY_CANCEL: {} of {} (exit {})", cancel, closing.id, start.reason)
             self.send(CancelOrder(ts_init_ns=now, correlation_id=closing.condition_id,
-                                  client_order_id=start.cancel, reason=f"exit {start.reason}"))
+                                  client_order_id=cancel, reason=f"exit {start.reason}"))
         self.send(SubmitOrder(ts_init_ns=now, correlation_id=closing.condition_id,
                               order=self._portfolio.order_request(closing, order)))
 
@@ -570,6 +613,8 @@ class Sniper(EngineActor):
         if result.cancel is not None:
             self.send(CancelOrder(ts_init_ns=now, correlation_id=position.condition_id,
                                   client_order_id=result.cancel, reason="closed by an earlier exit's fill"))
+        if result.submit is not None:  # the first leg filled whole: the scale-in leg (written with the fill)
+            self._submit(position, result.submit, "SCALE_IN_PLACED")
         self._report_equity()
         if result.order_done or result.cancel is not None:
             self._resolve(position.coin, result.cancel or order.client_order_id)
@@ -598,6 +643,9 @@ class Sniper(EngineActor):
             self.log.warning("{}: entry {} of {} failed: {}", kind, order_id, position.id, reason)
             self.publish(PositionClosed(ts_init_ns=now, correlation_id=position.condition_id,
                                         position=position, balance=self._portfolio.balance))
+        elif end.ended is Ended.PLAN_B:
+            assert end.submit is not None
+            self._submit(position, end.submit, "PLAN_B_TAKE")
         elif end.ended is Ended.ENTRY_ENDED:
             self.log.info("ENTRY_ENDED: {} of {} ended ({}) after filling {}; the position holds {}", order_id,
                           position.id, reason, end.order.filled, position.quantity)
@@ -613,6 +661,14 @@ class Sniper(EngineActor):
             self.publish(PositionChanged(ts_init_ns=now, correlation_id=position.condition_id,
                                          position=position, change=f"EXIT_FAILED: {reason}"))
         self._resolve(position.coin, order_id)
+
+    def _submit(self, position: Position, order: PositionOrder, kind: str) -> None:
+        """Send a further entry order of ``position`` (already written with it): it is in flight."""
+        self.log.info("{}: {} of {}: {} {} {}", kind, order.client_order_id, position.id, order.order_type.value,
+                      order.quantity, position.coin if order.limit_price is None else f"@ {order.limit_price}")
+        self._hold(position.coin, order.client_order_id)
+        self.send(SubmitOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
+                              order=self._portfolio.order_request(position, order)))
 
     def _retry_failed_exits(self) -> None:
         """Sweep: send again the exit of every OPEN position whose last exit failed (with a
@@ -777,6 +833,8 @@ class Sniper(EngineActor):
                 self._expire(condition)
             self._retry_failed_exits()
             self._ask_again_for_stuck_exits()
+            if not self._one_lane:
+                self._time_out_entries(self.now_ns() // 1_000_000)
 
     # --- requests from outside (engine.sniper) ------------------------------------------------------
 

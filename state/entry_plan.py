@@ -19,6 +19,10 @@ by ``entry_plan_problem``; the functions here are the pure decisions the Sniper 
   leg; once the first leg filled, a second limit order for it rests at the first pullback
   level (``scale_in_pullback_pct`` below the average entry price for a long, above it for a
   short) for ``scale_in_timeout_s``, then is canceled if not filled.
+
+``EntryPlan`` is what a position remembers of its condition's plan once it triggered (the
+trigger, the legs, the deadlines on engine time and the plan B decided), so that a restart
+resumes it; ``state/portfolio.py`` carries it out.
 """
 
 from __future__ import annotations
@@ -98,6 +102,34 @@ def entry_plan_problem(values: dict[str, Any]) -> tuple[str, str] | None:
     if not 0 < scale_timeout <= MAX_TIMEOUT_S:
         return "scale_in_timeout_s", f"must be in (0, {MAX_TIMEOUT_S}] seconds, got {scale_timeout}"
     return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryPlan:
+    """A triggered position's entry plan. ``first_leg``/``second_leg``: the quantities of the
+    entry order (the limit, or at market) and of the scale-in leg (0: none). ``deadline_ms``:
+    engine time (ms) at which a limit entry still working times out (``None``: market entry).
+    ``plan_b``: what was decided at that time (``None`` before), ``note`` why. ``add_placed``:
+    the scale-in leg was placed; ``add_deadline_ms``: when it is canceled if still working."""
+
+    trigger_price: Decimal
+    first_leg: Decimal
+    timeout_s: int | None = None
+    deadline_ms: int | None = None
+    plan_b_pct: Decimal | None = None
+    plan_b: PlanB | None = None
+    note: str = ""
+    second_leg: Decimal = ZERO
+    pullback_pct: Decimal | None = None
+    scale_in_timeout_s: int | None = None
+    add_placed: bool = False
+    add_deadline_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("trigger_price", "first_leg", "second_leg"):
+            object.__setattr__(self, name, Decimal(getattr(self, name)))
+        if self.plan_b is not None:
+            object.__setattr__(self, "plan_b", PlanB(self.plan_b))
 
 
 def _buys(direction: Direction) -> bool:

@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from state.entry_plan import ENTRY_FIELDS, EntryType, entry_plan_problem
+from state.entry_plan import ENTRY_FIELDS, EntryPlan, EntryType, entry_plan_problem
 from state.fsm import TransitionTable
 from state.types import (
     MAX_PRICE,
@@ -181,6 +181,16 @@ def entry_order_id(position_id: str) -> str:
     return f"{position_id}-E"
 
 
+def plan_b_order_id(position_id: str) -> str:
+    """The market order that takes the rest of a timed-out limit entry (plan B TAKE)."""
+    return f"{position_id}-B"
+
+
+def scale_in_order_id(position_id: str) -> str:
+    """The scale-in leg's limit order."""
+    return f"{position_id}-S"
+
+
 def exit_order_id(position_id: str, attempt: int) -> str:
     return f"{position_id}-X{attempt}"
 
@@ -261,7 +271,10 @@ class Position:
     marked to market at ``current_price`` less ``fees_paid``; ``realized_pnl`` (once CLOSED)
     ``realized_gross - fees_paid``.
 
-    ``entry_order`` / ``exit_order`` are its orders not final yet (in flight or working).
+    ``entry_order`` / ``add_order`` / ``exit_order`` are its orders not final yet (in flight or
+    working): the entry (``-E``; after a limit entry's plan B TAKE, the market order for the rest,
+    ``-B``), the scale-in leg (``-S``) and the exit. ``entry_plan`` (``None`` for a plain market
+    entry, as every position an older version stored) is the condition's plan being carried out.
     ``pending_order_id`` names the order the status waits for (the entry while PENDING, the
     exit while CLOSING), ``pending_quantity`` its quantity and ``reference_price`` the price
     of the tick that caused the latest order. A position stored without lots (an older
@@ -301,6 +314,8 @@ class Position:
     exited_quantity: Decimal = ZERO
     entry_order: PositionOrder | None = None
     exit_order: PositionOrder | None = None
+    add_order: PositionOrder | None = None
+    entry_plan: EntryPlan | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -344,14 +359,14 @@ class Position:
         if self.entry_price is None:
             return self.size_usd
         held = self.quantity * self.entry_price
-        if self.entry_order is not None:
+        if self.entry_order is not None or self.add_order is not None:
             return max(held, self.size_usd)
         return held
 
     @property
     def orders(self) -> tuple[PositionOrder, ...]:
-        """Its orders not final yet: the entry's, then the exit's."""
-        return tuple(o for o in (self.entry_order, self.exit_order) if o is not None)
+        """Its orders not final yet: the entry's, the scale-in leg's, then the exit's."""
+        return tuple(o for o in (self.entry_order, self.add_order, self.exit_order) if o is not None)
 
     def transition(self, trigger: PositionTrigger, **changes: Any) -> Position:
         status = POSITION_TRANSITIONS.next_state(self.status, trigger)
@@ -426,5 +441,7 @@ __all__ = [
     "TradeCondition",
     "entry_order_id",
     "exit_order_id",
+    "plan_b_order_id",
     "position_id_for",
+    "scale_in_order_id",
 ]

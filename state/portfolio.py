@@ -16,6 +16,17 @@ it asks, writes what changed, then announces it.
   venue trade id already applied to the position is ignored. Exit levels follow the average
   entry price. An exit order covers exactly the quantity held.
 - ``accepted(order)``, ``order_ended(order, reason, ...)``: the other outcomes of an order.
+- **Entry plans** (``state/entry_plan.py``): a condition with ``entry_type`` LIMIT enters with a
+  GTC limit order for its first leg; ``entry_timeouts(now_ms, ...)`` finds the limit entries
+  still working at their deadline (engine time) and decides plan B from the executable price
+  (a fresh top of book, else the last trade): the limit is canceled either way, and once its
+  end says what filled (``order_ended``) TAKE returns a market order (``-B``) for exactly the
+  rest, CANCEL leaves the position holding what filled (nothing: closed, ``ENTRY_TIMEOUT``).
+  With ``scale_in_fraction`` the fill that completes the first leg places the second leg
+  (``FillResult.submit``: a GTC limit ``-S`` at the pullback level from the average entry),
+  canceled by ``entry_timeouts`` at its own deadline or first thing when the position exits
+  (``ExitStart.cancel_add``). Every order of a position has its own slot (``entry_order``,
+  ``add_order``, ``exit_order``) and ``entry_plan`` records the plan's progress.
 
 **Cash** (to the cent as before fills could be partial): an entry fill takes its fee from the
 balance, an exit fill adds its gross PnL less its fee, and a closed position's realized PnL is
@@ -36,7 +47,16 @@ from typing import Any
 
 from state import rules
 from state.fill_guard import fill_problem
-from state.market import MarketRules
+from state.entry_plan import (
+    EntryPlan,
+    PlanB,
+    entry_limit_price,
+    executable_price,
+    plan_b,
+    scale_in_level,
+    split_legs,
+)
+from state.market import MarketRules, TopOfBook
 from state.messages import OrderFilled, OrderRequest
 from state.models import (
     Lot,
@@ -47,10 +67,21 @@ from state.models import (
     account_equity,
     entry_order_id,
     exit_order_id,
+    plan_b_order_id,
     position_id_for,
+    scale_in_order_id,
 )
 from state.rules import ActiveExposure, PositionLimits
-from state.types import Direction, ExitReason, OrderIntent, PositionStatus, TradingState, from_epoch_ns
+from state.types import (
+    Direction,
+    ExitReason,
+    OrderIntent,
+    OrderType,
+    PositionStatus,
+    TimeInForce,
+    TradingState,
+    from_epoch_ns,
+)
 
 ZERO = Decimal(0)
 EXIT_ESCALATE_AFTER = 3  # failed exit attempts of one position before EXIT_ESCALATED
@@ -93,17 +124,35 @@ class FillResult:
     order_done: bool = False
     reexit: bool = False
     cancel: str | None = None
+    submit: PositionOrder | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExitStart:
     """An exit started: ``position`` is CLOSING with its ``exit_order``; ``cancel`` names the
-    entry order still working to cancel first (its fills so far are what the exit covers)."""
+    entry order still working to cancel first (its fills so far are what the exit covers),
+    ``cancel_add`` the scale-in leg still working (canceled before the exit is sent)."""
 
     position: Position
     reason: str
     price: Decimal
     cancel: str | None = None
+    cancel_add: str | None = None
+
+    @property
+    def cancels(self) -> tuple[str, ...]:
+        return tuple(c for c in (self.cancel_add, self.cancel) if c is not None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryTimeout:
+    """A working entry order reached its deadline: ``cancel`` it (``position`` records why and,
+    for the limit entry, the plan B decided: ``decision``; ``None`` for a scale-in leg)."""
+
+    position: Position
+    cancel: str
+    decision: PlanB | None
+    note: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +180,7 @@ class TickPlan:
 class Ended(StrEnum):
     ENTRY_FAILED = "ENTRY_FAILED"  # nothing of the entry filled: the position never existed (CLOSED)
     ENTRY_ENDED = "ENTRY_ENDED"  # the entry ended partly filled: the position keeps that quantity
+    PLAN_B = "PLAN_B"  # a timed-out limit entry ended: ``OrderEnd.submit`` takes the rest at market
     EXIT_FAILED = "EXIT_FAILED"  # the exit ended with a quantity still held: OPEN again
 
 
@@ -143,6 +193,7 @@ class OrderEnd:
     position: Position
     order: PositionOrder
     missing: Decimal = ZERO
+    submit: PositionOrder | None = None
 
 
 class Portfolio:
@@ -329,16 +380,37 @@ class Portfolio:
         if problem is not None:
             return EntryDecision(condition=condition, canceled=f"order too small at {price}: {problem}")
         position_id = position_id_for(condition.id)
+        legs = split_legs(quantity, condition.scale_in_fraction, market, price)
+        plan: EntryPlan | None = None
+        if condition.limit_entry:
+            try:
+                limit = entry_limit_price(condition.direction, condition.trigger_price, market,
+                                          offset_ticks=condition.entry_offset_ticks,
+                                          offset_pct=condition.entry_offset_pct)
+            except ValueError as error:
+                return EntryDecision(condition=condition, canceled=f"entry_offset: {error}")
+            terms: dict[str, Any] = {"order_type": OrderType.LIMIT, "time_in_force": TimeInForce.GTC,
+                                     "limit_price": limit}
+        else:
+            terms = self._entry_terms(condition, price, market)
+        if condition.limit_entry or legs.second > 0:
+            timeout = condition.entry_timeout_s if condition.limit_entry else None
+            plan = EntryPlan(
+                trigger_price=condition.trigger_price, first_leg=legs.first, timeout_s=timeout,
+                deadline_ms=None if timeout is None else ts_ms + timeout * 1000,
+                plan_b_pct=condition.entry_plan_b_pct, second_leg=legs.second,
+                pullback_pct=condition.scale_in_pullback_pct if legs.second > 0 else None,
+                scale_in_timeout_s=condition.scale_in_timeout_s if legs.second > 0 else None,
+            )
         order = PositionOrder(client_order_id=entry_order_id(position_id), intent=OrderIntent.ENTRY,
-                              quantity=quantity, reference_price=price, reference_ts_ms=ts_ms,
-                              **self._entry_terms(condition, price, market))
+                              quantity=legs.first, reference_price=price, reference_ts_ms=ts_ms, **terms)
         position = Position(
             id=position_id, coin=condition.coin, direction=condition.direction,
             size_usd=condition.position_size_usd, condition_id=condition.id, strategy_id=condition.strategy_id,
             reasoning=condition.reasoning, stop_loss_pct=condition.stop_loss_pct,
             take_profit_pct=condition.take_profit_pct, status=PositionStatus.PENDING, current_price=price,
-            pending_order_id=order.client_order_id, pending_quantity=quantity, reference_price=price,
-            reference_ts_ms=ts_ms, entry_order=order,
+            pending_order_id=order.client_order_id, pending_quantity=legs.first, reference_price=price,
+            reference_ts_ms=ts_ms, entry_order=order, entry_plan=plan,
         )
         self._track(position)
         return EntryDecision(condition=condition, position=position)
@@ -357,19 +429,111 @@ class Portfolio:
         attempt = position.exit_attempts + 1
         order = PositionOrder(client_order_id=exit_order_id(position.id, attempt), intent=OrderIntent.EXIT,
                               quantity=position.quantity, reference_price=price, reference_ts_ms=ts_ms)
-        cancel = None
-        entry = position.entry_order
+        cancel = cancel_add = None
+        entry, add = position.entry_order, position.add_order
         if entry is not None and not entry.cancel_requested:
             cancel = entry.client_order_id
             entry = replace(entry, cancel_requested=True)
+        if add is not None and not add.cancel_requested:  # never an exit racing a resting add
+            cancel_add = add.client_order_id
+            add = replace(add, cancel_requested=True)
         closing = position.transition(
             PositionTrigger.EXIT_SUBMITTED, pending_order_id=order.client_order_id, pending_quantity=order.quantity,
             reference_price=price, reference_ts_ms=ts_ms, exit_reason=reason, exit_attempts=attempt,
-            exit_order=order, entry_order=entry,
+            exit_order=order, entry_order=entry, add_order=add,
         )
         self._put(closing)
         self._failed_exits.pop(position.id, None)
-        return ExitStart(position=closing, reason=reason, price=price, cancel=cancel)
+        return ExitStart(position=closing, reason=reason, price=price, cancel=cancel, cancel_add=cancel_add)
+
+    # --- entry plans -----------------------------------------------------------------------------
+
+    def entry_timeouts(self, now_ms: int, *, coin: str | None = None,
+                       quote: Callable[[str], TopOfBook | None] | None = None,
+                       quote_max_age_ms: int = 0) -> list[EntryTimeout]:
+        """The working entry orders (of ``coin``, or of every coin) at or past their deadline
+        at ``now_ms`` (engine time), each marked to be canceled and returned once:
+
+        - a limit entry (``-E``) at ``entry_timeout_s`` after its trigger: plan B is decided
+          from the executable price (``quote(coin)`` when it is sane and at most
+          ``quote_max_age_ms`` old, else the last trade) and recorded in ``entry_plan``; what
+          it means is carried out when the order's end comes (``order_ended``);
+        - a scale-in leg (``-S``) at ``scale_in_timeout_s`` after it was placed.
+
+        An order not yet accepted (still in flight) waits for its acceptance; a CLOSING
+        position's orders were canceled by its exit already."""
+        timeouts: list[EntryTimeout] = []
+        for position in self.of_coin(coin) if coin is not None else self.positions():
+            plan = position.entry_plan
+            if plan is None or position.status is PositionStatus.CLOSING:
+                continue
+            entry = position.entry_order
+            if (entry is not None and entry.working and not entry.cancel_requested and plan.plan_b is None
+                    and plan.deadline_ms is not None and now_ms >= plan.deadline_ms
+                    and entry.client_order_id == entry_order_id(position.id)):
+                last = self._last_price.get(position.coin)
+                book = quote(position.coin) if quote is not None and quote_max_age_ms > 0 else None
+                fresh = book is not None and book.sane and 0 <= now_ms - book.ts_ms <= quote_max_age_ms
+                bid, ask = (book.bid, book.ask) if fresh and book is not None else (None, None)
+                price = executable_price(position.direction, bid=bid, ask=ask,
+                                         last=last[0] if last else plan.trigger_price)
+                decision = plan_b(position.direction, plan.trigger_price, price, plan.plan_b_pct)
+                source = "top of book" if fresh else "last trade"
+                distance = "off" if plan.plan_b_pct is None else f"within {plan.plan_b_pct} of the trigger"
+                note = (f"limit {entry.limit_price} filled {entry.filled} of {entry.quantity} in {plan.timeout_s}s; "
+                        f"executable {price} ({source}), trigger {plan.trigger_price}, plan B {distance}: "
+                        f"{decision.value}")
+                plan = replace(plan, plan_b=decision, note=note)
+                position = self._put(replace(position, entry_order=replace(entry, cancel_requested=True),
+                                             entry_plan=plan))
+                timeouts.append(EntryTimeout(position=position, cancel=entry.client_order_id, decision=decision,
+                                             note=note))
+            add = position.add_order
+            if (add is not None and add.working and not add.cancel_requested and plan.add_deadline_ms is not None
+                    and now_ms >= plan.add_deadline_ms):
+                note = (f"scale-in {add.limit_price} filled {add.filled} of {add.quantity} "
+                        f"in {plan.scale_in_timeout_s}s")
+                position = self._put(replace(position, add_order=replace(add, cancel_requested=True)))
+                timeouts.append(EntryTimeout(position=position, cancel=add.client_order_id, decision=None, note=note))
+        return timeouts
+
+    def _scale_in(self, position: Position, fill: OrderFilled) -> tuple[Position, PositionOrder | None]:
+        """After the fill that completed the first leg: the position with its scale-in leg
+        placed (a GTC limit at the pullback level from the average entry), and that order."""
+        plan = position.entry_plan
+        if (plan is None or plan.second_leg <= 0 or plan.add_placed or plan.pullback_pct is None
+                or plan.scale_in_timeout_s is None or position.status is not PositionStatus.OPEN
+                or position.entry_price is None):
+            return position, None
+        level = scale_in_level(position.direction, position.entry_price, plan.pullback_pct,
+                               self._markets(position.coin))
+        # its reference is the market now (the venue judges from it whether the limit takes at once)
+        last = self._last_price.get(position.coin)
+        reference = last[0] if last is not None else fill.fill_price
+        add = PositionOrder(client_order_id=scale_in_order_id(position.id), intent=OrderIntent.ENTRY,
+                            quantity=plan.second_leg, reference_price=reference, reference_ts_ms=fill.ts_event_ms,
+                            order_type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, limit_price=level)
+        plan = replace(plan, add_placed=True, add_deadline_ms=fill.ts_event_ms + plan.scale_in_timeout_s * 1000)
+        return self._put(replace(position, add_order=add, entry_plan=plan)), add
+
+    def _plan_b_take(self, position: Position, active: PositionOrder) -> tuple[Position | None, str]:
+        """The position with the market order that takes the rest of its timed-out limit entry
+        (``-B``), or ``None`` and why not (the rest is below the market's minimums)."""
+        plan = position.entry_plan
+        assert plan is not None
+        rest = active.remaining
+        last = self._last_price.get(position.coin)
+        price, ts_ms = last if last is not None else (plan.trigger_price, active.reference_ts_ms)
+        problem = rules.order_size_problem(rest, price, self._markets(position.coin))
+        if problem is not None:
+            return None, f"the rest {rest} is not taken: {problem}"
+        take = PositionOrder(client_order_id=plan_b_order_id(position.id), intent=OrderIntent.ENTRY, quantity=rest,
+                             reference_price=price, reference_ts_ms=ts_ms)
+        changes: dict[str, Any] = {"entry_order": take}
+        if position.status is PositionStatus.PENDING:
+            changes.update(pending_order_id=take.client_order_id, pending_quantity=rest, reference_price=price,
+                           reference_ts_ms=ts_ms)
+        return self._put(replace(position, **changes)), ""
 
     def exit_failed(self, position_id: str, now_ns: int) -> None:
         """Remember a failed exit for ``due_exit_retries``."""
@@ -485,11 +649,12 @@ class Portfolio:
         done = filled.remaining <= 0 and not late
         opening = position.status is PositionStatus.PENDING
         fees = fee if opening else position.fees_paid + fee
+        slot = _slot(position, order.client_order_id) or "entry_order"
         changes: dict[str, Any] = dict(
             entry_price=entry_price, quantity=held, lots=lots, stop_loss_price=stop, take_profit_price=target,
             current_price=price, fees_paid=fees, trade_ids=_with_trade(position, fill),
-            entry_order=position.entry_order if late else None if done else filled,
         )
+        changes[slot] = getattr(position, slot) if late else None if done else filled
         if opening:
             after = position.transition(
                 PositionTrigger.ENTRY_FILLED, entry_time=_fill_time(fill), unrealized_pnl=-fee,
@@ -501,7 +666,10 @@ class Portfolio:
         self.balance -= fee
         self.fees_paid += fee
         self._put(after)
-        return FillResult(change=change, position=after, order_done=done)
+        submit = None
+        if done and slot == "entry_order":  # the first leg filled whole: its scale-in leg, if planned
+            after, submit = self._scale_in(after, fill)
+        return FillResult(change=change, position=after, order_done=done, submit=submit)
 
     def _apply_exit(self, position: Position, order: PositionOrder, fill: OrderFilled, *,
                     late: bool = False) -> FillResult:
@@ -575,13 +743,26 @@ class Portfolio:
             return None
         missing = ZERO if filled_quantity is None else filled_quantity - active.filled
         if active.intent is OrderIntent.ENTRY:
+            slot = _slot(position, active.client_order_id) or "entry_order"
+            plan = position.entry_plan
+            exit_reason = f"{ExitReason.ENTRY_REJECTED.value}: {reason}"
+            if plan is not None and plan.plan_b is not None and active.client_order_id == entry_order_id(position.id):
+                # The limit entry timed out (entry_timeouts) and its end says what filled.
+                why = plan.note
+                if plan.plan_b is PlanB.TAKE and position.status is not PositionStatus.CLOSING and active.remaining > 0:
+                    taking, why_not = self._plan_b_take(position, active)
+                    if taking is not None:
+                        return OrderEnd(ended=Ended.PLAN_B, position=taking, order=active, missing=missing,
+                                        submit=taking.entry_order)
+                    why = f"{why}; {why_not}"
+                reason = exit_reason = f"ENTRY_TIMEOUT: {why}"
             if position.status is PositionStatus.PENDING:
                 after = position.transition(
-                    PositionTrigger.ENTRY_FAILED, exit_reason=f"{ExitReason.ENTRY_REJECTED.value}: {reason}",
+                    PositionTrigger.ENTRY_FAILED, exit_reason=exit_reason,
                     pending_order_id=None, pending_quantity=None, unrealized_pnl=ZERO, entry_order=None)
                 self._untrack(after)
                 return OrderEnd(ended=Ended.ENTRY_FAILED, position=after, order=active, missing=missing)
-            after = self._put(replace(position, entry_order=None))
+            after = self._put(replace(position, **{slot: None}))
             return OrderEnd(ended=Ended.ENTRY_ENDED, position=after, order=active, missing=missing)
         after = self._put(position.transition(PositionTrigger.EXIT_FAILED, pending_order_id=None,
                                               pending_quantity=None, exit_order=None))
@@ -625,12 +806,23 @@ def _is_order_of(position: Position, order: OrderRequest) -> bool:
     if order.position_id != position.id:
         return False
     if order.intent is OrderIntent.ENTRY:
-        return order.client_order_id == entry_order_id(position.id)
+        return order.client_order_id in (entry_order_id(position.id), plan_b_order_id(position.id),
+                                         scale_in_order_id(position.id))
     return any(order.client_order_id == exit_order_id(position.id, n) for n in range(1, position.exit_attempts + 1))
 
 
+def _slot(position: Position, client_order_id: str) -> str | None:
+    """The field of ``position`` holding its order ``client_order_id`` (``None``: none does)."""
+    for slot in ("entry_order", "add_order", "exit_order"):
+        order = getattr(position, slot)
+        if order is not None and order.client_order_id == client_order_id:
+            return slot
+    return None
+
+
 def _with_order(position: Position, order: PositionOrder) -> Position:
-    slot = "entry_order" if order.intent is OrderIntent.ENTRY else "exit_order"
+    slot = _slot(position, order.client_order_id) or (
+        "entry_order" if order.intent is OrderIntent.ENTRY else "exit_order")
     return replace(position, **{slot: order})
 
 

@@ -17,6 +17,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from state import rules
 from state.config import RiskConfig
+from state.entry_plan import entry_limit_price
 from state.market import MarketRules
 from state.models import TradeCondition
 from state.types import Direction, from_epoch_ns
@@ -40,12 +41,10 @@ def vet_condition(
     an order the market accepts (quantity step, minimums); stop-loss and take-profit within the configured
     maxima and, once rounded to the tick at the trigger price, strictly on the right sides of
     it (a stop below a LONG's entry, above a SHORT's; the target beyond); a trigger price within
-    ``max_trigger_distance_pct`` of the last price (a fat finger) when a price is known.
+    ``max_trigger_distance_pct`` of the last price (a fat finger) when a price is known; for a
+    limit entry, a limit price that can be computed (``entry_offset_*``). The size is the whole
+    condition's (a scale-in's two legs together).
     """
-    if condition.limit_entry or condition.scale_in_fraction is not None:
-        field = "entry_type" if condition.limit_entry else "scale_in_fraction"
-        return (f"{field}: limit entries and scale-in legs are validated but not executed by this version "
-                "yet; arm the condition with a market entry")
     if condition.coin not in known_coins:
         return f"coin: {condition.coin} is not traded in this session (known: {', '.join(sorted(known_coins))})"
     deadline = condition.valid_until_ns
@@ -65,6 +64,13 @@ def vet_condition(
     if size_problem is not None:
         return (f"position_size_usd: {condition.position_size_usd} buys {quantity} {condition.coin} "
                 f"at {trigger}: {size_problem}")
+    if condition.limit_entry:
+        field = "entry_offset_ticks" if condition.entry_offset_ticks is not None else "entry_offset_pct"
+        try:
+            entry_limit_price(condition.direction, trigger, market, offset_ticks=condition.entry_offset_ticks,
+                              offset_pct=condition.entry_offset_pct)
+        except ValueError as error:
+            return f"{field}: the limit price cannot be computed: {error}"
     stop = rules.stop_loss_price(condition.direction, trigger, condition.stop_loss_pct, market)
     target = rules.take_profit_price(condition.direction, trigger, condition.take_profit_pct, market)
     if condition.direction is Direction.LONG:

@@ -62,13 +62,24 @@ def test_vet_when_sane_then_none(direction: str) -> None:
     assert vet(cond(direction), last_price="100") is None
 
 
-@pytest.mark.parametrize(("entry", "field"), [
-    ({"entry_type": "limit", "entry_timeout_s": 30}, "entry_type"),
-    ({"scale_in_fraction": "0.5", "scale_in_pullback_pct": "0.01", "scale_in_timeout_s": 60}, "scale_in_fraction"),
+@pytest.mark.parametrize("direction", ["LONG", "SHORT"])
+@pytest.mark.parametrize("entry", [
+    {"entry_type": "limit", "entry_timeout_s": 30},
+    {"entry_type": "limit", "entry_offset_ticks": -3, "entry_timeout_s": 30, "entry_plan_b_pct": "0.002"},
+    {"scale_in_fraction": "0.5", "scale_in_pullback_pct": "0.01", "scale_in_timeout_s": 60},
+    {"entry_type": "limit", "entry_offset_pct": "0.001", "entry_timeout_s": 30,
+     "scale_in_fraction": "0.3", "scale_in_pullback_pct": "0.01", "scale_in_timeout_s": 60},
 ])
-def test_vet_when_entry_plan_not_executed_yet_then_refused_naming_it(entry: dict[str, Any], field: str) -> None:
-    condition = replace(cond(), **entry)
-    assert (vet(condition, last_price="100") or "").startswith(f"{field}: limit entries and scale-in legs")
+def test_vet_when_a_limit_entry_or_a_scale_in_then_accepted(entry: dict[str, Any], direction: str) -> None:
+    condition = replace(cond(direction), **entry)
+    assert vet(condition, last_price="100") is None
+
+
+def test_vet_when_the_limit_price_cannot_be_computed_then_refused_naming_the_offset() -> None:
+    # 100 less 10,000 ticks of 0.01 is 0: not a price
+    condition = replace(cond(), entry_type="limit", entry_offset_ticks=-10_000, entry_timeout_s=30)
+    reason = vet(condition, last_price="100") or ""
+    assert reason.startswith("entry_offset_ticks: the limit price cannot be computed"), reason
 
 
 def test_vet_when_no_expiry_and_no_last_price_then_none() -> None:
