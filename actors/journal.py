@@ -267,14 +267,21 @@ class Journal(EngineActor):
         self._announced = {kind.__name__: _announced_state(kind, self._store.last_event_data(kind.__name__))
                            for kind in _ANNOUNCEMENTS}
         self._blocked = self._blocked_since_cleared()
+        # What this run's actors may re-send is at or before the latest time recorded or left in
+        # the outbox by an earlier run. Known before the outbox is consumed: the other actors do
+        # not wait for this start, so a re-send can be in the outbox behind what the killed
+        # process left, and is consumed in the same flush.
+        latest = [self._store.latest_ts_ns()]
         if self._outbox is not None:
             self._cursor = self._store.load_cursor(self._outbox.outbox_id)
+            latest.append(self._outbox.outbox_latest_ts_ns(self._cursor, other_than_run=self.run_id))
+        known = [ts for ts in latest if ts is not None]
+        self._replayed_until = max(known) if known else None
+        if self._outbox is not None:
             self._deleted_through = 0  # rows a killed process consumed but did not delete go now
-            self._flush()  # what the previous process (or actor) left: nothing in it is re-sent yet
+            self._flush()  # what the previous process (or actor) left, and any re-send behind it
             self._delete_consumed(force=True)
             self._check_open_trades(self._outbox)
-        # The engine's actors start after the Journal; what they re-send is at or before this.
-        self._replayed_until = self._store.latest_ts_ns()
         self.log.info("JOURNAL_READY: {} run {} ({} open position(s), outbox at seq {})", self._store.name,
                       self.run_id, len(self._open_share), self._cursor)
 

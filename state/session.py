@@ -22,6 +22,8 @@ What the identity holds, and why:
 
 Values are compared as canonical text: numbers by value (``0.1`` = ``0.10`` = ``"0.1"``), a
 setting left out is ``(not set)`` (so writing a strategy's default explicitly counts as a change).
+A key of ``[paper]``, ``[sniper]`` or ``[risk]`` that a folder's identity lacks because a later
+version added it is no difference while it has its default (``SessionIdentity.defaults``).
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ class SessionIdentity:
     market: str = ""
     files: tuple[FileFingerprint, ...] = ()
     settings: Mapping[str, str] = field(default_factory=dict)  # replay: "section.key" -> canonical text
+    # The defaults of the sections recorded whole ([paper], [sniper], [risk]), as canonical text:
+    # a key a folder's stored identity lacks (a setting added by a later version) is no
+    # difference while it has its default, since a new setting's default keeps what the version
+    # before did. Not stored: a property of this version, not of the session.
+    defaults: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def identity_from_config(config: Config, files: Sequence[FileFingerprint] = ()) -> SessionIdentity:
@@ -124,7 +131,16 @@ def identity_from_config(config: Config, files: Sequence[FileFingerprint] = ()) 
     kind = {"source": feed.source, "mode": config.engine.mode, "venue": "paper", "market": market}
     if feed.source != "replay":
         return SessionIdentity(**kind)
-    return SessionIdentity(**kind, files=tuple(files), settings=replay_settings(config))
+    return SessionIdentity(**kind, files=tuple(files), settings=replay_settings(config),
+                           defaults=section_defaults(config))
+
+
+def section_defaults(config: Config) -> dict[str, str]:
+    """The default value of every key of the sections ``replay_settings`` records whole."""
+    out: dict[str, str] = {}
+    for section in ("paper", "sniper", "risk"):
+        out.update(_flatten(section, type(getattr(config, section))()))
+    return out
 
 
 def replay_settings(config: Config) -> dict[str, str]:
@@ -190,6 +206,8 @@ def differences(stored: SessionIdentity, now: SessionIdentity) -> list[str]:
     lines = _file_differences(stored.files, now.files)
     for key in sorted(set(stored.settings) | set(now.settings)):
         before, after = stored.settings.get(key, NOT_SET), now.settings.get(key, NOT_SET)
+        if before == NOT_SET and key in now.defaults and after == now.defaults[key]:
+            continue  # added by a later version, at the default that keeps the earlier behavior
         if before != after:
             lines.append(f"{key}: stored {before}, now {after}")
     return lines

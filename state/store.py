@@ -486,6 +486,13 @@ class OutboxMixin:
         cursor = self.db.execute_sql("DELETE FROM outbox WHERE seq <= ?", (through_seq,))
         return int(cursor.rowcount)
 
+    def outbox_latest_ts_ns(self, after_seq: int, *, other_than_run: str) -> int | None:
+        """The latest engine time of the rows after ``after_seq`` that other runs than
+        ``other_than_run`` left (what a killed process sent and the journal has not consumed)."""
+        row = self.db.execute_sql("SELECT MAX(ts_ns) FROM outbox WHERE seq > ? AND run_id != ?",
+                                  (after_seq, other_than_run)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def outbox_size(self) -> int:
         """How many rows the outbox holds (consumed rows are deleted)."""
         return int(self.db.execute_sql("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -195,6 +195,19 @@ def test_after_a_restart_a_message_re_sent_exactly_as_before_is_recorded_once(ri
     assert rig.ask("stats")["duplicates"] == 3
 
 
+def test_a_re_send_already_in_the_outbox_behind_what_the_killed_run_left_is_recorded_once(
+        rig, store, engine_store):
+    """The other actors do not wait for the Journal's start: a restarted Sniper's re-send can be
+    in the outbox behind the killed run's unconsumed rows, and be consumed in the same flush."""
+    OutboxTrip(rig, engine_store, "killed-run").open("p1", DAY1)  # never consumed: killed first
+    OutboxTrip(rig, engine_store, "restarted-run").open("p1", DAY1)  # re-done before the Journal starts
+    start(rig, store, engine_store, run_id="restarted-run")
+    events = rig.ask("events")
+    assert [e["kind"] for e in events] == ["SubmitOrder", "OrderFilled", "PositionOpened"]
+    assert {e["run_id"] for e in events} == {"killed-run"}
+    assert rig.ask("stats")["duplicates"] == 3
+
+
 def test_an_announcement_equal_to_the_last_one_of_its_subject_is_not_recorded_again(rig, store, engine_store):
     def mark(ts: int, equity: str) -> AccountMarked:
         return AccountMarked(ts_init_ns=ts, balance=D(equity), unrealized_pnl=D(0), equity=D(equity),

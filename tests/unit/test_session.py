@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,20 @@ def test_differences_when_risk_sniper_or_market_rules_change_then_named() -> Non
                                                             markets={"BTC": {"tick_size": "0.1"}})))
     assert found == ["markets.BTC.tick_size: stored 0.01, now 0.1", "risk.max_position_usd: stored 1000, now 50",
                      "sniper.max_positions: stored 5, now 1"]
+
+
+def test_differences_when_a_later_version_added_a_setting_at_its_default_then_the_same_replay() -> None:
+    now = identity(replay())
+    older = dataclasses.replace(now, settings={k: v for k, v in now.settings.items()
+                                               if k not in ("paper.fill_model", "paper.maker_fee")})
+    assert differences(older, now) == [], "a folder of the version before keeps its replay"
+    changed = identity(replay(paper={"fill_model": "traded_volume"}))
+    assert differences(older, changed) == ["paper.fill_model: stored (not set), now traded_volume"]
+    assert differences(to_and_from_json(older), now) == []
+
+
+def to_and_from_json(identity_: SessionIdentity) -> SessionIdentity:
+    return from_json(to_json(identity_))
 
 
 def test_differences_when_a_paper_session_changes_its_strategies_then_the_same_session() -> None:
