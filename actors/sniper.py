@@ -41,8 +41,8 @@ persistence and publishing.
 rest of a timed-out limit, once its ``OrderCanceled`` says what filled; ``-S``: the scale-in
 leg, a GTC limit placed when the first leg filled whole) and exits (``-X<n>``); ``CancelOrder``
 (to the Executor: an entry or scale-in leg still working when its position's exit starts,
-sent before the exit, which covers what they filled; an entry order at its time limit, with
-the plan B decision as the reason); ``MatchTick`` (to the Executor, see Ordering);
+the exit order following only once they ended, see Ordering; an entry order at its time
+limit, with the plan B decision as the reason); ``MatchTick`` (to the Executor, see Ordering);
 ``ConditionArmed/Triggered/Blocked/Expired/Canceled/Rejected``, ``ConditionsReplaced`` (one
 per ``ArmConditions`` / ``set_conditions``, instead of a ``ConditionCanceled`` per old condition
 and a ``ConditionArmed`` per new one); ``PositionOpened``,
@@ -61,7 +61,16 @@ orders the Sniper first sends ``MatchTick(tick)`` to the Executor (the venue mat
 resting orders against it); on a tick clock it evaluates that tick, and holds every later one,
 only after ``TickMatched``, so the venue matches a tick before the Sniper decides on it and a
 replay with resting orders is deterministic. On a wall clock it does not wait. Without working
-orders nothing of this happens. An Executor restart (``ActorRestarted``) ends a wait for
+orders nothing of this happens. **An exit waits for its entry's end**: when a position's exit
+starts (stop, target, close, kill switch) while its entry or scale-in leg still works, the
+position goes CLOSING with its exit reason and only the ``CancelOrder`` messages go out; a
+cancel is in flight like an order and holds the coin's lane (on a tick clock every coin waits). Once
+every such order has ended (``OrderCanceled`` / ``OrderExpired``, or the fill that completed
+it) the exit order (``-X<n>``) is sent for exactly the quantity then held, so a fill racing the
+cancel is covered and the cancel's outcome always comes before the exit's: two replays journal
+them in the same order. If nothing is held (a PENDING limit entry closed before any fill) the
+position closes with no exit order (``ENTRY_CANCELED: canceled by the exit ...``).
+An Executor restart (``ActorRestarted``) ends a wait for
 ``TickMatched`` (``MATCH_LOST``). Live (wall clock), other coins go on meanwhile. On a tick clock
 (replay, manual) every coin waits: ticks are evaluated in exactly the Feed's order, as if the
 venue answered instantly, so the balance and limits one coin's decision sees never depend on
@@ -106,6 +115,11 @@ a working order is not (the Executor reconciles it with the venue and publishes 
 learns; the RiskGate could deny it again while it rests), but a cancel decided for it (a time
 limit, an exit) is asked for again. An end recorded meanwhile carries out what was decided (a
 plan B market order for the rest, sent once: a later restart resends it with its same id). A
+position CLOSING whose exit waits for its entry's end (written with its cancels, before they
+went out) holds its coin's lane again, asks again for the cancel (the Executor answers an
+order already final with its recorded outcome) and sends the exit once that end comes: the
+exit order is written with it before it goes out, so a later restart resends that same id and
+never a second exit. A
 folder left inconsistent is repaired and reported (``RECONCILE_INCONSISTENT``): a CLOSING
 position with no order goes back to OPEN, a PENDING one with no order is closed.
 """
@@ -178,7 +192,7 @@ from state.portfolio import (
 )
 from state.rules import PositionLimits
 from state.store import Store, position_order
-from state.types import OrderStatus, PositionStatus, TradingState, from_epoch_ns
+from state.types import OrderIntent, OrderStatus, PositionStatus, TradingState, from_epoch_ns
 
 __all__ = ["EXIT_ESCALATE_AFTER", "EXIT_RETRY_MAX_S", "EXIT_STUCK_S", "MARK_FLUSH_TICKS", "Sniper"]
 
@@ -268,8 +282,9 @@ class Sniper(EngineActor):
             self._seq = max(self._seq, seq + 1)
         for stored in self._store.load_positions():
             position = self._portfolio.load(stored)
+            waits = self._portfolio.exit_waits(position)  # its cancels are asked again below
             for order in position.orders:
-                if not order.working:
+                if not order.working or waits:
                     self._hold(position.coin, order.client_order_id)
         self.log.info(
             "SNIPER_READY: {} condition(s), {} active position(s), balance {}, trading {}",
@@ -493,23 +508,33 @@ class Sniper(EngineActor):
                                       condition_id=condition.id, reason=reason))
 
     def _exit_started(self, start: ExitStart) -> None:
+        """Carry out an exit started (written first). With an entry or scale-in order still
+        working, only its cancel goes out: the exit order waits for its end (``_order_ended``,
+        or the fill that completes it) and the coin's lane is held meanwhile (see Ordering)."""
         closing = start.position
         order = closing.exit_order
-        assert order is not None
         with self._decision():
             self._store.save_position(closing)
         self._unsaved_marks.discard(closing.id)
+        now = self.now_ns()
+        if order is None:
+            waiting = [o.client_order_id for o in closing.orders]
+            for order_id in waiting:  # the cancel is in flight: it holds the lane as an order does
+                self._hold(closing.coin, order_id)
+            self.log.info("EXIT_WAITS: {} {} {} at {} ({}): the exit waits for the end of {}", closing.id,
+                          closing.direction.value, closing.coin, start.price, start.reason, ", ".join(waiting))
+            self.publish(PositionChanged(ts_init_ns=now, correlation_id=closing.condition_id,
+                                         position=closing, change="EXIT_STARTED"))
+            for cancel in start.cancels:
+                self.log.info("ENTRY_CANCEL: {} of {} (exit {})", cancel, closing.id, start.reason)
+                self.send(CancelOrder(ts_init_ns=now, correlation_id=closing.condition_id,
+                                      client_order_id=cancel, reason=f"exit {start.reason}"))
+            return
         self._hold(closing.coin, order.client_order_id)
         self.log.info("EXIT_SUBMITTED: {} {} {} at {} ({}) -> {}", closing.id, closing.direction.value,
                       closing.coin, start.price, start.reason, order.client_order_id)
-        now = self.now_ns()
         self.publish(PositionChanged(ts_init_ns=now, correlation_id=closing.condition_id,
                                      position=closing, change="EXIT_SUBMITTED"))
-        for cancel in start.cancels:  # an entry or scale-in leg still works: it stops where it is, the exit
-            # covers its fills (the cancel reaches the Executor before the exit)
-            self.log.info("ENTRY_CANCEL: {} of {} (exit {})", cancel, closing.id, start.reason)
-            self.send(CancelOrder(ts_init_ns=now, correlation_id=closing.condition_id,
-                                  client_order_id=cancel, reason=f"exit {start.reason}"))
         self.send(SubmitOrder(ts_init_ns=now, correlation_id=closing.condition_id,
                               order=self._portfolio.order_request(closing, order)))
 
@@ -613,8 +638,10 @@ class Sniper(EngineActor):
         if result.cancel is not None:
             self.send(CancelOrder(ts_init_ns=now, correlation_id=position.condition_id,
                                   client_order_id=result.cancel, reason="closed by an earlier exit's fill"))
-        if result.submit is not None:  # the first leg filled whole: the scale-in leg (written with the fill)
-            self._submit(position, result.submit, "SCALE_IN_PLACED")
+        if result.submit is not None:  # written with the fill: the first leg filled whole, so the scale-in
+            # leg goes; or the entry a waiting exit canceled filled whole, so the exit goes
+            exiting = result.submit.intent is OrderIntent.EXIT
+            self._submit(position, result.submit, "EXIT_SUBMITTED" if exiting else "SCALE_IN_PLACED")
         self._report_equity()
         if result.order_done or result.cancel is not None:
             self._resolve(position.coin, result.cancel or order.client_order_id)
@@ -646,6 +673,13 @@ class Sniper(EngineActor):
         elif end.ended is Ended.PLAN_B:
             assert end.submit is not None
             self._submit(position, end.submit, "PLAN_B_TAKE")
+        elif end.ended is Ended.EXIT_SENT:  # the exit waited for this end: it covers exactly what is held
+            assert end.submit is not None
+            self.log.info("ENTRY_ENDED: {} of {} ended ({}) after filling {}; the position holds {}", order_id,
+                          position.id, reason, end.order.filled, position.quantity)
+            self.publish(PositionChanged(ts_init_ns=now, correlation_id=position.condition_id,
+                                         position=position, change="EXIT_SUBMITTED"))
+            self._submit(position, end.submit, "EXIT_SUBMITTED")
         elif end.ended is Ended.ENTRY_ENDED:
             self.log.info("ENTRY_ENDED: {} of {} ended ({}) after filling {}; the position holds {}", order_id,
                           position.id, reason, end.order.filled, position.quantity)
@@ -1015,8 +1049,14 @@ class Sniper(EngineActor):
             self.send(SubmitOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
                                   order=self._portfolio.order_request(position, position.exit_order)))
             return position_id
-        if position.status is not PositionStatus.OPEN:
-            raise ValueError(f"position_id: {position_id!r} is {position.status.value}; its entry is still in flight")
+        if self._portfolio.exit_waits(position):
+            # Its exit waits for the end of the entry orders it canceled: ask again for that.
+            for order in position.orders:
+                self.log.info("CLOSE: {} is already closing; asking again to cancel {}", position_id,
+                              order.client_order_id)
+                self.send(CancelOrder(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
+                                      client_order_id=order.client_order_id, reason=f"exit {position.exit_reason}"))
+            return position_id
         last = self._portfolio.last_price(position.coin)
         if last is None:
             raise ValueError(f"position_id: no price seen yet for {position.coin}")

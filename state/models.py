@@ -164,6 +164,10 @@ POSITION_TRANSITIONS: TransitionTable[PositionStatus, PositionTrigger] = Transit
         (PositionStatus.PENDING, PositionTrigger.ENTRY_FILLED): PositionStatus.OPEN,
         # The venue refused the entry: the position never existed.
         (PositionStatus.PENDING, PositionTrigger.ENTRY_FAILED): PositionStatus.CLOSED,
+        # An exit (a close, the kill switch) of a position whose entry rests on the book: the
+        # entry is canceled first; if it filled nothing the position never existed.
+        (PositionStatus.PENDING, PositionTrigger.EXIT_SUBMITTED): PositionStatus.CLOSING,
+        (PositionStatus.CLOSING, PositionTrigger.ENTRY_FAILED): PositionStatus.CLOSED,
         (PositionStatus.OPEN, PositionTrigger.EXIT_SUBMITTED): PositionStatus.CLOSING,
         # The exit was refused: the position is still held and its exits stay armed.
         (PositionStatus.CLOSING, PositionTrigger.EXIT_FAILED): PositionStatus.OPEN,
@@ -333,7 +337,10 @@ class Position:
             raise ValueError(f"quantity: must not be negative, got {self.quantity}")
         set_(self, "lots", tuple(self.lots))
         set_(self, "trade_ids", tuple(self.trade_ids))
-        if self.status in (PositionStatus.OPEN, PositionStatus.CLOSING):
+        # A PENDING position's exit (a close) waits for its resting entry's end: nothing held yet.
+        unfilled_closing = (self.status is PositionStatus.CLOSING and self.entry_price is None and self.quantity == 0
+                            and self.exit_order is None and self.entry_order is not None)
+        if self.status in (PositionStatus.OPEN, PositionStatus.CLOSING) and not unfilled_closing:
             if self.entry_price is None or self.quantity <= 0:
                 raise ValueError(
                     f"entry_price: an {self.status.value} position needs an entry price "

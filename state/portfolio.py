@@ -27,6 +27,14 @@ it asks, writes what changed, then announces it.
   canceled by ``entry_timeouts`` at its own deadline or first thing when the position exits
   (``ExitStart.cancel_add``). Every order of a position has its own slot (``entry_order``,
   ``add_order``, ``exit_order``) and ``entry_plan`` records the plan's progress.
+- **An exit waits for its entry's end.** ``begin_exit`` on a position whose entry or scale-in
+  leg still works (or a PENDING one whose limit entry rests) makes it CLOSING with its exit
+  reason and those orders marked to cancel, with no exit order yet (``exit_waits``). When the
+  last of them ends (``order_ended``, ``Ended.EXIT_SENT``) or the fill that completes it
+  comes (``FillResult.submit``), the exit order is decided for exactly the quantity then held
+  (``-X<n>``); with nothing held the position closes without one (``ENTRY_CANCELED``). Every
+  step is a new ``Position`` the Sniper writes before it acts, so a restart in between finds
+  the CLOSING position with its cancels asked and no exit order (``repair_orderless`` leaves it).
 
 **Cash** (to the cent as before fills could be partial): an entry fill takes its fee from the
 balance, an exit fill adds its gross PnL less its fee, and a closed position's realized PnL is
@@ -129,9 +137,10 @@ class FillResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExitStart:
-    """An exit started: ``position`` is CLOSING with its ``exit_order``; ``cancel`` names the
-    entry order still working to cancel first (its fills so far are what the exit covers),
-    ``cancel_add`` the scale-in leg still working (canceled before the exit is sent)."""
+    """An exit started: ``position`` is CLOSING. ``cancel`` names the entry order still working
+    to cancel, ``cancel_add`` the scale-in leg; while either (or one whose cancel was asked
+    before) has not ended, ``position.exit_order`` is ``None``: the exit waits for their end
+    and then covers exactly what they filled. Otherwise it carries its ``exit_order``."""
 
     position: Position
     reason: str
@@ -182,6 +191,7 @@ class Ended(StrEnum):
     ENTRY_ENDED = "ENTRY_ENDED"  # the entry ended partly filled: the position keeps that quantity
     PLAN_B = "PLAN_B"  # a timed-out limit entry ended: ``OrderEnd.submit`` takes the rest at market
     EXIT_FAILED = "EXIT_FAILED"  # the exit ended with a quantity still held: OPEN again
+    EXIT_SENT = "EXIT_SENT"  # the last entry order a waiting exit canceled ended: ``submit`` is the exit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,6 +314,8 @@ class Portfolio:
         repaired position with why."""
         repaired: list[tuple[Position, str]] = []
         for position in [p for p in self._positions.values() if p.pending_order_id is None]:
+            if position.status is PositionStatus.CLOSING and self.exit_waits(position):
+                continue  # its exit waits for the end of the entry orders it canceled
             if position.status is PositionStatus.CLOSING:
                 after = position.transition(PositionTrigger.EXIT_FAILED, pending_quantity=None, exit_order=None)
                 why = "CLOSING with no exit order in flight: reopened, its exits stay armed"
@@ -418,19 +430,21 @@ class Portfolio:
     # --- exits ----------------------------------------------------------------------------------
 
     def begin_exit(self, position_id: str, reason: str, price: Decimal, ts_ms: int) -> ExitStart:
-        """Start the exit of an OPEN position: an order for exactly the quantity held, at the
-        next attempt's client order id. An entry still working is to be canceled first
-        (``ExitStart.cancel``). ``ValueError`` when the position is not OPEN."""
+        """Start the exit of an OPEN position (or of a PENDING one whose entry rests on the
+        book): it goes CLOSING with ``reason``. With no entry or scale-in order left, the exit
+        order goes with it: exactly the quantity held, at the next attempt's client order id.
+        Otherwise those orders are to be canceled first (``ExitStart.cancel``, ``cancel_add``)
+        and the exit waits for their end: ``order_ended`` (or the fill that completes the last
+        of them) sends it for exactly what is then held, or closes the position when nothing
+        is (``ENTRY_CANCELED``). ``ValueError`` when the position cannot exit."""
         position = self._positions.get(position_id)
         if position is None:
             raise ValueError(f"position_id: {position_id!r} is not an active position")
-        if position.status is not PositionStatus.OPEN:
-            raise ValueError(f"position_id: {position_id!r} is {position.status.value}; its entry is still in flight")
-        attempt = position.exit_attempts + 1
-        order = PositionOrder(client_order_id=exit_order_id(position.id, attempt), intent=OrderIntent.EXIT,
-                              quantity=position.quantity, reference_price=price, reference_ts_ms=ts_ms)
-        cancel = cancel_add = None
         entry, add = position.entry_order, position.add_order
+        resting = position.status is PositionStatus.PENDING and entry is not None and entry.working
+        if position.status is not PositionStatus.OPEN and not resting:
+            raise ValueError(f"position_id: {position_id!r} is {position.status.value}; its entry is still in flight")
+        cancel = cancel_add = None
         if entry is not None and not entry.cancel_requested:
             cancel = entry.client_order_id
             entry = replace(entry, cancel_requested=True)
@@ -438,13 +452,49 @@ class Portfolio:
             cancel_add = add.client_order_id
             add = replace(add, cancel_requested=True)
         closing = position.transition(
-            PositionTrigger.EXIT_SUBMITTED, pending_order_id=order.client_order_id, pending_quantity=order.quantity,
-            reference_price=price, reference_ts_ms=ts_ms, exit_reason=reason, exit_attempts=attempt,
-            exit_order=order, entry_order=entry, add_order=add,
+            PositionTrigger.EXIT_SUBMITTED, reference_price=price, reference_ts_ms=ts_ms, exit_reason=reason,
+            entry_order=entry, add_order=add,
         )
+        if entry is None and add is None:
+            closing = self._with_exit(closing, price, ts_ms)
         self._put(closing)
         self._failed_exits.pop(position.id, None)
         return ExitStart(position=closing, reason=reason, price=price, cancel=cancel, cancel_add=cancel_add)
+
+    def _with_exit(self, closing: Position, price: Decimal, ts_ms: int) -> Position:
+        """``closing`` (CLOSING, no entry order left) with its exit order: exactly the quantity
+        held, at the next attempt's client order id."""
+        attempt = closing.exit_attempts + 1
+        order = PositionOrder(client_order_id=exit_order_id(closing.id, attempt), intent=OrderIntent.EXIT,
+                              quantity=closing.quantity, reference_price=price, reference_ts_ms=ts_ms)
+        return replace(closing, pending_order_id=order.client_order_id, pending_quantity=order.quantity,
+                       reference_price=price, reference_ts_ms=ts_ms, exit_attempts=attempt, exit_order=order)
+
+    def exit_waits(self, position: Position) -> bool:
+        """Whether ``position`` is CLOSING with its exit waiting for its entry orders' end."""
+        return position.status is PositionStatus.CLOSING and position.exit_order is None and (
+            position.entry_order is not None or position.add_order is not None)
+
+    def _exit_after_entries(self, position: Position, **ended: Any) -> tuple[Position, PositionOrder | None]:
+        """``position`` with ``ended`` (its order slots that ended, cleared) put back; when it is
+        CLOSING, its exit waited and no entry order is left: with its exit order (for exactly
+        what it holds; the order is returned to be sent), or, when it holds nothing, closed
+        (``ENTRY_CANCELED``; no order)."""
+        entry, add = ended.get("entry_order", position.entry_order), ended.get("add_order", position.add_order)
+        if (position.status is not PositionStatus.CLOSING or position.exit_order is not None
+                or entry is not None or add is not None):
+            return self._put(replace(position, **ended)), None
+        if position.quantity > 0:
+            last = self._last_price.get(position.coin)
+            price, ts_ms = last if last is not None else (position.reference_price, position.reference_ts_ms or 0)
+            assert price is not None
+            after = self._put(self._with_exit(replace(position, **ended), price, ts_ms))
+            return after, after.exit_order
+        after = position.transition(
+            PositionTrigger.ENTRY_FAILED, pending_order_id=None, pending_quantity=None, unrealized_pnl=ZERO,
+            exit_reason=f"ENTRY_CANCELED: canceled by the exit ({position.exit_reason}); nothing filled", **ended)
+        self._untrack(after)
+        return after, None
 
     # --- entry plans -----------------------------------------------------------------------------
 
@@ -648,6 +698,7 @@ class Portfolio:
         filled = replace(order, filled=order.filled + quantity)
         done = filled.remaining <= 0 and not late
         opening = position.status is PositionStatus.PENDING
+        first = opening or position.entry_time is None  # a CLOSING one's first fill (its exit waits)
         fees = fee if opening else position.fees_paid + fee
         slot = _slot(position, order.client_order_id) or "entry_order"
         changes: dict[str, Any] = dict(
@@ -661,14 +712,18 @@ class Portfolio:
                 pending_order_id=None, pending_quantity=None, **changes)
             change = Change.OPENED
         else:
+            if first:
+                changes.update(entry_time=_fill_time(fill))
             after = replace(position, unrealized_pnl=_unrealized(position.direction, lots, fees, price), **changes)
-            change = Change.INCREASED
+            change = Change.OPENED if first else Change.INCREASED
         self.balance -= fee
         self.fees_paid += fee
         self._put(after)
         submit = None
         if done and slot == "entry_order":  # the first leg filled whole: its scale-in leg, if planned
             after, submit = self._scale_in(after, fill)
+        if done and submit is None:  # the last order a waiting exit canceled completed: the exit goes
+            after, submit = self._exit_after_entries(after)
         return FillResult(change=change, position=after, order_done=done, submit=submit)
 
     def _apply_exit(self, position: Position, order: PositionOrder, fill: OrderFilled, *,
@@ -762,7 +817,12 @@ class Portfolio:
                     pending_order_id=None, pending_quantity=None, unrealized_pnl=ZERO, entry_order=None)
                 self._untrack(after)
                 return OrderEnd(ended=Ended.ENTRY_FAILED, position=after, order=active, missing=missing)
-            after = self._put(replace(position, **{slot: None}))
+            after, exit_order = self._exit_after_entries(position, **{slot: None})
+            if exit_order is not None:
+                return OrderEnd(ended=Ended.EXIT_SENT, position=after, order=active, missing=missing,
+                                submit=exit_order)
+            if after.status is PositionStatus.CLOSED:
+                return OrderEnd(ended=Ended.ENTRY_FAILED, position=after, order=active, missing=missing)
             return OrderEnd(ended=Ended.ENTRY_ENDED, position=after, order=active, missing=missing)
         after = self._put(position.transition(PositionTrigger.EXIT_FAILED, pending_order_id=None,
                                               pending_quantity=None, exit_order=None))

@@ -174,9 +174,11 @@ def test_the_scale_in_leg_follows_the_first_leg_and_an_exit_cancels_it_before_ex
     sniper.ask("close_position", entry.order.position_id, "MANUAL")
     cancel = sniper.pb.wait_for(CancelOrder, EXECUTOR)
     assert cancel.client_order_id == add.order.client_order_id
+    sniper.idle()
+    assert sniper.sent("-X1") == []  # the exit waits for the add's end
+    sniper.canceled(add, "0.01")
     exit_ = sniper.submitted(OrderIntent.EXIT)
     assert exit_.order.quantity == D("0.07")
-    sniper.canceled(add, "0.01")
     sniper.part(exit_.order, "0.07", "0.07", price="39900")
     closed = sniper.pb.wait_for(PositionClosed).position
     assert closed.realized_pnl == D("0.06") * -100 + D("0.01") * 300

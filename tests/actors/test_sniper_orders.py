@@ -299,10 +299,14 @@ def test_an_exit_while_the_entry_still_works_cancels_it_and_exits_what_filled(ma
     sniper.tick("BTC", 39100)  # through the stop while 0.07 still rests
     cancel = sniper.pb.wait_for(CancelOrder, EXECUTOR)
     assert cancel.client_order_id == entry.order.client_order_id
-    exit_ = sniper.submitted(OrderIntent.EXIT)
-    assert exit_.order.quantity == D("0.03")
+    sniper.idle()
+    assert sniper.pb.messages(SubmitOrder, RISK_GATE) == [], "the exit waits for the entry's end"
+    closing = sniper.store.get_position(entry.order.position_id)
+    assert closing.status is PositionStatus.CLOSING and closing.exit_order is None, "written before the cancel"
     sniper.pb.bus.publish(OrderCanceled(ts_init_ns=0, order=entry.order, venue_order_id="v-1",
                                         filled_quantity=D("0.03"), reason="canceled"))
+    exit_ = sniper.submitted(OrderIntent.EXIT)
+    assert exit_.order.quantity == D("0.03")
     sniper.part(exit_.order, "0.03", "0.03", price="39100")
     closed = sniper.pb.wait_for(PositionClosed).position
     assert closed.realized_pnl == D("0.03") * (D(39100) - D(39999))
@@ -353,6 +357,9 @@ def test_an_entry_fill_after_the_exit_closed_the_position_is_reported_not_lost_s
     sniper.pb.bus.publish(OrderAccepted(ts_init_ns=0, order=entry.order, venue_order_id="v-1"))
     first = sniper.part(entry.order, "0.03", "0.03", price="39999")
     sniper.ask("close_position", entry.order.position_id, "MANUAL")
+    sniper.pb.wait_for(CancelOrder, EXECUTOR)
+    sniper.pb.bus.publish(OrderCanceled(ts_init_ns=0, order=entry.order, venue_order_id="v-1",
+                                        filled_quantity=D("0.03"), reason="canceled"))
     exit_ = sniper.submitted(OrderIntent.EXIT)
     sniper.part(exit_.order, "0.03", "0.03", price="40000")
     sniper.pb.wait_for(PositionClosed)
@@ -360,3 +367,73 @@ def test_an_entry_fill_after_the_exit_closed_the_position_is_reported_not_lost_s
     sniper.part(entry.order, "0.02", "0.05", price="39999", trade_id="T-late")  # before the cancel landed
     assert logs.wait_for("LATE_FILL: " + entry.order.client_order_id)
     assert sum("LATE_FILL" in line for line in logs.lines) == 1
+
+
+def test_on_a_tick_clock_an_exit_waits_for_the_entrys_cancel_and_so_does_the_next_tick(make):
+    sniper = make(tick_clock=True, entry_terms=limit_at_trigger)
+    pb = sniper.pb
+    sniper.ask("add_condition", condition(trigger=39999, size=4000))
+    t0 = sniper.ts
+    sniper.at(40000, t0 + 1)
+    entry = sniper.submitted(OrderIntent.ENTRY)
+    pb.bus.publish(OrderAccepted(ts_init_ns=entry.ts_init_ns, order=entry.order, venue_order_id="v-1"))
+    sniper.part(entry.order, "0.03", "0.03", price="39999")
+    pb.wait_for(PositionOpened)
+    stop = sniper.at(39000, t0 + 2)  # through the stop (39199.02) while 0.07 still rests
+    assert pb.wait_for(MatchTick, EXECUTOR).tick == stop
+    pb.bus.publish(TickMatched(ts_init_ns=stop.ts_init_ns, coin="BTC", ts_ms=stop.ts_ms))
+    cancel = pb.wait_for(CancelOrder, EXECUTOR)
+    assert cancel.client_order_id == entry.order.client_order_id
+    later = sniper.at(39500, t0 + 3)  # the cancel is in flight: this tick waits for its outcome
+    sniper.idle()
+    assert sniper.ask("stats")["deferred_ticks"] == 1
+    assert pb.messages(SubmitOrder, RISK_GATE) == [] and pb.messages(MatchTick) == []
+
+    sniper.part(entry.order, "0.01", "0.04", price="39999")  # it filled more before the cancel landed
+    pb.bus.publish(OrderCanceled(ts_init_ns=0, order=entry.order, venue_order_id="v-1",
+                                 filled_quantity=D("0.04"), reason="canceled"))
+    exit_ = sniper.submitted(OrderIntent.EXIT)
+    assert exit_.order.quantity == D("0.04") and exit_.order.client_order_id.endswith("-X1")
+    sniper.idle()
+    assert sniper.ask("stats")["deferred_ticks"] == 1, "the exit is in flight: the tick still waits"
+    sniper.part(exit_.order, "0.04", "0.04", price="39000")
+    closed = pb.wait_for(PositionClosed).position
+    assert closed.quantity == D("0.04") and closed.exit_reason == "STOP_LOSS"
+    sniper.idle()
+    assert sniper.ask("stats")["deferred_ticks"] == 0 and sniper.ts >= later.ts_ms - 3
+
+
+def test_a_restart_while_the_exit_waits_for_the_entrys_cancel_asks_again_and_sends_the_exit_once(
+        make, tmp_path):
+    store = Store(tmp_path / "engine.db")
+    first = make(entry_terms=limit_at_trigger, store=store)
+    first.ask("add_condition", condition(trigger=39999, size=4000))
+    first.tick("BTC", 40000)
+    entry = first.submitted(OrderIntent.ENTRY)
+    first.pb.bus.publish(OrderAccepted(ts_init_ns=0, order=entry.order, venue_order_id="v-1"))
+    first.part(entry.order, "0.03", "0.03", price="39999")
+    first.pb.wait_for(PositionOpened)
+    first.ask("close_position", entry.order.position_id, "MANUAL")
+    assert first.pb.wait_for(CancelOrder, EXECUTOR).client_order_id == entry.order.client_order_id
+    first.idle()
+    assert first.pb.messages(SubmitOrder, RISK_GATE) == []
+    first.stop()
+    stored = store.get_position(entry.order.position_id)
+    assert stored.status is PositionStatus.CLOSING and stored.exit_order is None
+    assert stored.entry_order.cancel_requested
+
+    second = make(entry_terms=limit_at_trigger, store=store, pb=first.pb)
+    again = second.pb.wait_for(CancelOrder, EXECUTOR)  # the cancel, asked again
+    assert again.client_order_id == entry.order.client_order_id
+    second.idle()
+    assert second.pb.messages(SubmitOrder, RISK_GATE) == [], "no exit before the entry's end"
+    second.pb.bus.publish(OrderCanceled(ts_init_ns=0, order=entry.order, venue_order_id="v-1",
+                                        filled_quantity=D("0.03"), reason="canceled"))
+    exit_ = second.submitted(OrderIntent.EXIT)
+    assert exit_.order.quantity == D("0.03") and exit_.order.client_order_id.endswith("-X1")
+    second.pb.bus.publish(OrderCanceled(ts_init_ns=0, order=entry.order, venue_order_id="v-1",
+                                        filled_quantity=D("0.03"), reason="canceled"))  # answered twice
+    second.idle()
+    assert second.pb.messages(SubmitOrder, RISK_GATE) == [], "the exit is sent once"
+    second.part(exit_.order, "0.03", "0.03", price="40000", trade_id="T-exit")
+    assert second.pb.wait_for(PositionClosed).position.quantity == D("0.03")

@@ -1,7 +1,8 @@
 """Entry plans end to end: the real engine (manual feed, tick clock), the real RiskGate, Executor
 and paper venue. A limit entry rests and fills as maker; one that fills 3 of 10 steps and is
 canceled at its time limit leaves 3 steps whose stop or target exits exactly them; plan B takes
-the rest at market; a scale-in leg fills on the pullback.
+the rest at market; a scale-in leg fills on the pullback; a stop that triggers while the limit
+still works cancels it first and exits exactly what filled, the same way on every run.
 
 A $4000 LONG above 39999 fired at 40000 is 0.1 BTC (ten steps of 0.01 here); its limit, 100
 ticks below the trigger, is 39998.00. ``fill_model = "traded_volume"``: a resting order fills at
@@ -9,7 +10,10 @@ most the quantity each tick traded."""
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,3 +186,66 @@ def test_the_console_arms_a_limit_entry_with_plan_b_and_the_engine_carries_it_ou
     push(engine, 40001, T0 + 62_000)
     held = only(engine)
     assert held.quantity == D("0.1") and engine.store.get_order(f"{held.id}-B").filled_quantity == D("0.1")
+
+
+JOURNAL_TABLES = ("trades", "orders", "daily_pnl", "equity", "events")
+PER_RUN_COLUMNS = {"id", "run_id", "msg_id"}  # a run's own id and the random message ids
+
+
+def _tape_time(value: Any) -> Any:
+    """``value`` with every wall-clock time in ns (a manual feed's engine time before its first
+    tick: the engine's start) replaced by ``WALL``; the tape's times (from T0) are kept."""
+    def one(ns: int) -> Any:
+        return ns if T0 * 1_000_000 <= ns < (T0 + 3_600_000) * 1_000_000 else "WALL"
+    if isinstance(value, int) and value >= 10**18:
+        return one(value)
+    if isinstance(value, str):
+        return re.sub(r"\b\d{19}\b", lambda m: str(one(int(m.group()))), value)
+    return value
+
+
+def whole_journal(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every journal table in insertion order, without what names the run or when
+    the engine started."""
+    with sqlite3.connect(data_dir / "journal.db") as db:
+        db.row_factory = sqlite3.Row
+        return {table: [{k: _tape_time(row[k]) for k in row.keys() if k not in PER_RUN_COLUMNS}
+                        for row in db.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608
+                for table in JOURNAL_TABLES}
+
+
+def stop_while_the_limit_works(make_engine: Any, data_dir: Path, armed: Any) -> Position:
+    """A limit entry (``armed``) fills 3 of its 10 steps; the stop triggers while the other 7 still rest."""
+    engine = make_engine(data_dir=data_dir, **PARTIAL)
+    engine.sniper.add_condition(armed)
+    push(engine, 40000, T0)
+    push(engine, 39998, T0 + 1_000, qty="0.03")  # 3 of the 10 steps trade at the limit
+    held = only(engine)
+    assert held.quantity == D("0.03") and held.entry_order is not None and held.entry_order.working
+    push(engine, 39100, T0 + 2_000, qty="0")  # through the stop (39198.04): nothing trades at the limit
+    push(engine, 39100, T0 + 3_000, qty="0")
+    done = closed(engine, held.id)
+    engine.stop()
+    return done
+
+
+def test_a_stop_while_the_limit_entry_works_exits_exactly_what_filled_the_same_way_every_run(
+        make_engine, tmp_path):
+    armed = condition(trigger=39999, size=4000, stop="0.02", target="0.015", **LIMIT)  # the same in both runs
+    done = stop_while_the_limit_works(make_engine, tmp_path / "one", armed)
+    assert done.exit_reason == "STOP_LOSS" and done.quantity == D("0.03") and done.exit_price == D(39100)
+    journal = whole_journal(tmp_path / "one")
+    orders = [(row["client_order_id"], row["status"]) for row in journal["orders"]]
+    entry, exit_ = f"{done.id}-E", f"{done.id}-X1"
+    assert (entry, "CANCELED") in orders and (exit_, "FILLED") in orders
+    # the exit went out only once the entry's cancel had ended: every row of it comes after
+    canceled_at = orders.index((entry, "CANCELED"))
+    assert all(i > canceled_at for i, (order_id, _) in enumerate(orders) if order_id == exit_), orders
+    (trade,) = [row for row in journal["trades"] if row["position_id"] == done.id and row["status"] == "CLOSED"]
+    assert D(trade["quantity"]) == D("0.03")
+
+    again = stop_while_the_limit_works(make_engine, tmp_path / "two", armed)
+    assert again.realized_pnl == done.realized_pnl
+    second = whole_journal(tmp_path / "two")
+    for table in JOURNAL_TABLES:
+        assert second[table] == journal[table], table

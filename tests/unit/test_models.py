@@ -265,6 +265,8 @@ def test_condition_when_replaced_with_bad_value_then_validated_again() -> None:
 ALLOWED_POSITION_TRANSITIONS = {
     (PositionStatus.PENDING, PositionTrigger.ENTRY_FILLED): PositionStatus.OPEN,
     (PositionStatus.PENDING, PositionTrigger.ENTRY_FAILED): PositionStatus.CLOSED,
+    (PositionStatus.PENDING, PositionTrigger.EXIT_SUBMITTED): PositionStatus.CLOSING,  # a resting entry, canceled
+    (PositionStatus.CLOSING, PositionTrigger.ENTRY_FAILED): PositionStatus.CLOSED,  # ... having filled nothing
     (PositionStatus.OPEN, PositionTrigger.EXIT_SUBMITTED): PositionStatus.CLOSING,
     (PositionStatus.CLOSING, PositionTrigger.EXIT_FAILED): PositionStatus.OPEN,
     (PositionStatus.CLOSING, PositionTrigger.EXIT_FILLED): PositionStatus.CLOSED,

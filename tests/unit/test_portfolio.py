@@ -279,17 +279,17 @@ def test_an_exit_while_the_entry_still_works_cancels_the_entry_and_exits_what_fi
     book.apply(fill(entry, "0.03", 30000, cumulative="0.03"))
     start = book.begin_exit(pending.id, "MANUAL", D(30100), TS)
     assert start.cancel == entry.client_order_id
-    assert start.position.exit_order.quantity == D("0.03")
+    assert start.position.exit_order is None  # the exit waits for the entry's end
     assert start.position.entry_order.cancel_requested
-    # a late entry fill before the cancel lands: held, so the exit leaves it and is sent again
+    # an entry fill before the cancel lands: held, and the exit, sent once the entry ended, covers it
     book.apply(fill(entry, "0.01", 30000, cumulative="0.04"))
-    book.order_ended(entry, "canceled", filled_quantity=D("0.04"))
-    sell = book.order_request(start.position, start.position.exit_order)
-    result = book.apply(fill(sell, "0.03", 30100))
-    assert result.change is Change.REDUCED and result.reexit
-    assert result.position.status is PositionStatus.OPEN and result.position.quantity == D("0.01")
-    (due, _), = book.due_exit_retries(now_ns=TS * 1_000_000)
-    assert due.id == pending.id
+    end = book.order_ended(entry, "canceled", filled_quantity=D("0.04"))
+    assert end.submit is not None and end.submit.quantity == D("0.04")
+    sell = book.order_request(end.position, end.submit)
+    result = book.apply(fill(sell, "0.04", 30100))
+    assert result.change is Change.CLOSED and not result.reexit
+    assert result.position.realized_pnl == D("0.04") * 100
+    assert book.due_exit_retries(now_ns=TS * 1_000_000) == []
 
 
 def test_only_an_open_position_can_start_an_exit():

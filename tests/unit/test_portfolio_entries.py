@@ -15,7 +15,7 @@ from state.models import Position
 from state.portfolio import Change, Ended, Portfolio
 from state.store import decode, encode
 from state.types import OrderIntent, OrderType, PositionStatus, TimeInForce
-from tests.unit.test_portfolio import TS, condition, fill, portfolio
+from tests.unit.test_portfolio import START, TS, condition, fill, portfolio
 
 D = Decimal
 LIMIT = {"entry_type": "limit", "entry_offset_ticks": -100, "entry_timeout_s": 30}
@@ -203,8 +203,9 @@ def test_an_exit_after_the_time_limit_wins_over_plan_b():
     assert timeout.decision is PlanB.TAKE
     start = book.begin_exit(pending.id, "MANUAL", D(30000), TS + 30_001)
     assert start.cancel is None  # already being canceled
+    assert start.position.status is PositionStatus.CLOSING and start.position.exit_order is None
     end = book.order_ended(order, "CANCELED", filled_quantity=D("0.03"))
-    assert end.ended is Ended.ENTRY_ENDED and end.submit is None
+    assert end.ended is Ended.EXIT_SENT and end.submit == end.position.exit_order  # no plan B: the exit
     assert end.position.status is PositionStatus.CLOSING and end.position.exit_order.quantity == D("0.03")
 
 
@@ -267,23 +268,27 @@ def test_an_exit_cancels_the_working_scale_in_leg_first_and_exits_what_is_held()
     add = working(book, pending.id, "add_order")
     start = book.on_tick("BTC", D("29399"), TS + 1_000).exits[0]  # the stop (29400.00)
     assert start.cancel_add == add.client_order_id and start.cancels == (add.client_order_id,)
-    assert start.position.exit_order.quantity == D("0.06")
+    assert start.position.exit_order is None  # it waits for the add's end
     assert start.position.add_order.cancel_requested
-    # the add canceled: nothing more, the exit closes the position
-    book.order_ended(add, "CANCELED: exit STOP_LOSS", filled_quantity=D(0))
+    # the add canceled having filled nothing: the exit covers the first leg
+    end = book.order_ended(add, "CANCELED: exit STOP_LOSS", filled_quantity=D(0))
+    assert end.ended is Ended.EXIT_SENT and end.submit.quantity == D("0.06")
     closed = book.apply(fill(request(book, pending.id, "exit_order"), "0.06", 29399))
     assert closed.change is Change.CLOSED
 
 
-def test_a_scale_in_fill_that_raced_the_exit_is_held_and_exited_again():
+def test_a_scale_in_fill_after_the_exit_started_is_covered_by_the_exit():
     book = portfolio()
     pending = trigger(book, **SCALE)
     book.apply(fill(request(book, pending.id), "0.06", 30000))
     add = working(book, pending.id, "add_order")
     book.begin_exit(pending.id, "MANUAL", D(29700), TS + 1_000)
-    book.apply(fill(add, "0.04", "29700.00"))  # filled before the cancel reached the venue
-    result = book.apply(fill(request(book, pending.id, "exit_order"), "0.06", 29700))
-    assert result.change is Change.REDUCED and result.reexit and result.position.quantity == D("0.04")
+    part = book.apply(fill(add, "0.01", "29700.00", cumulative="0.01"))  # before the cancel reached the venue
+    assert part.submit is None and part.position.exit_order is None
+    end = book.order_ended(add, "CANCELED: exit MANUAL", filled_quantity=D("0.01"))
+    assert end.ended is Ended.EXIT_SENT and end.submit.quantity == D("0.07")
+    result = book.apply(fill(request(book, pending.id, "exit_order"), "0.07", 29700))
+    assert result.change is Change.CLOSED and not result.reexit
 
 
 def test_a_limit_entry_completed_by_plan_b_places_the_scale_in_leg():
@@ -342,3 +347,80 @@ def test_a_position_stored_before_entry_plans_loads_without_them():
     del data["entry_plan"], data["add_order"]
     loaded = book.load(decode(Position, data))
     assert loaded.entry_plan is None and loaded.add_order is None and loaded.orders == (pending.entry_order,)
+
+
+# --- an exit waits for the end of the entry orders it cancels --------------------------------------
+
+
+def partly_filled(book: Portfolio, quantity: Any = "0.03") -> tuple[Position, OrderRequest]:
+    """An OPEN position whose limit entry works with ``quantity`` of its 0.1 filled."""
+    pending = trigger(book, **LIMIT)
+    order = working(book, pending.id)
+    opened = book.apply(fill(order, quantity, "29999.00", cumulative=quantity)).position
+    assert opened.status is PositionStatus.OPEN and opened.entry_order is not None
+    return opened, order
+
+
+def test_an_exit_started_while_the_entry_works_sends_no_exit_order_until_the_entry_ends():
+    book = portfolio()
+    opened, order = partly_filled(book)
+    start = book.on_tick("BTC", D("25000"), TS + 1_000).exits[0]  # through the stop
+    assert start.cancel == order.client_order_id and start.position.entry_order.cancel_requested
+    assert start.position.status is PositionStatus.CLOSING and start.position.exit_reason == "STOP_LOSS"
+    assert start.position.exit_order is None and book.exit_waits(start.position)
+    assert book.has_orders("BTC")  # the coin's entries are not looked at meanwhile
+    end = book.order_ended(order, "CANCELED: exit STOP_LOSS", filled_quantity=D("0.03"))
+    assert end.ended is Ended.EXIT_SENT and end.submit == end.position.exit_order
+    assert end.submit.quantity == D("0.03") and end.submit.client_order_id == f"{opened.id}-X1"
+    assert end.position.entry_order is None and not book.exit_waits(end.position)
+    closed = book.apply(fill(book.order_request(end.position, end.submit), "0.03", "25000"))
+    assert closed.change is Change.CLOSED and closed.position.exit_reason == "STOP_LOSS"
+
+
+def test_a_fill_after_the_exit_started_and_before_the_cancels_end_is_covered_by_the_exit():
+    book = portfolio()
+    opened, order = partly_filled(book)
+    book.begin_exit(opened.id, "MANUAL", D(30000), TS + 1_000)
+    more = book.apply(fill(order, "0.02", "29999.00", cumulative="0.05"))  # raced the cancel
+    assert more.change is Change.INCREASED and more.submit is None and more.position.quantity == D("0.05")
+    end = book.order_ended(order, "CANCELED: exit MANUAL", filled_quantity=D("0.05"))
+    assert end.ended is Ended.EXIT_SENT and end.submit.quantity == D("0.05")
+    closed = book.apply(fill(book.order_request(end.position, end.submit), "0.05", 30000))
+    assert closed.change is Change.CLOSED and closed.position.quantity == D("0.05")
+
+
+def test_the_fill_that_completes_the_entry_after_the_exit_started_sends_the_exit():
+    book = portfolio()
+    opened, order = partly_filled(book)
+    book.begin_exit(opened.id, "MANUAL", D(30000), TS + 1_000)
+    done = book.apply(fill(order, "0.07", "29999.00", cumulative="0.1"))
+    assert done.order_done and done.submit is not None and done.submit.intent is OrderIntent.EXIT
+    assert done.submit.quantity == D("0.1") and done.position.exit_order == done.submit
+    assert book.order_ended(order, "CANCELED", filled_quantity=D("0.1")) is None  # already final
+
+
+def test_an_exit_of_a_pending_limit_entry_that_filled_nothing_closes_it_without_an_exit_order():
+    book = portfolio()
+    pending = trigger(book, **LIMIT)
+    order = working(book, pending.id)
+    start = book.begin_exit(pending.id, "MANUAL", D(30000), TS + 1_000)
+    assert start.cancel == order.client_order_id and start.position.status is PositionStatus.CLOSING
+    assert start.position.exit_order is None
+    end = book.order_ended(order, "CANCELED: exit MANUAL", filled_quantity=D(0))
+    assert end.ended is Ended.ENTRY_FAILED and end.submit is None
+    assert end.position.status is PositionStatus.CLOSED and end.position.exit_order is None
+    assert end.position.exit_reason == "ENTRY_CANCELED: canceled by the exit (MANUAL); nothing filled"
+    assert len(book) == 0 and book.balance == START  # nothing paid, nothing held
+
+
+def test_an_exit_waiting_for_its_entrys_end_survives_a_restart_and_is_not_repaired():
+    book = portfolio()
+    opened, order = partly_filled(book)
+    book.begin_exit(opened.id, "MANUAL", D(30000), TS + 1_000)
+    stored = decode(Position, encode(book.get(opened.id)))
+    again = portfolio()
+    again.load(stored)
+    assert again.repair_orderless(0) == []
+    assert again.exit_waits(again.get(opened.id))
+    end = again.order_ended(order, "CANCELED: exit MANUAL", filled_quantity=D("0.03"))
+    assert end.ended is Ended.EXIT_SENT and end.submit.quantity == D("0.03")
