@@ -59,7 +59,7 @@ from enum import StrEnum
 from typing import Any
 
 from state.fill_guard import fill_problem
-from state.market import MarketRules, Rounding
+from state.market import MarketRules, Rounding, TopOfBook
 from state.messages import OrderRequest
 from state.order import Fill, OrderUpdate, VenueEvent, VenueOrder
 from state.rules import slipped_price
@@ -101,19 +101,6 @@ class MatchingSettings:
             raise ValueError(f"slippage_bps: must be at least 0, got {self.slippage_bps}")
         if self.quote_max_age_ms < 0 or self.max_price_age_ms < 0:
             raise ValueError("quote_max_age_ms, max_price_age_ms: must be at least 0")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Quote:
-    bid: Decimal
-    bid_qty: Decimal
-    ask: Decimal
-    ask_qty: Decimal
-    ts_ms: int
-
-    @property
-    def mid(self) -> Decimal:
-        return (self.bid + self.ask) / 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,7 +240,7 @@ class MatchingBook:
         self.working: dict[str, BookOrder] = {}
         self.positions: dict[Direction, VenuePosition] = {}
         self.last: Trade | None = None
-        self.quote: Quote | None = None
+        self.quote: TopOfBook | None = None
 
     # -- restoring (the venue re-opens its ledger) --
 
@@ -269,11 +256,11 @@ class MatchingBook:
 
     # -- market data --
 
-    def observe_quote(self, quote: Quote) -> None:
+    def observe_quote(self, quote: TopOfBook) -> None:
         if quote.bid > 0 and quote.ask >= quote.bid:
             self.quote = quote
 
-    def _fresh_quote(self, now_ms: int) -> Quote | None:
+    def _fresh_quote(self, now_ms: int) -> TopOfBook | None:
         """The last quote when it is at most ``quote_max_age_ms`` old; never with 0 (pricing from
         quotes off: takers fill at the last trade, as in a replay of trades alone)."""
         quote = self.quote

@@ -48,7 +48,6 @@ from state.matching import (
     MatchingBook,
     MatchingSettings,
     OrderRefused,
-    Quote,
     Step,
     Trade,
     VenuePosition,
@@ -200,7 +199,7 @@ class PaperVenue:
     def observe_quote(self, coin: str, bid: Decimal, bid_qty: Decimal, ask: Decimal, ask_qty: Decimal,
                       ts_ms: int) -> None:
         with self._lock:
-            self._book(coin).observe_quote(Quote(bid=bid, bid_qty=bid_qty, ask=ask, ask_qty=ask_qty, ts_ms=ts_ms))
+            self._book(coin).observe_quote(TopOfBook(bid=bid, bid_qty=bid_qty, ask=ask, ask_qty=ask_qty, ts_ms=ts_ms))
 
     # -- the account, as the venue keeps it --
 
@@ -250,8 +249,7 @@ class PaperVenue:
             return
         top = self._quotes(coin)
         if top is not None and (book.quote is None or top.ts_ms > book.quote.ts_ms):
-            book.observe_quote(Quote(bid=top.bid, bid_qty=top.bid_qty, ask=top.ask, ask_qty=top.ask_qty,
-                                     ts_ms=top.ts_ms))
+            book.observe_quote(top)
 
     def _book(self, coin: str) -> MatchingBook:
         book = self._books.get(coin)

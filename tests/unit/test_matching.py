@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from state.market import default_rules
+from state.market import TopOfBook, default_rules
 from state.matching import (
     BookOrder,
     FeeSchedule,
@@ -15,7 +15,6 @@ from state.matching import (
     MatchingBook,
     MatchingSettings,
     OrderRefused,
-    Quote,
     Trade,
     book_order_from_dict,
     book_order_to_dict,
@@ -100,7 +99,7 @@ def test_market_order_without_quote_fills_at_the_slipped_reference_price_as_take
 
 def test_market_order_fills_against_the_mid_of_a_fresh_quote() -> None:
     b, seq = book(slippage="0"), Seq()
-    b.observe_quote(Quote(bid=D("99.98"), bid_qty=D(1), ask=D("100.02"), ask_qty=D(1), ts_ms=T0))
+    b.observe_quote(TopOfBook(bid=D("99.98"), bid_qty=D(1), ask=D("100.02"), ask_qty=D(1), ts_ms=T0))
 
     _, events = submit(b, request(price="90"), seq, now_ms=T0 + 1000)
 
@@ -109,7 +108,7 @@ def test_market_order_fills_against_the_mid_of_a_fresh_quote() -> None:
 
 def test_a_stale_quote_gives_way_to_a_newer_last_trade_then_to_the_reference_price() -> None:
     b, seq = book(quote_age_ms=1000), Seq()
-    b.observe_quote(Quote(bid=D("99.98"), bid_qty=D(1), ask=D("100.02"), ask_qty=D(1), ts_ms=T0 - 5000))
+    b.observe_quote(TopOfBook(bid=D("99.98"), bid_qty=D(1), ask=D("100.02"), ask_qty=D(1), ts_ms=T0 - 5000))
     trade(b, "101", ts_ms=T0 + 10)  # newer than the order's reference tick
     _, events = submit(b, request("c1", price="100"), seq, now_ms=T0 + 20)
     assert fills(events)[0].price == D("101")
@@ -125,7 +124,7 @@ def test_seed_check_slippage_30_bps_averages_more_than_20_bps_from_the_mid() -> 
         mid_ticks = 4_200_000 + n * 37
         bid, ask = D(mid_ticks - 1) / 100, D(mid_ticks + 1) / 100
         now = T0 + n * 1000
-        b.observe_quote(Quote(bid=bid, bid_qty=D(1), ask=ask, ask_qty=D(1), ts_ms=now))
+        b.observe_quote(TopOfBook(bid=bid, bid_qty=D(1), ask=ask, ask_qty=D(1), ts_ms=now))
         side = Side.BUY if n % 2 == 0 else Side.SELL
         placed, events = submit(b, request(f"m{n}", side=side, price="42000", quantity="0.01", ts_ms=now), seq, now)
         (fill,) = fills(events)
@@ -140,7 +139,7 @@ def test_seed_check_slippage_30_bps_averages_more_than_20_bps_from_the_mid() -> 
 
 def test_a_price_the_fill_guard_refuses_is_invalid_price_and_places_nothing() -> None:
     b, seq = book(), Seq()
-    b.observe_quote(Quote(bid=D("10"), bid_qty=D(1), ask=D("10.02"), ask_qty=D(1), ts_ms=T0))  # 90 % away
+    b.observe_quote(TopOfBook(bid=D("10"), bid_qty=D(1), ask=D("10.02"), ask_qty=D(1), ts_ms=T0))  # 90 % away
 
     with pytest.raises(OrderRefused, match="INVALID_PRICE"):
         submit(b, request(price="100"), seq)
@@ -214,7 +213,7 @@ def test_post_only_that_would_take_is_expired_with_nothing_filled() -> None:
 
 def test_post_only_crossing_a_fresh_quote_is_expired() -> None:
     b, seq = book(), Seq()
-    b.observe_quote(Quote(bid=D("99.98"), bid_qty=D(1), ask=D("100.02"), ask_qty=D(1), ts_ms=T0))
+    b.observe_quote(TopOfBook(bid=D("99.98"), bid_qty=D(1), ask=D("100.02"), ask_qty=D(1), ts_ms=T0))
     placed, _ = submit(b, limit("po", Side.SELL, "1", "99.98", post_only=True), seq)
     assert placed.status is OrderStatus.EXPIRED
     placed, _ = submit(b, limit("po2", Side.SELL, "1", "99.99", post_only=True), seq)
@@ -263,7 +262,7 @@ def test_ioc_that_cannot_fill_at_once_is_canceled() -> None:
 
 def test_ioc_remainder_is_canceled_after_what_the_touch_could_fill() -> None:
     b, seq = book(model=FillModel.TRADED_VOLUME), Seq()
-    b.observe_quote(Quote(bid=D("99.98"), bid_qty=D(5), ask=D("100.02"), ask_qty=D("0.4"), ts_ms=T0))
+    b.observe_quote(TopOfBook(bid=D("99.98"), bid_qty=D(5), ask=D("100.02"), ask_qty=D("0.4"), ts_ms=T0))
     placed, events = submit(b, limit("ioc", Side.BUY, "1", "100.05", time_in_force=TimeInForce.IOC), seq)
     assert statuses(events) == ["ACCEPTED", "FILL", "CANCELED"]
     assert fills(events)[0].quantity == D("0.4")
@@ -272,7 +271,7 @@ def test_ioc_remainder_is_canceled_after_what_the_touch_could_fill() -> None:
 
 def test_a_gtc_limit_that_took_part_of_the_touch_rests_for_the_rest() -> None:
     b, seq = book(model=FillModel.TRADED_VOLUME), Seq()
-    b.observe_quote(Quote(bid=D("99.98"), bid_qty=D(5), ask=D("100.02"), ask_qty=D("0.4"), ts_ms=T0))
+    b.observe_quote(TopOfBook(bid=D("99.98"), bid_qty=D(5), ask=D("100.02"), ask_qty=D("0.4"), ts_ms=T0))
     placed, events = submit(b, limit("gtc", Side.BUY, "1", "100.05"), seq)
     assert statuses(events) == ["ACCEPTED", "FILL"]
     assert placed.status is OrderStatus.PARTIALLY_FILLED and b.working["gtc"].remaining == D("0.6")
@@ -284,7 +283,7 @@ def test_fok_that_cannot_fill_whole_is_expired_with_nothing_filled() -> None:
     assert statuses(events) == ["ACCEPTED", "EXPIRED"] and placed.filled_quantity == 0
 
     b2 = book(model=FillModel.TRADED_VOLUME)
-    b2.observe_quote(Quote(bid=D("99.98"), bid_qty=D(5), ask=D("100.02"), ask_qty=D("0.4"), ts_ms=T0))
+    b2.observe_quote(TopOfBook(bid=D("99.98"), bid_qty=D(5), ask=D("100.02"), ask_qty=D("0.4"), ts_ms=T0))
     placed, events = submit(b2, limit("fok", Side.BUY, "1", "100.05", time_in_force=TimeInForce.FOK), seq)
     assert statuses(events) == ["ACCEPTED", "EXPIRED"] and placed.filled_quantity == 0 and not b2.positions
 
