@@ -12,12 +12,7 @@ restart must learn it from the venue), or at whatever moment the fill has reache
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,6 +23,7 @@ from actors.bus import EXECUTOR
 from run import Engine, build_engine
 from state.types import OrderStatus, PositionStatus
 from tests.conftest import WAIT
+from tests.support.child import kill_when_ready
 from tests.integration.limit_entry_child import CONFIG, PARTIAL_QTY, TRIGGER
 
 CHILD = Path(__file__).with_name("limit_entry_child.py")
@@ -35,29 +31,7 @@ D = Decimal
 
 
 def run_child_and_kill(data_dir: Path, out: Path, mode: str) -> dict[str, Any]:
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(data_dir), str(out), mode],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = threading.Event()
-
-    def watch() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if line.strip() == "READY":
-                ready.set()
-                return
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        if not ready.wait(60):
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            pytest.fail(f"child engine never became ready: {err[-3000:]}")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_ready(CHILD, str(data_dir), str(out), mode)
     return json.loads(out.read_text())
 
 

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,36 +10,13 @@ import pytest
 from state.store import jsonable
 from state.types import OrderStatus, PositionStatus
 from tests.conftest import WAIT
+from tests.support.child import kill_when_ready
 
 CHILD = Path(__file__).with_name("engine_child.py")
 
 
 def run_child_and_kill(data_dir: Path, out: Path, mode: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(data_dir), str(out), mode],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    ready = threading.Event()
-
-    def watch() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if line.strip() == "READY":
-                ready.set()
-                return
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        if not ready.wait(60):
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            pytest.fail(f"child engine never became ready: {err[-2000:]}")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_ready(CHILD, str(data_dir), str(out), mode)
 
 
 @pytest.mark.slow
