@@ -442,8 +442,16 @@ class Feed(EngineActor):
         self._finished = True
         self.log.info("FEED_FINISHED: end of data after {} tick(s), {} bad row(s)", end.ticks, end.bad_rows)
         source = self._source.name if self._source is not None else "manual"
+        # Stamped here, on the Feed's thread: the callback runs on whichever thread goes idle
+        # last, where a tick clock answers with the time of the message that thread handles.
+        stamp = self._last_tick_ns() if self.clock.causal else None
+        stamp = stamp if stamp is not None else self.clock.now_ns()
         self.bus.when_idle(BAR_EFFECT_ROLES, lambda: self.bus.publish(FeedFinished(
-            ts_init_ns=self.clock.now_ns(), source=source, ticks=end.ticks, bad_rows=end.bad_rows)))
+            ts_init_ns=stamp, source=source, ticks=end.ticks, bad_rows=end.bad_rows)))
+
+    def _last_tick_ns(self) -> int | None:
+        """The time of the latest tick accepted (a replay's end: the same in every run of it)."""
+        return max(self._last_ts.values()) * 1_000_000 if self._last_ts else None
 
     def _ask_stats(self) -> dict[str, Any]:
         source = self._source.stats() if self._source is not None and hasattr(self._source, "stats") else {}
