@@ -227,29 +227,6 @@ class OrderRecord:
         """Whether a fill with ``trade_id`` was applied or refused already."""
         return trade_id in self.refused_trade_ids or any(f.trade_id == trade_id for f in self.fills)
 
-    # --- the view of a whole fill (readers written when an order filled once, whole) -----------
-
-    @property
-    def trade_id(self) -> str | None:
-        """The trade id of the first fill (``None`` before any)."""
-        return self.fills[0].trade_id if self.fills else None
-
-    @property
-    def fill_price(self) -> Decimal | None:
-        return self.average_fill_price
-
-    @property
-    def fill_quantity(self) -> Decimal | None:
-        return self.filled_quantity if self.fills else None
-
-    @property
-    def fee(self) -> Decimal | None:
-        return self.fees_total if self.fills else None
-
-    @property
-    def ts_event_ms(self) -> int | None:
-        return self.fills[-1].ts_ms if self.fills else None
-
     # --- transitions ----------------------------------------------------------------------------
 
     def apply(self, trigger: OrderTrigger, **changes: Any) -> OrderRecord:

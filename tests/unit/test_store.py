@@ -361,7 +361,7 @@ def test_save_order_when_outcome_applied_then_status_column_follows(store: Store
     store.save_order(make_order("p1-E").apply_fill(make_fill(price=D("42021"))))
     assert store.load_orders([OrderStatus.SUBMITTING]) == []
     record = store.get_order("p1-E")
-    assert record is not None and record.fill_price == D("42021")
+    assert record is not None and record.average_fill_price == D("42021")
 
 
 def test_get_order_when_engine_ids_then_round_trip(store: Store) -> None:

@@ -104,8 +104,6 @@ def test_a_previous_version_filled_order_is_read_with_its_one_fill_and_saved_in_
                         liquidity=Liquidity.TAKER, ts_ms=1_709_294_400_123)
     assert (record.filled_quantity, record.average_fill_price, record.fees_total) == (
         D("0.02380"), D("42021.00"), D("0.500"))
-    assert (record.trade_id, record.fill_price, record.fill_quantity, record.fee, record.ts_event_ms) == (
-        "paper-abc-1", D("42021.00"), D("0.02380"), D("0.500"), 1_709_294_400_123)
     assert store.load_orders([OrderStatus.FILLED]) == [record]
 
     store.save_order(record)
