@@ -248,9 +248,9 @@ class Executor(EngineActor):
             self._reject(record, f"VENUE_ERROR: {type(error).__name__}: {error}"[:500])
 
     def _reject(self, record: OrderRecord, reason: str) -> None:
-        record = record.reject(reason, self.now_ns())
-        self._save(record, OrderRejected(ts_init_ns=self.now_ns(), correlation_id=record.correlation_id,
-                                         order=record.request(), reason=reason))
+        now = self.now_ns()
+        record = record.reject(reason, now)
+        self._save(record, self._ending(record, now))
 
     # --- applying what the venue says --------------------------------------------------------------
 
@@ -300,16 +300,11 @@ class Executor(EngineActor):
         if after.is_final:
             self._save(after)
             return
-        order = after.request()
         if after.filled_quantity == 0:
             after = after.reject(reason, now, venue_order_id=fill.venue_order_id or None)
-            event: Any = OrderRejected(ts_init_ns=now, correlation_id=after.correlation_id, order=order, reason=reason)
         else:
             after = after.apply(OrderTrigger.CANCEL, reason=reason, updated_ns=now)
-            event = OrderCanceled(ts_init_ns=now, correlation_id=after.correlation_id, order=order,
-                                  venue_order_id=after.venue_order_id or "", filled_quantity=after.filled_quantity,
-                                  reason=reason)
-        self._save(after, event)
+        self._save(after, self._ending(after, now))
         if isinstance(fill.quantity, Decimal) and fill.quantity.is_finite() and fill.quantity < record.remaining:
             _, error = self._call_venue(self._venue.cancel, record.client_order_id)
             if error is not None:
@@ -334,27 +329,20 @@ class Executor(EngineActor):
         order = after.request()
         venue_order_id = after.venue_order_id or update.venue_order_id
         reason = after.reason or after.status.value
-        event: Any
         if after.status is OrderStatus.ACCEPTED:
             if not order.rests:  # a market, IOC or FOK order: its fills or its end follow
                 self._save(after)
                 return
-            event = OrderAccepted(ts_init_ns=now, correlation_id=after.correlation_id, order=order,
-                                  venue_order_id=venue_order_id)
-        elif after.status is OrderStatus.CANCELED:
-            self.log.info("ORDER_CANCELED: {} with {} of {} filled ({})", after.client_order_id,
-                          after.filled_quantity, after.quantity, reason)
-            event = OrderCanceled(ts_init_ns=now, correlation_id=after.correlation_id, order=order,
-                                  venue_order_id=venue_order_id, filled_quantity=after.filled_quantity, reason=reason)
-        elif after.status is OrderStatus.EXPIRED:
-            self.log.info("ORDER_EXPIRED: {} with {} of {} filled ({})", after.client_order_id,
-                          after.filled_quantity, after.quantity, reason)
-            event = OrderExpired(ts_init_ns=now, correlation_id=after.correlation_id, order=order,
-                                 venue_order_id=venue_order_id, filled_quantity=after.filled_quantity, reason=reason)
-        else:
+            self._save(after, OrderAccepted(ts_init_ns=now, correlation_id=after.correlation_id, order=order,
+                                            venue_order_id=venue_order_id))
+            return
+        if after.status is OrderStatus.REJECTED:
             self.log.warning("ORDER_REJECTED: {} {}", after.client_order_id, reason)
-            event = OrderRejected(ts_init_ns=now, correlation_id=after.correlation_id, order=order, reason=reason)
-        self._save(after, event)
+        else:
+            code = "ORDER_CANCELED" if after.status is OrderStatus.CANCELED else "ORDER_EXPIRED"
+            self.log.info("{}: {} with {} of {} filled ({})", code, after.client_order_id, after.filled_quantity,
+                          after.quantity, reason)
+        self._save(after, self._ending(after, now, venue_order_id=venue_order_id))
 
     def _apply_venue_order(self, record: OrderRecord, found: VenueOrder) -> None:
         """What ``fetch_order`` answered: acceptance, every fill not yet applied (by trade id),
@@ -524,18 +512,27 @@ class Executor(EngineActor):
                 return
             cumulative += fill.quantity
             self.publish(self._filled(record, fill, cumulative, now, correlation_id))
+        ending = self._ending(record, now, correlation_id=correlation_id)
+        if ending is not None:
+            self.publish(ending)
+
+    def _ending(self, record: OrderRecord, now: int, *, correlation_id: str | None = None,
+                venue_order_id: str | None = None) -> OrderRejected | OrderCanceled | OrderExpired | None:
+        """The final event of ``record`` (REJECTED, CANCELED or EXPIRED, with the quantity filled
+        before and the recorded reason); ``None`` for a FILLED or a working order."""
+        order = record.request()
         reason = record.reason or record.status.value
-        venue_order_id = record.venue_order_id or ""
+        correlation_id = correlation_id or record.correlation_id
+        venue_order_id = venue_order_id or record.venue_order_id or ""
         if record.status is OrderStatus.REJECTED:
-            self.publish(OrderRejected(ts_init_ns=now, correlation_id=correlation_id, order=order, reason=reason))
-        elif record.status is OrderStatus.CANCELED:
-            self.publish(OrderCanceled(ts_init_ns=now, correlation_id=correlation_id, order=order,
-                                       venue_order_id=venue_order_id, filled_quantity=record.filled_quantity,
-                                       reason=reason))
-        elif record.status is OrderStatus.EXPIRED:
-            self.publish(OrderExpired(ts_init_ns=now, correlation_id=correlation_id, order=order,
-                                      venue_order_id=venue_order_id, filled_quantity=record.filled_quantity,
-                                      reason=reason))
+            return OrderRejected(ts_init_ns=now, correlation_id=correlation_id, order=order, reason=reason)
+        if record.status is OrderStatus.CANCELED:
+            return OrderCanceled(ts_init_ns=now, correlation_id=correlation_id, order=order,
+                                 venue_order_id=venue_order_id, filled_quantity=record.filled_quantity, reason=reason)
+        if record.status is OrderStatus.EXPIRED:
+            return OrderExpired(ts_init_ns=now, correlation_id=correlation_id, order=order,
+                                venue_order_id=venue_order_id, filled_quantity=record.filled_quantity, reason=reason)
+        return None
 
     # --- asks ---------------------------------------------------------------------------------
 
