@@ -475,7 +475,7 @@ class Engine:
         totals = self._report_totals()
         self.report = self._build_report(exit_code, reason, feed_stats, snapshot, totals)
         if snapshot is None or not feed_stats or not totals:  # an actor could not answer
-            self.report = _with_durable_state(self, self.report, _read_durable(self))
+            self.report = with_durable_state(self.report, _read_durable(self), self.ticks_seen)
         self.report["canceled_orders"] = canceled
         self._write_report(self.report)
         if settled and exit_code == EXIT_OK and self.finished.is_set() and self.config.feed.source == "replay":
@@ -808,9 +808,10 @@ def _open_venue_book(data_dir: Path, store: Store) -> VenueStore:
         held = [VenuePosition(coin=p.coin, side=p.direction, quantity=p.quantity, entry_price=p.entry_price)
                 for p in stored if p.entry_price is not None and p.quantity > 0]
         for position in adopt_positions(book, held):
-            logger.bind(actor="engine").warning("VENUE_ADOPTED: the paper venue's new book takes over {} {} {} @ {} from this folder's "
-                        "store (written by a version without a venue book)", position.side.value,
-                        position.quantity, position.coin, position.entry_price)
+            logger.bind(actor="engine").warning(
+                "VENUE_ADOPTED: the paper venue's new book takes over {} {} {} @ {} from this folder's store "
+                "(written by a version without a venue book)", position.side.value, position.quantity, position.coin,
+                position.entry_price)
     return book
 
 
@@ -970,19 +971,13 @@ def _read_durable(engine: Engine) -> dict[str, Any]:
     return durable
 
 
-def _with_durable_state(engine: Engine, report: dict[str, Any], durable: dict[str, Any]) -> dict[str, Any]:
-    """``report`` with what the actors could not give from the durable state
-    (``state/session_report.with_durable_state``)."""
-    return with_durable_state(report, durable, engine.ticks_seen)
-
-
 def _durable_report(engine: Engine, exit_code: int, reason: str) -> dict[str, Any]:
     """The session report of an engine whose actors are gone (a halt): built from the durable
     state read as it stopped (``Engine.durable``), or now if that was not possible, and written
     to ``summary.json`` like any report (a full disk may refuse that: then it is only printed)."""
     durable = engine.durable if engine.durable is not None else _read_durable(engine)
     report = engine._build_report(exit_code, reason, {"ticks": engine.ticks_seen}, None, {})
-    report = _with_durable_state(engine, report, durable)
+    report = with_durable_state(report, durable, engine.ticks_seen)
     _step("report not written", engine._write_report, report)
     engine.report = report
     return report
