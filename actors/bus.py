@@ -73,6 +73,7 @@ from state.messages import (
     FeedRecovered,
     FeedStale,
     InvariantViolated,
+    VenueAlert,
     KillSwitchTriggered,
     Message,
     CancelOrder,
@@ -168,6 +169,7 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     KillSwitchTriggered: (JOURNAL,),
     ActorRestarted: (FEED, SNIPER, INVARIANTS, JOURNAL),
     InvariantViolated: (JOURNAL,),
+    VenueAlert: (RISK_GATE, JOURNAL),
 }
 
 # Commands the Journal also receives as an audit copy (a copy, not a second handler).

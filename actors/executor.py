@@ -64,6 +64,12 @@ the venue reports the order.
 A fill after CANCELED or EXPIRED (it raced the cancel at the venue) is applied and published as
 the fact it is (``FILL_AFTER_CANCEL``); the order stays CANCELED/EXPIRED, or becomes FILLED.
 
+**The venue connection.** A ``VenueNotice`` the venue pushes (banned until a time, ban lifted,
+private stream down or up, keys refused) is logged (``VENUE_<KIND>``) and published as
+``VenueAlert``. A submit or cancel that raises ``FatalExchangeError`` (``AuthenticationFailed``,
+``UnsupportedAccount``) rejects the order (``VENUE_HALTED: ...``) and publishes
+``VenueAlert(AUTH_FAILED)``: the engine halts trading on it.
+
 Paper and live differ only in the venue adapter run.py injects; there is no paper branch here.
 
 Memory: the records of the orders not yet final (the working ones), nothing per final order:
@@ -85,7 +91,7 @@ from typing import Any
 
 from actors.base import EngineActor
 from actors.bus import EXECUTOR
-from adapters.errors import AmbiguousOutcome, InvalidOrder, TemporaryError
+from adapters.errors import AmbiguousOutcome, AuthenticationFailed, FatalExchangeError, InvalidOrder, TemporaryError
 from adapters.ports import VenuePort
 from state.fill_guard import fill_problem
 from state.fsm import InvalidTransition
@@ -100,16 +106,19 @@ from state.messages import (
     OrderRejected,
     TickMatched,
     TimerFired,
+    VenueAlert,
     VenueEventReceived,
 )
 from state.order import (
     OPEN_STATUSES,
     Fill,
+    NoticeKind,
     OrderRecord,
     OrderTrigger,
     OrderUpdate,
     Overfill,
     VenueEvent,
+    VenueNotice,
     VenueOrder,
 )
 from state.store import Store
@@ -182,6 +191,9 @@ class Executor(EngineActor):
         self._drain()
 
     def _on_event(self, event: VenueEvent) -> None:
+        if isinstance(event, VenueNotice):
+            self._on_notice(event)
+            return
         record = self._record(event.client_order_id)
         if record is None:
             self.log.error("VENUE_EVENT_UNKNOWN_ORDER: {} for {}, which was never recorded here",
@@ -191,6 +203,21 @@ class Executor(EngineActor):
             self._apply_fill(record, event)
         else:
             self._apply_update(record, event)
+
+    def _on_notice(self, notice: VenueNotice) -> None:
+        """The venue connection's news, published as ``VenueAlert`` (the RiskGate stops new
+        orders while banned and halts on ``AUTH_FAILED``; the engine stops on it)."""
+        level = {NoticeKind.AUTH_FAILED: "CRITICAL", NoticeKind.BANNED: "ERROR",
+                 NoticeKind.STREAM_DOWN: "WARNING"}.get(notice.kind, "INFO")
+        self.log.log(level, "VENUE_{}: {}", notice.kind.value, notice.message)
+        self.bus.send(VenueAlert(ts_init_ns=self.now_ns(), kind=notice.kind.value, message=notice.message,
+                                 until_ms=notice.until_ms))
+
+    def _fatal(self, error: FatalExchangeError) -> None:
+        """A call answered that the keys or the account cannot trade: trading must halt."""
+        kind = NoticeKind.AUTH_FAILED
+        what = "keys refused" if isinstance(error, AuthenticationFailed) else "account refused"
+        self._on_notice(VenueNotice(kind=kind, message=f"{what}: {error}"[:500], ts_ms=self.now_ns() // 1_000_000))
 
     # --- orders ---------------------------------------------------------------------------------
 
@@ -230,6 +257,9 @@ class Executor(EngineActor):
         elif isinstance(error, TemporaryError):
             self.log.warning("ORDER_REJECTED: {} did not reach the venue: {!r}", record.client_order_id, error)
             self._reject(current, f"VENUE_UNAVAILABLE: {error}"[:500])
+        elif isinstance(error, FatalExchangeError):
+            self._reject(current, f"VENUE_HALTED: {error}"[:500])
+            self._fatal(error)
         else:
             self._venue_failed(current, error)
 
@@ -436,6 +466,9 @@ class Executor(EngineActor):
         elif isinstance(error, (AmbiguousOutcome, TemporaryError)):
             self.log.error("CANCEL_OUTCOME_UNKNOWN: {} {!r}; the reconcile timer asks the venue", client_order_id,
                            error)
+        elif isinstance(error, FatalExchangeError):
+            self.log.error("CANCEL_FAILED: {} {}", client_order_id, error)
+            self._fatal(error)
         else:
             self.log.error("VENUE_ERROR: cancel of {} {}: {!r}", client_order_id, type(error).__name__, error)
         return True

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol
 
+from state.account import AccountSnapshot, VenueStartup, VenueStatus
 from state.market import TopOfBook
 from state.messages import OrderRequest
 from state.order import VenueEvent, VenueOrder
@@ -83,6 +84,39 @@ class VenuePort(Protocol):
 
     def observe_quote(self, coin: str, bid: Decimal, bid_qty: Decimal, ask: Decimal, ask_qty: Decimal,
                       ts_ms: int) -> None: ...
+
+
+class LiveVenuePort(VenuePort, Protocol):
+    """A venue that trades a real account (``adapters/venues/ccxt_venue.py``): the port plus
+    what run.py needs before any actor starts and while the session runs.
+
+    - ``connect()``: once, before ``bind``: loads the markets, measures the server-time offset,
+      proves the keys (a signed read), refuses an account in an unsupported mode (Binance hedge
+      mode), checks and sets margin mode and leverage per coin on derivatives, and opens the
+      private stream. Raises ``AuthenticationFailed`` / ``UnsupportedAccount`` (exit 2 at
+      start), ``TemporaryError`` when the venue cannot be reached. Never logs a key.
+    - ``account(fills_since_ms)``: one ``AccountSnapshot`` (balances, positions, open orders
+      with their fills, the account's fills since that time on the configured coins). Raises
+      like ``fetch_order``.
+    - ``status()``: health for the status line and the report; never raises, never blocks on
+      the network.
+    - ``close()``: stops the stream and its threads, releases the listen key and the HTTP
+      session; idempotent.
+
+    Every outcome goes to the bound sink as ``Fill`` / ``OrderUpdate`` (from the private
+    stream, or from REST polling while the stream is down: the same trade id may come from
+    both, the Executor applies it once), and every change of the connection as ``VenueNotice``.
+    """
+
+    live: bool
+
+    def connect(self) -> VenueStartup: ...
+
+    def account(self, fills_since_ms: int | None = None) -> AccountSnapshot: ...
+
+    def status(self) -> VenueStatus: ...
+
+    def close(self) -> None: ...
 
 
 TickSink = Callable[[str, Decimal, int, Decimal, int | None], None]

@@ -137,6 +137,64 @@ class PaperConfig:
         raise ValueError(f"market category must be 'perp' or 'spot', not {category!r}")
 
 
+VENUE_EXCHANGES = ("binanceusdm", "binance", "bybit")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueConfig:
+    """The live venue (``[engine] mode = "live"``; unused in paper mode). ``exchange`` is the
+    ccxt id: ``binanceusdm`` (Binance USD-M futures), ``binance`` (Binance spot) or ``bybit``
+    (v5; ``market`` ``linear`` or ``spot``). Empty ``exchange``/``market`` follow the live
+    feed (``[feed] source``/``market``), which must name the same venue and market. Keys are
+    read from the environment variables *named* by ``key_env``/``secret_env``; the values never
+    appear in a file. ``testnet`` (ccxt sandbox mode) is on unless turned off. ``rest_url`` /
+    ``ws_url``: every REST request / the private stream go to this base instead (a local
+    gateway, a test exchange). Derivatives only: ``margin_mode`` and ``leverage`` (per coin,
+    else ``default_leverage``) are checked and set at start. ``on_unknown``: what to do with an
+    order or position on the venue that the engine's store does not know (opened by hand):
+    ``report`` it and leave the coin alone, or ``halt``. ``reconcile_every_s``: how often the
+    open orders and positions are compared with the engine's while running (0: never)."""
+
+    exchange: str = ""
+    market: str = ""
+    testnet: bool = True
+    key_env: str = "SNIPER_API_KEY"
+    secret_env: str = "SNIPER_API_SECRET"
+    rest_url: str = ""
+    ws_url: str = ""
+    margin_mode: str = "isolated"
+    default_leverage: int = 1
+    leverage: Mapping[str, int] = field(default_factory=dict)
+    on_unknown: str = "report"
+    reconcile_every_s: float = 60.0
+    recv_window_ms: int = 5000
+    timeout_s: float = 10.0  # one REST request; past it a submit is AMBIGUOUS (asked by client id)
+    poll_s: float = 1.0  # orders in flight polled over REST this often while the private stream is down
+    ping_interval_s: float = 20.0
+    silence_timeout_s: float = 60.0  # private stream: no frame at all this long, reconnect
+    listen_key_keepalive_s: float = 1800.0  # Binance: the listen key is kept alive this often (it lapses at 60 min)
+
+    def exchange_for(self, feed: FeedConfig) -> str:
+        """The ccxt id: ``exchange``, else the live feed's venue."""
+        if self.exchange:
+            return self.exchange
+        if feed.source == "binance":
+            return "binance" if feed.market_kind() == "spot" else "binanceusdm"
+        return feed.source
+
+    def market_for(self, feed: FeedConfig) -> str:
+        """``usdm``, ``spot`` or ``linear``: ``market``, else the exchange's only one, else the feed's."""
+        exchange = self.exchange_for(feed)
+        if exchange == "binanceusdm":
+            return "usdm"
+        if exchange == "binance":
+            return "spot"
+        return self.market or feed.market_kind()
+
+    def leverage_for(self, coin: str) -> int:
+        return self.leverage.get(coin, self.default_leverage)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorConfig:
     max_restarts: int = 3
@@ -199,7 +257,13 @@ class Config:
     strategist: StrategistConfig = field(default_factory=StrategistConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    venue: VenueConfig = field(default_factory=VenueConfig)
     markets: Mapping[str, MarketRules] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        """Trading a real account (``[engine] mode = "live"``)."""
+        return self.engine.mode == "live"
 
     def market(self, coin: str) -> MarketRules:
         return self.markets.get(coin) or default_rules(coin)
@@ -330,6 +394,36 @@ def _symbol_map(value: Any) -> dict[str, str]:
         raise ValueError(f"has a key that is not a coin symbol: {value!r}") from None
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value
+
+
+def _env_name(value: Any) -> str:
+    """The *name* of an environment variable (never the key itself)."""
+    if not isinstance(value, str) or not value or not (value[0].isalpha() or value[0] == "_") \
+            or not all(char.isalnum() or char == "_" for char in value):
+        raise ValueError("must be the name of an environment variable such as 'SNIPER_API_KEY' "
+                         "(the key itself never goes in the config file)")
+    return value
+
+
+def _leverage_map(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a table of coin = leverage, such as {{ BTC = 3 }}, not {value!r}")
+    leverage: dict[str, int] = {}
+    for coin, number in value.items():
+        try:
+            symbol = coin_symbol(coin)
+        except ValueError:
+            raise ValueError(f"{coin!r} is not a coin symbol") from None
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 125:
+            raise ValueError(f"{symbol}: leverage must be a whole number from 1 to 125, not {number!r}")
+        leverage[symbol] = number
+    return leverage
+
+
 def _journal_url(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a database URL such as 'postgresql://user@host/db', not {value!r}")
@@ -356,7 +450,7 @@ def _files(value: Any) -> tuple[ReplayFile, ...]:
 SCHEMA: dict[str, dict[str, Parser]] = {
     "engine": {
         "data_dir": _text,
-        "mode": _choice("paper"),
+        "mode": _choice("paper", "live"),
         "clock": _choice("auto", "wall", "tick"),
         "log_level": _choice("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"),
         "sweep_interval_s": _number(above=0),
@@ -428,6 +522,26 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "replay_trips": _choice("fast", "exact"),
     },
     "journal": {"url": _journal_url},
+    "venue": {
+        "exchange": _choice(*VENUE_EXCHANGES),
+        "market": _choice("usdm", "spot", "linear"),
+        "testnet": _boolean,
+        "key_env": _env_name,
+        "secret_env": _env_name,
+        "rest_url": _http_url,
+        "ws_url": _ws_url,
+        "margin_mode": _choice("isolated", "cross"),
+        "default_leverage": _number(integer=True, minimum=1, maximum=125),
+        "leverage": _leverage_map,
+        "on_unknown": _choice("report", "halt"),
+        "reconcile_every_s": _number(minimum=0),
+        "recv_window_ms": _number(integer=True, minimum=1, maximum=60_000),
+        "timeout_s": _number(above=0, maximum=120),
+        "poll_s": _number(minimum=0.1, maximum=60),
+        "ping_interval_s": _number(above=0, maximum=600),
+        "silence_timeout_s": _number(above=0, maximum=3600),
+        "listen_key_keepalive_s": _number(minimum=60, maximum=3300),
+    },
 }
 MARKET_KEYS = ("tick_size", "qty_step", "min_notional", "min_qty")
 SECTIONS = (*SCHEMA, "markets")
@@ -496,6 +610,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
         problems.append(f"feed.market_rules: 'exchange' needs a live source ({', '.join(LIVE_SOURCES)}); "
                         f"{feed.get('source', 'sim')} takes them from [markets]")
     _check_paper_fees(values.get("paper", {}), problems)
+    _check_live(values.get("engine", {}), feed, values.get("venue", {}), problems)
     _check_strategies(values.get("strategist", {}), feed, problems)
     config: Config | None = None
     if not problems:
@@ -520,6 +635,34 @@ def _check_paper_fees(paper: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"paper.{maker_key}: a rebate of {-maker_rate} is larger than the {taker_key} "
                             f"{taker_rate}: a round trip would earn money")
             return
+
+
+def _check_live(engine: dict[str, Any], feed: dict[str, Any], venue: dict[str, Any], problems: list[str]) -> None:
+    """Live mode trades the venue whose market data it watches: the feed must be that venue's
+    live stream, on the same market, with the venue's own market rules."""
+    if engine.get("mode", "paper") != "live":
+        return
+    source = feed.get("source", "sim")
+    if source not in LIVE_SOURCES:
+        problems.append(f"engine.mode: live trading needs live market data ([feed] source = "
+                        f"{' or '.join(repr(name) for name in LIVE_SOURCES)}), not {source!r}")
+        return
+    if feed.get("market_rules") == "config":
+        problems.append("feed.market_rules: live trading sizes and rounds by the venue's own rules; "
+                        "'config' is for paper sessions only")
+    settings = VenueConfig(**{key: venue[key] for key in ("exchange", "market") if key in venue})
+    feed_config = FeedConfig(source=source, market=feed.get("market", ""))
+    exchange = settings.exchange_for(feed_config)
+    feed_exchange = VenueConfig().exchange_for(feed_config)
+    if exchange != feed_exchange:
+        problems.append(f"venue.exchange: {exchange!r} is not the venue of the feed ({source}, market "
+                        f"{feed_config.market_kind()!r}: {feed_exchange!r})")
+        return
+    market = settings.market_for(feed_config)
+    if exchange == "bybit" and market not in ("linear", "spot"):
+        problems.append(f"venue.market: bybit offers linear or spot, not {market!r}")
+    elif market != feed_config.market_kind():
+        problems.append(f"venue.market: {market!r} is not the feed's market {feed_config.market_kind()!r}")
 
 
 def _check_strategies(strategist: dict[str, Any], feed: dict[str, Any], problems: list[str]) -> None:
@@ -595,5 +738,6 @@ def _build(values: dict[str, dict[str, Any]], markets: dict[str, MarketRules]) -
         strategist=StrategistConfig(**values.get("strategist", {})),
         risk=RiskConfig(**values.get("risk", {})),
         journal=JournalConfig(**values.get("journal", {})),
+        venue=VenueConfig(**values.get("venue", {})),
         markets=markets,
     )

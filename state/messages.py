@@ -451,6 +451,20 @@ class VenueEventReceived(Command):
     event: VenueEvent
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueAlert(Event):
+    """Executor -> RiskGate, Journal (and the engine's watch): something happened to the venue
+    connection rather than to one order (``state.order.NoticeKind``: ``BANNED`` until
+    ``until_ms``, ``BAN_LIFTED``, ``STREAM_DOWN``, ``STREAM_UP``, ``AUTH_FAILED``). A venue
+    reports it as a ``VenueNotice``; the Executor also raises ``AUTH_FAILED`` when a call
+    answers ``AuthenticationFailed``. On ``AUTH_FAILED`` trading halts (the engine stops with
+    exit code 6); while ``BANNED`` no new order is sent."""
+
+    kind: str
+    message: str
+    until_ms: int | None = None
+
+
 # --- positions ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -123,7 +123,26 @@ class OrderUpdate:
     reason: str | None = None
 
 
-VenueEvent = Fill | OrderUpdate
+class NoticeKind(StrEnum):
+    BANNED = "BANNED"  # 418 or 429: no request until ``until_ms``
+    BAN_LIFTED = "BAN_LIFTED"
+    STREAM_DOWN = "STREAM_DOWN"  # the private stream is lost; in-flight orders are polled
+    STREAM_UP = "STREAM_UP"
+    AUTH_FAILED = "AUTH_FAILED"  # keys refused while running: trading must halt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueNotice:
+    """Something that happened to the venue connection, not to one order. Pushed through the
+    venue's sink beside ``Fill`` and ``OrderUpdate``."""
+
+    kind: NoticeKind
+    message: str
+    ts_ms: int
+    until_ms: int | None = None
+
+
+VenueEvent = Fill | OrderUpdate | VenueNotice
 """What a venue pushes to the Executor through the sink it was bound to."""
 
 

@@ -20,6 +20,7 @@ the journal's name, config errors, and (as a last guard) every log record (``ada
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 MASK = "***"
 
@@ -51,4 +52,28 @@ def mask_url(text: str) -> str:
     return text
 
 
-__all__ = ["MASK", "mask_url"]
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An API key and secret, read from the environment (never from a file the engine writes).
+    ``repr``/``str`` show only the last four characters of the key, so a credential that ends
+    up in a log line or a traceback's locals says which key without revealing it."""
+
+    key: str = field(repr=False)
+    secret: str = field(repr=False)
+    key_env: str = "SNIPER_API_KEY"
+    secret_env: str = "SNIPER_API_SECRET"
+
+    def __repr__(self) -> str:
+        return f"Credentials(key=...{self.key[-4:] if len(self.key) >= 8 else ''}, from ${self.key_env}/${self.secret_env})"
+
+    __str__ = __repr__
+
+    def redact(self, text: str) -> str:
+        """``text`` with the key and the secret replaced by ``***`` wherever they occur."""
+        for value in (self.secret, self.key):
+            if value:
+                text = text.replace(value, MASK)
+        return text
+
+
+__all__ = ["MASK", "Credentials", "mask_url"]

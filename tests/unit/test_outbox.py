@@ -95,6 +95,7 @@ SAMPLES: dict[type, Any] = {
     m.KillSwitchTriggered: m.KillSwitchTriggered(ts_init_ns=T, reason="daily loss", equity=D("9500")),
     m.ActorRestarted: m.ActorRestarted(ts_init_ns=T, role="sniper", restarts=2, reason="boom"),
     m.InvariantViolated: m.InvariantViolated(ts_init_ns=T, code="CASH", detail="negative"),
+    m.VenueAlert: m.VenueAlert(ts_init_ns=T, kind="BANNED", message="418 until 12:00", until_ms=1_700_000_000_000),
     m.SubmitOrder: m.SubmitOrder(ts_init_ns=T, correlation_id="c-1", order=ORDER),
     m.ExecuteOrder: m.ExecuteOrder(ts_init_ns=T, correlation_id="c-1", order=ORDER),
     m.ClosePosition: m.ClosePosition(ts_init_ns=T, position_id="p-1", reason="KILL_SWITCH"),
