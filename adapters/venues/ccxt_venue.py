@@ -308,7 +308,8 @@ class CcxtVenue:
         self._sink: VenueEventSink | None = None
         self._held: list[VenueEvent] = []  # events before bind
         self._inflight: dict[str, _InFlight] = {}
-        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()  # (client id, trade id) pushed
+        self._finished: OrderedDict[str, OrderStatus] = OrderedDict()  # orders that left the in-flight set
         self._order_ids: OrderedDict[str, str] = OrderedDict()  # venue order id -> client order id
         self._banned_until_ms: int | None = None
         self._ban_reason = ""
@@ -512,6 +513,11 @@ class CcxtVenue:
                     out.append(event)
                 elif isinstance(event, OrderUpdate):
                     entry = self._inflight.get(event.client_order_id)
+                    ended = self._finished.get(event.client_order_id)
+                    if entry is None and ended is not None and (event.status is ended or event.status is
+                                                                 OrderStatus.ACCEPTED):
+                        self.duplicates += 1
+                        continue  # the end of an order already pushed, said again (REST answer, stream)
                     if entry is not None:
                         if entry.status is event.status or (entry.final is not None and event.status is
                                                             OrderStatus.ACCEPTED):
@@ -528,8 +534,17 @@ class CcxtVenue:
                 if entry is not None and entry.final is not None:
                     entry.expected_filled = max(entry.expected_filled, filled)
             for coid in [coid for coid, entry in self._inflight.items() if entry.done]:
-                del self._inflight[coid]
+                self._finish(coid)
         self._emit(out)
+
+    def _finish(self, coid: str) -> None:
+        """``coid`` leaves the in-flight set (inside ``_state``); its end is remembered."""
+        entry = self._inflight.pop(coid, None)
+        if entry is None:
+            return
+        self._finished[coid] = entry.final or OrderStatus.FILLED
+        while len(self._finished) > RECENT_TRADES:
+            self._finished.popitem(last=False)
 
     def _remember(self, key: tuple[str, str]) -> None:
         self._recent[key] = None
@@ -709,7 +724,8 @@ class CcxtVenue:
         final = order.status in FINAL_STATUSES
         self.push(events, final_filled={order.client_order_id: order.filled_quantity} if final else None)
         if final and sum((f.quantity for f in order.fills), ZERO) >= order.filled_quantity:
-            self.untrack(order.client_order_id)
+            with self._state:
+                self._finish(order.client_order_id)
 
     def open_orders(self, coin: str | None = None) -> list[VenueOrder]:
         coins = [coin] if coin else list(self.coins)
