@@ -117,6 +117,7 @@ BYBIT_CODES: dict[int, str] = {
     110007: "funds",  # available balance insufficient
     110012: "funds",
     110014: "funds",
+    110043: "invalid",  # leverage not modified (the caller takes it as "already so")
     110072: "duplicate",  # OrderLinkedID is duplicate
     170131: "funds",  # spot: balance insufficient
     170213: "not_found",  # spot: order does not exist

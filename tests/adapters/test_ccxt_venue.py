@@ -511,3 +511,51 @@ def test_account_snapshot(make_venue: Any, servers: Any) -> None:
     (working,) = snapshot.open_orders
     assert working.status is OrderStatus.PARTIALLY_FILLED and len(working.fills) == 1
     assert [f.client_order_id for f in snapshot.fills] == ["p0123456789abcdef012-E"]
+
+
+def test_bybit_order_parameters(servers: Any) -> None:
+    def venue_for(market: str) -> CcxtVenue:
+        return CcxtVenue("bybit", market, symbols={"BTC": "BTCUSDT"}, credentials=Credentials(KEY, SECRET),
+                         limiter=TokenBucket(), clock=WallClock(), markets=lambda coin: RULES, testnet=False,
+                         rest_url=servers[0].url)
+
+    linear, spot = venue_for("linear"), venue_for("spot")
+    try:
+        exit_params = linear.dialect.order_params(order(side=Side.SELL, intent=OrderIntent.EXIT,
+                                                        order_type=OrderType.STOP_MARKET, stop_price=D("49000")), RULES)
+        maker = linear.dialect.order_params(order(order_type=OrderType.LIMIT, limit_price=D("1.5"), post_only=True),
+                                            RULES)
+        spot_exit = spot.dialect.order_params(order(side=Side.SELL, intent=OrderIntent.EXIT), RULES)
+    finally:
+        linear.close()
+        spot.close()
+    assert exit_params == {"category": "linear", "symbol": "BTCUSDT", "side": "Sell", "qty": "0.001",
+                           "orderLinkId": "p0123456789abcdef012-E", "orderType": "Market", "triggerPrice": "49000",
+                           "triggerDirection": 2, "reduceOnly": True}
+    assert maker["timeInForce"] == "PostOnly" and maker["price"] == "1.5" and "reduceOnly" not in maker
+    assert spot_exit["marketUnit"] == "baseCoin" and "reduceOnly" not in spot_exit
+    assert spot_exit["category"] == "spot"
+
+
+def test_from_config_follows_the_venue_section(make_venue: Any, servers: Any) -> None:
+    from state.config import parse_config
+
+    http, ws, _ = servers
+    config = parse_config({
+        "engine": {"mode": "live"},
+        "feed": {"source": "binance", "symbols": ["BTC"]},
+        "venue": {"rest_url": http.url, "ws_url": ws.url.rstrip("/"), "leverage": {"BTC": 2}, "timeout_s": 2,
+                  "poll_s": 0.5, "margin_mode": "cross"},
+    })
+    venue = CcxtVenue.from_config(config, credentials=Credentials(KEY, SECRET), limiter=TokenBucket(1000, 100),
+                                  clock=WallClock(), markets=lambda coin: RULES)
+    try:
+        assert (venue.name, venue.market, venue.coins, venue.leverage) == ("binanceusdm", "usdm", {"BTC": "BTCUSDT"},
+                                                                           {"BTC": 2})
+        assert venue.timeout_s == 2 and venue.poll_s == 0.5 and venue.testnet  # testnet by default
+        startup = venue.connect()
+        assert startup.margin_mode == {"BTC": "cross"} and startup.leverage == {"BTC": 2}
+        assert http.requests("/fapi/v1/marginType")[0].param("marginType") == "CROSSED"
+    finally:
+        venue.close()
+    assert KEY not in repr(venue.status()) and KEY not in repr(venue.stats())
