@@ -701,7 +701,10 @@ class CcxtVenue:
 
     def fetch_order(self, client_order_id: str) -> VenueOrder | None:
         coin = self.in_flight().get(client_order_id)
-        return self._lookup(client_order_id, coin)
+        found = self._lookup(client_order_id, coin)
+        if found is None:
+            self._missing(client_order_id)  # an ambiguous submit that never arrived stops being watched
+        return found
 
     def _lookup(self, client_order_id: str, coin: str | None) -> VenueOrder | None:
         """The venue's order (with its fills) on ``coin`` (every coin when unknown); pushes
