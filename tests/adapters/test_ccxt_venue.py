@@ -559,3 +559,41 @@ def test_from_config_follows_the_venue_section(make_venue: Any, servers: Any) ->
     finally:
         venue.close()
     assert KEY not in repr(venue.status()) and KEY not in repr(venue.stats())
+
+
+def test_the_fake_key_appears_in_no_log_error_or_notice(make_venue: Any, servers: Any, logs: LogCapture) -> None:
+    """Every path that makes text (errors of each kind, notices, the status, ccxt's own logging)
+    run with a recognizable key and secret: neither appears anywhere."""
+    http, ws, fake = servers
+    texts: list[str] = []
+    venue, sink = connected(make_venue, servers, timeout_s=0.5)
+    venue.exchange.logger.debug("Request: %s", {"X-MBX-APIKEY": KEY})  # ccxt's debug line: dropped
+    venue.exchange.logger.warning("X-MBX-APIKEY: %s secret %s", KEY, SECRET)  # anything else: redacted
+    fake.hang_next_submit = True
+    for attempt in (
+        lambda: venue.submit(order("p0123456789abcdef001-E")),  # ambiguous
+        lambda: venue.submit(order("p0123456789abcdef002-E", quantity="0.0001")),  # invalid
+        lambda: venue.cancel("p-none-E"),  # not found
+    ):
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - each its own kind; the text is checked
+            attempt()
+        texts.append(f"{raised.value!r} {raised.value}")
+    fake.release.set()
+    until = int(time.time() * 1000) + 300
+    http.fail("/fapi/v1/order", 418, times=1, body={"code": -1003, "msg": f"IP banned until {until}."})
+    with pytest.raises(RateLimited) as banned:
+        venue.submit(order("p0123456789abcdef003-E"))
+    texts.append(str(banned.value))
+    assert sink.wait(lambda e: NoticeKind.BAN_LIFTED in sink.notices())
+    http.route("/fapi/v1/order", lambda r: error(401, -2015, f"Invalid API-key {r.headers.get('X-MBX-APIKEY')}"))
+    with pytest.raises(AuthenticationFailed) as refused:
+        venue.submit(order("p0123456789abcdef004-E"))
+    texts.append(str(refused.value))
+    assert sink.wait(lambda e: NoticeKind.AUTH_FAILED in sink.notices())
+    texts.extend(e.message for e in sink.events if isinstance(e, VenueNotice))
+    texts.append(repr(venue.status()))
+    texts.append(repr(venue.stats()))
+    venue.close()
+    everything = "\n".join(texts) + "\n" + logs.text()
+    assert "IP banned" in everything and "***" in everything  # the texts were made, and masked
+    assert KEY not in everything and SECRET not in everything
