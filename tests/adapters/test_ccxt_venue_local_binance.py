@@ -95,7 +95,7 @@ def make_venue(local: Any) -> Iterator[Callable[..., CcxtVenue]]:
     made: list[CcxtVenue] = []
 
     def factory(key: str = KEY, **kwargs: Any) -> CcxtVenue:
-        settings: dict[str, Any] = {"timeout_s": 2.0, "poll_s": 0.1, "testnet": False, "leverage": {"BTC": 2}}
+        settings: dict[str, Any] = {"timeout_s": 3.0, "poll_s": 0.1, "testnet": False, "leverage": {"BTC": 2}}
         settings.update(kwargs)
         venue = CcxtVenue("binanceusdm", "usdm", symbols={"BTC": "BTCUSDT"}, credentials=Credentials(key, SECRET),
                           limiter=TokenBucket(1000, 100), clock=WallClock(), markets=lambda coin: RULES,
@@ -156,7 +156,7 @@ def test_definite_refusals_carry_the_venues_reason(make_venue: Any, local: Any) 
 
 
 def test_ambiguous_submit_that_was_accepted_is_exactly_one_order(make_venue: Any, local: Any) -> None:
-    venue, sink = connected(make_venue, local, timeout_s=0.5)
+    venue, sink = connected(make_venue, local, timeout_s=1.5)
     local.accept_then_timeout()
     with pytest.raises(AmbiguousOutcome):
         venue.submit(order("p0000000000000000004-E"))
@@ -195,7 +195,7 @@ def test_duplicated_fill_is_pushed_once(make_venue: Any, local: Any) -> None:
 
 def test_418_stops_every_request_until_lifted_then_trading_resumes(make_venue: Any, local: Any) -> None:
     venue, sink = connected(make_venue, local)
-    until = local.ban(1.5)
+    until = local.ban(3.0)
     with pytest.raises(RateLimited):
         venue.submit(order("p0000000000000000007-E"))
     assert sink.wait(lambda: NoticeKind.BANNED in sink.notices())
@@ -204,7 +204,7 @@ def test_418_stops_every_request_until_lifted_then_trading_resumes(make_venue: A
         venue.submit(order("p0000000000000000008-E"))
     assert len(local.requests()) == sent  # nothing went out while banned
     assert venue.status().banned_until_ms is not None and venue.status().banned_until_ms >= until - 1000
-    assert sink.wait(lambda: NoticeKind.BAN_LIFTED in sink.notices())
+    assert sink.wait(lambda: NoticeKind.BAN_LIFTED in sink.notices(), timeout=2 * WAIT)
     venue.submit(order("p0000000000000000008-E"))
     assert sink.wait(lambda: len(sink.fills("p0000000000000000008-E")) == 1)
 
