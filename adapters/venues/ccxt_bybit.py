@@ -127,7 +127,8 @@ class BybitDialect(Dialect):
         url = venue.ws_url or (TESTNET_WS if venue.testnet else MAINNET_WS)
         stream: PrivateStream = _private().BybitPrivateStream(
             url, venue.credentials, coins=venue.by_symbol, category=self.category,
-            ping_interval_s=venue.ping_interval_s, silence_timeout_s=venue.silence_timeout_s)
+            ping_interval_s=venue.ping_interval_s, silence_timeout_s=venue.silence_timeout_s,
+            wall_ms=lambda: venue.wall_ms() + venue.time_offset_ms)  # the login's expiry is on Bybit's clock
         return stream
 
     # --- orders -------------------------------------------------------------------------------
@@ -182,12 +183,16 @@ class BybitDialect(Dialect):
         self.venue.remember_order_id(order.venue_order_id, order.client_order_id)
         return self._with_fills(order) if order.filled_quantity > 0 else order
 
+    def _parse_fill(self, row: Mapping[str, Any]) -> Fill | None:
+        fill: Fill | None = _private().parse_execution_row(row, self.venue.by_symbol, category=self.category)
+        return fill
+
     def _with_fills(self, order: VenueOrder) -> VenueOrder:
-        parse = _private().parse_execution_row
         answer = self.venue.call("privateGetV5ExecutionList", {"category": self.category,
                                                                "symbol": self.venue.coins[order.coin],
                                                                "orderId": order.venue_order_id, "limit": PAGE})
-        fills = tuple(fill for fill in (parse(row, self.venue.by_symbol) for row in _rows(answer)) if fill is not None)
+        fills = tuple(fill for fill in (self._parse_fill(row) for row in _rows(answer))
+                      if fill is not None and fill.venue_order_id == order.venue_order_id)
         return replace(order, fills=fills)
 
     def open_orders(self, coin: str) -> list[VenueOrder]:
@@ -230,13 +235,12 @@ class BybitDialect(Dialect):
         return held
 
     def fills_since(self, coin: str, since_ms: int) -> list[Fill]:
-        parse = _private().parse_execution_row
         params: dict[str, Any] = {"category": self.category, "symbol": self.venue.coins[coin], "startTime": since_ms,
                                   "limit": PAGE}
         fills: list[Fill] = []
         while True:
             answer = self.venue.call("privateGetV5ExecutionList", params)
-            fills.extend(fill for fill in (parse(row, self.venue.by_symbol) for row in _rows(answer)) if fill)
+            fills.extend(fill for fill in (self._parse_fill(row) for row in _rows(answer)) if fill is not None)
             cursor = (answer.get("result") or {}).get("nextPageCursor") if isinstance(answer, Mapping) else None
             if not cursor or len(_rows(answer)) < PAGE:
                 return fills

@@ -640,6 +640,9 @@ class CcxtVenue:
         self.push([event])
 
     def _stream_changed(self, up: bool, why: str) -> None:
+        if not up and why.startswith("AUTH_FAILED"):  # the stream's login was refused (Bybit): halt
+            self._after_error(AuthenticationFailed(f"{self.exchange_id}: the private stream's login was refused: "
+                                                   f"{self.redact(why)}"))
         with self._state:
             before = self._stream_state
             if self._closed:
