@@ -683,7 +683,11 @@ class CcxtVenue:
         except ExchangeError:
             self.untrack(order.client_order_id)
             raise
-        events, filled, final = self.dialect.submitted(answer, order)
+        try:
+            events, filled, final = self.dialect.submitted(answer, order)
+        except (ValueError, KeyError, TypeError) as error:  # placed, but the answer is unreadable
+            raise AmbiguousOutcome(f"{self.exchange_id}: the answer to {order.client_order_id} cannot be read "
+                                   f"({self.redact(str(error))}); the order may exist") from None
         self.push(events, final_filled={order.client_order_id: filled} if final else None)
 
     def cancel(self, client_order_id: str) -> None:
@@ -713,7 +717,8 @@ class CcxtVenue:
         """The venue's order (with its fills) on ``coin`` (every coin when unknown); pushes
         what is new about it and tracks it while it is working."""
         for candidate in [coin] if coin else list(self.coins):
-            found = self.dialect.fetch_order(candidate, client_order_id)
+            with _readable(self, "the order " + client_order_id):
+                found = self.dialect.fetch_order(candidate, client_order_id)
             if found is None:
                 continue
             self._absorb(found)
@@ -737,19 +742,22 @@ class CcxtVenue:
         coins = [coin] if coin else list(self.coins)
         found: list[VenueOrder] = []
         for candidate in coins:
-            found.extend(self.dialect.open_orders(candidate))
+            with _readable(self, f"the open orders of {candidate}"):
+                found.extend(self.dialect.open_orders(candidate))
         for order in found:
             self.remember_order_id(order.venue_order_id, order.client_order_id)
         return found
 
     def account(self, fills_since_ms: int | None = None) -> AccountSnapshot:
-        balances = self.dialect.balances()
-        positions = self.dialect.positions(balances)
+        with _readable(self, "the account"):
+            balances = self.dialect.balances()
+            positions = self.dialect.positions(balances)
         orders = tuple(self.open_orders())
         fills: list[Fill] = []
         if fills_since_ms is not None:
             for coin in self.coins:
-                fills.extend(self.dialect.fills_since(coin, fills_since_ms))
+                with _readable(self, f"the fills of {coin}"):
+                    fills.extend(self.dialect.fills_since(coin, fills_since_ms))
             fills.sort(key=lambda fill: (fill.ts_ms, fill.trade_id))
         return AccountSnapshot(taken_ms=self.wall_ms(), balances=balances, positions=tuple(positions),
                                open_orders=orders, fills=tuple(fills), fills_since_ms=fills_since_ms)
@@ -807,21 +815,29 @@ class CcxtVenue:
 
     def _housekeeping(self) -> None:
         while not self._stopping.is_set():
-            with self._state:
-                down = self._stream_state is StreamState.DOWN
-                catch_up = self._catch_up
-            self._wake.wait(self.poll_s if (down or catch_up) else min(IDLE_TICK_S, self.poll_s * 5))
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            self._ban_over()
-            with self._state:
-                down = self._stream_state is StreamState.DOWN
-                catch_up = self._catch_up
-            if down or catch_up:
-                if self.poll_in_flight() and catch_up:
-                    with self._state:
-                        self._catch_up = False
+            try:
+                self._housekeeping_round()
+            except Exception:  # noqa: BLE001 - the thread that polls must not die of one bad round
+                self._log.exception("VENUE_HOUSEKEEPING_FAILED: {}", self.exchange_id)
+                self._stopping.wait(self.poll_s)
+
+    def _housekeeping_round(self) -> None:
+        """Wait for the next poll (or a wake-up), end a ban that is over, poll while the stream is down."""
+        with self._state:
+            down = self._stream_state is StreamState.DOWN
+            catch_up = self._catch_up
+        self._wake.wait(self.poll_s if (down or catch_up) else min(IDLE_TICK_S, self.poll_s * 5))
+        self._wake.clear()
+        if self._stopping.is_set():
+            return
+        self._ban_over()
+        with self._state:
+            down = self._stream_state is StreamState.DOWN
+            catch_up = self._catch_up
+        if down or catch_up:
+            if self.poll_in_flight() and catch_up:
+                with self._state:
+                    self._catch_up = False
 
     def _ban_over(self) -> None:
         with self._state:
@@ -842,7 +858,8 @@ class CcxtVenue:
                 return False
             self.polls += 1
             try:
-                found = self.dialect.fetch_order(coin, coid)
+                with _readable(self, "the order " + coid):
+                    found = self.dialect.fetch_order(coin, coid)
             except ExchangeError as error:
                 complete = False
                 self._log.warning("VENUE_POLL_FAILED: {} {}: {}", self.exchange_id, coid, error)
@@ -867,6 +884,23 @@ class CcxtVenue:
                 del self._inflight[coid]
                 self._log.warning("VENUE_POLL_GAVE_UP: {} {} unknown to the venue for {:g}s; no longer polled",
                                   self.exchange_id, coid, MISSING_DROP_S)
+
+
+class _readable:  # noqa: N801 - used as a context: ``with _readable(venue, what):``
+    """Turns a payload the dialect cannot read (``ValueError``, ``KeyError``, ``TypeError``)
+    into a ``TemporaryError`` naming what was read: the venue's answer was odd, not the order."""
+
+    def __init__(self, venue: CcxtVenue, what: str) -> None:
+        self.venue, self.what = venue, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
+        if error is not None and isinstance(error, (ValueError, KeyError, TypeError)):
+            text = self.venue.redact(f"{type(error).__name__}: {error}")
+            raise TemporaryError(f"{self.venue.exchange_id}: {self.what} cannot be read ({text})") from None
+        return False
 
 
 # --- dialects ---------------------------------------------------------------------------------------
