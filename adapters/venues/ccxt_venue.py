@@ -287,6 +287,9 @@ class CcxtVenue:
                         **self.dialect.ccxt_options(recv_window_ms)},
         })
         exchange.logger = _QuietLogger(self.redact)
+        # Currencies are not needed, and loading them signs extra requests (binance: /sapi
+        # capital config, bybit: /v5/asset/coin/query-info) before the time offset is known.
+        exchange.has = {**exchange.has, "fetchCurrencies": False}
         if rest_url:
             self._origins = apply_api_urls(exchange, rebase_api_urls(exchange_id, rest_url))
         else:
