@@ -974,7 +974,9 @@ class BinanceDialect(Dialect):
         return {coin: _ccxt_symbol(coin, symbol, self.spot) for coin, symbol in self.venue.coins.items()}
 
     def ccxt_options(self, recv_window_ms: int) -> dict[str, Any]:
-        return {"recvWindow": recv_window_ms, "adjustForTimeDifference": False, "fetchCurrencies": False}
+        # fetchMargins: spot market loading would also read the margin pairs (signed /sapi calls)
+        return {"recvWindow": recv_window_ms, "adjustForTimeDifference": False, "fetchCurrencies": False,
+                "fetchMargins": False}
 
     # --- start --------------------------------------------------------------------------------
 

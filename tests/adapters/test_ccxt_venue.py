@@ -597,3 +597,64 @@ def test_the_fake_key_appears_in_no_log_error_or_notice(make_venue: Any, servers
     everything = "\n".join(texts) + "\n" + logs.text()
     assert "IP banned" in everything and "***" in everything  # the texts were made, and masked
     assert KEY not in everything and SECRET not in everything
+
+
+def test_binance_spot_end_to_end(shared_data: Any, logs: LogCapture) -> None:
+    """Binance spot (``binance``): the real exchangeInfo and account answers, a FULL order answer
+    whose fills are pushed at once, the same trade again from the stream pushed never."""
+    spot = shared_data / "payloads/binance/spot/http_json"
+    rules = MarketRules(coin="ETH", tick_size=D("0.000001"), qty_step=D("0.0001"), min_notional=D("0.0001"))
+    with LocalHttpServer() as http, ReplayServer() as ws:
+        account = json.loads((spot / "account_response.json").read_text())
+        account["balances"] = [{"asset": "BTC", "free": "1.5", "locked": "0.5"},
+                               {"asset": "ETH", "free": "0.01234", "locked": "0"}]
+        posted: list[Request] = []
+
+        def new_order(request: Request) -> Any:
+            posted.append(request)
+            return {"symbol": "ETHBTC", "orderId": 28, "orderListId": -1, "clientOrderId": request.param(
+                "newClientOrderId"), "transactTime": 1507725176595, "price": "0.00000000", "origQty": "0.1000",
+                "executedQty": "0.1000", "cummulativeQuoteQty": "0.005", "status": "FILLED", "timeInForce": "GTC",
+                "type": "MARKET", "side": "BUY", "fills": [
+                    {"price": "0.05", "qty": "0.0600", "commission": "0.00006", "commissionAsset": "ETH",
+                     "tradeId": 56},
+                    {"price": "0.05", "qty": "0.0400", "commission": "0.00004", "commissionAsset": "ETH",
+                     "tradeId": 57}]}
+
+        def signed(answer: Callable[[Request], Any]) -> Callable[[Request], Any]:
+            return lambda r: answer(r) if r.headers.get("X-MBX-APIKEY") == KEY else error(401, -2015, "bad key")
+
+        http.route("/api/v3/exchangeInfo", (spot / "exchange_info_response.json").read_text())
+        http.route("/api/v3/time", lambda r: {"serverTime": int(time.time() * 1000)})
+        http.route("/api/v3/account", signed(lambda r: account))
+        http.route("/api/v3/userDataStream", signed(lambda r: {"listenKey": "spotkey"}))
+        http.route("/api/v3/order", signed(new_order))
+        http.route("/api/v3/openOrders", signed(lambda r: []))
+        venue = CcxtVenue("binance", "spot", symbols={"ETH": "ETHBTC"}, credentials=Credentials(KEY, SECRET),
+                          limiter=TokenBucket(1000, 100), clock=WallClock(), markets=lambda coin: rules,
+                          testnet=False, rest_url=http.url, ws_url=ws.url, timeout_s=3.0, poll_s=0.1)
+        try:
+            startup = venue.connect()
+            assert (startup.position_mode, startup.leverage, startup.margin_mode) == ("spot", {}, {})
+            assert startup.balances == {"BTC": D("2.0"), "ETH": D("0.01234")}
+            assert ws.wait_for_connections(1, WAIT) and ws.paths == ["/ws/spotkey"]
+            sink = Sink()
+            venue.bind(sink)
+            venue.submit(OrderRequest(client_order_id="p0000000000000000001-E", position_id="p", coin="ETH",
+                                      side=Side.BUY, quantity=D("0.1"), intent=OrderIntent.ENTRY,
+                                      reference_price=D("0.05"), reference_ts_ms=1))
+            assert posted[0].param("newOrderRespType") == "FULL" and posted[0].param("quantity") == "0.1"
+            assert posted[0].param("reduceOnly") is None
+            assert [f.trade_id for f in sink.fills("p0000000000000000001-E")] == ["56", "57"]
+            ws.push(json.dumps({"e": "executionReport", "E": 2, "s": "ETHBTC", "c": "p0000000000000000001-E",
+                                "S": "BUY", "o": "MARKET", "f": "GTC", "q": "0.1", "p": "0", "x": "TRADE",
+                                "X": "PARTIALLY_FILLED", "i": 28, "l": "0.0600", "z": "0.0600", "L": "0.05",
+                                "n": "0.00006", "N": "ETH", "T": 1507725176595, "t": 56, "m": False}))
+            assert wait_until(lambda: venue.stats()["duplicates"] >= 1)
+            assert len(sink.fills("p0000000000000000001-E")) == 2 and venue.in_flight() == {}
+            (held,) = venue.account().positions
+            assert (held.coin, held.side, held.quantity) == ("ETH", Side.BUY, D("0.0123"))  # on the step
+            assert not http.unrouted, [r.path for r in http.unrouted]
+        finally:
+            venue.close()
+    assert KEY not in logs.text() and SECRET not in logs.text()
