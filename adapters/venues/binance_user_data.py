@@ -34,7 +34,9 @@ stream sends nothing while the account is idle, so a replacement is a new connec
 the old one is closed rather than WsConnection's handover: the venue covers the gap by polling
 its orders in flight (``on_state(False, ...)``, then ``on_state(True, ...)``). ``stop``
 closes the connection and deletes the listen key. The listen key is part of the URL path: it
-is never logged (WsConnection logs scheme, host and port only).
+is never logged (WsConnection logs scheme, host and port only). An idle user-data stream sends
+no data: the client's pings (every ``ping_interval_s``) and their pongs keep it from counting as
+silent (``silence_timeout_s``, above the ping interval).
 """
 
 from __future__ import annotations

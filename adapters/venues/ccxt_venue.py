@@ -304,7 +304,7 @@ class CcxtVenue:
 
         self._rest_lock = threading.RLock()  # one REST request at a time on the ccxt instance
         self._state = threading.RLock()  # in-flight orders, gate, sink, stream state
-        self._deliver_lock = threading.Lock()
+        self._deliver_lock = threading.RLock()  # a sink that calls back into the venue does not deadlock
         self._current_action: str = "read"  # of the request being made (inside _rest_lock)
         self._status: int | None = None  # of the last answer (inside _rest_lock)
         self._headers: Mapping[str, Any] | None = None
@@ -1042,7 +1042,7 @@ class BinanceDialect(Dialect):
                           delete=lambda key: venue.call(delete, {"listenKey": key}))
         return BinanceUserDataStream(self.ws_base(), keys, coins=venue.by_symbol,
                                      keepalive_s=venue.listen_key_keepalive_s, ping_interval_s=venue.ping_interval_s,
-                                     silence_timeout_s=None, name=f"{venue.exchange_id}-user-data")
+                                     silence_timeout_s=venue.silence_timeout_s, name=f"{venue.exchange_id}-user-data")
 
     def ws_base(self) -> str:
         if self.venue.ws_url:
