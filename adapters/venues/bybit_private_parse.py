@@ -413,6 +413,7 @@ def parse_wallet_row(row: Mapping[str, Any]) -> dict[str, Decimal]:
 def _order_update(row: Mapping[str, Any], coins: dict[str, str], category: str, default_ts: Any) -> dict[str, Any]:
     _check_row_category(row, category)
     _coin(row, coins)
+    _side(row)  # not carried by an update, but a row without a side is not a row to trust
     status, reason = _order_status(row)
     venue_order_id = _text(row, "orderId")
     update = OrderUpdate(client_order_id=_text(row, "orderLinkId", required=False), venue_order_id=venue_order_id,
