@@ -150,6 +150,7 @@ from adapters.venues.bybit_private_parse import (
     PrivateMessage,
     auth_message,
     auth_signature,
+    coin_map,
     coin_of,
     parse_execution_row,
     parse_order_row,
@@ -167,7 +168,7 @@ from state.types import OrderStatus
 
 __all__ = [
     "AUTH_PATH", "AUTH_WINDOW_MS", "CATEGORIES", "HOLD_MAX_S", "PING_MESSAGE", "PRIVATE_WS_URL",
-    "TESTNET_PRIVATE_WS_URL", "BybitPrivateStream", "PrivateMessage", "auth_message", "auth_signature", "coin_of",
+    "TESTNET_PRIVATE_WS_URL", "BybitPrivateStream", "PrivateMessage", "auth_message", "auth_signature", "coin_map", "coin_of",
     "parse_execution_row", "parse_order_row", "parse_position_row", "parse_private_message", "parse_private_text",
     "parse_wallet_row", "private_topics", "private_ws_url", "subscribe_message",
 ]
@@ -205,7 +206,7 @@ class BybitPrivateStream:
             raise ValueError(f"credentials: an API key and secret are needed, got {credentials!r}")
         if category not in CATEGORIES:
             raise ValueError(f"category: must be one of {', '.join(CATEGORIES)}, got {category!r}")
-        parse_private_message({}, coins, category)  # validates coins (an empty message: no rows)
+        by_symbol = coin_map(coins)
         if not callable(wall_ms):
             raise ValueError(f"wall_ms: must be callable, got {wall_ms!r}")
         for name, value in (("ping_interval_s", ping_interval_s), ("silence_timeout_s", silence_timeout_s)):
@@ -215,7 +216,7 @@ class BybitPrivateStream:
         self.url = url
         self.category = category
         self._credentials = credentials
-        self._coins = {symbol.upper(): coin for symbol, coin in coins.items()}
+        self._coins = by_symbol
         self._ping_interval_s = float(ping_interval_s)
         self._silence_timeout_s = float(silence_timeout_s)
         self._wall_ms = wall_ms
@@ -329,7 +330,7 @@ class BybitPrivateStream:
             reason = self._credentials.redact(str(info.get("reason") or state))
             self._counts["downs"] += 1
             self._log.warning("BYBIT_PRIVATE_DOWN: {}", reason)
-            self._report(False, f"connection lost: {reason}")
+            self._report(False, reason if reason.startswith("connection lost") else f"connection lost: {reason}")
 
     def _on_text(self, text: str, received_ns: int) -> None:
         self._counts["messages"] += 1

@@ -101,7 +101,7 @@ from state.types import MAX_MAGNITUDE, Liquidity, OrderStatus, Side
 
 __all__ = [
     "AUTH_PATH", "AUTH_WINDOW_MS", "CATEGORIES", "PING_MESSAGE", "PrivateMessage", "auth_message", "auth_signature",
-    "coin_of", "parse_execution_row", "parse_order_row", "parse_position_row", "parse_private_message",
+    "coin_map", "coin_of", "parse_execution_row", "parse_order_row", "parse_position_row", "parse_private_message",
     "parse_private_text", "parse_wallet_row", "private_topics", "subscribe_message",
 ]
 
@@ -518,6 +518,12 @@ def _check_row_category(row: Mapping[str, Any], category: str) -> None:
     given = row.get("category")
     if given not in (None, "") and given != category:
         raise _Skip()
+
+
+def coin_map(coins: Mapping[str, str]) -> dict[str, str]:
+    """``coins`` keyed by the upper-case symbol; ``ValueError`` for an empty map or a symbol or
+    coin that is not non-empty text."""
+    return _coin_map(coins)
 
 
 def _coin_map(coins: Mapping[str, str]) -> dict[str, str]:
