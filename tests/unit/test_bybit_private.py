@@ -265,7 +265,8 @@ def test_order_history_rows(shared_data: Path) -> None:
 
 
 def test_partially_filled_rejected_order_row(shared_data: Path) -> None:
-    (order,) = [parse_order_row(row, COINS) for row in rows(shared_data, "http_get_order_partially_filled_rejected.json")]
+    (row,) = rows(shared_data, "http_get_order_partially_filled_rejected.json")
+    order = parse_order_row(row, COINS)
     assert order == VenueOrder(client_order_id="O-20251001-164609-APEX-000-49",
                                venue_order_id="5cf98598-39a7-459e-97bf-76ca765ee021", coin="BTC", side=Side.BUY,
                                quantity=D("0.010"), status=OrderStatus.CANCELED, filled_quantity=D("0.005"),
