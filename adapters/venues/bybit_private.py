@@ -168,10 +168,10 @@ from state.types import OrderStatus
 
 __all__ = [
     "AUTH_PATH", "AUTH_WINDOW_MS", "CATEGORIES", "HOLD_MAX_S", "PING_MESSAGE", "PRIVATE_WS_URL",
-    "TESTNET_PRIVATE_WS_URL", "BybitPrivateStream", "PrivateMessage", "auth_message", "auth_signature", "coin_map",
-    "coin_of",
-    "parse_execution_row", "parse_order_row", "parse_position_row", "parse_private_message", "parse_private_text",
-    "parse_wallet_row", "private_topics", "private_ws_url", "subscribe_message",
+    "TESTNET_PRIVATE_WS_URL", "BybitPrivateStream", "PrivateMessage", "auth_message", "auth_signature",
+    "coin_map", "coin_of", "parse_execution_row", "parse_order_row", "parse_position_row",
+    "parse_private_message", "parse_private_text", "parse_wallet_row", "private_topics", "private_ws_url",
+    "subscribe_message",
 ]
 
 PRIVATE_WS_URL = "wss://stream.bybit.com/v5/private"
