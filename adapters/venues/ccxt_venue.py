@@ -615,15 +615,15 @@ class CcxtVenue:
 
     def _start_stream(self, notes: list[str]) -> None:
         stream = self._stream_factory(self) if self._stream_factory else self.dialect.make_stream()
-        up = threading.Event()
+        settled = threading.Event()  # up, or its login refused
         self._stream = stream
         with self._state:
             self._stream_state = StreamState.DOWN
 
         def on_state(is_up: bool, why: str) -> None:
             self._stream_changed(is_up, why)
-            if is_up:
-                up.set()
+            if is_up or why.startswith("AUTH_FAILED"):
+                settled.set()
 
         try:
             stream.start(self._stream_event, on_state)
@@ -632,7 +632,14 @@ class CcxtVenue:
             if isinstance(error, FatalExchangeError):
                 raise
             raise TemporaryError(f"{self.exchange_id}: the private stream cannot start: {error}") from None
-        if not up.wait(min(STREAM_START_WAIT_S, self.timeout_s)):
+        settled.wait(min(STREAM_START_WAIT_S, self.timeout_s))
+        with self._state:
+            halted, up = self._halted, self._stream_state is StreamState.UP
+        if halted is not None:  # the stream's login was refused: the keys cannot trade here
+            self._stream = None
+            stream.stop()
+            raise AuthenticationFailed(halted)
+        if not up:
             notes.append("private stream not up yet: orders in flight are polled over REST")
             self._log.warning("VENUE_STREAM_DOWN: {} private stream not up after start; polling over REST",
                               self.exchange_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal as D
 from pathlib import Path
@@ -72,7 +73,8 @@ class FakeBybit:
         self.created: list[Request] = []
         routes: dict[str, Callable[[Request], Any]] = {
             "/v5/market/instruments-info": lambda r: sample("http_get_instruments_linear.json"),
-            "/v5/market/time": lambda r: ok({"timeSecond": "1700000000", "timeNano": "1700000000000000000"}),
+            "/v5/market/time": lambda r: {**ok({"timeSecond": str(int(time.time())),
+                                                "timeNano": str(time.time_ns())}), "time": int(time.time() * 1000)},
             "/v5/account/wallet-balance": lambda r: sample("http_get_wallet_balance.json"),
             "/v5/account/info": lambda r: self.account_info,
             "/v5/account/set-margin-mode": lambda r: ok({"reasons": []}),
@@ -114,10 +116,10 @@ def rig(shared_data: Path) -> Iterator[tuple[LocalHttpServer, FakeBybit, Callabl
         fake = FakeBybit(http, shared_data)
 
         def factory(key: str = KEY, **kwargs: Any) -> CcxtVenue:
+            kwargs.setdefault("stream_factory", lambda venue: StubStream())
             venue = CcxtVenue("bybit", "linear", symbols={"BTC": "BTCUSDT"}, credentials=Credentials(key, SECRET),
                               limiter=TokenBucket(1000, 100), clock=WallClock(), markets=lambda coin: RULES,
-                              testnet=False, rest_url=http.url, leverage={"BTC": 10}, timeout_s=3.0,
-                              stream_factory=lambda venue: StubStream(), **kwargs)
+                              testnet=False, rest_url=http.url, leverage={"BTC": 10}, timeout_s=3.0, **kwargs)
             made.append(venue)
             return venue
 
@@ -186,3 +188,41 @@ def test_account(rig: Any) -> None:
     snapshot = venue.account()
     (held,) = snapshot.positions
     assert (held.coin, held.side, held.quantity, held.entry_price) == ("BTC", Side.BUY, D("0.5"), D("50000.00"))
+
+
+# --- with the real BybitPrivateStream on a local Bybit private endpoint -----------------------------
+
+@pytest.fixture
+def private_ws() -> Iterator[Any]:
+    from tests.adapters.test_bybit_private_stream import FakeBybitPrivate
+
+    with FakeBybitPrivate(key=KEY, secret=SECRET) as fake:
+        yield fake
+
+
+def test_fills_from_the_private_stream(rig: Any, private_ws: Any) -> None:
+    from tests.adapters.test_bybit_private_stream import COID as STREAM_COID
+    from tests.adapters.test_bybit_private_stream import execution_frame, order_frame
+    from tests.adapters.test_ccxt_venue import Sink
+
+    http, fake, make = rig
+    venue = make(stream_factory=None, ws_url=private_ws.url)
+    venue.connect()
+    sink = Sink()
+    venue.bind(sink)
+    assert venue.status().stream.value == "up"
+    private_ws.push(order_frame("New"))
+    private_ws.push(execution_frame("exec-1", "0.004"))
+    assert sink.wait(lambda e: len(sink.fills(STREAM_COID)) == 1)
+    assert sink.fills(STREAM_COID)[0].quantity == D("0.004")
+
+
+def test_a_refused_stream_login_refuses_the_start(rig: Any) -> None:
+    from tests.adapters.test_bybit_private_stream import FakeBybitPrivate
+
+    http, fake, make = rig
+    with FakeBybitPrivate(key="another-key", secret="another-secret") as refusing:
+        venue = make(stream_factory=None, ws_url=refusing.url)
+        with pytest.raises(AuthenticationFailed, match="login was refused") as refused:
+            venue.connect()
+    assert KEY not in str(refused.value) and SECRET not in str(refused.value)
