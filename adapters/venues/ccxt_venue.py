@@ -200,6 +200,11 @@ class _QuietLogger:
     def exception(self, message: Any, *args: Any, **kwargs: Any) -> None:
         self._forward("ERROR", message, *args)
 
+    critical = error
+
+    def __getattr__(self, name: str) -> Any:  # isEnabledFor, log, ...: nothing ccxt needs an answer from
+        return lambda *args, **kwargs: None
+
 
 # --- the venue -----------------------------------------------------------------------------------
 
