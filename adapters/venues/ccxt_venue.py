@@ -115,6 +115,8 @@ RECENT_TRADES = 10_000  # trade ids remembered after their order left the in-fli
 MISSING_DROP_S = 120.0  # an order in flight the venue has not heard of for this long is no longer polled
 WEIGHT_SLOW_SHARE = Decimal("0.9")  # of the per-minute request weight: past it, reads wait
 STREAM_START_WAIT_S = 5.0  # connect waits this long (at most) for the private stream to be up
+TRADES_PAGE = 1000  # Binance's largest page of trades
+FILLS_LOOKBACK_MS = 180 * 86_400_000  # Binance USD-M answers trades of the last 6 months only
 IDLE_TICK_S = 1.0  # the housekeeping thread looks at bans this often when nothing else wakes it
 
 
@@ -1182,20 +1184,36 @@ class BinanceDialect(Dialect):
         return held
 
     def fills_since(self, coin: str, since_ms: int) -> list[Fill]:
+        """The account's trades on ``coin`` from ``since_ms`` to now: time windows as long as
+        Binance allows (USD-M 7 days, spot 24 h), and past a full page by trade id (``fromId``),
+        which runs to the latest trade. Binance keeps USD-M trades for 6 months: an older start
+        is moved to ``FILLS_LOOKBACK_MS`` ago, and said (``VENUE_FILLS_TRUNCATED``)."""
         from adapters.venues.binance_user_data import parse_trade_row  # noqa: PLC0415
 
         symbol = self.venue.coins[coin]
-        params: dict[str, Any] = {"symbol": symbol, "startTime": since_ms, "limit": 1000}
+        window = (24 if self.spot else 7 * 24) * 3_600_000 - 1
         fills: list[Fill] = []
+        now = self.venue.wall_ms()
+        start = max(since_ms, now - FILLS_LOOKBACK_MS)
+        if start > since_ms:
+            logger.bind(actor="executor").warning("VENUE_FILLS_TRUNCATED: {} {}: trades asked from {}, read from {} (the venue "
+                                    "keeps {} days)", self.venue.exchange_id, coin, utc(since_ms), utc(start),
+                                    FILLS_LOOKBACK_MS // 86_400_000)
+        params: dict[str, Any] = {"symbol": symbol, "startTime": start, "endTime": min(start + window, now),
+                                  "limit": TRADES_PAGE}
         while True:
             rows = self.venue.call(self._trades_method, params) or []
             for row in rows:
                 order_id = str(row.get("orderId"))
                 client = self.venue.client_id_of(order_id) or self._client_id(symbol, order_id)
                 fills.append(parse_trade_row(row, self.venue.by_symbol, client))
-            if len(rows) < 1000:
+            if len(rows) >= TRADES_PAGE:  # a full page: on by trade id, to the latest
+                params = {"symbol": symbol, "fromId": int(rows[-1]["id"]) + 1, "limit": TRADES_PAGE}
+                continue
+            if "fromId" in params or params["endTime"] >= now:
                 return fills
-            params = {"symbol": symbol, "fromId": int(rows[-1]["id"]) + 1, "limit": 1000}
+            start = params["endTime"] + 1
+            params = {"symbol": symbol, "startTime": start, "endTime": min(start + window, now), "limit": TRADES_PAGE}
 
     def _client_id(self, symbol: str, order_id: str) -> str:
         row = self.venue.call(self._order_method, {"symbol": symbol, "orderId": order_id})

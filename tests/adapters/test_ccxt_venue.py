@@ -505,8 +505,10 @@ def test_account_snapshot(make_venue: Any, servers: Any) -> None:
     venue, _ = connected(make_venue, servers)
     venue.submit(order(quantity="0.002", order_type=OrderType.LIMIT, limit_price=D("49000")))
     fake.fill("p0123456789abcdef012-E", "0.001", "49000")
-    fake.http.route("/fapi/v1/userTrades", fake.signed(lambda r: list(fake.trades)))
-    snapshot = venue.account(fills_since_ms=0)
+    fake.http.route("/fapi/v1/userTrades", fake.signed(lambda r: [
+        t for t in fake.trades if r.param("orderId") == str(t["orderId"])
+        or int(r.param("startTime") or 0) <= t["time"] <= int(r.param("endTime") or 0)]))
+    snapshot = venue.account(fills_since_ms=int(time.time() * 1000) - 60_000)
     assert snapshot.balances == {"USDT": D("1000.50")}
     (working,) = snapshot.open_orders
     assert working.status is OrderStatus.PARTIALLY_FILLED and len(working.fills) == 1
@@ -658,3 +660,22 @@ def test_binance_spot_end_to_end(shared_data: Any, logs: LogCapture) -> None:
         finally:
             venue.close()
     assert KEY not in logs.text() and SECRET not in logs.text()
+
+
+def test_fills_since_long_ago_walk_the_venues_windows(make_venue: Any, servers: Any) -> None:
+    """USD-M answers at most 7 days of trades per request: a start 20 days back takes three
+    windows, each within the limit, the last one ending now."""
+    http, _, fake = servers
+    venue, _ = connected(make_venue, servers)
+    venue.submit(order())
+    trade = fake.fill("p0123456789abcdef012-E", "0.001", "50000")
+    fake.http.route("/fapi/v1/userTrades", fake.signed(lambda r: [trade] if int(r.param("endTime") or 0) >=
+                                                       trade["time"] else []))
+    since = int(time.time() * 1000) - 20 * 86_400_000
+    fills = venue.dialect.fills_since("BTC", since)
+    windows = [(int(r.param("startTime") or 0), int(r.param("endTime") or 0))
+               for r in http.requests("/fapi/v1/userTrades")]
+    assert len(windows) == 3 and windows[0][0] == since
+    assert all(end - start < 7 * 86_400_000 for start, end in windows)
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(windows))
+    assert [f.trade_id for f in fills] == [str(trade["id"])]
