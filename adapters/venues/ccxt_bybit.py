@@ -142,12 +142,14 @@ class BybitDialect(Dialect):
         limit = order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
         params["orderType"] = "Limit" if limit else "Market"
         if limit:
-            params["price"] = decimal_text(order.limit_price, rules.tick_size, "limit price")  # type: ignore[arg-type]
+            assert order.limit_price is not None  # OrderRequest requires it for these types
+            params["price"] = decimal_text(order.limit_price, rules.tick_size, "limit price")
             params["timeInForce"] = "PostOnly" if order.post_only else order.time_in_force.value
         elif order.order_type is OrderType.MARKET and self.category == "spot":
             params["marketUnit"] = "baseCoin"
         if order.order_type in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT):
-            params["triggerPrice"] = decimal_text(order.stop_price, rules.tick_size, "stop price")  # type: ignore[arg-type]
+            assert order.stop_price is not None
+            params["triggerPrice"] = decimal_text(order.stop_price, rules.tick_size, "stop price")
             params["triggerDirection"] = 1 if order.side is Side.BUY else 2
             if self.category == "spot":
                 params["orderFilter"] = "StopOrder"

@@ -1196,9 +1196,9 @@ class BinanceDialect(Dialect):
         now = self.venue.wall_ms()
         start = max(since_ms, now - FILLS_LOOKBACK_MS)
         if start > since_ms:
-            logger.bind(actor="executor").warning("VENUE_FILLS_TRUNCATED: {} {}: trades asked from {}, read from {} (the venue "
-                                    "keeps {} days)", self.venue.exchange_id, coin, utc(since_ms), utc(start),
-                                    FILLS_LOOKBACK_MS // 86_400_000)
+            logger.bind(actor="executor").warning(
+                "VENUE_FILLS_TRUNCATED: {} {}: trades asked from {}, read from {} (the venue keeps {} days)",
+                self.venue.exchange_id, coin, utc(since_ms), utc(start), FILLS_LOOKBACK_MS // 86_400_000)
         params: dict[str, Any] = {"symbol": symbol, "startTime": start, "endTime": min(start + window, now),
                                   "limit": TRADES_PAGE}
         while True:

@@ -64,7 +64,8 @@ def binance(code: int, msg: str, cls: type[Exception] = ccxt.ExchangeError) -> E
 ])
 def test_table(error: Exception, action: str, status: int | None, expected: type, text: str) -> None:
     exchange = "bybit" if "retCode" in str(error) else "binanceusdm"
-    result = translate(error, action=action, exchange=exchange, status=status, headers={}, now_ms=NOW)  # type: ignore[arg-type]
+    result = translate(error, action=action, exchange=exchange, status=status, headers={},  # type: ignore[arg-type]
+                       now_ms=NOW)
     assert type(result) is expected, result
     assert text in str(result)
 
