@@ -264,8 +264,11 @@ class RiskGate(EngineActor):
                 self.log.warning("VENUE_BAN_LIFTED: entries pass again ({})", alert.message)
             self._lift_ban()
         elif alert.kind == NoticeKind.AUTH_FAILED:
-            if self._state is not TradingState.HALTED or not self._reason.startswith(VENUE_HALTED):
+            if self._state is not TradingState.HALTED:
                 self._set_state(TradingState.HALTED, f"{VENUE_HALTED}: {alert.message}"[:500])
+            else:  # a halt for another reason (the kill switch) keeps its reason: it is not lifted by new keys
+                self.log.critical("VENUE_AUTH_FAILED: {} (trading was already HALTED: {})", alert.message,
+                                  self._reason)
         else:
             self.log.info("VENUE_{}: {}", alert.kind, alert.message)
 

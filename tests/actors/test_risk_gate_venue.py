@@ -10,7 +10,14 @@ import pytest
 
 from actors.bus import EXECUTOR, JOURNAL, RISK_GATE, SNIPER
 from actors.risk_gate import BAN_KEY, RiskGate, utc_text
-from state.messages import ExecuteOrder, OrderDenied, SubmitOrder, TradingStateChanged, VenueAlert
+from state.messages import (
+    ExecuteOrder,
+    OrderDenied,
+    SetTradingState,
+    SubmitOrder,
+    TradingStateChanged,
+    VenueAlert,
+)
 from state.order import NoticeKind
 from state.types import TradingState
 from tests.actors.helpers import ActorRig, exit_request, order_request
@@ -127,3 +134,14 @@ def test_stream_news_changes_nothing(rig, gate):
 
     assert rig.pb.wait_for(ExecuteOrder, EXECUTOR).order.client_order_id == "p0001-E"
     assert rig.ask("trading_state") == "ACTIVE"
+
+
+def test_keys_refused_after_a_kill_switch_halt_keep_the_kill_switchs_reason(rig, gate):
+    rig.pb.bus.send(SetTradingState(ts_init_ns=rig.pb.clock.now_ns(), state=TradingState.HALTED,
+                                    reason="KILL_SWITCH: daily loss"))
+    rig.pb.wait_for(TradingStateChanged, SNIPER, where=lambda m: m.state is TradingState.HALTED)
+    alert(rig, NoticeKind.AUTH_FAILED, "keys refused")
+    rig.pb.drain()
+
+    assert rig.store.load_trading_reason() == "KILL_SWITCH: daily loss"
+    assert rig.ask("stats")["reason"] == "KILL_SWITCH: daily loss"

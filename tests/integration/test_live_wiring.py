@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import run
-from actors.bus import JOURNAL, SNIPER
+from actors.bus import JOURNAL
 from adapters.errors import AuthenticationFailed, TemporaryError, UnsupportedAccount
 from run import EXIT_VENUE_HALTED, Engine, VenueStartError, build_engine
 from state.messages import OrderDenied, PositionOpened
