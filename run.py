@@ -77,7 +77,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -254,7 +254,7 @@ class Engine:
         except BaseException:
             self.rest_limiter.close()
             raise
-        self.bus.set_outbox(StoreOutbox(self.store, self.run_id))  # the Journal's copies, durable with their decisions
+        self.bus.set_outbox(_guarded_outbox(StoreOutbox(self.store, self.run_id), self.secrets()))  # the Journal's copies
         self.recorder: TradeRecorder | None = None
         try:
             try:
@@ -887,6 +887,29 @@ class Engine:
     @property
     def restarts(self) -> dict[str, int]:
         return dict(self.supervisor.restarts)
+
+
+class _RedactingOutbox:
+    """A live session's outbox: a message whose text fields hold the key or the secret is
+    journaled with them masked (a last guard: a venue never puts them in its texts)."""
+
+    def __init__(self, outbox: StoreOutbox, secrets: tuple[str, ...]) -> None:
+        self._outbox = outbox
+        self._secrets = secrets
+        self.begin_deferring = outbox.begin_deferring
+        self.end_deferring = outbox.end_deferring
+        self.holding = outbox.holding
+
+    def append(self, message: Any) -> None:
+        changes = {f.name: redact_values(value, self._secrets) for f in fields(message)
+                   if isinstance(value := getattr(message, f.name), str)
+                   and any(secret in value for secret in self._secrets)} if is_dataclass(message) else {}
+        self._outbox.append(replace(message, **changes) if changes else message)
+
+
+def _guarded_outbox(outbox: StoreOutbox, secrets: tuple[str, ...]) -> StoreOutbox | _RedactingOutbox:
+    """The Journal's copies, durable with their decisions; masked first in a live session."""
+    return _RedactingOutbox(outbox, secrets) if secrets else outbox
 
 
 def _live_credentials(config: Config, venue: VenuePort | None, environ: Mapping[str, str]) -> Credentials | None:

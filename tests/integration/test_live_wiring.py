@@ -256,3 +256,31 @@ def test_the_halted_state_is_persisted_in_the_store(rest, tmp_path):
         assert store.load_trading_reason() == "VENUE_HALTED: keys refused"
     finally:
         store.close()
+
+
+def test_the_report_never_holds_the_key_or_the_secret_whatever_text_it_quotes(rest, tmp_path):
+    from state.secrets import Credentials
+
+    key, secret = "FakeKey7q9Zx4Lm2Np8Rt6", "FakeSecret5Hj8Kl2Mn4Pq6"
+    venue = FakeLiveVenue()
+    engine = live_engine(rest, tmp_path, venue)
+    engine.credentials = Credentials(key=key, secret=secret)  # as a live session that built its own venue
+    engine.bus.set_outbox(run._guarded_outbox(run.StoreOutbox(engine.store, engine.run_id), engine.secrets()))
+    engine.start()
+    try:
+        venue.notice(NoticeKind.AUTH_FAILED, f"keys refused: apiKey {key} signed with {secret}")
+        assert engine.venue_halted.wait(WAIT)
+        code, reason = run._session_outcome(engine, "stop requested")
+        report = engine.shutdown(code, reason)
+    finally:
+        engine.stop()
+    assert reason == "VENUE_HALTED: keys refused: apiKey *** signed with ***"
+    assert report["venue"]["status"]["halted"] == "keys refused: apiKey *** signed with ***"
+    text = json.dumps(report) + (tmp_path / "data" / "runs" / engine.run_id / "summary.json").read_text()
+    assert key not in text and secret not in text
+    # The journal (its database, fed by the outbox) holds the alert masked. (engine.db keeps the
+    # RiskGate's halt reason as the venue worded it: that a venue never quotes a key is its contract.)
+    journal = tmp_path / "data" / "journal.db"
+    journal_bytes = b"".join(p.read_bytes() for p in journal.parent.glob("journal.db*"))
+    assert b"apiKey *** signed with ***" in journal_bytes, "the alert is journaled (masked), so this test can fail"
+    assert key.encode() not in journal_bytes and secret.encode() not in journal_bytes
