@@ -210,8 +210,8 @@ class Executor(EngineActor):
         level = {NoticeKind.AUTH_FAILED: "CRITICAL", NoticeKind.BANNED: "ERROR",
                  NoticeKind.STREAM_DOWN: "WARNING"}.get(notice.kind, "INFO")
         self.log.log(level, "VENUE_{}: {}", notice.kind.value, notice.message)
-        self.bus.send(VenueAlert(ts_init_ns=self.now_ns(), kind=notice.kind.value, message=notice.message,
-                                 until_ms=notice.until_ms))
+        self.publish(VenueAlert(ts_init_ns=self.now_ns(), kind=notice.kind.value, message=notice.message,
+                                until_ms=notice.until_ms))
 
     def _fatal(self, error: FatalExchangeError) -> None:
         """A call answered that the keys or the account cannot trade: trading must halt."""

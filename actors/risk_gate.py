@@ -20,6 +20,15 @@ replay).
 Gate: HALTED lets no entry through (exits pass); REDUCING passes only orders that reduce a
 position; ACTIVE passes everything. Exits are never denied: a stop must always be able to act.
 
+The venue (``VenueAlert``, published by the Executor for each ``VenueNotice`` of a live venue):
+``BANNED`` (a 418 or a 429 with ``until_ms``) denies every new ENTRY order with ``OrderDenied``
+reason ``VENUE_BANNED until <UTC time>`` until ``until_ms`` has passed by the engine clock or
+``BAN_LIFTED`` arrives (a ban without ``until_ms`` lasts until ``BAN_LIFTED``); exits pass (the
+venue refuses them itself while banned, and the Sniper retries a failed exit). A ban with an
+end is persisted (``BAN_KEY``), so a restart keeps it. ``AUTH_FAILED`` (keys refused while
+running) HALTs trading with the reason ``VENUE_HALTED: <message>``; the engine stops on it
+(exit code 6). ``STREAM_DOWN``/``STREAM_UP`` change nothing here (the venue polls meanwhile).
+
 Vetting (``state/risk.py``): known coin, not expired, trigger on the tick grid with an order
 size the market accepts, stop and take-profit sane and on the right sides of the trigger,
 trigger near the last price. Sizing: ``[risk] sizing``. Vetting never crashes the RiskGate:
@@ -48,7 +57,7 @@ holds its later ticks until the ``EquityChecked`` that answers each report, so t
 close at the price of the tick that tripped in every replay (by default it does not wait: a
 trip between bar closes may then close a few ticks later at max speed).
 
-**On crash** the restart reloads the trading state, the day's start and the peak from the store,
+**On crash** the restart reloads the trading state, a venue ban, the day's start and the peak from the store,
 announces the state again, learns the open positions from the store, and trips at once if the
 equity in the store already breaches a limit.
 """
@@ -57,6 +66,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import replace
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -85,14 +95,23 @@ from state.messages import (
     SetTradingState,
     SubmitOrder,
     TradingStateChanged,
+    VenueAlert,
 )
 from state.models import TradeCondition, account_equity
+from state.order import NoticeKind
 from state.store import Store
-from state.types import PositionStatus, TradingState
+from state.types import OrderIntent, PositionStatus, TradingState
 
 DAY_KEY = "risk_day_start"  # "YYYY-MM-DD equity"
 PEAK_KEY = "risk_equity_peak"  # the highest equity seen, ever (the drawdown's reference)
 DRAWDOWN_REASON = "KILL_SWITCH: drawdown"
+BAN_KEY = "venue_banned_until_ms"  # a venue ban's end (epoch ms); empty: none
+VENUE_HALTED = "VENUE_HALTED"  # the reason's start when the venue refused the keys while running
+
+
+def utc_text(ms: int) -> str:
+    """``2026-12-05 14:03:00 UTC``: an epoch time in ms as the operator reads it."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class RiskGate(EngineActor):
@@ -122,6 +141,8 @@ class RiskGate(EngineActor):
         self._watch = risk.EquityWatch(day="", day_start=initial_balance, peak=initial_balance,
                                        equity=initial_balance)
         self._open: dict[str, PositionStatus] = {}
+        self._banned = False  # the venue banned new orders (VenueAlert BANNED) ...
+        self._banned_until_ms: int | None = None  # ... until then (None: until BAN_LIFTED)
         self.passed = 0
         self.denied = 0
         self.rejected = 0
@@ -133,6 +154,7 @@ class RiskGate(EngineActor):
         positions = self._store.load_positions()
         self._open = {p.id: p.status for p in positions}
         self._start_watch(positions)
+        self._load_ban()
         if self._state is not TradingState.ACTIVE:
             self.log.warning("TRADING_STATE: {} since before this start ({})", self._state.value, self._reason)
         self.publish(TradingStateChanged(ts_init_ns=self.now_ns(), state=self._state, reason=self._reason))
@@ -218,8 +240,60 @@ class RiskGate(EngineActor):
             self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
                                      order=order, reason=reason))
             return
+        if order.intent is OrderIntent.ENTRY and self._ban_lasts():
+            self.denied += 1
+            until = "it is lifted" if self._banned_until_ms is None else utc_text(self._banned_until_ms)
+            reason = f"VENUE_BANNED until {until}"
+            self.log.warning("ORDER_DENIED: {} {}", order.client_order_id, reason)
+            self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
+                                     order=order, reason=reason))
+            return
         self.passed += 1
         self.send(ExecuteOrder(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id, order=order))
+
+    # --- the venue ------------------------------------------------------------------------------------
+
+    def _on_venue_alert(self, alert: VenueAlert) -> None:
+        if alert.kind == NoticeKind.BANNED:
+            self._banned, self._banned_until_ms = True, alert.until_ms
+            self._store.set_setting(BAN_KEY, "" if alert.until_ms is None else str(alert.until_ms))
+            until = "it is lifted" if alert.until_ms is None else utc_text(alert.until_ms)
+            self.log.error("VENUE_BANNED: no new entry until {} ({}); exits still go out", until, alert.message)
+        elif alert.kind == NoticeKind.BAN_LIFTED:
+            if self._banned:
+                self.log.warning("VENUE_BAN_LIFTED: entries pass again ({})", alert.message)
+            self._lift_ban()
+        elif alert.kind == NoticeKind.AUTH_FAILED:
+            if self._state is not TradingState.HALTED:
+                self._set_state(TradingState.HALTED, f"{VENUE_HALTED}: {alert.message}"[:500])
+            else:  # a halt for another reason (the kill switch) keeps its reason: it is not lifted by new keys
+                self.log.critical("VENUE_AUTH_FAILED: {} (trading was already HALTED: {})", alert.message,
+                                  self._reason)
+        else:
+            self.log.info("VENUE_{}: {}", alert.kind, alert.message)
+
+    def _ban_lasts(self) -> bool:
+        """Whether a venue ban still holds by the engine clock (one past its end is lifted)."""
+        if not self._banned:
+            return False
+        if self._banned_until_ms is not None and self.now_ns() // 1_000_000 >= self._banned_until_ms:
+            self.log.warning("VENUE_BAN_LIFTED: the ban ended at {}; entries pass again",
+                             utc_text(self._banned_until_ms))
+            self._lift_ban()
+            return False
+        return True
+
+    def _lift_ban(self) -> None:
+        if self._banned:
+            self._store.set_setting(BAN_KEY, "")
+        self._banned, self._banned_until_ms = False, None
+
+    def _load_ban(self) -> None:
+        """A ban with an end that a previous run of this folder recorded, if not yet over."""
+        saved = self._store.get_setting(BAN_KEY)
+        if saved and saved.isdigit() and int(saved) > self.now_ns() // 1_000_000:
+            self._banned, self._banned_until_ms = True, int(saved)
+            self.log.warning("VENUE_BANNED: since before this start, no new entry until {}", utc_text(int(saved)))
 
     # --- trading state ---------------------------------------------------------------------------------
 
@@ -329,5 +403,6 @@ class RiskGate(EngineActor):
     def _ask_stats(self) -> dict[str, Any]:
         return {"state": self._state.value, "reason": self._reason, "passed": self.passed, "denied": self.denied,
                 "rejected": self.rejected, "equity": str(self._watch.equity), "day": self._watch.day,
+                "venue_banned": self._banned, "venue_banned_until_ms": self._banned_until_ms,
                 "day_start_equity": str(self._watch.day_start), "peak_equity": str(self._watch.peak)}
 

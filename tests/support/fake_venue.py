@@ -12,20 +12,25 @@ that reports outcomes through the sink it was bound to, synchronously inside ``s
 - ``fill_silently`` adds a fill to the book without reporting it (a fill missed while the
   engine was down), ``learn`` puts a whole order in the book (an order the venue got although
   the submit timed out).
+
+``FakeLiveVenue`` is the same book behind the ``LiveVenuePort`` (connect, account, status,
+close) and pushes ``VenueNotice`` with ``notice``.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from adapters.errors import InvalidOrder
+from state.account import AccountSnapshot, StreamState, VenueStartup, VenueStatus
 from state.messages import OrderRequest
-from state.order import Fill, OrderUpdate, VenueEvent, VenueOrder
+from state.order import Fill, NoticeKind, OrderUpdate, VenueEvent, VenueNotice, VenueOrder
 from state.types import Liquidity, OrderStatus, OrderType, Side
 
 FEE = Decimal("0.42")
@@ -209,3 +214,68 @@ class FakeVenue:
 def limit_order(order: OrderRequest, limit_price: Any) -> OrderRequest:
     """``order`` as a GTC limit order at ``limit_price``."""
     return replace(order, order_type=OrderType.LIMIT, limit_price=Decimal(str(limit_price)))
+
+
+class FakeLiveVenue(FakeVenue):
+    """A scripted ``LiveVenuePort`` (``adapters/ports.py``): ``FakeVenue``'s book and outcomes,
+    plus ``connect`` (raises ``connect_error`` when given), ``account``, ``status`` and
+    ``close``, and ``notice`` to push a ``VenueNotice`` through the bound sink from the test's
+    thread (as a live venue does on a 418, a lost stream or refused keys), keeping ``status()``
+    in step with what it announced."""
+
+    live = True
+
+    def __init__(self, *, exchange: str = "binanceusdm", market: str = "usdm", testnet: bool = True,
+                 connect_error: Exception | None = None, balances: dict[str, Decimal] | None = None,
+                 **options: Any) -> None:
+        super().__init__(**options)
+        self.name = exchange
+        self.exchange = exchange
+        self.market = market
+        self.testnet = testnet
+        self.connect_error = connect_error
+        self.balances = dict(balances or {"USDT": Decimal("10000")})
+        self.connects = 0
+        self.closes = 0
+        self.stream = StreamState.OFF
+        self.banned_until_ms: int | None = None
+        self.halted: str | None = None
+
+    def connect(self) -> VenueStartup:
+        self.connects += 1
+        if self.connect_error is not None:
+            raise self.connect_error
+        self.stream = StreamState.UP
+        return VenueStartup(exchange=self.exchange, market=self.market, testnet=self.testnet,
+                            server_time_offset_ms=-12, position_mode="one-way", balances=dict(self.balances),
+                            leverage={"BTC": 2}, margin_mode={"BTC": "isolated"}, notes=("fake venue",))
+
+    def account(self, fills_since_ms: int | None = None) -> AccountSnapshot:
+        with self._lock:
+            fills = tuple(f for placed in self.book.values() for f in placed.fills
+                          if fills_since_ms is not None and f.ts_ms >= fills_since_ms)
+            return AccountSnapshot(taken_ms=time.time_ns() // 1_000_000, balances=dict(self.balances),
+                                   open_orders=tuple(self.open_orders()), fills=fills, fills_since_ms=fills_since_ms)
+
+    def status(self) -> VenueStatus:
+        return VenueStatus(name=self.name, live=True, exchange=self.exchange, market=self.market,
+                           testnet=self.testnet, stream=self.stream, banned_until_ms=self.banned_until_ms,
+                           halted=self.halted, requests=len(self.submits) + len(self.cancels) + len(self.fetches))
+
+    def close(self) -> None:
+        self.closes += 1
+        self.stream = StreamState.OFF
+
+    def notice(self, kind: NoticeKind, message: str, until_ms: int | None = None) -> VenueNotice:
+        """Announce ``kind`` through the sink (the status follows it) and return the notice."""
+        if kind is NoticeKind.BANNED:
+            self.banned_until_ms = until_ms
+        elif kind is NoticeKind.BAN_LIFTED:
+            self.banned_until_ms = None
+        elif kind is NoticeKind.AUTH_FAILED:
+            self.halted = message
+        elif kind in (NoticeKind.STREAM_DOWN, NoticeKind.STREAM_UP):
+            self.stream = StreamState.DOWN if kind is NoticeKind.STREAM_DOWN else StreamState.UP
+        made = VenueNotice(kind=kind, message=message, ts_ms=time.time_ns() // 1_000_000, until_ms=until_ms)
+        self._report(made)
+        return made
