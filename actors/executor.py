@@ -11,7 +11,8 @@ transition table, venue id, totals) and their fills (``fills`` table, one row pe
 list of ``VenueOrder``), ``cancel_open_orders(keep=frozenset(), reason="SHUTDOWN")`` (asks the
 venue to cancel every working order whose client id is not in ``keep``; answers the client
 ids it asked to cancel, the outcomes arrive as events), ``order(client_order_id)`` (the record
-or ``None``) and ``stats``.
+or ``None``), ``records(client_order_ids=())`` (every record not final, and the records of the
+given ids the store knows: the engine's side of a reconciliation with the venue) and ``stats``.
 
 **Emits**, per order and in this order: ``OrderAccepted`` for an order that can rest
 (``OrderRequest.rests``: once, when the venue is first known to hold it, also when its first
@@ -84,7 +85,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -596,6 +597,14 @@ class Executor(EngineActor):
 
     def _ask_order(self, client_order_id: str) -> OrderRecord | None:
         return self._record(client_order_id)
+
+    def _ask_records(self, client_order_ids: Iterable[str] = ()) -> dict[str, OrderRecord]:
+        """Every record not final, and the records of ``client_order_ids`` the store knows."""
+        found = dict(self._open)
+        for coid in client_order_ids:
+            if coid not in found and (record := self._record(coid)) is not None:
+                found[coid] = record
+        return found
 
     def _ask_stats(self) -> dict[str, Any]:
         return {"submitted": self.submitted, "venue": self._venue.name, "open_orders": len(self._open),
