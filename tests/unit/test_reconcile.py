@@ -221,3 +221,20 @@ def test_a_difference_is_reported_once_after_two_consecutive_checks() -> None:
     assert report == []
     report, seen, reported = recurring(seen, [lasting], reported)
     assert report == [lasting]  # gone and back: new again
+
+
+def test_the_fills_window_starts_at_the_older_of_the_latest_fill_and_the_oldest_working_order() -> None:
+    from actors.venue_reconcile import FILL_WINDOW_MARGIN_MS, fills_window
+    from state.order import OrderRecord
+    from state.types import OrderIntent
+
+    def record(created_ms: int) -> OrderRecord:
+        return OrderRecord(client_order_id=f"p{created_ms}-E", position_id="p", coin="BTC", side=Side.BUY,
+                           quantity=D(1), intent=OrderIntent.ENTRY, reference_price=D(100), reference_ts_ms=1,
+                           created_ns=created_ms * 1_000_000)
+
+    assert fills_window(None, []) is None
+    assert fills_window(500_000, []) == 500_000 - FILL_WINDOW_MARGIN_MS
+    assert fills_window(500_000, [record(400_000), record(450_000)]) == 400_000 - FILL_WINDOW_MARGIN_MS
+    assert fills_window(None, [record(450_000)]) == 450_000 - FILL_WINDOW_MARGIN_MS
+    assert fills_window(10, []) == 0
