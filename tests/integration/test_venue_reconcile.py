@@ -26,6 +26,7 @@ from state.config import ConfigError
 from state.messages import InvariantViolated, OrderDenied, SubmitOrder
 from state.models import entry_order_id
 from state.reconcile import DifferenceKind
+from state.report import format_report
 from state.types import PositionStatus, Side
 from tests.actors.helpers import order_request
 from tests.conftest import WAIT, condition, manual_config
@@ -197,6 +198,7 @@ def test_live_a_position_opened_by_hand_is_reported_its_coin_blocked_and_logged(
     report = engine.shutdown()
     assert set(report["reconciliation"]["blocked"]) == {"ETH"}
     assert report["reconciliation"]["differences"][0]["kind"] == "UNKNOWN_POSITION"
+    assert "reconciliation: 1 difference(s), 0 fill(s) applied | blocked: ETH" in format_report(report)
 
 
 def test_live_with_halt_a_position_opened_by_hand_refuses_the_start(live_engine, tmp_path):

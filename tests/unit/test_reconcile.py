@@ -238,3 +238,14 @@ def test_the_fills_window_starts_at_the_older_of_the_latest_fill_and_the_oldest_
     assert fills_window(500_000, [record(400_000), record(450_000)]) == 400_000 - FILL_WINDOW_MARGIN_MS
     assert fills_window(None, [record(450_000)]) == 450_000 - FILL_WINDOW_MARGIN_MS
     assert fills_window(10, []) == 0
+
+
+def test_the_printed_report_shows_the_reconciliation_and_the_blocked_coins() -> None:
+    from state.report import _reconciliation_lines
+
+    assert _reconciliation_lines({}) == []
+    lines = _reconciliation_lines({"reconciliation": {
+        "differences": [{"kind": "SIZE_MISMATCH"}], "fills_applied": ["t1"],
+        "blocked": {"BTC": "SIZE_MISMATCH: BTC: the engine holds long 1, the venue long 0.5"}}})
+    assert lines == ["  reconciliation: 1 difference(s), 1 fill(s) applied | blocked: BTC",
+                     "    BTC: SIZE_MISMATCH: BTC: the engine holds long 1, the venue long 0.5"]
