@@ -735,19 +735,21 @@ class Engine:
         """Live: the start-up reconciliation with the venue (``actors/venue_reconcile.py``), once
         the Executor, the RiskGate and the Sniper run and before the Strategist and the Feed
         start. Raises ``ReconcileRefused`` (a ``ConfigError``: exit 2)."""
-        if not callable(getattr(self.venue, "account", None)):
-            raise EngineStartError(f"live mode needs a live venue; {self.venue.name} cannot show its account")
-        found = reconcile_at_start(bus=self.bus, venue=self.venue, store=self.store,  # type: ignore[arg-type]
-                                   clock=self.clock, on_unknown=self.config.venue.on_unknown,
+        venue: Any = self.venue  # a LiveVenuePort in live mode
+        if not callable(getattr(venue, "account", None)):
+            raise EngineStartError(f"live mode needs a live venue; {venue.name} cannot show its account")
+        found = reconcile_at_start(bus=self.bus, venue=venue, store=self.store, clock=self.clock,
+                                   on_unknown=self.config.venue.on_unknown,
                                    spot=self.config.venue.market_for(self.config.feed) == "spot")
         self.reconciliation = found.as_report()
 
     def _venue_watch(self) -> VenueWatch | None:
         """Live, ``[venue] reconcile_every_s`` > 0: the periodic check's thread, started."""
+        venue: Any = self.venue
         every_s = self.config.venue.reconcile_every_s
-        if not self.config.live or not every_s or not callable(getattr(self.venue, "account", None)):
+        if not self.config.live or not every_s or not callable(getattr(venue, "account", None)):
             return None
-        return VenueWatch(bus=self.bus, venue=self.venue, clock=self.clock, every_s=every_s,  # type: ignore[arg-type]
+        return VenueWatch(bus=self.bus, venue=venue, clock=self.clock, every_s=every_s,
                           spot=self.config.venue.market_for(self.config.feed) == "spot").start()
 
     # --- the public API -----------------------------------------------------------------------

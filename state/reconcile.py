@@ -261,7 +261,8 @@ def _fills(engine: EngineView, venue: AccountSnapshot) -> list[Difference]:
         mine = engine.orders.get(fill.client_order_id)
         if mine is None:
             found.append(Difference(
-                kind=DifferenceKind.UNKNOWN_FILL, coin=coin or UNKNOWN_COIN, client_order_id=fill.client_order_id or None,
+                kind=DifferenceKind.UNKNOWN_FILL, coin=coin or UNKNOWN_COIN,
+                client_order_id=fill.client_order_id or None,
                 trade_id=fill.trade_id, venue_quantity=fill.quantity,
                 message=(f"{coin or 'a configured coin'}: trade {fill.trade_id} of {fill.quantity} @ {fill.price} "
                          f"belongs to order {fill.client_order_id or '(no client id)'}, which the engine never "

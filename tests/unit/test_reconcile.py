@@ -186,7 +186,8 @@ def _all_kinds() -> list[Difference]:
 def test_report_blocks_unknown_and_mismatched_coins_and_never_halts() -> None:
     decision = decide(_all_kinds(), "report")
     assert not decision.halt
-    assert decision.blocked == {"ETH": "UNKNOWN_ORDER: ETH UNKNOWN_ORDER", "SOL": "UNKNOWN_POSITION: SOL UNKNOWN_POSITION",
+    assert decision.blocked == {"ETH": "UNKNOWN_ORDER: ETH UNKNOWN_ORDER",
+                                "SOL": "UNKNOWN_POSITION: SOL UNKNOWN_POSITION",
                                 "BTC": "SIZE_MISMATCH: BTC SIZE_MISMATCH", "DOT": "MISSING_FILL: DOT MISSING_FILL"}
 
 
