@@ -496,7 +496,8 @@ class Engine:
 
     def _cancel_working_orders(self, timeout: float, *, keep_exits: bool) -> list[str]:
         """Cancel every order working at the venue that is not a protective exit of a position
-        kept open (``keep_exits``: exits are kept when positions are), wait (up to ``timeout``)
+        kept open (``keep_exits``: exits are kept when positions are), nor, live, an order never
+        recorded here (placed by hand: ``FOREIGN_ORDER_KEPT``), wait (up to ``timeout``)
         until the venue confirmed each (the Executor's record is final and the venue no longer
         lists it), and return the client ids that ended CANCELED (``ORDERS_CANCELED``)."""
         log = logger.bind(actor="engine")
@@ -510,7 +511,8 @@ class Engine:
             record = _ask_or(lambda coid=order.client_order_id: executor.ask("order", coid), None)
             if record is not None and record.intent is OrderIntent.EXIT:
                 keep.add(order.client_order_id)
-        asked = list(_ask_or(lambda: executor.ask("cancel_open_orders", frozenset(keep)), ()))
+        foreign = not self.config.live  # live: an order placed by hand is the account owner's, never canceled
+        asked = list(_ask_or(lambda: executor.ask("cancel_open_orders", frozenset(keep), foreign=foreign), ()))
         records: dict[str, Any] = {}
         deadline = time.monotonic() + timeout
         while asked:

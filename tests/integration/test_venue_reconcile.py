@@ -264,3 +264,40 @@ def test_live_a_periodic_check_reports_a_difference_seen_twice(live_engine):
     assert engine.venue_watch is not None and engine.venue_watch.running
     engine.stop()
     assert engine.venue_watch.checks >= 2
+
+
+def test_live_a_stop_leaves_an_order_placed_by_hand_working(live_engine, logs):
+    venue = FakeAccountVenue()
+    engine = live_engine(venue)
+    venue.place_by_hand("BTC", Side.SELL, "1", client_order_id="web_7")  # after the start: nothing blocked
+
+    report = engine.shutdown()
+
+    assert "web_7" not in venue.cancels and report["canceled_orders"] == []
+    assert "FOREIGN_ORDER_KEPT: web_7" in logs.text()
+
+
+def test_live_a_restart_after_a_fill_missed_while_down_finds_no_difference_and_trades_on(live_engine):
+    venue = FakeAccountVenue(rest_market=True)  # the entry rests until the venue fills it
+    first = live_engine(venue)
+    first.sniper.add_condition(condition(trigger=39999, size=400))
+    first.push_tick("BTC", "40000", now_ms())
+    assert first.wait_idle(WAIT)
+    (pending,) = first.sniper.snapshot().positions
+    entry = entry_order_id(pending.id)
+    first.stop()  # as a kill would: the entry stays in flight, nothing canceled
+    made = venue.fill_silently(entry, venue.book[entry].order.quantity, price=D("40000"))
+
+    second = live_engine(venue)
+
+    (opened,) = second.sniper.snapshot().positions
+    assert opened.status is PositionStatus.OPEN and opened.trade_ids == (made.trade_id,)
+    assert second.reconciliation == {"differences": [], "blocked": {}, "fills_applied": [],
+                                     "fills_since_ms": second.reconciliation["fills_since_ms"],
+                                     "taken_ms": second.reconciliation["taken_ms"]}
+    assert second.risk_gate.ask("blocked_coins") == {}
+    assert venue.submissions == {entry: 1}, "no client id used twice"
+    second.sniper.add_condition(condition(coin="ETH", trigger=2999, size=400))
+    second.push_tick("ETH", "3000", now_ms())
+    assert second.wait_idle(WAIT)
+    assert len(venue.submissions) == 2, "the session goes on trading"

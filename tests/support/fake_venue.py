@@ -218,7 +218,8 @@ class FakeAccountVenue(FakeVenue):
     """A ``FakeVenue`` with an account (``LiveVenuePort``'s ``connect`` / ``account`` / ``status``
     / ``close``), for reconciliation tests. Its positions are the net of every fill in its book
     (BUY adds, SELL subtracts) plus ``by_hand`` (coin -> signed quantity traded outside the
-    engine); its open orders are the book's working orders plus ``hand_orders``; its fills those
+    engine); its open orders (``account`` and ``open_orders``) are the book's working orders plus
+    ``hand_orders`` (``cancel`` removes one); its fills those
     of the book plus ``hand_fills``, at or after ``fills_since_ms``. ``account_error``: raised by
     ``account``. ``accounts`` counts the calls; ``on_account`` runs inside each (a test's hook)."""
 
@@ -265,6 +266,20 @@ class FakeAccountVenue(FakeVenue):
             return AccountSnapshot(taken_ms=max([0, *(f.ts_ms for f in fills)]) + 1, positions=held,
                                    open_orders=working, fills=tuple(sorted(since, key=lambda f: f.ts_ms)),
                                    fills_since_ms=fills_since_ms)
+
+    def open_orders(self, coin: str | None = None) -> list[VenueOrder]:
+        with self._lock:
+            hand = [o for o in self.hand_orders if coin is None or o.coin == coin]
+        return super().open_orders(coin) + hand
+
+    def cancel(self, client_order_id: str) -> None:
+        with self._lock:
+            hand = next((o for o in self.hand_orders if o.client_order_id == client_order_id), None)
+            if hand is not None:
+                self.cancels.append(client_order_id)
+                self.hand_orders.remove(hand)
+                return
+        super().cancel(client_order_id)
 
     def status(self) -> VenueStatus:
         return VenueStatus(name=self.name, live=True, exchange="fake", market="usdm", testnet=True)
