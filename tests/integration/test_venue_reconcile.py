@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from actors.bus import INVARIANTS, JOURNAL, SNIPER
-from actors.venue_reconcile import ReconcileRefused, reconcile_at_start
+from actors.venue_reconcile import ReconcileRefused, VenueWatch, reconcile_at_start
 from run import Engine, build_engine
 from state.config import ConfigError
 from state.messages import InvariantViolated, OrderDenied, SubmitOrder
@@ -130,6 +130,22 @@ def test_an_account_that_cannot_be_read_refuses_the_start(manual_engine):
 
     with pytest.raises(ReconcileRefused, match="account could not be read.*read timed out"):
         start_step(engine, venue)
+
+
+def test_a_periodic_check_that_fails_is_logged_and_the_next_one_goes_on(manual_engine, logs):
+    engine, venue = manual_engine
+    watch = VenueWatch(bus=engine.bus, venue=venue, clock=engine.clock, every_s=60, spot=False)
+    venue.account_error = ConnectionError("venue unreachable")
+
+    assert watch.check_once() is False
+    assert "VENUE_CHECK_FAILED: ConnectionError: venue unreachable" in logs.text()
+    venue.account_error = None
+    assert watch.check_once() is True
+    assert engine.wait_idle(WAIT)
+    assert engine.handles[INVARIANTS].stats()["venue_checks"] == 1
+    assert (watch.checks, watch.failures) == (1, 1)
+    with pytest.raises(ValueError, match="every_s"):
+        VenueWatch(bus=engine.bus, venue=venue, clock=engine.clock, every_s=0, spot=False)
 
 
 # --- live-mode engines -----------------------------------------------------------------------------
