@@ -250,3 +250,17 @@ def test_the_printed_report_shows_the_reconciliation_and_the_blocked_coins() -> 
         "blocked": {"BTC": "SIZE_MISMATCH: BTC: the engine holds long 1, the venue long 0.5"}}})
     assert lines == ["  reconciliation: 1 difference(s), 1 fill(s) applied | blocked: BTC",
                      "    BTC: SIZE_MISMATCH: BTC: the engine holds long 1, the venue long 0.5"]
+
+
+def test_the_store_knows_the_time_of_its_latest_fill(tmp_path) -> None:
+    from state.store import Store
+
+    store = Store(tmp_path / "engine.db")
+    try:
+        with store.connection():
+            assert store.latest_fill_ms() is None
+            for trade_id, ts_ms in (("t1", 5_000), ("t2", 90_000), ("t3", 12_000)):  # stored out of time order
+                store.save_fill(fill(trade_id, "p-E", ts_ms=ts_ms))
+            assert store.latest_fill_ms() == 90_000
+    finally:
+        store.close()
