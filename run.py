@@ -44,7 +44,9 @@ from the engine store) and says so, and one plain line on stderr gives the reaso
 Exit codes: 0 clean stop (also a finished replay run again, and a stop signal before the
 start), 2 bad config or input (also a data folder that holds another session, is in use by
 another engine, cannot be created or written, or, for ``--status``, where no session ever
-ran), 3 halted by the supervisor (an actor could not be kept alive), 4 a live source received
+ran; also, live, a start refused by the reconciliation with the venue: ``[venue] on_unknown =
+"halt"`` and an order or position the store does not know, or an account that cannot be
+read), 3 halted by the supervisor (an actor could not be kept alive), 4 a live source received
 nothing at all for ``[feed] give_up_after_s`` after start (``FEED_GAVE_UP``: no trade, no
 quote, no REST price), 5 store unwritable (the engine or journal database refused writes: disk
 full, lost permissions, I/O error; the halt may not be persisted then; also when an actor
@@ -117,6 +119,7 @@ from actors.risk_gate import RiskGate
 from actors.sniper import Sniper
 from actors.strategist import Strategist
 from actors.supervisor import ChildSpec, Supervisor
+from actors.venue_reconcile import VenueWatch, reconcile_at_start
 from adapters.clock import TickClock, WallClock
 from adapters.data_folder import (
     VENUE_STORE_NAME,
@@ -319,6 +322,8 @@ class Engine:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self.timers: PeriodicTimers | None = None  # the periodic nudges (adapters/timers.py), from start()
+        self.reconciliation: dict[str, Any] | None = None  # live: the start-up reconciliation (report block)
+        self.venue_watch: VenueWatch | None = None  # live: the periodic check against the venue's account
         self._specs = {role: ChildSpec(role, self._factory(role), role in STATE_OWNERS) for role in ROLES}
 
     # --- wiring ----------------------------------------------------------------------------------
@@ -497,7 +502,8 @@ class Engine:
     def start(self) -> Engine:
         """Start every actor in order (after loading a live venue's market rules and connecting
         a live venue). Raises ``ReplayAlreadyComplete`` when this folder's replay reached its end
-        before, ``ConfigError`` when the venue does not list a configured coin,
+        before, ``ConfigError`` when the venue does not list a configured coin (and, live, when the
+        reconciliation with the venue refuses the start: ``ReconcileRefused``),
         ``VenueStartError`` when a live venue refused the keys or the account or cannot be
         reached (nothing started, the folder released), ``EngineStartError``
         when an actor cannot start (``store_error`` is then set if a store refused a write:
@@ -524,16 +530,21 @@ class Engine:
         started = []
         try:
             for role in START_ORDER:
+                if role == STRATEGIST and self.config.live:  # before anything can trade
+                    self._reconcile_with_venue()
                 self.supervisor.start_child(self._specs[role])
                 started.append(role)
         except Exception as error:
             self._stop_roles([r for r in STOP_ORDER if r in started])
             self._close_stores()
+            if isinstance(error, ConfigError):  # the reconciliation refused the start: exit 2
+                raise
             self.store_error = self.supervisor.store_error()
             why = f"store unwritable: {self.store_error}" if self.store_error is not None else str(error)
             raise EngineStartError(f"could not start {START_ORDER[len(started)]}: {why}") from error
         self.supervisor.start()
         self.timers = self._make_timers().start()
+        self.venue_watch = self._venue_watch()
         self.started_at = time.monotonic()
         self.started_wall = datetime.now(timezone.utc)
         try:
@@ -589,7 +600,8 @@ class Engine:
 
     def _cancel_working_orders(self, timeout: float, *, keep_exits: bool) -> list[str]:
         """Cancel every order working at the venue that is not a protective exit of a position
-        kept open (``keep_exits``: exits are kept when positions are), wait (up to ``timeout``)
+        kept open (``keep_exits``: exits are kept when positions are), nor, live, an order never
+        recorded here (placed by hand: ``FOREIGN_ORDER_KEPT``), wait (up to ``timeout``)
         until the venue confirmed each (the Executor's record is final and the venue no longer
         lists it), and return the client ids that ended CANCELED (``ORDERS_CANCELED``)."""
         log = logger.bind(actor="engine")
@@ -603,7 +615,8 @@ class Engine:
             record = _ask_or(lambda coid=order.client_order_id: executor.ask("order", coid), None)
             if record is not None and record.intent is OrderIntent.EXIT:
                 keep.add(order.client_order_id)
-        asked = list(_ask_or(lambda: executor.ask("cancel_open_orders", frozenset(keep)), ()))
+        foreign = not self.config.live  # live: an order placed by hand is the account owner's, never canceled
+        asked = list(_ask_or(lambda: executor.ask("cancel_open_orders", frozenset(keep), foreign=foreign), ()))
         records: dict[str, Any] = {}
         deadline = time.monotonic() + timeout
         while asked:
@@ -700,6 +713,8 @@ class Engine:
         )
         for mismatch in report["mismatches"]:
             logger.bind(actor="engine").warning("REPORT_MISMATCH: {}", mismatch)
+        if self.reconciliation is not None:
+            report["reconciliation"] = self.reconciliation
         if self.credentials is not None:  # a last guard: no key in a report, whatever text it quotes
             report = json.loads(self.redact(json.dumps(report)))
         return report
@@ -722,6 +737,8 @@ class Engine:
             try:
                 if self.timers is not None:
                     self.timers.stop()
+                if self.venue_watch is not None:
+                    self.venue_watch.stop()
                 _step("supervisor", self.supervisor.stop)
                 _step("actors", self._stop_roles, STOP_ORDER)
                 if getattr(self.venue, "live", False):
@@ -824,6 +841,27 @@ class Engine:
             jobs.append(TimerJob(name="sweep", action=nudge(SNIPER, "sweep"), every_s=sweep_s))
         jobs.append(TimerJob(name="reconcile", action=nudge(EXECUTOR, "reconcile"), every_s=RECONCILE_S))
         return PeriodicTimers(min(JOURNAL_FLUSH_S, sweep_s), jobs, name="engine-timers")
+
+    def _reconcile_with_venue(self) -> None:
+        """Live: the start-up reconciliation with the venue (``actors/venue_reconcile.py``), once
+        the Executor, the RiskGate and the Sniper run and before the Strategist and the Feed
+        start. Raises ``ReconcileRefused`` (a ``ConfigError``: exit 2)."""
+        venue: Any = self.venue  # a LiveVenuePort in live mode
+        if not callable(getattr(venue, "account", None)):
+            raise EngineStartError(f"live mode needs a live venue; {venue.name} cannot show its account")
+        found = reconcile_at_start(bus=self.bus, venue=venue, store=self.store, clock=self.clock,
+                                   on_unknown=self.config.venue.on_unknown,
+                                   spot=self.config.venue.market_for(self.config.feed) == "spot")
+        self.reconciliation = found.as_report()
+
+    def _venue_watch(self) -> VenueWatch | None:
+        """Live, ``[venue] reconcile_every_s`` > 0: the periodic check's thread, started."""
+        venue: Any = self.venue
+        every_s = self.config.venue.reconcile_every_s
+        if not self.config.live or not every_s or not callable(getattr(venue, "account", None)):
+            return None
+        return VenueWatch(bus=self.bus, venue=venue, clock=self.clock, every_s=every_s,
+                          spot=self.config.venue.market_for(self.config.feed) == "spot").start()
 
     # --- the public API -----------------------------------------------------------------------
 

@@ -19,6 +19,12 @@ replay).
 
 Gate: HALTED lets no entry through (exits pass); REDUCING passes only orders that reduce a
 position; ACTIVE passes everything. Exits are never denied: a stop must always be able to act.
+A coin blocked by the reconciliation with a live venue (``BlockCoins``: the engine's position
+or orders there are not the venue's, ``state/reconcile.py``) takes no order that is not
+reduce-only (``OrderDenied`` reason ``RECONCILE_MISMATCH: <sentence>``); the blocks are
+persisted (``BLOCKED_KEY``), so a restart keeps them, and each start's reconciliation replaces
+them (a coin that reconciles clean is free again). Asks: ``blocked_coins`` and
+``unblock_coin(coin, reason)`` (an operator who checked the account).
 
 The venue (``VenueAlert``, published by the Executor for each ``VenueNotice`` of a live venue):
 ``BANNED`` (a 418 or a 429 with ``until_ms``) denies every new ENTRY order with ``OrderDenied``
@@ -64,6 +70,7 @@ equity in the store already breaches a limit.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -80,6 +87,7 @@ from state.messages import (
     AccountMarked,
     ArmCondition,
     ArmConditions,
+    BlockCoins,
     ClosePosition,
     ConditionRejected,
     EquityChecked,
@@ -104,6 +112,8 @@ from state.types import OrderIntent, PositionStatus, TradingState
 
 DAY_KEY = "risk_day_start"  # "YYYY-MM-DD equity"
 PEAK_KEY = "risk_equity_peak"  # the highest equity seen, ever (the drawdown's reference)
+BLOCKED_KEY = "risk_blocked_coins"  # JSON {coin: why}: no new entries (reconciliation with the venue)
+RECONCILE_MISMATCH = "RECONCILE_MISMATCH"
 DRAWDOWN_REASON = "KILL_SWITCH: drawdown"
 BAN_KEY = "venue_banned_until_ms"  # a venue ban's end (epoch ms); empty: none
 VENUE_HALTED = "VENUE_HALTED"  # the reason's start when the venue refused the keys while running
@@ -143,6 +153,7 @@ class RiskGate(EngineActor):
         self._open: dict[str, PositionStatus] = {}
         self._banned = False  # the venue banned new orders (VenueAlert BANNED) ...
         self._banned_until_ms: int | None = None  # ... until then (None: until BAN_LIFTED)
+        self._blocked: dict[str, str] = {}  # coin -> why (BlockCoins), persisted under BLOCKED_KEY
         self.passed = 0
         self.denied = 0
         self.rejected = 0
@@ -155,6 +166,9 @@ class RiskGate(EngineActor):
         self._open = {p.id: p.status for p in positions}
         self._start_watch(positions)
         self._load_ban()
+        self._blocked = _load_blocked(self._store.get_setting(BLOCKED_KEY))
+        for coin, why in sorted(self._blocked.items()):
+            self.log.warning("COIN_BLOCKED: {} takes no new entry: {}", coin, why)
         if self._state is not TradingState.ACTIVE:
             self.log.warning("TRADING_STATE: {} since before this start ({})", self._state.value, self._reason)
         self.publish(TradingStateChanged(ts_init_ns=self.now_ns(), state=self._state, reason=self._reason))
@@ -248,6 +262,14 @@ class RiskGate(EngineActor):
             self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
                                      order=order, reason=reason))
             return
+        blocked = self._blocked.get(order.coin)
+        if blocked is not None and not order.reduce_only:
+            self.denied += 1
+            reason = f"{RECONCILE_MISMATCH}: {blocked}"
+            self.log.warning("ORDER_DENIED: {} {}", order.client_order_id, reason)
+            self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
+                                     order=order, reason=reason))
+            return
         self.passed += 1
         self.send(ExecuteOrder(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id, order=order))
 
@@ -294,6 +316,32 @@ class RiskGate(EngineActor):
         if saved and saved.isdigit() and int(saved) > self.now_ns() // 1_000_000:
             self._banned, self._banned_until_ms = True, int(saved)
             self.log.warning("VENUE_BANNED: since before this start, no new entry until {}", utc_text(int(saved)))
+
+    # --- coins blocked by the reconciliation with the venue -------------------------------------------
+
+    def _on_block_coins(self, command: BlockCoins) -> None:
+        blocked = dict(command.coins) if command.replace else {**self._blocked, **command.coins}
+        self._set_blocked(blocked)
+
+    def _set_blocked(self, blocked: dict[str, str]) -> None:
+        for coin in sorted(set(self._blocked) - set(blocked)):
+            self.log.warning("COIN_UNBLOCKED: {} takes entries again", coin)
+        for coin, why in sorted(blocked.items()):
+            if self._blocked.get(coin) != why:
+                self.log.error("COIN_BLOCKED: {} takes no new entry: {}", coin, why)
+        with self._store.transaction():
+            self._store.set_setting(BLOCKED_KEY, json.dumps(blocked, sort_keys=True))
+        self._blocked = blocked
+
+    def _ask_blocked_coins(self) -> dict[str, str]:
+        return dict(self._blocked)
+
+    def _ask_unblock_coin(self, coin: str, reason: str = "requested") -> dict[str, str]:
+        if coin not in self._blocked:
+            raise ValueError(f"coin: {coin!r} is not blocked (blocked: {', '.join(sorted(self._blocked)) or 'none'})")
+        self.log.warning("COIN_UNBLOCK_REQUESTED: {} ({})", coin, reason)
+        self._set_blocked({c: why for c, why in self._blocked.items() if c != coin})
+        return dict(self._blocked)
 
     # --- trading state ---------------------------------------------------------------------------------
 
@@ -404,5 +452,20 @@ class RiskGate(EngineActor):
         return {"state": self._state.value, "reason": self._reason, "passed": self.passed, "denied": self.denied,
                 "rejected": self.rejected, "equity": str(self._watch.equity), "day": self._watch.day,
                 "venue_banned": self._banned, "venue_banned_until_ms": self._banned_until_ms,
-                "day_start_equity": str(self._watch.day_start), "peak_equity": str(self._watch.peak)}
+                "day_start_equity": str(self._watch.day_start), "peak_equity": str(self._watch.peak),
+                "blocked_coins": dict(self._blocked)}
+
+
+def _load_blocked(text: str | None) -> dict[str, str]:
+    """The persisted blocks (``BLOCKED_KEY``); ``ValueError`` naming the key for a damaged value
+    (the RiskGate must not start without knowing what is blocked)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"setting {BLOCKED_KEY}: not JSON: {error}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"setting {BLOCKED_KEY}: expected {{coin: reason}}, got {text[:200]!r}")
+    return value
 

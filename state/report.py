@@ -1037,6 +1037,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"realized {usd(report['realized_pnl_usd'])} USD | fees {usd(report['fees_paid_usd'])} USD | "
         f"slippage {report['slippage_avg_bps']} bps | max drawdown {report['max_drawdown_pct']} %",
         *_fills_lines(report),
+        *_reconciliation_lines(report),
         f"  equity {usd(report['start_equity'])} -> {usd(report['end_equity'])} | open positions "
         f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
         f"trading {report['trading_state']}",
@@ -1046,6 +1047,19 @@ def format_report(report: Mapping[str, Any]) -> str:
           if report.get("recorded") else []),
         *_feed_health_lines(report),
     ])
+
+
+def _reconciliation_lines(report: Mapping[str, Any]) -> list[str]:
+    """A live session's start-up reconciliation with the venue: how many differences, which
+    coins take no new entry and why (``actors/venue_reconcile.py``)."""
+    found = report.get("reconciliation")
+    if not found:
+        return []
+    differences = found.get("differences") or []
+    blocked = found.get("blocked") or {}
+    line = (f"  reconciliation: {len(differences)} difference(s), {len(found.get('fills_applied') or [])} "
+            f"fill(s) applied | blocked: {', '.join(sorted(blocked)) or 'none'}")
+    return [line, *(f"    {coin}: {why}" for coin, why in sorted(blocked.items()))]
 
 
 _ORDER_COUNT_NAMES = {"filled": "filled", "partially_filled_canceled": "partially filled then canceled",
