@@ -44,12 +44,27 @@ from the engine store) and says so, and one plain line on stderr gives the reaso
 Exit codes: 0 clean stop (also a finished replay run again, and a stop signal before the
 start), 2 bad config or input (also a data folder that holds another session, is in use by
 another engine, cannot be created or written, or, for ``--status``, where no session ever
-ran), 3 halted by the supervisor (an actor could not be kept alive), 4 a live source received
+ran; also, live, a start refused by the reconciliation with the venue: ``[venue] on_unknown =
+"halt"`` and an order or position the store does not know, or an account that cannot be
+read), 3 halted by the supervisor (an actor could not be kept alive), 4 a live source received
 nothing at all for ``[feed] give_up_after_s`` after start (``FEED_GAVE_UP``: no trade, no
 quote, no REST price), 5 store unwritable (the engine or journal database refused writes: disk
 full, lost permissions, I/O error; the halt may not be persisted then; also when an actor
-cannot start for it), 99 stopped by the kill switch; 1 when an actor could not start for
-another reason.
+cannot start for it), 6 the live venue halted trading while running (``VENUE_HALTED``: it
+refused the keys; the reason is in the report and on stderr), 99 stopped by the kill switch; 1
+when an actor could not start for another reason.
+
+Live mode (``[engine] mode = "live"``): before any actor starts, the API key and secret are read
+from the environment variables ``[venue] key_env``/``secret_env`` name (unset or empty: exit 2
+naming the variables, before the data folder is touched), the venue is built
+(``adapters/venues/ccxt_venue.py``, on the process's one token bucket) and connected (keys
+proven, account mode checked, leverage and margin set); keys refused, an account mode the engine
+does not trade, a venue that cannot be reached, or market rules that cannot be read are exit 2
+with the cause (never the key). A live session does not open the paper venue's book
+(``venue.db``), prints a banner (TESTNET or LIVE with real money), shows the venue on the status
+line, in the report (``mode``, ``venue``) and ``--status``; the key and secret are masked in
+every log record. A data folder of a paper session is refused in live mode and the reverse
+(``state/session.py``). ``Engine.stop`` closes the live venue.
 """
 
 from __future__ import annotations
@@ -64,7 +79,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -104,6 +119,7 @@ from actors.risk_gate import RiskGate
 from actors.sniper import Sniper
 from actors.strategist import Strategist
 from actors.supervisor import ChildSpec, Supervisor
+from actors.venue_reconcile import VenueWatch, reconcile_at_start
 from adapters.clock import TickClock, WallClock
 from adapters.data_folder import (
     VENUE_STORE_NAME,
@@ -114,14 +130,16 @@ from adapters.data_folder import (
     write_report,
 )
 from adapters.console.logs import configure_logging, intercept_stdlib_logging
-from adapters.console.status import status_line
+from adapters.console.status import live_banner, status_line
 from adapters.timers import PeriodicTimers, TimerJob
 from adapters.venues.paper import PaperVenue, adopt_positions
 from adapters.net.rate_limit import TokenBucket
 from adapters.feeds.recorder import TradeRecorder
-from adapters.ports import Clock, MarketSource, VenuePort
+from adapters.errors import AuthenticationFailed, TemporaryError, UnsupportedAccount
+from adapters.ports import Clock, LiveVenuePort, MarketSource, VenuePort
 from adapters.price_board import InMemoryPriceBoard
 from adapters.feeds.sim_source import SimSource
+from state.account import VenueStartup, VenueStatus
 from state.config import Config, ConfigError, ReplayFile, load_config, parse_config
 from state.messages import (
     ConditionArmed,
@@ -136,10 +154,12 @@ from state.messages import (
     SetTradingState,
     Tick,
     TimerFired,
+    VenueAlert,
 )
 from state.market import MarketRules
 from state.matching import VenuePosition
 from state.models import TradeCondition, account_equity
+from state.order import NoticeKind
 from state.report import Ledger, format_report
 from state.session_report import ReportContext, report_scope, report_ticks, session_report, with_durable_state
 from state.session import (
@@ -153,6 +173,7 @@ from state.session import (
     differences,
     identity_from_config,
 )
+from state.secrets import Credentials, MissingCredentials, load_credentials, redact_values
 from state.store import Store, StoreOutbox, hold_open, is_store_unwritable
 from state.strategies import StrategyContext, build_strategy
 from state.types import OrderIntent, OrderStatus, PositionStatus, TradingState
@@ -163,6 +184,7 @@ EXIT_BAD_INPUT = 2
 EXIT_HALTED = 3
 EXIT_FEED_GAVE_UP = 4
 EXIT_STORE_UNWRITABLE = 5
+EXIT_VENUE_HALTED = 6
 EXIT_KILL_SWITCH = 99
 HALT_STOP_WAIT_S = 60.0  # how long main waits for a halted engine's stop before it gives up on it
 EXIT_JOIN_S = 10.0  # how long the process waits for threads left running before it exits anyway
@@ -181,6 +203,12 @@ STATE_OWNERS = frozenset({SNIPER, RISK_GATE, EXECUTOR, JOURNAL})
 
 class EngineStartError(RuntimeError):
     pass
+
+
+class VenueStartError(RuntimeError):
+    """The live venue refused the session at start (keys, account mode) or could not be
+    reached; nothing was started (the command line exits 2). The text names the cause, never
+    a key."""
 
 
 def new_run_id() -> str:
@@ -214,6 +242,8 @@ class Engine:
     ) -> None:
         self.config = config
         self.data_dir = data_dir
+        # Live: the keys before anything else (missing: MissingCredentials, nothing made).
+        self.credentials = _live_credentials(config, venue, os.environ)
         self.run_id = run_id or new_run_id()
         self.bus = Bus(ROLES)
         self.rest_limiter = TokenBucket(REST_RATE_PER_S, REST_BURST)  # every REST call of the process
@@ -227,7 +257,7 @@ class Engine:
         except BaseException:
             self.rest_limiter.close()
             raise
-        self.bus.set_outbox(StoreOutbox(self.store, self.run_id))  # the Journal's copies, durable with their decisions
+        self.bus.set_outbox(_guarded_outbox(StoreOutbox(self.store, self.run_id), self.secrets()))  # the Journal's copies
         self.recorder: TradeRecorder | None = None
         try:
             try:
@@ -236,7 +266,8 @@ class Engine:
                 raise ConfigError([str(error)]) from None
             self.journal_store = _make_journal_store(config, data_dir)
             try:
-                self.venue_store = _open_venue_book(data_dir, self.store) if venue is None else None
+                # The paper venue's own book; a live session's account is the exchange's.
+                self.venue_store = _open_venue_book(data_dir, self.store) if venue is None and not config.live else None
             except BaseException:
                 self.journal_store.close()
                 raise
@@ -250,9 +281,12 @@ class Engine:
         self.board = InMemoryPriceBoard()
         self.market_rules: dict[str, MarketRules] = {}  # the venue's, when loaded at start
         self.market_rules_from = "config"
-        self.venue: VenuePort = venue or PaperVenue.from_config(
+        self.venue_startup: VenueStartup | None = None  # what a live venue's connect found and set
+        self.venue_halted = threading.Event()  # a live venue refused the keys while running (exit 6)
+        self.venue_halt_reason = ""
+        self.venue: VenuePort = venue or (self._build_live_venue() if config.live else PaperVenue.from_config(
             config.paper, category=config.feed.market_category(), clock=self.clock, markets=self.market,
-            ledger=self.venue_store, quotes=self.board.quote)
+            ledger=self.venue_store, quotes=self.board.quote))
         self.supervisor = Supervisor(
             bus=self.bus, clock=self.clock, config=config.supervisor, on_escalate=self._escalate
         )
@@ -288,6 +322,8 @@ class Engine:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self.timers: PeriodicTimers | None = None  # the periodic nudges (adapters/timers.py), from start()
+        self.reconciliation: dict[str, Any] | None = None  # live: the start-up reconciliation (report block)
+        self.venue_watch: VenueWatch | None = None  # live: the periodic check against the venue's account
         self._specs = {role: ChildSpec(role, self._factory(role), role in STATE_OWNERS) for role in ROLES}
 
     # --- wiring ----------------------------------------------------------------------------------
@@ -351,6 +387,9 @@ class Engine:
             self.gave_up_reason = (f"FEED_GAVE_UP: {message.source} received nothing in "
                                    f"{message.waited_s:g}s since start; {message.detail}")
             self.gave_up.set()
+        elif kind is VenueAlert and role == JOURNAL and message.kind == NoticeKind.AUTH_FAILED:
+            self.venue_halt_reason = self.redact(f"VENUE_HALTED: {message.message}")
+            self.venue_halted.set()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -373,6 +412,10 @@ class Engine:
             self._close_stores()
             raise ConfigError([f"feed.symbols: {error}"]) from None
         except MarketRulesUnavailable as error:
+            if self.config.live:  # real orders are sized and rounded by the venue's rules only
+                self._close_stores()
+                raise VenueStartError(self.redact(f"the venue cannot be reached: its market rules cannot be read: "
+                                                  f"{error}; nothing was started")) from None
             log.warning("MARKET_RULES_UNAVAILABLE: {}; orders use [markets] and the defaults", error)
             self.market_rules_from = "config (venue unreachable)"
             return
@@ -393,10 +436,76 @@ class Engine:
         self._anchors = []
         self.folder_lock.release()
 
+    # --- the live venue ----------------------------------------------------------------------
+
+    def _build_live_venue(self) -> VenuePort:
+        """The live venue (``_make_live_venue``); if it cannot be built, the stores and the
+        folder are released before the error goes up (the engine is not usable then)."""
+        try:
+            return _make_live_venue(self.config, self.credentials, self.rest_limiter, self.clock, self.market)
+        except BaseException:
+            for close in (self.store.close, self.journal_store.close, self.rest_limiter.close,
+                          self.folder_lock.release):
+                _step("release after a venue that cannot be built", close)
+            raise
+
+    def _connect_venue(self) -> None:
+        """A live venue's ``connect`` (keys proven, account mode checked, leverage and margin set,
+        private stream opened), before any actor starts: a refusal or an unreachable venue
+        closes it and the stores and raises ``VenueStartError`` (exit 2) naming the cause. A
+        halt an earlier run recorded because the venue refused the keys (``VENUE_HALTED``) is
+        lifted once the keys are accepted again."""
+        venue = self.venue
+        if not getattr(venue, "live", False):
+            return
+        log = logger.bind(actor="engine")
+        try:
+            self.venue_startup = venue.connect()  # type: ignore[attr-defined]
+        except Exception as error:  # noqa: BLE001 - every way a connect fails stops the start, named
+            message = self.redact(_venue_refusal(self.config, self.credentials, error))
+            log.critical("VENUE_REFUSED: {}", message)
+            _step("live venue", venue.close)  # type: ignore[attr-defined]
+            self._close_stores()
+            raise VenueStartError(message) from None
+        startup = self.venue_startup
+        log.info("VENUE_CONNECTED: {} {} {}: position mode {}, server time offset {} ms, leverage {}, notes {}",
+                 startup.exchange, startup.market, "TESTNET" if startup.testnet else "LIVE (REAL MONEY)",
+                 startup.position_mode, startup.server_time_offset_ms, dict(startup.leverage), list(startup.notes))
+        with self.store.connection():
+            if (self.store.load_trading_state() is TradingState.HALTED
+                    and self.store.load_trading_reason().startswith("VENUE_HALTED")):
+                self.store.save_trading_state(TradingState.ACTIVE, "venue accepted the keys at start")
+                log.warning("VENUE_HALT_LIFTED: the last run halted because the venue refused the keys; "
+                            "they were accepted now, trading is ACTIVE again")
+
+    def redact(self, text: str) -> str:
+        """``text`` with the live session's key and secret masked (``***``)."""
+        return redact_values(text, self.secrets())
+
+    def secrets(self) -> tuple[str, ...]:
+        """The literal values no output may contain (the log setup masks them)."""
+        return () if self.credentials is None else (self.credentials.key, self.credentials.secret)
+
+    def venue_status(self) -> VenueStatus | None:
+        """A live venue's health (``status()`` never blocks), ``None`` for paper."""
+        if not getattr(self.venue, "live", False):
+            return None
+        return _ask_or(self.venue.status, None)  # type: ignore[attr-defined]
+
+    def venue_report(self) -> dict[str, Any] | None:
+        """The report's ``venue`` block: the live venue's status at the end and its start-up."""
+        if not getattr(self.venue, "live", False):
+            return None
+        return {"status": self.venue_status(), "startup": self.venue_startup,
+                "keys_from": [self.config.venue.key_env, self.config.venue.secret_env]}
+
     def start(self) -> Engine:
-        """Start every actor in order (after loading a live venue's market rules). Raises
-        ``ReplayAlreadyComplete`` when this folder's replay reached its end before,
-        ``ConfigError`` when the venue does not list a configured coin, ``EngineStartError``
+        """Start every actor in order (after loading a live venue's market rules and connecting
+        a live venue). Raises ``ReplayAlreadyComplete`` when this folder's replay reached its end
+        before, ``ConfigError`` when the venue does not list a configured coin (and, live, when the
+        reconciliation with the venue refuses the start: ``ReconcileRefused``),
+        ``VenueStartError`` when a live venue refused the keys or the account or cannot be
+        reached (nothing started, the folder released), ``EngineStartError``
         when an actor cannot start (``store_error`` is then set if a store refused a write:
         ``run.py`` exits with 5, else 1)."""
         if self.completion is not None:
@@ -412,6 +521,7 @@ class Engine:
         )
         if self.config.feed.rules_from_exchange():
             self._load_market_rules()
+        self._connect_venue()
         self._anchors = [a for db in (self.store.db, self.journal_store.db)
                          if (a := _step("store anchor not opened", hold_open, db)) is not None]
         with _reading(self.store.db):
@@ -420,16 +530,21 @@ class Engine:
         started = []
         try:
             for role in START_ORDER:
+                if role == STRATEGIST and self.config.live:  # before anything can trade
+                    self._reconcile_with_venue()
                 self.supervisor.start_child(self._specs[role])
                 started.append(role)
         except Exception as error:
             self._stop_roles([r for r in STOP_ORDER if r in started])
             self._close_stores()
+            if isinstance(error, ConfigError):  # the reconciliation refused the start: exit 2
+                raise
             self.store_error = self.supervisor.store_error()
             why = f"store unwritable: {self.store_error}" if self.store_error is not None else str(error)
             raise EngineStartError(f"could not start {START_ORDER[len(started)]}: {why}") from error
         self.supervisor.start()
         self.timers = self._make_timers().start()
+        self.venue_watch = self._venue_watch()
         self.started_at = time.monotonic()
         self.started_wall = datetime.now(timezone.utc)
         try:
@@ -485,7 +600,8 @@ class Engine:
 
     def _cancel_working_orders(self, timeout: float, *, keep_exits: bool) -> list[str]:
         """Cancel every order working at the venue that is not a protective exit of a position
-        kept open (``keep_exits``: exits are kept when positions are), wait (up to ``timeout``)
+        kept open (``keep_exits``: exits are kept when positions are), nor, live, an order never
+        recorded here (placed by hand: ``FOREIGN_ORDER_KEPT``), wait (up to ``timeout``)
         until the venue confirmed each (the Executor's record is final and the venue no longer
         lists it), and return the client ids that ended CANCELED (``ORDERS_CANCELED``)."""
         log = logger.bind(actor="engine")
@@ -499,7 +615,8 @@ class Engine:
             record = _ask_or(lambda coid=order.client_order_id: executor.ask("order", coid), None)
             if record is not None and record.intent is OrderIntent.EXIT:
                 keep.add(order.client_order_id)
-        asked = list(_ask_or(lambda: executor.ask("cancel_open_orders", frozenset(keep)), ()))
+        foreign = not self.config.live  # live: an order placed by hand is the account owner's, never canceled
+        asked = list(_ask_or(lambda: executor.ask("cancel_open_orders", frozenset(keep), foreign=foreign), ()))
         records: dict[str, Any] = {}
         deadline = time.monotonic() + timeout
         while asked:
@@ -592,9 +709,14 @@ class Engine:
             restarts=self.restarts, trading_state=_ask_or(self.risk_gate.trading_state, None),
             rest=self.rest_limiter.stats(), market_rules_from=self.market_rules_from, market_rules=self.market_rules,
             recorded={coin: str(path) for coin, path in self.recorder.files().items()} if self.recorder else {},
+            mode=self.config.engine.mode, venue=self.venue_report(),
         )
         for mismatch in report["mismatches"]:
             logger.bind(actor="engine").warning("REPORT_MISMATCH: {}", mismatch)
+        if self.reconciliation is not None:
+            report["reconciliation"] = self.reconciliation
+        if self.credentials is not None:  # a last guard: no key in a report, whatever text it quotes
+            report = json.loads(self.redact(json.dumps(report)))
         return report
 
     def _write_report(self, report: dict[str, Any]) -> None:
@@ -615,8 +737,12 @@ class Engine:
             try:
                 if self.timers is not None:
                     self.timers.stop()
+                if self.venue_watch is not None:
+                    self.venue_watch.stop()
                 _step("supervisor", self.supervisor.stop)
                 _step("actors", self._stop_roles, STOP_ORDER)
+                if getattr(self.venue, "live", False):
+                    _step("live venue", self.venue.close)  # type: ignore[attr-defined]
                 self.bus.remove_tap(self._watch)
                 if self.halt_reason is not None:
                     _step("HALTED not saved", self._persist_halt)
@@ -716,6 +842,27 @@ class Engine:
         jobs.append(TimerJob(name="reconcile", action=nudge(EXECUTOR, "reconcile"), every_s=RECONCILE_S))
         return PeriodicTimers(min(JOURNAL_FLUSH_S, sweep_s), jobs, name="engine-timers")
 
+    def _reconcile_with_venue(self) -> None:
+        """Live: the start-up reconciliation with the venue (``actors/venue_reconcile.py``), once
+        the Executor, the RiskGate and the Sniper run and before the Strategist and the Feed
+        start. Raises ``ReconcileRefused`` (a ``ConfigError``: exit 2)."""
+        venue: Any = self.venue  # a LiveVenuePort in live mode
+        if not callable(getattr(venue, "account", None)):
+            raise EngineStartError(f"live mode needs a live venue; {venue.name} cannot show its account")
+        found = reconcile_at_start(bus=self.bus, venue=venue, store=self.store, clock=self.clock,
+                                   on_unknown=self.config.venue.on_unknown,
+                                   spot=self.config.venue.market_for(self.config.feed) == "spot")
+        self.reconciliation = found.as_report()
+
+    def _venue_watch(self) -> VenueWatch | None:
+        """Live, ``[venue] reconcile_every_s`` > 0: the periodic check's thread, started."""
+        venue: Any = self.venue
+        every_s = self.config.venue.reconcile_every_s
+        if not self.config.live or not every_s or not callable(getattr(venue, "account", None)):
+            return None
+        return VenueWatch(bus=self.bus, venue=venue, clock=self.clock, every_s=every_s,
+                          spot=self.config.venue.market_for(self.config.feed) == "spot").start()
+
     # --- the public API -----------------------------------------------------------------------
 
     def push_tick(self, coin: str, price: Any, ts_ms: int | None = None, qty: Any = 0) -> None:
@@ -778,6 +925,71 @@ class Engine:
     @property
     def restarts(self) -> dict[str, int]:
         return dict(self.supervisor.restarts)
+
+
+class _RedactingOutbox:
+    """A live session's outbox: a message whose text fields hold the key or the secret is
+    journaled with them masked (a last guard: a venue never puts them in its texts)."""
+
+    def __init__(self, outbox: StoreOutbox, secrets: tuple[str, ...]) -> None:
+        self._outbox = outbox
+        self._secrets = secrets
+        self.begin_deferring = outbox.begin_deferring
+        self.end_deferring = outbox.end_deferring
+        self.holding = outbox.holding
+
+    def append(self, message: Any) -> None:
+        changes = {f.name: redact_values(value, self._secrets) for f in fields(message)
+                   if isinstance(value := getattr(message, f.name), str)
+                   and any(secret in value for secret in self._secrets)} if is_dataclass(message) else {}
+        self._outbox.append(replace(message, **changes) if changes else message)
+
+
+def _guarded_outbox(outbox: StoreOutbox, secrets: tuple[str, ...]) -> StoreOutbox | _RedactingOutbox:
+    """The Journal's copies, durable with their decisions; masked first in a live session."""
+    return _RedactingOutbox(outbox, secrets) if secrets else outbox
+
+
+def _live_credentials(config: Config, venue: VenuePort | None, environ: Mapping[str, str]) -> Credentials | None:
+    """The API key and secret of a live session that builds its own venue (``None`` for paper,
+    or when a venue was given: it holds its own); ``MissingCredentials`` names the variables."""
+    if not config.live or venue is not None:
+        return None
+    return load_credentials(config.venue, environ)
+
+
+def _make_live_venue(config: Config, credentials: Credentials | None, limiter: TokenBucket, clock: Clock,
+                     markets: Callable[[str], MarketRules]) -> VenuePort:
+    """``CcxtVenue.from_config`` (imported here: only a live session needs ccxt's private API),
+    on the process's one token bucket."""
+    assert credentials is not None, "a live session reads its credentials first"
+    try:
+        from adapters.venues.ccxt_venue import CcxtVenue
+    except ImportError as error:
+        raise ConfigError([f"engine.mode: live trading is not available: {error}"]) from None
+    venue: LiveVenuePort = CcxtVenue.from_config(config, credentials=credentials, limiter=limiter, clock=clock,
+                                                 markets=markets)
+    return venue
+
+
+def _venue_refusal(config: Config, credentials: Credentials | None, error: Exception) -> str:
+    """Why a live venue's connect failed, for the operator: the cause, the venue's own words,
+    and what to check (never a key: the caller masks the text too)."""
+    exchange = config.venue.exchange_for(config.feed)
+    account = f"{exchange} {'testnet' if config.venue.testnet else 'LIVE account'}"
+    keys = f"${config.venue.key_env} / ${config.venue.secret_env}"
+    if isinstance(error, AuthenticationFailed):
+        cause = (f"{account} refused the API keys from {keys} ({error}); check that they belong to the "
+                 f"{'testnet' if config.venue.testnet else 'real'} account, may trade, and allow this IP")
+    elif isinstance(error, UnsupportedAccount):
+        cause = f"{account} is set up in a way the engine does not trade: {error}"
+    elif isinstance(error, TemporaryError):
+        cause = f"{account} cannot be reached: {error}"
+    else:
+        cause = f"connecting to {account} failed: {type(error).__name__}: {error}"
+    if credentials is not None:
+        cause = credentials.redact(cause)
+    return f"{cause}; nothing was started"
 
 
 def _session_identity(config: Config) -> SessionIdentity:
@@ -1063,7 +1275,8 @@ def _status_line(engine: Engine, previous: dict[str, float] | None = None) -> st
     return status_line(snapshot=snap, feed=feed, trading=trading, prices=engine.board.all(),
                        source=engine.config.feed.source,
                        simulated=engine.source is not None and engine.source.simulated,
-                       now=time.monotonic(), started_at=engine.started_at, previous=previous)
+                       now=time.monotonic(), started_at=engine.started_at, previous=previous,
+                       venue=engine.venue_status())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1099,7 +1312,7 @@ def main(argv: list[str] | None = None) -> int:
             return _status_command(args)
         engine = build_engine(args.config, args.data_dir, progress=progress, record=args.record,
                               fresh=args.fresh)
-    except (ConfigError, DataDirError) as error:
+    except (ConfigError, DataDirError, MissingCredentials) as error:
         print(str(error), file=sys.stderr)
         return EXIT_BAD_INPUT
     if engine.completion is not None:
@@ -1109,7 +1322,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.repl or show_progress) and level in ("TRACE", "DEBUG", "INFO", "SUCCESS"):
         # The console is for typing, or for the progress bar; the full log is in <data_dir>/logs.
         level = "WARNING"
-    configure_logging(level, engine.data_dir / "logs")
+    configure_logging(level, engine.data_dir / "logs", secrets=engine.secrets())
     if stop_requested.is_set():  # a stop signal before any actor ran: do not start one
         return _never_started(engine, stop_signal)
 
@@ -1118,11 +1331,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:  # found at start: a coin the live venue does not list
         print(str(error), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except VenueStartError as error:  # keys refused, account not supported, venue unreachable
+        _say(f"run.py: live venue: {error} (exit code {EXIT_BAD_INPUT})", sys.stderr)
+        return EXIT_BAD_INPUT
     except EngineStartError as error:
         logger.bind(actor="engine").critical("ENGINE_START_FAILED: {}", error)
         code = EXIT_STORE_UNWRITABLE if engine.store_error is not None else 1
         _say(f"run.py: {error} (exit code {code})", sys.stderr)
         return code
+    _print_live_banner(engine)
     if args.repl:
         from adapters.console.repl import run_repl
 
@@ -1187,6 +1404,7 @@ def _status_command(args: argparse.Namespace) -> int:
         except ValueError as error:
             status["identity"] = f"unreadable: {error}"
         status["replay_complete"] = store.load_replay_completion()
+        status["venue"] = _stored_venue(data_dir)  # a live session's, from its last report
         status["store_read_mode"] = store.read_mode
         if store.read_mode == "immutable" and (data_dir / "engine.db-wal").exists():
             status["store_note"] = ("read as immutable (the folder is read-only and has no -shm): the last "
@@ -1222,7 +1440,34 @@ def _already_complete(engine: Engine) -> int:
 
 def _session_over(engine: Engine, stop_requested: threading.Event) -> bool:
     return (stop_requested.is_set() or _halting(engine) or engine.finished.is_set()
-            or engine.killed.is_set() or engine.gave_up.is_set())
+            or engine.killed.is_set() or engine.gave_up.is_set() or engine.venue_halted.is_set())
+
+
+def _print_live_banner(engine: Engine) -> None:
+    """Once a live venue connected: which exchange and market, TESTNET or real money
+    (``adapters/console/status.live_banner``), on stdout and in the log."""
+    if engine.venue_startup is None:
+        return
+    banner = engine.redact(live_banner(engine.venue_startup, key_env=engine.config.venue.key_env,
+                                       secret_env=engine.config.venue.secret_env))
+    _say(banner)
+    log = logger.bind(actor="engine")
+    (log.info if engine.venue_startup.testnet else log.warning)("LIVE_SESSION: {}", " / ".join(
+        line.strip() for line in banner.splitlines() if line.strip(" =!")))
+
+
+def _stored_venue(data_dir: Path) -> dict[str, Any] | None:
+    """``--status``: the venue block of the newest report that has one (a live session's:
+    exchange, TESTNET or live, stream, ban, halt as the last run ended), read from disk only."""
+    runs = data_dir / "runs"
+    for summary in sorted(runs.glob("*/summary.json"), reverse=True) if runs.is_dir() else ():
+        try:
+            report = json.loads(summary.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict) and report.get("venue"):
+            return {"run_id": report.get("run_id"), "ended_at": report.get("ended_at"), **report["venue"]}
+    return None
 
 
 def _halting(engine: Engine) -> bool:
@@ -1324,6 +1569,8 @@ def _exit(code: int) -> None:
 def _session_outcome(engine: Engine, default_reason: str) -> tuple[int, str]:
     if engine.killed.is_set():
         return EXIT_KILL_SWITCH, engine.kill_reason or "KILL_SWITCH"
+    if engine.venue_halted.is_set():
+        return EXIT_VENUE_HALTED, engine.venue_halt_reason
     if engine.gave_up.is_set():
         return EXIT_FEED_GAVE_UP, engine.gave_up_reason
     if engine.finished.is_set():

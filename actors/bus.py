@@ -52,6 +52,7 @@ from state.messages import (
     AccountMarked,
     ActorRestarted,
     AdjustStop,
+    BlockCoins,
     ArmCondition,
     ArmConditions,
     BarClosed,
@@ -100,6 +101,8 @@ from state.messages import (
     TickMatched,
     TradingStateChanged,
     VenueEventReceived,
+    VenueReconciled,
+    VenueSnapshotTaken,
 )
 
 FEED = "feed"
@@ -134,6 +137,8 @@ COMMAND_ROUTES: dict[type[Message], str] = {
     CancelCondition: SNIPER,
     ClosePosition: SNIPER,
     AdjustStop: SNIPER,
+    BlockCoins: RISK_GATE,  # reconciliation with a live venue: no new entries on these coins
+    VenueSnapshotTaken: INVARIANTS,  # the periodic check against a live venue's account
 }
 
 _POSITION_LISTENERS = (EXIT_MONITOR, INVARIANTS, RISK_GATE, JOURNAL)
@@ -170,11 +175,13 @@ EVENT_ROUTES: dict[type[Message], tuple[str, ...]] = {
     ActorRestarted: (FEED, SNIPER, INVARIANTS, JOURNAL),
     InvariantViolated: (JOURNAL,),
     VenueAlert: (RISK_GATE, JOURNAL),
+    VenueReconciled: (JOURNAL,),
 }
 
 # Commands the Journal also receives as an audit copy (a copy, not a second handler).
 JOURNAL_TAP: frozenset[type[Message]] = frozenset(
-    {SubmitOrder, ExecuteOrder, CancelOrder, ClosePosition, AdjustStop, SetTradingState, CancelCondition}
+    {SubmitOrder, ExecuteOrder, CancelOrder, ClosePosition, AdjustStop, SetTradingState, CancelCondition,
+     BlockCoins}
 )
 
 

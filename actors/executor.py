@@ -8,10 +8,12 @@ transition table, venue id, totals) and their fills (``fills`` table, one row pe
 ``MatchTick`` (Sniper: a trade the venue may match resting orders against),
 ``VenueEventReceived`` (a venue's outcome from a thread of its own) and
 ``TimerFired("reconcile")``. Asks: ``open_orders(coin=None)`` (the venue's working orders, a
-list of ``VenueOrder``), ``cancel_open_orders(keep=frozenset(), reason="SHUTDOWN")`` (asks the
-venue to cancel every working order whose client id is not in ``keep``; answers the client
-ids it asked to cancel, the outcomes arrive as events), ``order(client_order_id)`` (the record
-or ``None``) and ``stats``.
+list of ``VenueOrder``), ``cancel_open_orders(keep=frozenset(), reason="SHUTDOWN", foreign=True)`` (asks
+the venue to cancel every working order whose client id is not in ``keep``, and, with
+``foreign``, those never recorded here; answers the client ids it asked to cancel, the outcomes
+arrive as events), ``order(client_order_id)`` (the record
+or ``None``), ``records(client_order_ids=())`` (every record not final, and the records of the
+given ids the store knows: the engine's side of a reconciliation with the venue) and ``stats``.
 
 **Emits**, per order and in this order: ``OrderAccepted`` for an order that can rest
 (``OrderRequest.rests``: once, when the venue is first known to hold it, also when its first
@@ -84,7 +86,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -210,8 +212,8 @@ class Executor(EngineActor):
         level = {NoticeKind.AUTH_FAILED: "CRITICAL", NoticeKind.BANNED: "ERROR",
                  NoticeKind.STREAM_DOWN: "WARNING"}.get(notice.kind, "INFO")
         self.log.log(level, "VENUE_{}: {}", notice.kind.value, notice.message)
-        self.bus.send(VenueAlert(ts_init_ns=self.now_ns(), kind=notice.kind.value, message=notice.message,
-                                 until_ms=notice.until_ms))
+        self.publish(VenueAlert(ts_init_ns=self.now_ns(), kind=notice.kind.value, message=notice.message,
+                                until_ms=notice.until_ms))
 
     def _fatal(self, error: FatalExchangeError) -> None:
         """A call answered that the keys or the account cannot trade: trading must halt."""
@@ -576,13 +578,19 @@ class Executor(EngineActor):
             raise ValueError(f"VENUE_ERROR: open_orders: {type(error).__name__}: {error}")
         return list(working)
 
-    def _ask_cancel_open_orders(self, keep: frozenset[str] = frozenset(), reason: str = "SHUTDOWN") -> tuple[str, ...]:
+    def _ask_cancel_open_orders(self, keep: frozenset[str] = frozenset(), reason: str = "SHUTDOWN",
+                                foreign: bool = True) -> tuple[str, ...]:
         """Ask the venue to cancel every working order whose client id is not in ``keep``;
-        the client ids asked, in the venue's order."""
+        the client ids asked, in the venue's order. ``foreign=False``: an order never recorded
+        here (on a live account: placed by hand, reported by the reconciliation) is left alone."""
         asked: list[str] = []
         for working in self._ask_open_orders():
             coid = working.client_order_id
             if coid in keep:
+                continue
+            if not foreign and self._record(coid) is None:
+                self.log.warning("FOREIGN_ORDER_KEPT: {} works at the venue and was never recorded here; left "
+                                 "alone", coid)
                 continue
             asked.append(coid)
             if self._record(coid) is None:  # not ours to know, but nothing must stay working
@@ -596,6 +604,14 @@ class Executor(EngineActor):
 
     def _ask_order(self, client_order_id: str) -> OrderRecord | None:
         return self._record(client_order_id)
+
+    def _ask_records(self, client_order_ids: Iterable[str] = ()) -> dict[str, OrderRecord]:
+        """Every record not final, and the records of ``client_order_ids`` the store knows."""
+        found = dict(self._open)
+        for coid in client_order_ids:
+            if coid not in found and (record := self._record(coid)) is not None:
+                found[coid] = record
+        return found
 
     def _ask_stats(self) -> dict[str, Any]:
         return {"submitted": self.submitted, "venue": self._venue.name, "open_orders": len(self._open),

@@ -7,7 +7,8 @@ records), and the last
 session.
 
 **Accepts** ``OrderFilled``, ``OrderRejected``, ``OrderCanceled``, ``OrderExpired``,
-``OrderDenied``, position events and ``ActorRestarted``.
+``OrderDenied``, position events, ``ActorRestarted`` and ``VenueSnapshotTaken`` (a live venue's
+account with the engine's view beside it, every ``[venue] reconcile_every_s``).
 
 **Emits** ``InvariantViolated`` (logged at ERROR and journaled). It never trades and never
 changes anyone's state.
@@ -16,9 +17,16 @@ Checks: an order filled again, with another trade id, after its fills had comple
 order may fill in parts, each part its own trade id; the same trade id again is the same fill
 republished); an exit order denied (a stop
 must always pass the gate); an opened position whose notional exceeds its size by more than
-the slippage allowance; a negative cash balance.
+the slippage allowance; a negative cash balance; the engine and a live venue disagreeing
+(``state/reconcile.py``: ``VENUE_UNKNOWN_ORDER``, ``VENUE_MISSING_ORDER``,
+``VENUE_UNKNOWN_POSITION``, ``VENUE_SIZE_MISMATCH``, ``VENUE_UNKNOWN_FILL``,
+``VENUE_MISSING_FILL``). A snapshot races the engine (an order placed a moment before the venue
+was asked), so a venue difference is reported only when two consecutive snapshots show it, and
+once while it lasts (``state.reconcile.recurring``); it keeps the keys of the last check's
+differences for that (bounded by what one check finds).
 
-**On crash** (a derived actor) it reloads the latest fills from the Executor's records.
+**On crash** (a derived actor) it reloads the latest fills from the Executor's records; the
+last venue check is forgotten (a difference then needs two more checks).
 """
 
 from __future__ import annotations
@@ -40,7 +48,9 @@ from state.messages import (
     PositionChanged,
     PositionClosed,
     PositionOpened,
+    VenueSnapshotTaken,
 )
+from state.reconcile import compare, recurring
 from state.store import Store
 from state.types import OrderIntent, OrderStatus
 
@@ -61,6 +71,9 @@ class Invariants(EngineActor):
         self.violations: deque[InvariantViolated] = deque(maxlen=VIOLATIONS_KEPT)
         self.violation_count = 0
         self.restarts_seen = 0
+        self._venue_seen: frozenset[tuple[str, str, str]] = frozenset()  # the last check's differences
+        self._venue_reported: frozenset[tuple[str, str, str]] = frozenset()  # reported, still present
+        self.venue_checks = 0
 
     def on_start(self) -> None:
         for record in self._store.load_orders([OrderStatus.FILLED], latest=FILLS_KEPT):
@@ -132,10 +145,21 @@ class Invariants(EngineActor):
     def _on_actor_restarted(self, event: ActorRestarted) -> None:
         self.restarts_seen += 1
 
+    def _on_venue_snapshot_taken(self, message: VenueSnapshotTaken) -> None:
+        self.venue_checks += 1
+        differences = compare(message.view, message.snapshot)
+        report, self._venue_seen, self._venue_reported = recurring(self._venue_seen, differences,
+                                                                   self._venue_reported)
+        if differences and not report:
+            self.log.info("VENUE_CHECK: {} difference(s), reported when the next check sees them too: {}",
+                          len(differences), "; ".join(d.line() for d in differences))
+        for difference in report:
+            self._violate(f"VENUE_{difference.kind.value}", difference.message)
+
     def _ask_violations(self) -> tuple[InvariantViolated, ...]:
         """The last ``VIOLATIONS_KEPT`` violations, oldest first."""
         return tuple(self.violations)
 
     def _ask_stats(self) -> dict[str, Any]:
         return {"violations": self.violation_count, "fills_kept": len(self._fills),
-                "restarts_seen": self.restarts_seen}
+                "restarts_seen": self.restarts_seen, "venue_checks": self.venue_checks}

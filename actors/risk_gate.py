@@ -19,6 +19,21 @@ replay).
 
 Gate: HALTED lets no entry through (exits pass); REDUCING passes only orders that reduce a
 position; ACTIVE passes everything. Exits are never denied: a stop must always be able to act.
+A coin blocked by the reconciliation with a live venue (``BlockCoins``: the engine's position
+or orders there are not the venue's, ``state/reconcile.py``) takes no order that is not
+reduce-only (``OrderDenied`` reason ``RECONCILE_MISMATCH: <sentence>``); the blocks are
+persisted (``BLOCKED_KEY``), so a restart keeps them, and each start's reconciliation replaces
+them (a coin that reconciles clean is free again). Asks: ``blocked_coins`` and
+``unblock_coin(coin, reason)`` (an operator who checked the account).
+
+The venue (``VenueAlert``, published by the Executor for each ``VenueNotice`` of a live venue):
+``BANNED`` (a 418 or a 429 with ``until_ms``) denies every new ENTRY order with ``OrderDenied``
+reason ``VENUE_BANNED until <UTC time>`` until ``until_ms`` has passed by the engine clock or
+``BAN_LIFTED`` arrives (a ban without ``until_ms`` lasts until ``BAN_LIFTED``); exits pass (the
+venue refuses them itself while banned, and the Sniper retries a failed exit). A ban with an
+end is persisted (``BAN_KEY``), so a restart keeps it. ``AUTH_FAILED`` (keys refused while
+running) HALTs trading with the reason ``VENUE_HALTED: <message>``; the engine stops on it
+(exit code 6). ``STREAM_DOWN``/``STREAM_UP`` change nothing here (the venue polls meanwhile).
 
 Vetting (``state/risk.py``): known coin, not expired, trigger on the tick grid with an order
 size the market accepts, stop and take-profit sane and on the right sides of the trigger,
@@ -48,15 +63,17 @@ holds its later ticks until the ``EquityChecked`` that answers each report, so t
 close at the price of the tick that tripped in every replay (by default it does not wait: a
 trip between bar closes may then close a few ticks later at max speed).
 
-**On crash** the restart reloads the trading state, the day's start and the peak from the store,
+**On crash** the restart reloads the trading state, a venue ban, the day's start and the peak from the store,
 announces the state again, learns the open positions from the store, and trips at once if the
 equity in the store already breaches a limit.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection
 from dataclasses import replace
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +87,7 @@ from state.messages import (
     AccountMarked,
     ArmCondition,
     ArmConditions,
+    BlockCoins,
     ClosePosition,
     ConditionRejected,
     EquityChecked,
@@ -85,14 +103,25 @@ from state.messages import (
     SetTradingState,
     SubmitOrder,
     TradingStateChanged,
+    VenueAlert,
 )
 from state.models import TradeCondition, account_equity
+from state.order import NoticeKind
 from state.store import Store
-from state.types import PositionStatus, TradingState
+from state.types import OrderIntent, PositionStatus, TradingState
 
 DAY_KEY = "risk_day_start"  # "YYYY-MM-DD equity"
 PEAK_KEY = "risk_equity_peak"  # the highest equity seen, ever (the drawdown's reference)
+BLOCKED_KEY = "risk_blocked_coins"  # JSON {coin: why}: no new entries (reconciliation with the venue)
+RECONCILE_MISMATCH = "RECONCILE_MISMATCH"
 DRAWDOWN_REASON = "KILL_SWITCH: drawdown"
+BAN_KEY = "venue_banned_until_ms"  # a venue ban's end (epoch ms); empty: none
+VENUE_HALTED = "VENUE_HALTED"  # the reason's start when the venue refused the keys while running
+
+
+def utc_text(ms: int) -> str:
+    """``2026-12-05 14:03:00 UTC``: an epoch time in ms as the operator reads it."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class RiskGate(EngineActor):
@@ -122,6 +151,9 @@ class RiskGate(EngineActor):
         self._watch = risk.EquityWatch(day="", day_start=initial_balance, peak=initial_balance,
                                        equity=initial_balance)
         self._open: dict[str, PositionStatus] = {}
+        self._banned = False  # the venue banned new orders (VenueAlert BANNED) ...
+        self._banned_until_ms: int | None = None  # ... until then (None: until BAN_LIFTED)
+        self._blocked: dict[str, str] = {}  # coin -> why (BlockCoins), persisted under BLOCKED_KEY
         self.passed = 0
         self.denied = 0
         self.rejected = 0
@@ -133,6 +165,10 @@ class RiskGate(EngineActor):
         positions = self._store.load_positions()
         self._open = {p.id: p.status for p in positions}
         self._start_watch(positions)
+        self._load_ban()
+        self._blocked = _load_blocked(self._store.get_setting(BLOCKED_KEY))
+        for coin, why in sorted(self._blocked.items()):
+            self.log.warning("COIN_BLOCKED: {} takes no new entry: {}", coin, why)
         if self._state is not TradingState.ACTIVE:
             self.log.warning("TRADING_STATE: {} since before this start ({})", self._state.value, self._reason)
         self.publish(TradingStateChanged(ts_init_ns=self.now_ns(), state=self._state, reason=self._reason))
@@ -218,8 +254,94 @@ class RiskGate(EngineActor):
             self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
                                      order=order, reason=reason))
             return
+        if order.intent is OrderIntent.ENTRY and self._ban_lasts():
+            self.denied += 1
+            until = "it is lifted" if self._banned_until_ms is None else utc_text(self._banned_until_ms)
+            reason = f"VENUE_BANNED until {until}"
+            self.log.warning("ORDER_DENIED: {} {}", order.client_order_id, reason)
+            self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
+                                     order=order, reason=reason))
+            return
+        blocked = self._blocked.get(order.coin)
+        if blocked is not None and not order.reduce_only:
+            self.denied += 1
+            reason = f"{RECONCILE_MISMATCH}: {blocked}"
+            self.log.warning("ORDER_DENIED: {} {}", order.client_order_id, reason)
+            self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
+                                     order=order, reason=reason))
+            return
         self.passed += 1
         self.send(ExecuteOrder(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id, order=order))
+
+    # --- the venue ------------------------------------------------------------------------------------
+
+    def _on_venue_alert(self, alert: VenueAlert) -> None:
+        if alert.kind == NoticeKind.BANNED:
+            self._banned, self._banned_until_ms = True, alert.until_ms
+            self._store.set_setting(BAN_KEY, "" if alert.until_ms is None else str(alert.until_ms))
+            until = "it is lifted" if alert.until_ms is None else utc_text(alert.until_ms)
+            self.log.error("VENUE_BANNED: no new entry until {} ({}); exits still go out", until, alert.message)
+        elif alert.kind == NoticeKind.BAN_LIFTED:
+            if self._banned:
+                self.log.warning("VENUE_BAN_LIFTED: entries pass again ({})", alert.message)
+            self._lift_ban()
+        elif alert.kind == NoticeKind.AUTH_FAILED:
+            if self._state is not TradingState.HALTED:
+                self._set_state(TradingState.HALTED, f"{VENUE_HALTED}: {alert.message}"[:500])
+            else:  # a halt for another reason (the kill switch) keeps its reason: it is not lifted by new keys
+                self.log.critical("VENUE_AUTH_FAILED: {} (trading was already HALTED: {})", alert.message,
+                                  self._reason)
+        else:
+            self.log.info("VENUE_{}: {}", alert.kind, alert.message)
+
+    def _ban_lasts(self) -> bool:
+        """Whether a venue ban still holds by the engine clock (one past its end is lifted)."""
+        if not self._banned:
+            return False
+        if self._banned_until_ms is not None and self.now_ns() // 1_000_000 >= self._banned_until_ms:
+            self.log.warning("VENUE_BAN_LIFTED: the ban ended at {}; entries pass again",
+                             utc_text(self._banned_until_ms))
+            self._lift_ban()
+            return False
+        return True
+
+    def _lift_ban(self) -> None:
+        if self._banned:
+            self._store.set_setting(BAN_KEY, "")
+        self._banned, self._banned_until_ms = False, None
+
+    def _load_ban(self) -> None:
+        """A ban with an end that a previous run of this folder recorded, if not yet over."""
+        saved = self._store.get_setting(BAN_KEY)
+        if saved and saved.isdigit() and int(saved) > self.now_ns() // 1_000_000:
+            self._banned, self._banned_until_ms = True, int(saved)
+            self.log.warning("VENUE_BANNED: since before this start, no new entry until {}", utc_text(int(saved)))
+
+    # --- coins blocked by the reconciliation with the venue -------------------------------------------
+
+    def _on_block_coins(self, command: BlockCoins) -> None:
+        blocked = dict(command.coins) if command.replace else {**self._blocked, **command.coins}
+        self._set_blocked(blocked)
+
+    def _set_blocked(self, blocked: dict[str, str]) -> None:
+        for coin in sorted(set(self._blocked) - set(blocked)):
+            self.log.warning("COIN_UNBLOCKED: {} takes entries again", coin)
+        for coin, why in sorted(blocked.items()):
+            if self._blocked.get(coin) != why:
+                self.log.error("COIN_BLOCKED: {} takes no new entry: {}", coin, why)
+        with self._store.transaction():
+            self._store.set_setting(BLOCKED_KEY, json.dumps(blocked, sort_keys=True))
+        self._blocked = blocked
+
+    def _ask_blocked_coins(self) -> dict[str, str]:
+        return dict(self._blocked)
+
+    def _ask_unblock_coin(self, coin: str, reason: str = "requested") -> dict[str, str]:
+        if coin not in self._blocked:
+            raise ValueError(f"coin: {coin!r} is not blocked (blocked: {', '.join(sorted(self._blocked)) or 'none'})")
+        self.log.warning("COIN_UNBLOCK_REQUESTED: {} ({})", coin, reason)
+        self._set_blocked({c: why for c, why in self._blocked.items() if c != coin})
+        return dict(self._blocked)
 
     # --- trading state ---------------------------------------------------------------------------------
 
@@ -329,5 +451,21 @@ class RiskGate(EngineActor):
     def _ask_stats(self) -> dict[str, Any]:
         return {"state": self._state.value, "reason": self._reason, "passed": self.passed, "denied": self.denied,
                 "rejected": self.rejected, "equity": str(self._watch.equity), "day": self._watch.day,
-                "day_start_equity": str(self._watch.day_start), "peak_equity": str(self._watch.peak)}
+                "venue_banned": self._banned, "venue_banned_until_ms": self._banned_until_ms,
+                "day_start_equity": str(self._watch.day_start), "peak_equity": str(self._watch.peak),
+                "blocked_coins": dict(self._blocked)}
+
+
+def _load_blocked(text: str | None) -> dict[str, str]:
+    """The persisted blocks (``BLOCKED_KEY``); ``ValueError`` naming the key for a damaged value
+    (the RiskGate must not start without knowing what is blocked)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"setting {BLOCKED_KEY}: not JSON: {error}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"setting {BLOCKED_KEY}: expected {{coin: reason}}, got {text[:200]!r}")
+    return value
 

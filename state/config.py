@@ -401,10 +401,12 @@ def _boolean(value: Any) -> bool:
 
 
 def _env_name(value: Any) -> str:
-    """The *name* of an environment variable (never the key itself)."""
-    if not isinstance(value, str) or not value or not (value[0].isalpha() or value[0] == "_") \
-            or not all(char.isalnum() or char == "_" for char in value):
-        raise ValueError("must be the name of an environment variable such as 'SNIPER_API_KEY' "
+    """The *name* of an environment variable (never the key itself): capitals, digits and
+    ``_``, as environment variables are conventionally named. An API key pasted here by mistake
+    (mixed case) is refused without being echoed: the error would otherwise print it."""
+    if not isinstance(value, str) or not value or len(value) > 64 or not (value[0].isupper() or value[0] == "_") \
+            or not all(("A" <= char <= "Z") or char.isdigit() or char == "_" for char in value):
+        raise ValueError("must be the name of an environment variable in capitals, such as 'SNIPER_API_KEY' "
                          "(the key itself never goes in the config file)")
     return value
 
@@ -640,6 +642,10 @@ def _check_paper_fees(paper: dict[str, Any], problems: list[str]) -> None:
 def _check_live(engine: dict[str, Any], feed: dict[str, Any], venue: dict[str, Any], problems: list[str]) -> None:
     """Live mode trades the venue whose market data it watches: the feed must be that venue's
     live stream, on the same market, with the venue's own market rules."""
+    key_env, secret_env = venue.get("key_env", "SNIPER_API_KEY"), venue.get("secret_env", "SNIPER_API_SECRET")
+    if key_env == secret_env:
+        problems.append(f"venue.secret_env: the same variable as venue.key_env ({key_env}); the key and the "
+                        "secret are two values")
     if engine.get("mode", "paper") != "live":
         return
     source = feed.get("source", "sim")

@@ -9,6 +9,7 @@ orders, fills and journal rows. Containers are tuples; models inside messages ar
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,9 @@ from state.types import (
 )
 
 if TYPE_CHECKING:  # state/order.py imports this module (OrderRequest)
+    from state.account import AccountSnapshot
     from state.order import VenueEvent
+    from state.reconcile import Difference, EngineView
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -463,6 +466,43 @@ class VenueAlert(Event):
     kind: str
     message: str
     until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockCoins(Command):
+    """Engine -> RiskGate (reconciliation with the venue, ``state/reconcile.py``): no new entry on
+    these coins, each with the sentence that says why (``OrderDenied`` reason
+    ``RECONCILE_MISMATCH: <sentence>``); exits pass. ``replace``: this is the whole set (a coin
+    not in it is unblocked), else the coins are added. Persisted by the RiskGate."""
+
+    coins: Mapping[str, str]
+    replace: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coins", {coin_symbol(c): str(why) for c, why in dict(self.coins).items()})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueReconciled(Event):
+    """Engine -> Journal: the start-up reconciliation with a live venue and what came of it:
+    every confirmed ``differences``, the coins ``blocked`` (coin -> sentence), the trade ids of
+    fills applied through the Executor (``fills_applied``), and ``halted`` when the start was
+    refused (``[venue] on_unknown = "halt"``)."""
+
+    differences: tuple[Difference, ...] = ()
+    blocked: Mapping[str, str] = field(default_factory=dict)
+    fills_applied: tuple[str, ...] = ()
+    halted: bool = False
+    fills_since_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueSnapshotTaken(Command):
+    """Engine (the venue-check thread) -> Invariants: the venue's account as just read and the
+    engine's view taken beside it; the Invariants compare them (``state/reconcile.py``)."""
+
+    snapshot: AccountSnapshot
+    view: EngineView
 
 
 # --- positions ---------------------------------------------------------------------------------

@@ -1029,13 +1029,15 @@ def format_report(report: Mapping[str, Any]) -> str:
         return "no session report (the engine stopped before it could make one)"
     usd = cents
     return "\n".join([
-        f"Session {report['run_id']} ({report['source']}{' SIMULATED' if report.get('simulated') else ''}): "
-        f"{report['duration_s']}s, {report['ticks']} ticks, ended by {report['end_reason']}",
+        f"Session {report['run_id']} ({report['source']}{' SIMULATED' if report.get('simulated') else ''}"
+        f"{_account_kind(report)}): {report['duration_s']}s, {report['ticks']} ticks, ended by {report['end_reason']}",
+        *_venue_lines(report),
         *_scope_lines(report),
         f"  trades {report['total_trades']} (wins {report['wins']}, losses {report['losses']}) | "
         f"realized {usd(report['realized_pnl_usd'])} USD | fees {usd(report['fees_paid_usd'])} USD | "
         f"slippage {report['slippage_avg_bps']} bps | max drawdown {report['max_drawdown_pct']} %",
         *_fills_lines(report),
+        *_reconciliation_lines(report),
         f"  equity {usd(report['start_equity'])} -> {usd(report['end_equity'])} | open positions "
         f"{report['open_positions_at_end']} ({report['on_stop']}) | restarts {report['restarts']} | "
         f"trading {report['trading_state']}",
@@ -1045,6 +1047,19 @@ def format_report(report: Mapping[str, Any]) -> str:
           if report.get("recorded") else []),
         *_feed_health_lines(report),
     ])
+
+
+def _reconciliation_lines(report: Mapping[str, Any]) -> list[str]:
+    """A live session's start-up reconciliation with the venue: how many differences, which
+    coins take no new entry and why (``actors/venue_reconcile.py``)."""
+    found = report.get("reconciliation")
+    if not found:
+        return []
+    differences = found.get("differences") or []
+    blocked = found.get("blocked") or {}
+    line = (f"  reconciliation: {len(differences)} difference(s), {len(found.get('fills_applied') or [])} "
+            f"fill(s) applied | blocked: {', '.join(sorted(blocked)) or 'none'}")
+    return [line, *(f"    {coin}: {why}" for coin, why in sorted(blocked.items()))]
 
 
 _ORDER_COUNT_NAMES = {"filled": "filled", "partially_filled_canceled": "partially filled then canceled",
@@ -1062,6 +1077,33 @@ def _fills_lines(report: Mapping[str, Any]) -> list[str]:
              if key not in ("denied", "open") or counts.get(key)]
     return [f"  fees maker {cents(report.get('fees_maker_usd'))} USD, taker {cents(report.get('fees_taker_usd'))} "
             f"USD | orders {', '.join(shown)}"]
+
+
+def _account_kind(report: Mapping[str, Any]) -> str:
+    """`` LIVE (REAL MONEY) on binanceusdm`` / `` TESTNET on binanceusdm`` for a live session."""
+    venue = report.get("venue")
+    if report.get("mode") != "live" or not isinstance(venue, Mapping):
+        return ""
+    status = venue.get("status") or {}
+    kind = "TESTNET" if status.get("testnet") else "LIVE (REAL MONEY)"
+    return f" {kind} on {status.get('exchange') or status.get('name', '?')}"
+
+
+def _venue_lines(report: Mapping[str, Any]) -> list[str]:
+    """``venue: stream up | requests N | banned until ... | halted: ...`` for a live session."""
+    venue = report.get("venue")
+    if not isinstance(venue, Mapping):
+        return []
+    status = venue.get("status") or {}
+    parts = [f"stream {status.get('stream', '?')}", f"requests {status.get('requests', 0)}"]
+    if status.get("banned_until_ms"):
+        parts.append(f"banned until {status['banned_until_ms']} (epoch ms)")
+    if status.get("halted"):
+        parts.append(f"halted: {status['halted']}")
+    startup = venue.get("startup") or {}
+    if startup.get("position_mode"):
+        parts.append(f"position mode {startup['position_mode']}")
+    return ["  venue: " + " | ".join(parts)]
 
 
 def _feed_health_lines(report: Mapping[str, Any]) -> list[str]:

@@ -15,12 +15,22 @@ same call covers a URL inside a longer message (``connect failed: ... (ws://u:p@
 password with characters a URL should have percent-encoded (``@``, ``:``). Used wherever a
 configured URL can be printed or logged: the websocket connection and REST fallback log lines,
 the journal's name, config errors, and (as a last guard) every log record (``adapters/console/logs.py``).
+
+API keys come only from the environment: ``load_credentials(venue, environ)`` reads the key and
+the secret from the variables ``[venue] key_env``/``secret_env`` name, and raises
+``MissingCredentials`` naming the *variables* (never a value) when one is unset or empty. The
+log setup masks the values themselves in every record (``configure_logging(secrets=...)``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from state.config import VenueConfig
 
 MASK = "***"
 
@@ -76,4 +86,45 @@ class Credentials:
         return text
 
 
-__all__ = ["MASK", "Credentials", "mask_url"]
+class MissingCredentials(ValueError):
+    """Live mode without a key or a secret in the environment. The text names the variables,
+    e.g. ``live mode needs the API key in $SNIPER_API_KEY and the secret in $SNIPER_API_SECRET
+    (neither is set)``."""
+
+    def __init__(self, key_env: str, secret_env: str, missing: tuple[str, ...]) -> None:
+        self.key_env = key_env
+        self.secret_env = secret_env
+        self.missing = missing
+        if len(missing) == 2:
+            which = "neither is set"
+        else:
+            which = f"${missing[0]} is not set"
+        super().__init__(f"live mode needs the API key in ${key_env} and the secret in ${secret_env} ({which}; "
+                         "an empty value counts as not set). Export them in the shell that starts the engine; "
+                         "they are never read from a file.")
+
+
+def load_credentials(venue: VenueConfig, environ: Mapping[str, str]) -> Credentials:
+    """The key and the secret from the environment variables ``venue.key_env`` and
+    ``venue.secret_env`` (surrounding whitespace, such as a pasted newline, dropped). Raises
+    ``MissingCredentials`` naming the variables that are unset or empty."""
+    key = (environ.get(venue.key_env) or "").strip()
+    secret = (environ.get(venue.secret_env) or "").strip()
+    missing = tuple(name for name, value in ((venue.key_env, key), (venue.secret_env, secret)) if not value)
+    if missing:
+        raise MissingCredentials(venue.key_env, venue.secret_env, missing)
+    return Credentials(key=key, secret=secret, key_env=venue.key_env, secret_env=venue.secret_env)
+
+
+def redact_values(text: str, secrets: tuple[str, ...] | list[str] | frozenset[str]) -> str:
+    """``text`` with each of ``secrets`` (literal values, such as an API key and secret)
+    replaced by ``***``, longest first (so a secret that contains another is masked whole)."""
+    if not isinstance(text, str):
+        text = str(text)
+    for value in sorted(secrets, key=len, reverse=True):
+        if value and value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+__all__ = ["MASK", "Credentials", "MissingCredentials", "load_credentials", "mask_url", "redact_values"]

@@ -7,9 +7,12 @@ starts (``SessionMismatch``), naming every difference as ``field: stored X, now 
 
 What the identity holds, and why:
 
-- Every session: ``source`` (sim, replay, manual, binance, bybit), ``mode`` (paper), ``venue``
-  (``paper``, the venue that holds the account) and, for a live feed, its ``market`` (e.g.
-  ``binance usdm``). A sim, manual or live paper session is an account that goes on: it keeps
+- Every session: ``source`` (sim, replay, manual, binance, bybit), ``mode`` (paper or live),
+  ``venue`` (the venue that holds the account: ``paper``, or for a live session the exchange
+  and whether it is its testnet, ``binanceusdm testnet`` / ``binanceusdm live``) and, for a
+  live feed, its ``market`` (e.g. ``binance usdm``). A paper folder is therefore refused in
+  live mode and a live one in paper mode, and a testnet folder on the real account: positions
+  of one account are never taken for another's (``SessionMismatch`` says so). A sim, manual or live paper session is an account that goes on: it keeps
   its state across restarts whatever else changes (symbols, strategies, limits, seed).
 - A replay also: each file (coin, size and the sha256 of its bytes; the path is shown but a
   file moved elsewhere with the same content is the same replay) and every setting that changes
@@ -66,13 +69,27 @@ class SessionMismatch(DataDirError):
         self.now = now
         self.differences = differences
         listing = "\n".join(f"  {line}" for line in differences)
+        why = _accounts_differ(stored, now)
         super().__init__(
             f"data_dir {self.data_dir} holds the state of another session "
             f"({describe(stored)}); this one is {describe(now)}. What differs (stored, now):\n{listing}\n"
+            + (f"{why}\n" if why else "") +
             f"Nothing was started. Either use another folder (--data-dir DIR; build_engine(data_dir=...)), "
             f"or start this one empty with --fresh (build_engine(fresh=True)), which moves its contents "
             f"to {self.data_dir / 'archive'}/<UTC timestamp>/ (nothing is deleted)."
         )
+
+
+def _accounts_differ(stored: SessionIdentity, now: SessionIdentity) -> str:
+    """Why a folder of another account is never used: a paper account's positions are not an
+    exchange's, a testnet's are not the real account's."""
+    if stored.mode != now.mode and "live" in (stored.mode, now.mode):
+        return ("Never mix paper positions with a real account: this folder's positions and balance "
+                f"belong to a {stored.mode} session, and a {now.mode} session would take them for its own.")
+    if stored.mode == now.mode == "live" and stored.venue != now.venue:
+        return (f"Never mix two accounts: this folder's positions are those of {stored.venue}, not of "
+                f"{now.venue}.")
+    return ""
 
 
 class ReplayAlreadyComplete(Exception):  # noqa: N818 - a state, not a failure: the CLI exits 0
@@ -128,11 +145,19 @@ def identity_from_config(config: Config, files: Sequence[FileFingerprint] = ()) 
     files, in the order of ``[feed] files`` (ignored unless the source is a replay)."""
     feed = config.feed
     market = f"{feed.source} {feed.market_kind()}" if feed.source in LIVE_SOURCES else ""
-    kind = {"source": feed.source, "mode": config.engine.mode, "venue": "paper", "market": market}
+    kind = {"source": feed.source, "mode": config.engine.mode, "venue": venue_name(config), "market": market}
     if feed.source != "replay":
         return SessionIdentity(**kind)
     return SessionIdentity(**kind, files=tuple(files), settings=replay_settings(config),
                            defaults=section_defaults(config))
+
+
+def venue_name(config: Config) -> str:
+    """``paper``, or a live session's exchange and account kind: ``binanceusdm testnet`` or
+    ``binanceusdm live`` (real money)."""
+    if not config.live:
+        return "paper"
+    return f"{config.venue.exchange_for(config.feed)} {'testnet' if config.venue.testnet else 'live'}"
 
 
 def section_defaults(config: Config) -> dict[str, str]:
@@ -241,6 +266,8 @@ def _file_differences(stored: tuple[FileFingerprint, ...], now: tuple[FileFinger
 def describe(identity: SessionIdentity) -> str:
     """A few words: ``a replay paper session of BTC (slice.csv)``."""
     text = f"a {identity.source} {identity.mode} session"
+    if identity.mode == "live":
+        text += f" trading {identity.venue}"
     if identity.market:
         text += f" on {identity.market}"
     if identity.files:

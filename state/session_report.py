@@ -82,12 +82,16 @@ def session_report(
     market_rules_from: str,
     market_rules: Mapping[str, Any],
     recorded: Mapping[str, str],
+    mode: str = "paper",
+    venue: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The session report. ``totals`` are the journal's over the scope (``runs``: the runs they
     cover; empty when the journal did not answer), ``snapshot`` the Sniper's account at the
     end (``None``: it did not answer), ``feed`` the Feed's statistics (its ``source`` holds
     the source's), ``restarts`` per actor. Money follows ``report_money``; the maker/taker
-    split of the fees and the count of orders by how they ended are the journal's."""
+    split of the fees and the count of orders by how they ended are the journal's. ``mode``:
+    ``paper`` or ``live``; ``venue``: a live session's venue (``status``: its health at the end,
+    ``startup``: what its connect found and set), ``None`` for paper."""
     source = feed.get("source", {}) if isinstance(feed, Mapping) else {}
     source = source if isinstance(source, Mapping) else {}
     if snapshot is not None:
@@ -127,6 +131,8 @@ def session_report(
         "exit_code": exit_code,
         "end_reason": reason,
         "source": context.source,
+        "mode": mode,
+        "venue": jsonable(dict(venue)) if venue is not None else None,
         "simulated": context.simulated,
         "bars": feed.get("bars", 0),
         "stale_periods": feed.get("stale_periods", 0),

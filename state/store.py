@@ -876,6 +876,16 @@ class Store(OutboxMixin):
         """The stored fills of one order, in the order they were stored."""
         return self._fills_of([client_order_id]).get(client_order_id, [])
 
+    def latest_fill_ms(self) -> int | None:
+        """The venue time of the latest fill stored (``None`` when none is): where a
+        reconciliation with the venue starts asking for the account's fills."""
+        try:
+            (latest,) = self.db.execute_sql("SELECT max(json_extract(data, '$.ts_ms')) FROM fills").fetchone()
+            return None if latest is None else int(latest)
+        except peewee.OperationalError:  # an SQLite without JSON functions: read them all
+            stamps = [json.loads(data).get("ts_ms") for (data,) in self.db.execute_sql("SELECT data FROM fills")]
+            return max((ts for ts in stamps if isinstance(ts, int)), default=None)
+
     def _fills_of(self, client_order_ids: list[str]) -> dict[str, list[Fill]]:
         found: dict[str, list[Fill]] = {}
         for start in range(0, len(client_order_ids), 500):

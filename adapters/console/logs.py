@@ -9,8 +9,9 @@ fails, and says how many when writing works again (``LOG_FILE_RECOVERED``), so t
 where the reason of a halt appears, stays readable.
 
 Credentials never reach a sink: ``configure_logging`` installs a patcher (``mask_record``) that
-masks every URL credential (``state.secrets.mask_url``) in each record's message and in the
-text of its exception and the exceptions chained to it. The modules that print or log a
+masks every URL credential (``state.secrets.mask_url``) and every literal secret it was given
+(``secrets``: a live session's API key and secret, ``state.secrets.redact_values``) in each
+record's message and in the text of its exception and the exceptions chained to it. The modules that print or log a
 configured URL mask it themselves too; this is the guard for what they cannot foresee (a
 library's error text, a traceback)."""
 
@@ -25,7 +26,9 @@ from typing import Any
 
 from loguru import logger
 
-from state.secrets import mask_url
+from collections.abc import Callable, Iterable
+
+from state.secrets import mask_url, redact_values
 
 LOG_FILE_MAX_BYTES = 20 * 1024 * 1024
 LOG_FILES_KEPT = 5  # rotated files kept beside the current one
@@ -61,16 +64,25 @@ def _text(error: BaseException) -> str:
         return ""
 
 
-def mask_exception(error: BaseException | None, depth: int = 0) -> BaseException | None:
+def masker(secrets: Iterable[str] = ()) -> Callable[[str], str]:
+    """The text mask of every record: URL credentials, then each literal secret."""
+    values = tuple(value for value in secrets if value)
+    if not values:
+        return mask_url
+    return lambda text: redact_values(mask_url(text), values)
+
+
+def mask_exception(error: BaseException | None, depth: int = 0,
+                   mask: Callable[[str], str] = mask_url) -> BaseException | None:
     """``error`` itself when no credential is in its text or its chain's; else a stand-in of
     the same class name and module, with the masked text, the same traceback and a masked
     chain (``__cause__``, ``__context__``), for the traceback a sink prints."""
     if error is None or depth > 8:
         return error
     text = _text(error)
-    masked = mask_url(text)
-    cause = mask_exception(error.__cause__, depth + 1)
-    context = mask_exception(error.__context__, depth + 1)
+    masked = mask(text)
+    cause = mask_exception(error.__cause__, depth + 1, mask)
+    context = mask_exception(error.__context__, depth + 1, mask)
     if masked == text and cause is error.__cause__ and context is error.__context__:
         return error
     kind = type(error)
@@ -82,12 +94,12 @@ def mask_exception(error: BaseException | None, depth: int = 0) -> BaseException
     return stand_in.with_traceback(error.__traceback__)
 
 
-def mask_record(record: Any) -> None:
+def mask_record(record: Any, mask: Callable[[str], str] = mask_url) -> None:
     """loguru patcher: credentials masked in the message and the exception (see above)."""
-    record["message"] = mask_url(record["message"])
+    record["message"] = mask(record["message"])
     exception = record["exception"]
     if exception is not None and exception.value is not None:
-        masked = mask_exception(exception.value)
+        masked = mask_exception(exception.value, mask=mask)
         if masked is not exception.value:
             record["exception"] = exception._replace(type=type(masked), value=masked)
 
@@ -181,12 +193,15 @@ def _not_console_only(record: Any) -> bool:
     return not record["extra"].get(CONSOLE_ONLY)
 
 
-def configure_logging(level: str = "INFO", log_dir: Path | None = None, *, console: bool = True) -> None:
+def configure_logging(level: str = "INFO", log_dir: Path | None = None, *, console: bool = True,
+                      secrets: Iterable[str] = ()) -> None:
     """Console sink (readable) and, with ``log_dir``, a JSON-lines file with rotation
     (``LogFile``). Both keep loguru's ``catch=True``: a sink's error never reaches the code
-    that logged."""
+    that logged. ``secrets``: literal values (a live session's API key and secret) masked in
+    every record, beside URL credentials."""
+    mask = masker(secrets)
     logger.remove()
-    logger.configure(extra={"actor": "engine"}, patcher=mask_record)
+    logger.configure(extra={"actor": "engine"}, patcher=lambda record: mask_record(record, mask))
     if console:
         logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, backtrace=False, diagnose=False)
     if log_dir is not None:

@@ -238,7 +238,8 @@ def run_repl(engine: Any, *, stop_requested: threading.Event | None = None) -> N
     sys.displayhook = _pretty
     stop = stop_requested or threading.Event()
     repl = _EngineConsole(namespace, lambda: stop.is_set() or engine.stopped or engine.killed.is_set()
-                                           or engine.gave_up.is_set())
+                                           or engine.gave_up.is_set()
+                                           or getattr(engine, "venue_halted", threading.Event()).is_set())
     simulated = " SIMULATED market" if engine.source is not None and engine.source.simulated else ""
     try:
         repl.interact(

@@ -463,3 +463,16 @@ def test_a_fill_of_an_order_rejected_as_not_found_is_never_applied_and_said_loud
     assert to_sniper(rig) == []
     record = rig.store.get_order(order.client_order_id)
     assert (record.status, record.filled_quantity, record.refused_trade_ids) == (OrderStatus.REJECTED, 0, ("t-late",))
+
+
+def test_cancel_open_orders_without_foreign_leaves_orders_never_recorded_here_alone(rig):
+    venue = FakeVenue()
+    start(rig, venue)
+    mine = resting("p0001-E", quantity="1")
+    execute(rig, mine)
+    venue.learn(resting("p0002-E", position_id="p0002", quantity="1"), fill=False)  # placed by hand, say
+    rig.pb.drain()
+
+    assert rig.ask("cancel_open_orders", frozenset(), "SHUTDOWN", False) == ("p0001-E",)
+    assert venue.cancels == ["p0001-E"]
+    assert [o.client_order_id for o in rig.ask("open_orders")] == ["p0002-E"]

@@ -12,20 +12,26 @@ that reports outcomes through the sink it was bound to, synchronously inside ``s
 - ``fill_silently`` adds a fill to the book without reporting it (a fill missed while the
   engine was down), ``learn`` puts a whole order in the book (an order the venue got although
   the submit timed out).
+
+``FakeLiveVenue`` is the same book behind the ``LiveVenuePort`` (connect, account, status,
+close) and pushes ``VenueNotice`` with ``notice``.
+``FakeAccountVenue`` adds an account (a ``LiveVenuePort`` for reconciliation tests).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from adapters.errors import InvalidOrder
+from state.account import AccountSnapshot, HeldPosition, StreamState, VenueStartup, VenueStatus
 from state.messages import OrderRequest
-from state.order import Fill, OrderUpdate, VenueEvent, VenueOrder
+from state.order import Fill, NoticeKind, OrderUpdate, VenueEvent, VenueNotice, VenueOrder
 from state.types import Liquidity, OrderStatus, OrderType, Side
 
 FEE = Decimal("0.42")
@@ -209,3 +215,156 @@ class FakeVenue:
 def limit_order(order: OrderRequest, limit_price: Any) -> OrderRequest:
     """``order`` as a GTC limit order at ``limit_price``."""
     return replace(order, order_type=OrderType.LIMIT, limit_price=Decimal(str(limit_price)))
+
+
+class FakeLiveVenue(FakeVenue):
+    """A scripted ``LiveVenuePort`` (``adapters/ports.py``): ``FakeVenue``'s book and outcomes,
+    plus ``connect`` (raises ``connect_error`` when given), ``account``, ``status`` and
+    ``close``, and ``notice`` to push a ``VenueNotice`` through the bound sink from the test's
+    thread (as a live venue does on a 418, a lost stream or refused keys), keeping ``status()``
+    in step with what it announced."""
+
+    live = True
+
+    def __init__(self, *, exchange: str = "binanceusdm", market: str = "usdm", testnet: bool = True,
+                 connect_error: Exception | None = None, balances: dict[str, Decimal] | None = None,
+                 **options: Any) -> None:
+        super().__init__(**options)
+        self.name = exchange
+        self.exchange = exchange
+        self.market = market
+        self.testnet = testnet
+        self.connect_error = connect_error
+        self.balances = dict(balances or {"USDT": Decimal("10000")})
+        self.connects = 0
+        self.closes = 0
+        self.stream = StreamState.OFF
+        self.banned_until_ms: int | None = None
+        self.halted: str | None = None
+
+    def connect(self) -> VenueStartup:
+        self.connects += 1
+        if self.connect_error is not None:
+            raise self.connect_error
+        self.stream = StreamState.UP
+        return VenueStartup(exchange=self.exchange, market=self.market, testnet=self.testnet,
+                            server_time_offset_ms=-12, position_mode="one-way", balances=dict(self.balances),
+                            leverage={"BTC": 2}, margin_mode={"BTC": "isolated"}, notes=("fake venue",))
+
+    def account(self, fills_since_ms: int | None = None) -> AccountSnapshot:
+        with self._lock:
+            fills = tuple(f for placed in self.book.values() for f in placed.fills
+                          if fills_since_ms is not None and f.ts_ms >= fills_since_ms)
+            return AccountSnapshot(taken_ms=time.time_ns() // 1_000_000, balances=dict(self.balances),
+                                   open_orders=tuple(self.open_orders()), fills=fills, fills_since_ms=fills_since_ms)
+
+    def status(self) -> VenueStatus:
+        return VenueStatus(name=self.name, live=True, exchange=self.exchange, market=self.market,
+                           testnet=self.testnet, stream=self.stream, banned_until_ms=self.banned_until_ms,
+                           halted=self.halted, requests=len(self.submits) + len(self.cancels) + len(self.fetches))
+
+    def close(self) -> None:
+        self.closes += 1
+        self.stream = StreamState.OFF
+
+    def notice(self, kind: NoticeKind, message: str, until_ms: int | None = None) -> VenueNotice:
+        """Announce ``kind`` through the sink (the status follows it) and return the notice."""
+        if kind is NoticeKind.BANNED:
+            self.banned_until_ms = until_ms
+        elif kind is NoticeKind.BAN_LIFTED:
+            self.banned_until_ms = None
+        elif kind is NoticeKind.AUTH_FAILED:
+            self.halted = message
+        elif kind in (NoticeKind.STREAM_DOWN, NoticeKind.STREAM_UP):
+            self.stream = StreamState.DOWN if kind is NoticeKind.STREAM_DOWN else StreamState.UP
+        made = VenueNotice(kind=kind, message=message, ts_ms=time.time_ns() // 1_000_000, until_ms=until_ms)
+        self._report(made)
+        return made
+
+
+class FakeAccountVenue(FakeVenue):
+    """A ``FakeVenue`` with an account (``LiveVenuePort``'s ``connect`` / ``account`` / ``status``
+    / ``close``), for reconciliation tests. Its positions are the net of every fill in its book
+    (BUY adds, SELL subtracts) plus ``by_hand`` (coin -> signed quantity traded outside the
+    engine); its open orders (``account`` and ``open_orders``) are the book's working orders plus
+    ``hand_orders`` (``cancel`` removes one); its fills those
+    of the book plus ``hand_fills``, at or after ``fills_since_ms``. ``account_error``: raised by
+    ``account``. ``accounts`` counts the calls; ``on_account`` runs inside each (a test's hook)."""
+
+    name = "fake-live"
+    live = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.by_hand: dict[str, Decimal] = {}
+        self.hand_orders: list[VenueOrder] = []
+        self.hand_fills: list[Fill] = []
+        self.account_error: Exception | None = None
+        self.accounts = 0
+        self.account_calls: list[int | None] = []
+        self.on_account: Callable[[], None] | None = None
+        self.connected = 0
+        self.closed = 0
+
+    def connect(self) -> VenueStartup:
+        self.connected += 1
+        return VenueStartup(exchange="fake", market="usdm", testnet=True, server_time_offset_ms=0,
+                            position_mode="one-way")
+
+    def account(self, fills_since_ms: int | None = None) -> AccountSnapshot:
+        with self._lock:
+            self.accounts += 1
+            self.account_calls.append(fills_since_ms)
+            if self.on_account is not None:
+                self.on_account()
+            if self.account_error is not None:
+                raise self.account_error
+            net: dict[str, Decimal] = dict(self.by_hand)
+            fills: list[Fill] = []
+            for placed in self.book.values():
+                sign = 1 if placed.order.side is Side.BUY else -1
+                for made in placed.fills:
+                    net[placed.order.coin] = net.get(placed.order.coin, Decimal(0)) + sign * made.quantity
+                    fills.append(made)
+            held = tuple(HeldPosition(coin=coin, side=Side.BUY if q > 0 else Side.SELL, quantity=abs(q))
+                         for coin, q in sorted(net.items()) if q != 0)
+            working = tuple(p.view() for p in self.book.values() if p.status not in FINAL) + tuple(self.hand_orders)
+            fills.extend(self.hand_fills)
+            since = [f for f in fills if fills_since_ms is not None and f.ts_ms >= fills_since_ms]
+            return AccountSnapshot(taken_ms=max([0, *(f.ts_ms for f in fills)]) + 1, positions=held,
+                                   open_orders=working, fills=tuple(sorted(since, key=lambda f: f.ts_ms)),
+                                   fills_since_ms=fills_since_ms)
+
+    def open_orders(self, coin: str | None = None) -> list[VenueOrder]:
+        with self._lock:
+            hand = [o for o in self.hand_orders if coin is None or o.coin == coin]
+        return super().open_orders(coin) + hand
+
+    def cancel(self, client_order_id: str) -> None:
+        with self._lock:
+            hand = next((o for o in self.hand_orders if o.client_order_id == client_order_id), None)
+            if hand is not None:
+                self.cancels.append(client_order_id)
+                self.hand_orders.remove(hand)
+                return
+        super().cancel(client_order_id)
+
+    def status(self) -> VenueStatus:
+        return VenueStatus(name=self.name, live=True, exchange="fake", market="usdm", testnet=True)
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def place_by_hand(self, coin: str, side: Side, quantity: Any, client_order_id: str = "web_hand1") -> VenueOrder:
+        """An order someone placed on the venue's website: working, never seen by the engine."""
+        order = VenueOrder(client_order_id=client_order_id, venue_order_id="v-" + client_order_id, coin=coin,
+                           side=side, quantity=Decimal(str(quantity)), status=OrderStatus.ACCEPTED,
+                           filled_quantity=Decimal(0))
+        with self._lock:
+            self.hand_orders.append(order)
+        return order
+
+    def trade_by_hand(self, coin: str, signed_quantity: Any) -> None:
+        """Someone bought (positive) or sold (negative) ``coin`` on the account outside the engine."""
+        with self._lock:
+            self.by_hand[coin] = self.by_hand.get(coin, Decimal(0)) + Decimal(str(signed_quantity))

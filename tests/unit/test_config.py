@@ -318,3 +318,118 @@ def test_feed_tick_guard_defaults_and_settings() -> None:
 def test_feed_tick_guard_keys_are_validated(key: str, value: object) -> None:
     (problem,) = problems_of({"feed": {key: value}})
     assert problem.startswith(f"feed.{key}: ")
+
+
+# --- live mode and [venue] ------------------------------------------------------------------------
+
+LIVE_FEED = {"source": "binance", "symbols": ["BTC"]}
+
+
+def test_parse_config_when_live_on_binance_then_the_venue_follows_the_feed_with_safe_defaults() -> None:
+    config = parse_config({"engine": {"mode": "live"}, "feed": LIVE_FEED})
+
+    assert config.live
+    venue = config.venue
+    assert venue.exchange_for(config.feed) == "binanceusdm" and venue.market_for(config.feed) == "usdm"
+    assert venue.testnet is True, "testnet is the default: real money only when asked for"
+    assert (venue.key_env, venue.secret_env) == ("SNIPER_API_KEY", "SNIPER_API_SECRET")
+    assert venue.on_unknown == "report"
+    assert venue.leverage_for("BTC") == 1
+
+
+def test_parse_config_reads_every_venue_key() -> None:
+    config = parse_config({"engine": {"mode": "live"}, "feed": {"source": "bybit", "symbols": ["BTC", "ETH"]},
+                           "venue": {"exchange": "bybit", "market": "linear", "testnet": False, "key_env": "BYBIT_KEY",
+                                     "secret_env": "BYBIT_SECRET", "rest_url": "http://127.0.0.1:9/",
+                                     "ws_url": "ws://127.0.0.1:9", "margin_mode": "cross", "default_leverage": 2,
+                                     "leverage": {"btc": 5}, "on_unknown": "halt", "reconcile_every_s": 0,
+                                     "recv_window_ms": 10000, "timeout_s": 5, "poll_s": 0.5, "ping_interval_s": 10,
+                                     "silence_timeout_s": 30, "listen_key_keepalive_s": 600}})
+    venue = config.venue
+    assert (venue.exchange, venue.market, venue.testnet) == ("bybit", "linear", False)
+    assert (venue.key_env, venue.secret_env) == ("BYBIT_KEY", "BYBIT_SECRET")
+    assert venue.rest_url == "http://127.0.0.1:9"
+    assert venue.leverage_for("BTC") == 5 and venue.leverage_for("ETH") == 2
+    assert (venue.margin_mode, venue.on_unknown, venue.reconcile_every_s) == ("cross", "halt", 0)
+
+
+@pytest.mark.parametrize(("venue", "key"), [
+    ({"exchange": "kraken"}, "venue.exchange"),
+    ({"market": "coinm"}, "venue.market"),
+    ({"testnet": "yes"}, "venue.testnet"),
+    ({"rest_url": "ftp://x"}, "venue.rest_url"),
+    ({"ws_url": "http://x"}, "venue.ws_url"),
+    ({"margin_mode": "portfolio"}, "venue.margin_mode"),
+    ({"default_leverage": 0}, "venue.default_leverage"),
+    ({"default_leverage": 126}, "venue.default_leverage"),
+    ({"leverage": {"BTC": 2.5}}, "venue.leverage"),
+    ({"leverage": {"BTC/USDT": 2}}, "venue.leverage"),
+    ({"on_unknown": "ignore"}, "venue.on_unknown"),
+    ({"reconcile_every_s": -1}, "venue.reconcile_every_s"),
+    ({"timeout_s": 0}, "venue.timeout_s"),
+    ({"listen_key_keepalive_s": 3600}, "venue.listen_key_keepalive_s"),
+    ({"testnett": True}, "venue.testnett"),
+])
+def test_parse_config_when_a_venue_value_is_bad_then_it_is_named(venue: dict, key: str) -> None:
+    problems = problems_of({"engine": {"mode": "live"}, "feed": LIVE_FEED, "venue": venue})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{key}: "), problems
+
+
+@pytest.mark.parametrize("name", ["", "my key", "SNIPER-KEY", "1KEY", "sniper_api_key",
+                                  "Kx7fQ2pL9mZ4vB8nR3tY6wE1uI5oA0sD", 42])
+def test_parse_config_when_key_env_is_not_a_variable_name_then_refused_without_echoing_it(name: object) -> None:
+    for field in ("key_env", "secret_env"):
+        problems = problems_of({"venue": {field: name}})
+        assert len(problems) == 1 and problems[0].startswith(f"venue.{field}: must be the name of an environment "
+                                                             "variable in capitals"), problems
+        if isinstance(name, str) and name:
+            assert name not in problems[0], "a key pasted here by mistake must not be printed"
+
+
+def test_parse_config_when_key_env_and_secret_env_are_one_variable_then_refused() -> None:
+    assert problems_of({"venue": {"key_env": "API", "secret_env": "API"}}) == [
+        "venue.secret_env: the same variable as venue.key_env (API); the key and the secret are two values"]
+
+
+@pytest.mark.parametrize("source", ["sim", "replay", "manual"])
+def test_parse_config_when_live_without_live_market_data_then_refused(source: str) -> None:
+    feed = {"source": source, **({"files": [{"coin": "BTC", "path": "x.csv"}]} if source == "replay" else {})}
+    assert problems_of({"engine": {"mode": "live"}, "feed": feed}) == [
+        f"engine.mode: live trading needs live market data ([feed] source = 'binance' or 'bybit'), not {source!r}"]
+
+
+@pytest.mark.parametrize(("feed", "venue", "problem"), [
+    ({"source": "binance"}, {"exchange": "bybit"},
+     "venue.exchange: 'bybit' is not the venue of the feed (binance, market 'usdm': 'binanceusdm')"),
+    ({"source": "binance", "market": "spot"}, {"exchange": "binanceusdm"},
+     "venue.exchange: 'binanceusdm' is not the venue of the feed (binance, market 'spot': 'binance')"),
+    ({"source": "bybit"}, {"market": "spot"}, "venue.market: 'spot' is not the feed's market 'linear'"),
+    ({"source": "bybit"}, {"exchange": "bybit", "market": "usdm"}, "venue.market: bybit offers linear or spot, not 'usdm'"),
+    ({"source": "binance", "market_rules": "config"}, {},
+     "feed.market_rules: live trading sizes and rounds by the venue's own rules; 'config' is for paper sessions only"),
+])
+def test_parse_config_when_the_venue_is_not_the_feeds_then_refused(feed: dict, venue: dict, problem: str) -> None:
+    assert problems_of({"engine": {"mode": "live"}, "feed": {"symbols": ["BTC"], **feed}, "venue": venue}) == [problem]
+
+
+def test_parse_config_when_paper_then_the_venue_section_is_checked_but_not_the_feed_match() -> None:
+    config = parse_config({"feed": {"source": "sim"}, "venue": {"exchange": "bybit", "testnet": False}})
+    assert not config.live and config.venue.exchange == "bybit"
+
+
+def test_the_repository_config_toml_documents_a_venue_section_that_parses_when_uncommented() -> None:
+    text = REPO_CONFIG.read_text()
+    assert "# [venue]" in text
+    lines = text[text.index("# [venue]"):].splitlines()
+    block = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:] if line.startswith("# ") else line[1:])
+    import tomllib
+
+    raw = tomllib.loads("\n".join(block))
+    config = parse_config({"engine": {"mode": "live"}, "feed": LIVE_FEED, **raw})
+    assert config.venue.testnet is True
+    assert config.venue.key_env == "SNIPER_API_KEY"

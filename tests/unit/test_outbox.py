@@ -18,6 +18,7 @@ from actors.bus import EVENT_ROUTES, JOURNAL, JOURNAL_TAP
 from state import messages as m
 from state.bars import Bar
 from state.models import Position, TradeCondition
+from state.reconcile import Difference, DifferenceKind
 from state.store import OutboxDecodeError, OutboxRow, Store, encode_message
 from state.types import OrderIntent, PositionStatus, Side, TradingState
 
@@ -96,6 +97,11 @@ SAMPLES: dict[type, Any] = {
     m.ActorRestarted: m.ActorRestarted(ts_init_ns=T, role="sniper", restarts=2, reason="boom"),
     m.InvariantViolated: m.InvariantViolated(ts_init_ns=T, code="CASH", detail="negative"),
     m.VenueAlert: m.VenueAlert(ts_init_ns=T, kind="BANNED", message="418 until 12:00", until_ms=1_700_000_000_000),
+    m.VenueReconciled: m.VenueReconciled(
+        ts_init_ns=T, differences=(Difference(kind=DifferenceKind.SIZE_MISMATCH, coin="BTC", message="1 vs 2",
+                                              engine_side=Side.BUY, engine_quantity=D(1), venue_quantity=D(2)),),
+        blocked={"BTC": "SIZE_MISMATCH: 1 vs 2"}, fills_applied=("t-9",), fills_since_ms=1_582_329_000_000),
+    m.BlockCoins: m.BlockCoins(ts_init_ns=T, coins={"BTC": "SIZE_MISMATCH: 1 vs 2"}),
     m.SubmitOrder: m.SubmitOrder(ts_init_ns=T, correlation_id="c-1", order=ORDER),
     m.ExecuteOrder: m.ExecuteOrder(ts_init_ns=T, correlation_id="c-1", order=ORDER),
     m.ClosePosition: m.ClosePosition(ts_init_ns=T, position_id="p-1", reason="KILL_SWITCH"),

@@ -46,3 +46,71 @@ def test_masking_is_idempotent_and_takes_any_value() -> None:
     once = mask_url(f"ws://u:{SECRET}@h")
     assert mask_url(once) == once == "ws://u:***@h"
     assert mask_url(42) == "42"
+
+
+# --- API keys: from the environment only, masked everywhere -------------------------------------
+
+KEY, API_SECRET = "FakeKey7q9Zx4Lm2Np8", "FakeSecret5Hj8Kl2Mn4"
+
+
+def test_load_credentials_reads_the_variables_the_venue_names() -> None:
+    from state.config import VenueConfig
+    from state.secrets import load_credentials
+
+    venue = VenueConfig(key_env="MY_KEY", secret_env="MY_SECRET")
+    credentials = load_credentials(venue, {"MY_KEY": f" {KEY}\n", "MY_SECRET": API_SECRET, "SNIPER_API_KEY": "other"})
+
+    assert (credentials.key, credentials.secret) == (KEY, API_SECRET)
+    assert (credentials.key_env, credentials.secret_env) == ("MY_KEY", "MY_SECRET")
+    assert KEY not in repr(credentials) and API_SECRET not in str(credentials)
+
+
+@pytest.mark.parametrize(("environ", "said"), [
+    ({}, "(neither is set"),
+    ({"SNIPER_API_KEY": "", "SNIPER_API_SECRET": "  "}, "(neither is set"),
+    ({"SNIPER_API_KEY": KEY}, "($SNIPER_API_SECRET is not set"),
+    ({"SNIPER_API_SECRET": API_SECRET}, "($SNIPER_API_KEY is not set"),
+])
+def test_load_credentials_when_a_value_is_missing_or_empty_then_the_variables_are_named(environ, said) -> None:
+    from state.config import VenueConfig
+    from state.secrets import MissingCredentials, load_credentials
+
+    with pytest.raises(MissingCredentials) as caught:
+        load_credentials(VenueConfig(), environ)
+
+    text = str(caught.value)
+    assert text.startswith("live mode needs the API key in $SNIPER_API_KEY and the secret in $SNIPER_API_SECRET ")
+    assert said in text
+    assert isinstance(caught.value, ValueError)
+    assert KEY not in text and API_SECRET not in text
+
+
+def test_redact_values_masks_each_literal_longest_first() -> None:
+    from state.secrets import redact_values
+
+    assert redact_values(f"k={KEY} s={API_SECRET} again {KEY}", (KEY, API_SECRET)) == "k=*** s=*** again ***"
+    assert redact_values(f"{KEY}XYZ", (KEY, KEY + "XYZ")) == "***"
+    assert redact_values("nothing here", (KEY, "")) == "nothing here"
+
+
+def test_the_log_guard_masks_the_registered_key_and_secret_in_messages_and_exceptions() -> None:
+    from loguru import logger
+
+    from adapters.console.logs import configure_logging
+
+    lines: list[str] = []
+    configure_logging("DEBUG", None, console=False, secrets=(KEY, API_SECRET))
+    sink = logger.add(lines.append, level="DEBUG", format="{message}")
+    try:
+        logger.info("signed with {} and {}", KEY, API_SECRET)
+        try:
+            raise RuntimeError(f"refused: apiKey={KEY} secret {API_SECRET}")
+        except RuntimeError:
+            logger.exception("VENUE_ERROR")
+    finally:
+        logger.remove(sink)
+        configure_logging("WARNING", None)  # as tests/conftest.py sets it
+    text = "".join(lines)
+    assert "signed with *** and ***" in text
+    assert "RuntimeError: refused: apiKey=*** secret ***" in text
+    assert KEY not in text and API_SECRET not in text

@@ -197,3 +197,39 @@ def test_replay_already_complete_points_at_the_report_of_the_run_that_finished_i
 
 def test_describe_names_source_market_and_files() -> None:
     assert describe(identity({"feed": {"source": "bybit", "market": "spot"}})) == "a bybit paper session on bybit spot"
+
+
+# --- live sessions: one account per folder -------------------------------------------------------------
+
+
+def live(**venue: Any) -> dict[str, Any]:
+    return {"engine": {"mode": "live"}, "feed": {"source": "binance"}, "venue": venue}
+
+
+def test_identity_when_live_then_names_the_exchange_and_testnet_or_live() -> None:
+    assert identity(live()) == SessionIdentity(source="binance", mode="live", venue="binanceusdm testnet",
+                                               market="binance usdm")
+    assert identity(live(testnet=False)).venue == "binanceusdm live"
+    assert identity({"feed": {"source": "binance"}}).venue == "paper", "paper on live data keeps its identity"
+    assert describe(identity(live())) == "a binance live session trading binanceusdm testnet on binance usdm"
+
+
+def test_a_paper_folder_in_live_mode_and_the_reverse_are_refused_saying_why() -> None:
+    paper, real = identity({"feed": {"source": "binance"}}), identity(live())
+    for stored, now in ((paper, real), (real, paper)):
+        found = differences(stored, now)
+        assert f"mode: stored {stored.mode}, now {now.mode}" in found
+        text = str(SessionMismatch(Path("/var/x"), stored, now, found))
+        assert "Never mix paper positions with a real account" in text
+
+
+def test_a_testnet_folder_on_the_real_account_is_refused_saying_why() -> None:
+    testnet, real = identity(live()), identity(live(testnet=False))
+    found = differences(testnet, real)
+    assert found == ["venue: stored binanceusdm testnet, now binanceusdm live"]
+    text = str(SessionMismatch(Path("/var/x"), testnet, real, found))
+    assert "Never mix two accounts" in text
+
+
+def test_a_live_session_goes_on_whatever_its_venue_settings() -> None:
+    assert differences(identity(live()), identity(live(default_leverage=3, on_unknown="halt"))) == []

@@ -83,3 +83,18 @@ def test_with_durable_state_takes_what_the_actors_could_not_give_from_the_stores
     assert "journal unreadable" in from_engine_store["built_from"]
     assert from_journal["ticks"] == 40 and from_journal["fees_maker_usd"] == "0.0198"
     assert from_journal["durable"]["balance"] == "9999" and "journal_totals" not in from_journal["durable"]
+
+
+def test_a_paper_report_says_paper_and_a_live_one_names_its_venue_and_account_kind():
+    paper = report()
+    assert (paper["mode"], paper["venue"]) == ("paper", None)
+    assert "TESTNET" not in format_report(paper) and "LIVE" not in format_report(paper)
+
+    status = {"name": "binanceusdm", "live": True, "exchange": "binanceusdm", "market": "usdm", "testnet": False,
+              "stream": "down", "banned_until_ms": 1_700_000_000_000, "halted": "keys refused", "requests": 12}
+    live = report(mode="live", venue={"status": status, "startup": {"position_mode": "one-way"}})
+    text = format_report(live)
+    assert live["mode"] == "live" and live["venue"]["status"]["requests"] == 12
+    assert "LIVE (REAL MONEY) on binanceusdm): " in text.splitlines()[0]
+    assert ("  venue: stream down | requests 12 | banned until 1700000000000 (epoch ms) | halted: keys refused | "
+            "position mode one-way") in text

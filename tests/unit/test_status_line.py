@@ -47,3 +47,48 @@ def test_a_live_source_shows_its_connection_bad_frames_rest_fallback_and_stale_c
     assert line.startswith("feed binance (SIMULATED market) CONNECTED, 2 reconnect(s), 3 bad frame(s), "
                            "REST fallback | ticks 5 (")
     assert "| open 0 |" in line and line.endswith("| STALE ETH (no new entries) | ")
+
+
+# --- a live venue -----------------------------------------------------------------------------------
+
+from state.account import StreamState, VenueStartup, VenueStatus  # noqa: E402
+
+from adapters.console.status import live_banner, venue_text  # noqa: E402
+
+
+def test_a_live_venue_leads_the_line_with_its_account_kind_stream_ban_and_halt():
+    venue = VenueStatus(name="binanceusdm", live=True, exchange="binanceusdm", market="usdm", testnet=True,
+                        stream=StreamState.UP)
+    line = status_line(snapshot=snapshot(), feed={"ticks": 0}, trading="ACTIVE", prices={}, source="binance",
+                       simulated=False, now=1.0, started_at=0.0, venue=venue)
+    assert line.startswith("venue binanceusdm usdm TESTNET stream up | feed binance | ")
+
+    troubled = VenueStatus(name="binanceusdm", live=True, exchange="binanceusdm", market="usdm", testnet=False,
+                           stream=StreamState.DOWN, polling=2, banned_until_ms=1_700_000_000_000,
+                           halted="keys refused")
+    assert venue_text(troubled) == ("venue binanceusdm usdm LIVE (REAL MONEY) stream down (polling 2 order(s)) | "
+                                    "BANNED until 22:13:20 UTC (no new entries) | HALTED: keys refused")
+    assert "BANNED" not in venue_text(troubled, now_ms=1_700_000_000_000)
+
+
+def test_a_paper_venue_changes_nothing_on_the_line():
+    paper = VenueStatus(name="paper", live=False)
+    line = status_line(snapshot=snapshot(), feed={"ticks": 0}, trading="ACTIVE", prices={}, source="sim",
+                       simulated=True, now=1.0, started_at=0.0, venue=paper)
+    assert line.startswith("feed sim (SIMULATED market) |")
+
+
+def test_the_banner_makes_real_money_unmistakable_and_names_only_the_variables():
+    startup = VenueStartup(exchange="binanceusdm", market="usdm", testnet=False, server_time_offset_ms=-12,
+                           position_mode="one-way", balances={"USDT": Decimal("1234.5")}, leverage={"BTC": 2},
+                           margin_mode={"BTC": "isolated"}, notes=("hedge mode off",))
+    banner = live_banner(startup, key_env="SNIPER_API_KEY", secret_env="SNIPER_API_SECRET")
+    lines = banner.splitlines()
+    assert lines[0] == lines[-1] == "!" * 72
+    assert "LIVE TRADING WITH REAL MONEY on binanceusdm usdm" in lines[1]
+    assert "leverage BTC 2x isolated" in banner and "balances USDT 1234.5" in banner and "hedge mode off" in banner
+    assert "keys from $SNIPER_API_KEY / $SNIPER_API_SECRET" in banner
+
+    testnet = live_banner(VenueStartup(exchange="bybit", market="linear", testnet=True, server_time_offset_ms=0,
+                                       position_mode="one-way"), key_env="K", secret_env="S")
+    assert "TESTNET session on bybit linear" in testnet and "REAL MONEY" not in testnet
