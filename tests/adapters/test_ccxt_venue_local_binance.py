@@ -307,9 +307,6 @@ def test_executor_ambiguous_submit_ends_with_one_order_and_the_position(executor
     assert record.status is OrderStatus.FILLED and record.submissions == 1
 
 
-@pytest.mark.xfail(strict=True, reason="actors/executor.py _on_notice sends VenueAlert with bus.send, but "
-                   "VenueAlert is an event (bus.publish): NoRoute crashes the Executor on the first VenueNotice. "
-                   "Remove this mark once that is fixed")
 def test_executor_dropped_stream_and_duplicates_lose_and_add_nothing(executor_rig: Any, make_venue: Any,
                                                                      local: Any) -> None:
     from actors.bus import RISK_GATE
