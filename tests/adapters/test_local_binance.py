@@ -228,6 +228,34 @@ def test_duplicate_client_id_of_a_working_order_is_refused(local: LocalBinance,
     assert local.submissions("dup-1") == 2 and len(local.orders()) == 1
 
 
+def test_stop_market_goes_through_the_algo_endpoint_and_triggers_on_a_trade(
+        local: LocalBinance, exchange: ccxt.binanceusdm, stream: UserStream) -> None:
+    exchange.create_order(BTC, "market", "buy", 0.01, None, {"newClientOrderId": "sl-entry"})
+    stop = exchange.create_order(BTC, "market", "sell", 0.01, None,
+                                 {"stopPrice": 29000, "reduceOnly": True, "clientOrderId": "sl-1"})
+    assert stop["clientOrderId"] == "sl-1" and stop["status"] == "open" and stop["triggerPrice"] == 29000
+    sent = local.requests("/fapi/v1/algoOrder", "POST")[0].params
+    assert (sent["algoType"], sent["type"], sent["clientAlgoId"]) == ("CONDITIONAL", "STOP_MARKET", "sl-1")
+    assert [o["clientOrderId"] for o in exchange.fetch_open_orders(BTC, params={"trigger": True})] == ["sl-1"]
+    with pytest.raises(ccxt.ExchangeError, match="-4120"):
+        exchange.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
+                                       "quantity": "0.01", "stopPrice": "29000"})
+    local.feed_trade("BTCUSDT", "29010", "1")  # not yet
+    local.feed_trade("BTCUSDT", "28990", "1")  # triggers: a market sell at this trade
+    assert exchange.fetch_order(stop["id"], BTC, {"trigger": True})["status"] == "closed"
+    assert local.position("BTCUSDT")[0] == 0 and local.order("sl-1")["avgPrice"] == "28990.00000"
+    kinds = [(e["e"], e["o"]["X"]) for e in stream.wait_for(10) if e["e"] != "ACCOUNT_UPDATE"][2:]
+    assert kinds == [("ALGO_UPDATE", "NEW"), ("ALGO_UPDATE", "TRIGGERING"), ("ORDER_TRADE_UPDATE", "NEW"),
+                     ("ORDER_TRADE_UPDATE", "FILLED"), ("ALGO_UPDATE", "TRIGGERED"), ("ALGO_UPDATE", "FINISHED")]
+    child = [e["o"] for e in stream.events if e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["c"] == "sl-1"][0]
+    assert child["si"] == int(stop["id"]) and child["st"] == "ALGO_CONDITION"
+    other = exchange.create_order(BTC, "market", "buy", 0.01, None, {"stopPrice": 31000, "clientOrderId": "sb-1"})
+    exchange.cancel_order(other["id"], BTC, {"trigger": True})
+    assert exchange.fetch_open_orders(BTC, params={"trigger": True}) == []
+    with pytest.raises(ccxt.ExchangeError, match="-2021"):  # would trigger at once
+        exchange.create_order(BTC, "market", "buy", 0.01, None, {"stopPrice": 28000, "clientOrderId": "sb-2"})
+
+
 # --- user-data stream ----------------------------------------------------------------------------
 
 def test_user_stream_events_of_a_limit_order_and_its_fill(local: LocalBinance, exchange: ccxt.binanceusdm,

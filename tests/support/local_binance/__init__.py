@@ -40,8 +40,14 @@ ccxt call                           requests
 ``fetch_time`` / time adjustment    ``GET /fapi/v1/time``
 ``create_order``                    ``POST /fapi/v1/order`` (form body: ``newClientOrderId``
                                     from ``params``, ``newOrderRespType=RESULT``)
-stop orders (``stopPrice``)         ``POST /fapi/v1/algoOrder``: not served (404 -5000); a
-                                    ``STOP*`` type on ``/fapi/v1/order`` answers -4120
+stop orders (``stopPrice``,         ``POST /fapi/v1/algoOrder`` (``algoType=CONDITIONAL``,
+``triggerPrice``)                   ``clientAlgoId`` from ``clientOrderId``, ``triggerPrice``);
+                                    with ``params={"trigger": True}``: ``fetch_order`` ``GET
+                                    /fapi/v1/algoOrder``, ``fetch_open_orders`` ``GET
+                                    /fapi/v1/openAlgoOrders``, ``cancel_order`` ``DELETE
+                                    /fapi/v1/algoOrder`` (answer ``{"code": "200"}``: ccxt's
+                                    status ``None``). A ``STOP*`` type sent to
+                                    ``/fapi/v1/order`` answers -4120, as Binance does now
 ``cancel_order``                    ``DELETE /fapi/v1/order`` (``origClientOrderId`` from
                                     ``params={"origClientOrderId"|"clientOrderId": ...}``)
 ``fetch_order``                     ``GET /fapi/v1/order`` (same parameters)
@@ -65,7 +71,7 @@ Also served: ``/fapi/v1/ping``, ``ticker/24hr``, ``ticker/price``, ``ticker/book
 the last fed trade), ``/fapi/v2/account``, ``/fapi/v2|v3/balance``, ``/fapi/v2/positionRisk``,
 ``POST /fapi/v1/positionSide/dual``, ``DELETE /fapi/v1/allOpenOrders``, ``GET
 /fapi/v1/openOrder``, ``/fapi/v1/symbolConfig``, ``/fapi/v1/commissionRate``,
-``/fapi/v1/multiAssetsMargin``. ``newOrderRespType=RESULT`` answers the order after matching
+``/fapi/v1/multiAssetsMargin``, ``/fapi/v1/allAlgoOrders``. ``newOrderRespType=RESULT`` answers the order after matching
 (a market order ``FILLED``); ``ACK`` (Binance's default) as accepted (``NEW``, nothing
 executed). Numbers are strings as Binance sends them; ids are integers (``orderId`` from
 8389765000000000001, trade ids from 5000000001).
@@ -115,6 +121,15 @@ Also observed: with keys set, ``load_markets`` signs ``/sapi/v1/capital/config/g
 ``fetch_markets`` runs ``load_time_difference``, so with a skewed clock ``load_markets`` itself
 fails -1021 unless ``load_time_difference()`` is called first or ``fetchCurrencies`` is off;
 ccxt sends ``recvWindow=10000`` on every signed request (``options["recvWindow"]``).
+
+**Conditional orders** (``matching.py`` ``AlgoOrder``): STOP_MARKET/STOP trigger when a fed
+trade reaches the trigger price (buy: >=, sell: <=; TAKE_PROFIT* the other way; one that would
+trigger at once is refused -2021); the events follow the live lifecycle in
+``payloads/binance-lean-brokerage/WebSocketFutureStopMarket*.json``: ``ALGO_UPDATE`` NEW, at the
+trigger TRIGGERING, then the MARKET (or LIMIT) order it places with the ``clientAlgoId`` as
+client id (``ORDER_TRADE_UPDATE`` with ``si`` = algo id, ``st`` = ``ALGO_CONDITION``), its fills,
+``ALGO_UPDATE`` TRIGGERED and, once filled, FINISHED (REJECTED with ``rm`` if the placed order
+is refused).
 
 **Matching and account** (``matching.py``, whose docstring has the rules): market orders fill
 at the last fed trade as taker; limits rest and fill as maker when a fed trade reaches them

@@ -53,13 +53,20 @@ from typing import Any
 from tests.support.local_binance import errors as E
 from tests.support.local_binance.errors import BinanceError, bad
 from tests.support.local_binance.exchange_info import SymbolRules
-from tests.support.local_binance.shapes import account_update_event, order_update_event, position_entry
+from tests.support.local_binance.shapes import (
+    account_update_event,
+    algo_update_event,
+    order_update_event,
+    position_entry,
+)
 
 ZERO = Decimal(0)
 CLIENT_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 WORKING = frozenset({"NEW", "PARTIALLY_FILLED"})
 ORDER_TYPES = frozenset({"LIMIT", "MARKET"})
 ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"})
+CONDITIONAL_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")  # served by the algo endpoint
+FIRST_ALGO_ID = 2_000_000_547_000_001
 TIME_IN_FORCE = frozenset({"GTC", "IOC", "FOK", "GTX", "GTD"})
 DEFAULT_LEVERAGE = 20
 FILL_MODELS = ("full", "traded_volume")
@@ -95,6 +102,7 @@ class Order:
     executed_qty: Decimal = ZERO
     cum_quote: Decimal = ZERO
     by_hand: bool = False
+    algo_id: int = 0  # the conditional order that created it
 
     @property
     def avg_price(self) -> Decimal:
@@ -111,6 +119,37 @@ class Order:
     @property
     def sign(self) -> int:
         return 1 if self.side == "BUY" else -1
+
+
+@dataclass(slots=True)
+class AlgoOrder:
+    """A conditional order (``POST /fapi/v1/algoOrder``): waits for its trigger price, then
+    places a MARKET (``STOP_MARKET``, ``TAKE_PROFIT_MARKET``) or LIMIT (``STOP``,
+    ``TAKE_PROFIT``) order with ``clientAlgoId`` as its client id."""
+
+    algo_id: int
+    client_algo_id: str
+    symbol: str
+    side: str
+    type: str
+    quantity: Decimal
+    trigger_price: Decimal
+    price: Decimal
+    time_in_force: str
+    reduce_only: bool
+    position_side: str
+    create_ms: int
+    update_ms: int
+    seq: int
+    status: str = "NEW"  # NEW, CANCELED, TRIGGERING, TRIGGERED, FINISHED, REJECTED
+    trigger_ms: int = 0
+    order_id: int | None = None
+
+    def triggers(self, price: Decimal) -> bool:
+        stop = self.type.startswith("STOP")
+        if (self.side == "BUY") == stop:
+            return price >= self.trigger_price
+        return price <= self.trigger_price
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +244,9 @@ class Exchange:
         self.settings: dict[str, SymbolSettings] = {}
         self.last: dict[str, LastTrade] = {}
         self.forced: deque[tuple[int, str] | str] = deque()
+        self.algos: dict[int, AlgoOrder] = {}
+        self.algo_by_client: dict[str, AlgoOrder] = {}
+        self._next_algo_id = FIRST_ALGO_ID
         self._next_order_id = FIRST_ORDER_ID
         self._next_trade_id = FIRST_TRADE_ID
         self._seq = 0
@@ -284,7 +326,7 @@ class Exchange:
 
     # --- placing -------------------------------------------------------------------------------
 
-    def place(self, params: Mapping[str, str], now_ms: int, *, by_hand: bool = False
+    def place(self, params: Mapping[str, str], now_ms: int, *, by_hand: bool = False, algo_id: int = 0
               ) -> tuple[Order, list[dict], Order]:
         """Check and place an order (``POST /fapi/v1/order``); ``BinanceError`` refuses it.
         Returns the order, its events and a copy of it as it was accepted (before any fill: the
@@ -337,7 +379,7 @@ class Exchange:
         order = Order(order_id=self._next_order_id, client_order_id=client_id, symbol=rules.symbol, side=side,
                       type=kind, time_in_force=tif, quantity=quantity, price=price, reduce_only=reduce_only,
                       position_side=position_side, time_ms=now_ms, update_ms=now_ms, seq=self._seq + 1,
-                      by_hand=by_hand)
+                      by_hand=by_hand, algo_id=algo_id)
         self._check_reduce(order)
         last = self._last_price(rules.symbol)
         marketable = kind == "MARKET" or (last is not None and (price >= last if side == "BUY" else price <= last))
@@ -496,6 +538,119 @@ class Exchange:
         order.update_ms = now_ms
         events.append(order_update_event(order, rules, status, now_ms))
 
+    # --- conditional (algo) orders ------------------------------------------------------------
+
+    def place_algo(self, params: Mapping[str, str], now_ms: int) -> tuple[AlgoOrder, list[dict]]:
+        """``POST /fapi/v1/algoOrder`` (``algoType=CONDITIONAL``)."""
+        if params.get("clientAlgoId"):
+            self.submissions[params["clientAlgoId"]] += 1
+        if params.get("algoType") != "CONDITIONAL":
+            raise E.mandatory("algoType") if not params.get("algoType") else E.invalid_value("algoType")
+        rules = self.symbol(params)
+        assert rules is not None
+        side = params.get("side")
+        if side not in ("BUY", "SELL"):
+            raise E.mandatory("side") if not side else E.invalid_value("side")
+        kind = params.get("type")
+        if kind not in CONDITIONAL_TYPES:
+            raise E.mandatory("type") if not kind else E.invalid_value("type")
+        trigger = parse_decimal(params, "triggerPrice")
+        assert trigger is not None
+        limit_kind = kind in ("STOP", "TAKE_PROFIT")
+        price = parse_decimal(params, "price") if limit_kind else ZERO
+        assert price is not None
+        quantity = parse_decimal(params, "quantity")
+        assert quantity is not None
+        reduce_only = parse_bool(params, "reduceOnly")
+        position_side = params.get("positionSide") or "BOTH"
+        if (position_side == "BOTH") == self.dual_side_position:
+            raise bad(*E.POSITION_SIDE_MISMATCH)
+        client_id = params.get("clientAlgoId") or f"autoalgo{self._next_algo_id % 10**12}"
+        if not CLIENT_ID.match(client_id):
+            raise bad(*E.ILLEGAL_CLIENT_ID)
+        for value in (trigger, price) if limit_kind else (trigger,):
+            if _places(value) > rules.price_precision:
+                raise bad(*E.PRECISION)
+            if rules.tick_size and (value - rules.min_price) % rules.tick_size:
+                raise bad(*E.PRICE_TICK)
+        self._check_filters(rules, "LIMIT" if limit_kind else "MARKET", quantity,
+                            price if limit_kind else trigger, reduce_only)
+        existing = self.algo_by_client.get(client_id)
+        if existing is not None and existing.status == "NEW":
+            raise bad(*E.DUPLICATE_CLIENT_ID)
+        if reduce_only:
+            amount = self.position(rules.symbol, "BOTH").amount
+            if amount == 0 or (amount > 0) == (side == "BUY"):
+                raise bad(*E.REDUCE_ONLY_REJECTED)
+        algo = AlgoOrder(algo_id=self._next_algo_id, client_algo_id=client_id, symbol=rules.symbol, side=side,
+                         type=kind, quantity=quantity, trigger_price=trigger, price=price,
+                         time_in_force=params.get("timeInForce") or "GTC", reduce_only=reduce_only,
+                         position_side=position_side, create_ms=now_ms, update_ms=now_ms, seq=self._seq + 1)
+        last = self._last_price(rules.symbol)
+        if last is not None and algo.triggers(last):
+            raise bad(*E.WOULD_TRIGGER)
+        self._next_algo_id += 1
+        self._seq += 1
+        self.algos[algo.algo_id] = algo
+        self.algo_by_client[client_id] = algo
+        return algo, [algo_update_event(algo, rules, now_ms)]
+
+    def find_algo(self, params: Mapping[str, str], missing: tuple[int, str]) -> AlgoOrder:
+        algo: AlgoOrder | None = None
+        if params.get("algoId"):
+            try:
+                algo = self.algos.get(int(params["algoId"]))
+            except ValueError:
+                raise E.invalid_value("algoId") from None
+        elif params.get("clientAlgoId"):
+            algo = self.algo_by_client.get(params["clientAlgoId"])
+        else:
+            raise bad(-1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!")
+        if algo is None:
+            raise bad(*missing)
+        return algo
+
+    def cancel_algo(self, params: Mapping[str, str], now_ms: int) -> tuple[AlgoOrder, list[dict]]:
+        algo = self.find_algo(params, E.UNKNOWN_ORDER)
+        if algo.status != "NEW":
+            raise bad(*E.UNKNOWN_ORDER)
+        algo.status = "CANCELED"
+        algo.update_ms = now_ms
+        return algo, [algo_update_event(algo, self.rules[algo.symbol], now_ms)]
+
+    def open_algos(self, symbol: str | None = None) -> list[AlgoOrder]:
+        return sorted((a for a in self.algos.values() if a.status == "NEW" and (symbol is None or a.symbol == symbol)),
+                      key=lambda a: a.seq)
+
+    def _trigger_algos(self, symbol: str, price: Decimal, event_ms: int, events: list[dict]) -> None:
+        rules = self.rules[symbol]
+        for algo in self.open_algos(symbol):
+            if not algo.triggers(price):
+                continue
+            algo.status = "TRIGGERING"
+            algo.trigger_ms = algo.update_ms = event_ms
+            events.append(algo_update_event(algo, rules, event_ms))
+            request = {"symbol": symbol, "side": algo.side, "quantity": str(algo.quantity),
+                       "positionSide": algo.position_side, "newClientOrderId": algo.client_algo_id,
+                       "reduceOnly": "true" if algo.reduce_only else "false"}
+            if algo.type in ("STOP", "TAKE_PROFIT"):
+                request.update({"type": "LIMIT", "price": str(algo.price), "timeInForce": algo.time_in_force})
+            else:
+                request["type"] = "MARKET"
+            try:
+                child, child_events, _ = self.place(request, event_ms, algo_id=algo.algo_id)
+            except BinanceError as refused:
+                algo.status = "REJECTED"
+                events.append(algo_update_event(algo, rules, event_ms, reason=refused.msg))
+                continue
+            events.extend(child_events)
+            algo.order_id = child.order_id
+            algo.status = "TRIGGERED"
+            events.append(algo_update_event(algo, rules, event_ms, child=child))
+            if not child.working:
+                algo.status = "FINISHED"
+                events.append(algo_update_event(algo, rules, event_ms, child=child))
+
     # --- canceling -----------------------------------------------------------------------------
 
     def cancel(self, params: Mapping[str, str], now_ms: int) -> tuple[Order, list[dict]]:
@@ -523,6 +678,7 @@ class Exchange:
         if last is None or ts_ms >= last.ts_ms:
             self.last[symbol] = LastTrade(price, quantity, ts_ms)
         events: list[dict] = []
+        self._trigger_algos(symbol, price, event_ms, events)
         volume: Decimal | None = quantity if self.fill_model == "traded_volume" else None
         for side in ("BUY", "SELL"):
             touched = [o for o in self.open_orders(symbol) if o.side == side and o.type == "LIMIT"

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 from tests.support.local_binance import errors as E
 from tests.support.local_binance.errors import BinanceError, bad
 from tests.support.local_binance.matching import DEFAULT_LEVERAGE, parse_decimal
-from tests.support.local_binance.shapes import fmt, money, order_json, plain, user_trade_json
+from tests.support.local_binance.shapes import algo_json, fmt, money, order_json, plain, user_trade_json
 
 if TYPE_CHECKING:
     from tests.support.local_binance import LocalBinance
@@ -701,6 +701,41 @@ def _currencies(local: LocalBinance, params: dict[str, str], now_ms: int) -> Any
                               "sameAddress": False}]} for coin in coins]
 
 
+def _new_algo(local: LocalBinance, params: dict[str, str], now_ms: int) -> Any:
+    with local.lock:
+        algo, events = local.exchange.place_algo(params, local.event_time_ms(now_ms))
+        local._emit(events)
+        return algo_json(algo, local.exchange.rules[algo.symbol])
+
+
+def _query_algo(local: LocalBinance, params: dict[str, str], now_ms: int) -> Any:
+    with local.lock:
+        algo = local.exchange.find_algo(params, E.ORDER_NOT_EXIST)
+        return algo_json(algo, local.exchange.rules[algo.symbol])
+
+
+def _cancel_algo(local: LocalBinance, params: dict[str, str], now_ms: int) -> Any:
+    with local.lock:
+        algo, events = local.exchange.cancel_algo(params, local.event_time_ms(now_ms))
+        local._emit(events)
+        return {"algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id, "code": "200", "msg": "success"}
+
+
+def _open_algos(local: LocalBinance, params: dict[str, str], now_ms: int) -> Any:
+    with local.lock:
+        rules = local.exchange.symbol(params, required=False)
+        algos = local.exchange.open_algos(None if rules is None else rules.symbol)
+        return [algo_json(a, local.exchange.rules[a.symbol]) for a in algos]
+
+
+def _all_algos(local: LocalBinance, params: dict[str, str], now_ms: int) -> Any:
+    with local.lock:
+        rules = local.exchange.symbol(params)
+        assert rules is not None
+        algos = sorted((a for a in local.exchange.algos.values() if a.symbol == rules.symbol), key=lambda a: a.seq)
+        return [algo_json(a, rules) for a in algos]
+
+
 def _margin_pairs(local: LocalBinance, params: dict[str, str], now_ms: int) -> Any:
     """``/sapi/v1/margin/allPairs`` (ccxt's ``fetchCurrencies`` with ``fetchMargins``)."""
     with local.lock:
@@ -725,6 +760,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/fapi/v1/order"): Route(_cancel_order, SIGNED),
     ("DELETE", "/fapi/v1/allOpenOrders"): Route(_cancel_all, SIGNED),
     ("GET", "/fapi/v1/openOrders"): Route(_open_orders, SIGNED),
+    ("POST", "/fapi/v1/algoOrder"): Route(_new_algo, SIGNED, 0, order=True),
+    ("GET", "/fapi/v1/algoOrder"): Route(_query_algo, SIGNED),
+    ("DELETE", "/fapi/v1/algoOrder"): Route(_cancel_algo, SIGNED),
+    ("GET", "/fapi/v1/openAlgoOrders"): Route(_open_algos, SIGNED),
+    ("GET", "/fapi/v1/allAlgoOrders"): Route(_all_algos, SIGNED, 5),
     ("GET", "/fapi/v1/openOrder"): Route(_open_order, SIGNED),
     ("GET", "/fapi/v1/allOrders"): Route(_all_orders, SIGNED, 5),
     ("GET", "/fapi/v1/userTrades"): Route(_user_trades, SIGNED, 5),

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.support.local_binance.matching import Order, Position, UserTrade
+    from tests.support.local_binance.matching import AlgoOrder, Order, Position, UserTrade
     from tests.support.local_binance.exchange_info import SymbolRules
 
 ZERO = Decimal(0)
@@ -131,14 +131,65 @@ def order_update_event(order: Order, rules: SymbolRules, execution: str, event_m
             "cp": order.close_position,
             "rp": plain(trade.realized_pnl) if trade else "0",
             "pP": False,
-            "si": 0,
-            "ss": 0,
+            "si": order.algo_id,
+            "ss": -1 if order.algo_id else 0,
+            **({"st": "ALGO_CONDITION"} if order.algo_id else {}),
             "V": "EXPIRE_MAKER",
             "pm": "NONE",
             "gtd": 0,
             "er": "0",
         },
     }
+
+
+def algo_json(algo: AlgoOrder, rules: SymbolRules) -> dict[str, Any]:
+    """A conditional order as ``POST``/``GET /fapi/v1/algoOrder`` and ``openAlgoOrders`` show it."""
+    p, q = rules.price_places, rules.qty_places
+    return {
+        "algoId": algo.algo_id,
+        "clientAlgoId": algo.client_algo_id,
+        "algoType": "CONDITIONAL",
+        "orderType": algo.type,
+        "symbol": algo.symbol,
+        "side": algo.side,
+        "positionSide": algo.position_side,
+        "timeInForce": algo.time_in_force,
+        "quantity": fmt(algo.quantity, q),
+        "algoStatus": algo.status,
+        "triggerPrice": fmt(algo.trigger_price, p),
+        "price": fmt(algo.price, p),
+        "icebergQuantity": None,
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "workingType": "CONTRACT_PRICE",
+        "priceMatch": "NONE",
+        "closePosition": False,
+        "priceProtect": False,
+        "reduceOnly": algo.reduce_only,
+        "createTime": algo.create_ms,
+        "updateTime": algo.update_ms,
+        "triggerTime": algo.trigger_ms,
+        "goodTillDate": 0,
+    }
+
+
+def algo_update_event(algo: AlgoOrder, rules: SymbolRules, event_ms: int, *, child: Order | None = None,
+                      reason: str | None = None) -> dict[str, Any]:
+    """``ALGO_UPDATE`` (``X``: NEW, CANCELED, TRIGGERING, TRIGGERED, FINISHED, REJECTED), as in
+    ``payloads/binance-lean-brokerage/WebSocketFutureStopMarket*.json``."""
+    p, q = rules.price_places, rules.qty_places
+    body: dict[str, Any] = {
+        "caid": algo.client_algo_id, "aid": algo.algo_id, "at": "CONDITIONAL", "o": algo.type, "s": algo.symbol,
+        "S": algo.side, "ps": algo.position_side, "f": algo.time_in_force, "q": fmt(algo.quantity, q),
+        "X": algo.status, "ai": "" if child is None else str(child.order_id),
+    }
+    if child is not None:
+        body.update({"ap": plain(child.avg_price), "aq": plain(child.executed_qty), "act": child.type})
+    body.update({"tp": fmt(algo.trigger_price, p), "p": fmt(algo.price, p), "V": "EXPIRE_MAKER",
+                 "wt": "CONTRACT_PRICE", "pm": "NONE", "cp": False, "pP": False, "R": algo.reduce_only,
+                 "tt": algo.trigger_ms, "gtd": 0})
+    if reason:
+        body["rm"] = reason
+    return {"e": "ALGO_UPDATE", "T": event_ms, "E": event_ms, "o": body}
 
 
 def position_entry(position: Position, rules: SymbolRules, margin_type: str) -> dict[str, Any]:
