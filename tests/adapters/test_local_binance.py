@@ -18,7 +18,9 @@ import pytest
 import websocket
 
 from adapters.feeds.binance_frames import BinanceFrameParser, combined_url
-from adapters.feeds.rest_fallback import rebase_api_urls
+from adapters.feeds.rest_fallback import CcxtTickerFetcher, rebase_api_urls
+from adapters.net.rate_limit import TokenBucket
+from adapters.venues.exchange_rules import load_market_rules
 from tests.conftest import WAIT
 from tests.support.local_binance import SHARED_EXCHANGE_INFO, BinanceError, LocalBinance
 from tests.support.local_binance.rest import sign, signature_payload
@@ -308,6 +310,15 @@ def test_wrong_key_secret_and_missing_key_are_refused_like_binance(local: LocalB
         client(local, apiKey="another-key").fapiPrivatePostListenKey()
 
 
+def test_a_key_revoked_while_running_is_an_authentication_error(local: LocalBinance,
+                                                                exchange: ccxt.binanceusdm) -> None:
+    assert exchange.fetch_balance()["USDT"]["total"] == 10000
+    local.revoke_api_key()
+    with pytest.raises(ccxt.AuthenticationError, match="-2015") as caught:
+        exchange.create_order(BTC, "market", "buy", 0.01, None, {"newClientOrderId": "rev-1"})
+    assert not isinstance(caught.value, ccxt.DDoSProtection) and local.order("rev-1") is None
+
+
 def test_signature_covers_the_exact_query_and_body() -> None:
     payload, sent = signature_payload("symbol=BTCUSDT&timestamp=1", "side=BUY&signature=abc")
     assert payload == "symbol=BTCUSDT&timestamp=1side=BUY" and sent == "abc"
@@ -392,11 +403,13 @@ def test_error_classes_ccxt_raises_at_the_real_host(local: LocalBinance) -> None
 # --- faults -------------------------------------------------------------------------------------------
 
 def test_accept_then_time_out_places_the_order_once(local: LocalBinance, stream: UserStream) -> None:
-    exchange = client(local, timeout=500)
+    exchange = client(local)
     exchange.load_markets()
-    local.accept_then_timeout(delay_s=None)
+    local.accept_then_timeout(delay_s=None)  # held until released: the client's timeout passes first
+    exchange.timeout = 500
     with pytest.raises(ccxt.RequestTimeout):
         exchange.create_order(BTC, "market", "buy", 0.01, None, {"newClientOrderId": "ato-1"})
+    exchange.timeout = int(WAIT * 1000)
     assert local.order("ato-1")["status"] == "FILLED" and local.submissions("ato-1") == 1
     assert executions(stream.wait_for(3)) == [("NEW", "NEW"), ("TRADE", "FILLED")]
     local.faults.release_delayed()
@@ -441,7 +454,7 @@ def test_418_ban_refuses_everything_until_it_lifts(local: LocalBinance, exchange
         with pytest.raises(ccxt.DDoSProtection, match="418") as caught:
             call()
         assert str(until) in str(caught.value)
-        assert 119 <= int(exchange.last_response_headers["Retry-After"]) <= 120
+        assert 60 < int(exchange.last_response_headers["Retry-After"]) <= 120  # the seconds left
     assert local.order("ban-1") is None
     local.lift_ban()
     assert exchange.create_order(BTC, "market", "buy", 0.01, None, {"newClientOrderId": "ban-1"})["filled"] == 0.01
@@ -547,6 +560,7 @@ def test_market_stream_serves_what_the_binance_usdm_feed_subscribes(local: Local
         local.feed_trade("SOLUSDT", "20", "1")  # not subscribed: not sent
         local.feed_quote("ETHUSDT", "2000.1", "3", "2000.2", "4", 1_700_000_000_200)
         trade = parser.parse(ws.recv()).events[0]
+        assert local.market_stream.trade_sent_ns("BTCUSDT", 777) is not None
         assert (trade.coin, trade.price, trade.qty, trade.ts_ms, trade.trade_id) == (
             "BTC", Decimal("30001.5"), Decimal("0.25"), 1_700_000_000_123, "777")
         quote = parser.parse(ws.recv()).events[0]
@@ -564,10 +578,18 @@ def test_market_stream_serves_what_the_binance_usdm_feed_subscribes(local: Local
         agg.close()
 
 
-def test_ticker_for_the_rest_fallback(local: LocalBinance) -> None:
-    public = ccxt.binanceusdm({"urls": {"api": rebase_api_urls("binanceusdm", local.rest_url)}})
-    assert public.fetch_ticker(BTC)["last"] == 30000
+def test_the_engine_s_public_client_reads_rules_and_prices_here(local: LocalBinance) -> None:
+    fetcher = CcxtTickerFetcher("binanceusdm", {"BTC": BTC, "SOL": "SOL/USDT:USDT"}, TokenBucket(100, 100),
+                                api_urls=rebase_api_urls("binanceusdm", local.rest_url), timeout_s=WAIT)
+    try:
+        rules = load_market_rules(fetcher)
+        assert (rules["BTC"].tick_size, rules["BTC"].qty_step, rules["SOL"].qty_step) == (
+            Decimal("0.01"), Decimal("0.001"), Decimal("1"))
+        assert fetcher.fetch("BTC")[0] == Decimal("30000")
+    finally:
+        fetcher.close()
     assert local.requests("/fapi/v1/ticker/24hr")[0].api_key is None
+    assert "X-MBX-USED-WEIGHT-1M" in fetcher.exchange.last_response_headers
 
 
 def test_replay_of_a_recorded_trades_file(shared_data: Path) -> None:

@@ -101,7 +101,10 @@ answer                                     at this server              at fapi.b
 -5021 FOK / -5022 post-only refused        ``InvalidOrder``            ``OrderNotFillable``
 -4014 tick, -1111 precision, -4003 qty     ``BadRequest``              ``BadRequest``
 -2013 (query) / -2011 (cancel)             ``OrderNotFound``           ``OrderNotFound``
--2015 key, -1022 signature                 ``AuthenticationError``     same
+-2015 key, -1022 signature                 ``AuthenticationError``     same (also after
+                                                                       earlier successes:
+                                                                       ccxt's -2015-as-ban
+                                                                       workaround is spot-only)
 -1125 listen key does not exist (PUT)      ``AuthenticationError`` (!) same: renew the key,
                                                                        do not halt
 -1021 timestamp / recvWindow               ``InvalidNonce`` (a         same
@@ -142,7 +145,9 @@ trade_id=None, buyer_maker=False)`` matches first, then sends ``trade``/``aggTra
 the subscribers of ``market_ws_url`` (the engine's ``[feed] url``: it connects to
 ``/stream?streams=btcusdt@trade/btcusdt@bookTicker``); ``feed_quote(...)`` sends a
 ``bookTicker``; ``replay(path, symbol, limit=None, before_each=None)`` feeds a recorded trades
-file (any layout of ``adapters/feeds/trade_files.py``).
+file (any layout of ``adapters/feeds/trade_files.py``). For a tick-to-order latency,
+``market_stream.trade_sent_ns(symbol, trade_id)`` (just before the frame went out) against the
+order request's ``RequestRecord.received_ns`` (when its request line had been read).
 
 **User data** (``user_stream.py``): ``<user_ws_url>/ws/<listenKey>`` for an active key (others
 are refused at the handshake). Events, in Binance's shapes: ``ORDER_TRADE_UPDATE`` (``x`` NEW,
@@ -168,7 +173,8 @@ connected client are lost, as on Binance.
   ``reject_next("balance" | "min_notional" | "price_filter" | "reduce_only" | (code, msg))``,
   ``place_order(symbol, side, type, qty, price=None, **params)`` (an order placed by hand: a
   position the engine did not open), ``set_dual_side_position(True)`` (hedge mode),
-  ``set_balance(asset, amount)``.
+  ``set_balance(asset, amount)``, ``revoke_api_key()`` (-2015 from now on, mid-session),
+  ``set_clock_offset(ms)``.
 
 **Introspection** (all thread-safe): ``requests(path=None, method=None)`` (the log:
 ``RequestRecord(received_ns, method, path, params without signature, api_key, status, code)``),

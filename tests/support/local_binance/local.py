@@ -171,7 +171,9 @@ class LocalBinance:
         """One trade on the tape of ``symbol``: first the resting orders it reaches fill (their
         events go out), then its ``trade``/``aggTrade`` frame goes to the market stream's
         subscribers. ``ts_ms`` defaults to the server clock, ``trade_id`` to the symbol's next
-        id. Returns how many user-data events it caused."""
+        id. Returns how many user-data events it caused. Feed from one thread at a time (the
+        frames of two concurrent calls may go out in either order).
+        ``market_stream.trade_sent_ns(symbol, trade_id)`` is when its frames went out."""
         price, quantity = Decimal(price), Decimal(quantity)
         if price <= 0 or quantity < 0:
             raise ValueError(f"feed_trade: price must be > 0 and quantity >= 0, got {price} x {quantity}")
@@ -260,6 +262,11 @@ class LocalBinance:
         """Hedge mode on (``True``) or off, as if changed on the website (no checks)."""
         with self.lock:
             self.exchange.dual_side_position = dual
+
+    def revoke_api_key(self) -> None:
+        """The key stops working (deleted on the website): every keyed request is refused
+        HTTP 401 -2015 from now on, including an open session's."""
+        self.api_key = "revoked-" + secrets.token_hex(16)
 
     def set_balance(self, asset: str, amount: Decimal | str) -> None:
         with self.lock:

@@ -19,6 +19,7 @@ calls ``send_trade``): when it returns, the frame is in every subscribed client'
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,6 +49,7 @@ class MarketStreamServer(ReplayServer):
     def __init__(self) -> None:
         super().__init__(live=False)
         self.frames_sent = 0
+        self._trade_sent_ns: dict[tuple[str, int], int] = {}
 
     def send(self, stream: str, data: dict) -> int:
         """Send one event of ``stream`` (e.g. ``btcusdt@trade``) to the clients that asked for
@@ -77,6 +79,8 @@ class MarketStreamServer(ReplayServer):
         """The ``trade`` and ``aggTrade`` frames of one trade (each to its subscribers)."""
         lower = symbol.lower()
         reached = 0
+        with self._changed:
+            self._trade_sent_ns[(symbol, trade_id)] = time.time_ns()
         if self._wanted(f"{lower}@trade"):
             reached += self.send(f"{lower}@trade", {
                 "e": "trade", "E": event_ms, "T": ts_ms, "s": symbol, "t": trade_id, "p": plain(price),
@@ -86,6 +90,12 @@ class MarketStreamServer(ReplayServer):
                 "e": "aggTrade", "E": event_ms, "a": trade_id, "s": symbol, "p": plain(price), "q": plain(quantity),
                 "f": trade_id, "l": trade_id, "T": ts_ms, "m": buyer_maker})
         return reached
+
+    def trade_sent_ns(self, symbol: str, trade_id: int) -> int | None:
+        """``time.time_ns()`` just before the frames of this trade went out (for latency:
+        compare with ``RequestRecord.received_ns``)."""
+        with self._changed:
+            return self._trade_sent_ns.get((symbol, trade_id))
 
     def send_book_ticker(self, symbol: str, *, update_id: int, bid: Decimal, bid_qty: Decimal, ask: Decimal,
                          ask_qty: Decimal, ts_ms: int, event_ms: int) -> int:

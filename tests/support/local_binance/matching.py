@@ -507,8 +507,8 @@ class Exchange:
         order.update_ms = now_ms
         events.append(order_update_event(order, rules, "TRADE", now_ms, trade))
         margin_type = self.settings_of(order.symbol).margin_type
-        events.append(account_update_event(
-            "ORDER", now_ms, [("USDT", self.wallet["USDT"], realized - commission)],
+        events.append(account_update_event(  # bc: transfers only (Binance leaves PnL and fees out)
+            "ORDER", now_ms, [("USDT", self.wallet["USDT"], ZERO)],
             [position_entry(position, rules, margin_type)]))
 
     @staticmethod
