@@ -189,6 +189,13 @@ class RestServer:
             headers_out.update(error.headers)
             record.code = error.code
             return record, Answer(error.status, error.body, headers_out)
+        except (ValueError, ArithmeticError) as error:  # a parameter no check foresaw
+            record.code = -1100
+            return record, Answer(400, {"code": -1100, "msg": f"Illegal characters found in a parameter: "
+                                                              f"{type(error).__name__}: {error}"}, headers_out)
+        except Exception as error:  # noqa: BLE001 - a bug of the local exchange answers 500, visibly
+            record.code = -1000
+            return record, Answer(500, {"code": -1000, "msg": f"local exchange failed: {error!r}"}, headers_out)
         answer = Answer(200, body, headers_out)
         after = owner.faults.after(method, path)
         if after is not None:
