@@ -484,6 +484,16 @@ def test_dropped_user_stream_refused_then_back(local: LocalBinance, exchange: cc
         again.close()
 
 
+def test_a_paused_user_stream_stays_open_and_sends_nothing(local: LocalBinance, exchange: ccxt.binanceusdm,
+                                                           stream: UserStream) -> None:
+    local.user_stream.pause()
+    exchange.create_order(BTC, "market", "buy", 0.01, None, {"newClientOrderId": "mute-1"})
+    local.user_stream.resume()
+    exchange.create_order(BTC, "market", "sell", 0.01, None, {"newClientOrderId": "mute-2"})
+    assert {e["o"]["c"] for e in stream.wait_for(3) if e["e"] == "ORDER_TRADE_UPDATE"} == {"mute-2"}
+    assert not stream.closed.is_set() and len(local.user_events) == 6
+
+
 def test_duplicated_and_reordered_events(local: LocalBinance, exchange: ccxt.binanceusdm,
                                          stream: UserStream) -> None:
     local.duplicate_events(2)

@@ -1,7 +1,9 @@
 """A local Binance USD-M futures exchange for tests and benchmarks: REST (``/fapi``) with
 Binance's signed-request checks, the user-data websocket, the public trade stream, a small
-matching engine fed by a replayed trade stream, and fault injection. Standard library only
-(plus ``tests/support/ws_server.py``); everything listens on 127.0.0.1, random ports.
+matching engine fed by a replayed trade stream, and fault injection. The servers are the
+standard library and ``tests/support/ws_server.py``; ``ccxt_config``/``api_urls`` use the
+project's ``rebase_api_urls`` and ``replay`` its ``trade_files`` reader. Everything listens on
+127.0.0.1, on random ports; nothing here reaches the network.
 
 Use::
 
@@ -14,7 +16,7 @@ Use::
         local.feed_trade("BTCUSDT", "30000", "0.5")             # a trade on the tape: last price 30000
         exchange.create_order("BTC/USDT:USDT", "market", "buy", 0.01, None, {"newClientOrderId": "p1-E"})
         local.wait_for_request("/fapi/v1/order", count=1, timeout=5)
-        local.position("BTCUSDT")                               # (Decimal("0.010"), Decimal("30000"))
+        local.position("BTCUSDT")                               # (Decimal("0.01"), Decimal("30000"))
 
 **Construction.** ``LocalBinance(api_key="local-api-key", api_secret="local-api-secret", *,
 balances={"USDT": 10000}, maker_fee=0.0002, taker_fee=0.0004, exchange_info=None,
@@ -155,7 +157,9 @@ TRADE (``X`` PARTIALLY_FILLED/FILLED, with ``t``, ``l``, ``z``, ``L``, ``ap``, `
 ``m``, ``R``, ``rp``), CANCELED, EXPIRED), then ``ACCOUNT_UPDATE`` (``m: ORDER``) after each
 fill, and ``listenKeyExpired``. ``POST /listenKey`` returns the active key (extended) or a new
 one; ``PUT`` extends (-1125 for an unknown or expired key); events of a moment with no
-connected client are lost, as on Binance.
+connected client are lost, as on Binance. A key that reaches ``listen_key_validity_s`` without
+a ``PUT`` stops receiving events silently (``expire_listen_key`` sends the
+``listenKeyExpired`` event and closes).
 
 **Faults** (each one call; see ``faults.py``):
 
@@ -167,7 +171,9 @@ connected client are lost, as on Binance.
   ``ban(seconds)``: 418 + ``Retry-After`` on every request until ``banned_until_ms``
   (``lift_ban()``).
 - ``drop_user_stream(refuse_s=0.0)`` (reconnects refused for ``refuse_s``;
-  ``allow_user_stream()``), ``expire_listen_key(key=None)``, ``duplicate_events(n)``,
+  ``allow_user_stream()``), ``user_stream.close_clients()`` (a polite close frame, as Binance's
+  24-hour disconnect), ``user_stream.pause()``/``resume()`` (open but mute: only a silence
+  watchdog notices), ``expire_listen_key(key=None)``, ``duplicate_events(n)``,
   ``hold_events()`` + ``release_events(None | "reverse" | [1, 0, ...])`` (reordering, e.g. TRADE
   before NEW), ``partial_fills(parts)`` (market orders fill in ``parts`` trades),
   ``reject_next("balance" | "min_notional" | "price_filter" | "reduce_only" | (code, msg))``,

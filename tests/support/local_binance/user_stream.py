@@ -9,6 +9,8 @@ drops and bounded waits).
   does meanwhile is up to the test: ``hold()`` keeps events back until ``release(order)``
   (reordering: e.g. ``TRADE`` before ``NEW``), ``duplicate(n)`` sends each of the next ``n``
   events twice.
+- ``pause()`` (from ``ReplayServer``) keeps the connections open but sends nothing, events
+  and pongs alike (events meanwhile are lost to the client) until ``resume()``.
 - ``events`` is every event sent, in order (with the listen key), for assertions.
 """
 
@@ -94,6 +96,8 @@ class UserStreamServer(ReplayServer):
                 self._deliver(key, text)
 
     def _deliver(self, key: str, text: str) -> int:
+        if self.paused:  # open but mute (``pause``): the event is lost to the client
+            return 0
         return sum(client.send(OP_TEXT, text.encode("utf-8")) for client in self._of(key))
 
     def hold(self) -> None:
