@@ -6,6 +6,7 @@ Nothing here leaves 127.0.0.1; every wait is bounded (``WAIT``); no sleep synchr
 
 from __future__ import annotations
 
+import decimal
 import json
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,15 @@ from tests.support.local_binance.rest import sign, signature_payload
 
 KEY, SECRET = "test-key-4f1e", "test-secret-9c2a"
 BTC = "BTC/USDT:USDT"
+
+
+@pytest.fixture(autouse=True)
+def _decimal_context_restored() -> Iterator[None]:
+    """ccxt's amount/price formatting sets ROUND_HALF_UP (and an Underflow trap) on the calling
+    thread's decimal context and leaves it there; restore it after each test (see
+    ``test_ccxt_changes_the_decimal_context_of_the_calling_thread``)."""
+    with decimal.localcontext():
+        yield
 
 
 @pytest.fixture
@@ -556,6 +566,18 @@ def test_position_opened_by_hand_and_hedge_mode(local: LocalBinance, exchange: c
         exchange.create_order(BTC, "market", "buy", 0.01, None, {"newClientOrderId": "h-1"})
     exchange.create_order(BTC, "market", "buy", 0.01, None, {"newClientOrderId": "h-2", "positionSide": "LONG"})
     assert local.position("BTCUSDT", "LONG") == (Decimal("0.01"), Decimal("30000"))
+
+
+def test_ccxt_changes_the_decimal_context_of_the_calling_thread(local: LocalBinance,
+                                                                exchange: ccxt.binanceusdm) -> None:
+    """A hazard for the venue: after ``create_order`` the thread that called it rounds half-up
+    (``Decimal("0.125").quantize(Decimal("0.01"))`` is 0.13, not the default half-even 0.12), so
+    a venue calls ccxt inside ``decimal.localcontext()``."""
+    with decimal.localcontext():
+        exchange.create_order(BTC, "market", "buy", 0.01, None, {"newClientOrderId": "ctx-1"})
+        assert decimal.getcontext().rounding == decimal.ROUND_HALF_UP
+    assert decimal.getcontext().rounding == decimal.ROUND_HALF_EVEN
+    assert Decimal("0.125").quantize(Decimal("0.01")) == Decimal("0.12")
 
 
 # --- the public market stream as the engine's feed subscribes to it --------------------------------

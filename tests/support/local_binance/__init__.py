@@ -125,7 +125,9 @@ connection cut without an answer           ``NetworkError``            same
 Also observed: with keys set, ``load_markets`` signs ``/sapi/v1/capital/config/getall`` *before*
 ``fetch_markets`` runs ``load_time_difference``, so with a skewed clock ``load_markets`` itself
 fails -1021 unless ``load_time_difference()`` is called first or ``fetchCurrencies`` is off;
-ccxt sends ``recvWindow=10000`` on every signed request (``options["recvWindow"]``).
+ccxt sends ``recvWindow=10000`` on every signed request (``options["recvWindow"]``). And
+``create_order`` (ccxt's ``decimal_to_precision``) leaves ``ROUND_HALF_UP`` and an Underflow trap
+in the *calling thread's* decimal context: call ccxt inside ``decimal.localcontext()``.
 
 **Conditional orders** (``matching.py`` ``AlgoOrder``): STOP_MARKET/STOP trigger when a fed
 trade reaches the trigger price (buy: >=, sell: <=; TAKE_PROFIT* the other way; one that would
