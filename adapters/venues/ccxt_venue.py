@@ -877,6 +877,8 @@ class CcxtVenue:
             try:
                 with _readable(self, "the order " + coid):
                     found = self.dialect.fetch_order(coin, coid)
+            except GateClosed:
+                return False  # banned or the weight is spent: nothing may go out (said once, when it closed)
             except ExchangeError as error:
                 complete = False
                 self._log.warning("VENUE_POLL_FAILED: {} {}: {}", self.exchange_id, coid, error)
