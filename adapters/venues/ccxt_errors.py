@@ -213,6 +213,8 @@ def translate(
     meaning = _meaning(exchange, code)
     if meaning == "invalid" and message and "duplicate order" in message.lower():
         meaning = "duplicate"  # spot -2010 "Duplicate order sent."
+    elif meaning == "invalid" and message and "insufficient balance" in message.lower():
+        meaning = "funds"  # spot -2010 "Account has insufficient balance for requested action."
     unknown = AmbiguousOutcome if action in ("submit", "cancel") else TemporaryError
     wait_s = retry_after_s(headers)
 

@@ -30,7 +30,9 @@ def binance(code: int, msg: str, cls: type[Exception] = ccxt.ExchangeError) -> E
 @pytest.mark.parametrize(("error", "action", "status", "expected", "text"), [
     (binance(-2019, "Margin is insufficient."), "submit", 400, InsufficientFunds, "-2019 Margin is insufficient."),
     (binance(-2018, "Balance is insufficient."), "submit", 400, InsufficientFunds, "-2018"),
-    (binance(-2010, "Account has insufficient balance for requested action."), "submit", 400, InvalidOrder, "-2010"),
+    (binance(-2010, "Account has insufficient balance for requested action."), "submit", 400, InsufficientFunds,
+     "-2010"),
+    (binance(-2010, "Order would immediately match and take."), "submit", 400, InvalidOrder, "-2010"),
     (binance(-1013, "Filter failure: PRICE_FILTER", ccxt.InvalidOrder), "submit", 400, InvalidOrder,
      "-1013 Filter failure: PRICE_FILTER"),
     (binance(-4164, "Order's notional must be no smaller than 5 (unless you choose reduce only)."), "submit", 400,
