@@ -114,3 +114,41 @@ def test_a_live_session_trades_on_the_local_exchange(local: LocalBinance, tmp_pa
     finally:
         engine.stop()
     assert KEY not in logs.text() and SECRET not in logs.text()
+
+
+def test_a_restart_finds_the_exchange_as_the_store_left_it_and_trades_on(local: LocalBinance, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session stopped with a position open; the next one on the same folder reconciles with the
+    exchange at start (the position is there, the same size), and its stop closes it."""
+    monkeypatch.setenv("SNIPER_API_KEY", KEY)
+    monkeypatch.setenv("SNIPER_API_SECRET", SECRET)
+    config = {
+        "engine": {"mode": "live", "sweep_interval_s": 0.2},
+        "feed": {"source": "binance", "symbols": ["BTC"], "rest_url": local.rest_url, "give_up_after_s": 0,
+                 "stale_after_s": 3600},
+        "venue": {"testnet": False, "rest_url": local.rest_url, "ws_url": local.user_ws_url, "poll_s": 0.2},
+        "strategist": {"strategies": []},
+        "supervisor": {"backoff_s": [0.0, 0.05, 0.1], "poll_interval_s": 0.05},
+    }
+    first = build_engine(config, data_dir=tmp_path / "data", source=QuietSource()).start()
+    try:
+        seen = Seen(first, PositionOpened)
+        tick(first, local, "42000")
+        first.sniper.add_condition(condition(trigger="42000", size=100, stop="0.01", target="0.5"))
+        tick(first, local, "42010")
+        opened = seen.wait_for(PositionOpened)
+    finally:
+        first.stop()  # no shutdown: the position stays open, as after a crash
+    assert local.position("BTCUSDT")[0] == D("0.002")
+
+    second = build_engine(config, data_dir=tmp_path / "data", source=QuietSource()).start()
+    try:
+        seen = Seen(second, PositionClosed)
+        tick(second, local, "41500")
+        closed = seen.wait_for(PositionClosed)
+        assert closed.position.id == opened.position.id
+        assert local.position("BTCUSDT")[0] == 0
+        assert len({r.params.get("newClientOrderId") for r in local.requests("/fapi/v1/order", method="POST")}) == 2
+        second.shutdown()
+    finally:
+        second.stop()
