@@ -46,6 +46,10 @@ is refused (Binance -1021, ``ClockSkew``: the request is made once more with the
 (signature masked by ``state.secrets.mask_url``), and every error text also goes through
 ``Credentials.redact``; ccxt's own debug logging (request headers) is dropped.
 
+**Decimal context.** ccxt sets ``ROUND_HALF_UP`` in the calling thread's decimal context
+(``decimal_to_precision``); every ccxt call here runs in a local copy of the context, so the
+caller's thread (the Executor's) keeps the engine's rounding.
+
 **It recovers**: nothing is held that a restart needs. The Executor reconciles its non-final
 orders through ``fetch_order`` after a restart, and the venue tracks what that finds still
 working as in flight.
@@ -53,6 +57,7 @@ working as in flight.
 
 from __future__ import annotations
 
+import decimal
 import threading
 import time
 from collections import OrderedDict
@@ -431,7 +436,8 @@ class CcxtVenue:
         with self._rest_lock:
             self._current_action = action
             try:
-                result = function(params)
+                with decimal.localcontext():  # ccxt sets ROUND_HALF_UP in the calling thread's context
+                    result = function(params)
             except Exception as exc:  # noqa: BLE001 - every failure is translated
                 return None, translate(exc, action=action, exchange=self.exchange_id, status=self._status,
                                        headers=self._headers, now_ms=self.wall_ms(), redact=self.redact)

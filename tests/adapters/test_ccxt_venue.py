@@ -679,3 +679,18 @@ def test_fills_since_long_ago_walk_the_venues_windows(make_venue: Any, servers: 
     assert all(end - start < 7 * 86_400_000 for start, end in windows)
     assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(windows))
     assert [f.trade_id for f in fills] == [str(trade["id"])]
+
+
+def test_the_callers_decimal_context_is_left_as_it_was(make_venue: Any, servers: Any) -> None:
+    """ccxt sets ROUND_HALF_UP in the calling thread's decimal context (decimal_to_precision):
+    the Executor's thread must keep the engine's rounding whatever ccxt does inside a call."""
+    import decimal
+
+    from ccxt.base.decimal_to_precision import ROUND, TICK_SIZE, decimal_to_precision
+
+    venue, _ = connected(make_venue, servers)
+    before = decimal.getcontext().rounding
+    assert before == decimal.ROUND_HALF_EVEN
+    venue.call(lambda _params: decimal_to_precision("1.25", ROUND, "0.1", TICK_SIZE))  # what create_order does
+    venue.submit(order())
+    assert decimal.getcontext().rounding == before
