@@ -115,6 +115,32 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def exchange_class(exchange_id: str) -> type[ccxt.Exchange]:
+    """The ccxt class of ``exchange_id``; ``ValueError`` for an id ccxt does not have."""
+    return _exchange_class(exchange_id)
+
+
+def apply_api_urls(exchange: ccxt.Exchange, api_urls: Mapping[str, str] | None) -> frozenset[str] | None:
+    """Replace entries of ``exchange.urls["api"]`` with ``api_urls`` (from ``rebase_api_urls``)
+    and return the origins a request may then go to (``None``: no override, any). Raises
+    ``ValueError`` for a key ccxt does not have."""
+    if api_urls is None:
+        return None
+    current = exchange.urls.get("api")
+    if not isinstance(current, dict):
+        raise ValueError(f"{exchange.id}: urls['api'] is not a mapping; cannot override it")
+    unknown = sorted(set(api_urls) - set(current))
+    if unknown:
+        raise ValueError(f"{exchange.id}: unknown api_urls keys {unknown}; known: {sorted(current)}")
+    exchange.urls["api"] = {**current, **dict(api_urls)}
+    return frozenset(_origin(url) for url in api_urls.values())
+
+
+def allowed_url(url: str, origins: frozenset[str] | None) -> bool:
+    """Whether a request to ``url`` may go out given ``apply_api_urls``' origins."""
+    return origins is None or _origin(url) in origins
+
+
 # --- the fetcher -----------------------------------------------------------------------------------
 
 class CcxtTickerFetcher:
@@ -158,16 +184,7 @@ class CcxtTickerFetcher:
             "timeout": int(timeout_s * 1000),
             "options": merged,
         })
-        self._allowed_origins: frozenset[str] | None = None
-        if api_urls is not None:
-            current = exchange.urls.get("api")
-            if not isinstance(current, dict):
-                raise ValueError(f"{exchange_id}: urls['api'] is not a mapping; cannot override it")
-            unknown = sorted(set(api_urls) - set(current))
-            if unknown:
-                raise ValueError(f"{exchange_id}: unknown api_urls keys {unknown}; known: {sorted(current)}")
-            exchange.urls["api"] = {**current, **dict(api_urls)}
-            self._allowed_origins = frozenset(_origin(url) for url in api_urls.values())
+        self._allowed_origins = apply_api_urls(exchange, api_urls)
         self._http_fetch = exchange.fetch
         exchange.fetch = self._limited_fetch  # every HTTP request of the instance comes through here
         self._exchange = exchange
@@ -181,7 +198,7 @@ class CcxtTickerFetcher:
         return self._exchange
 
     def _limited_fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-        if self._allowed_origins is not None and _origin(url) not in self._allowed_origins:
+        if not allowed_url(url, self._allowed_origins):
             raise FallbackError(
                 f"{self.exchange_id} {self._coin}: refused {method} {url}: host not among api_urls "
                 f"({', '.join(sorted(self._allowed_origins))})",

@@ -38,11 +38,20 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    body: str = ""
 
     def arg(self, name: str) -> str | None:
         """The first value of query parameter ``name`` (``None`` if absent)."""
         values = self.query.get(name)
         return values[0] if values else None
+
+    def param(self, name: str) -> str | None:
+        """The first value of ``name`` in the query or in a form-encoded body (a signed POST)."""
+        found = self.arg(name)
+        if found is None and self.body:
+            values = parse_qs(self.body, keep_blank_values=True).get(name)
+            found = values[0] if values else None
+        return found
 
 
 @dataclass(frozen=True)
@@ -229,8 +238,10 @@ class LocalHttpServer:
         class _Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode("utf-8", "replace") if length > 0 else ""
                 request = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True),
-                                  {k: v for k, v in self.headers.items()})
+                                  {k: v for k, v in self.headers.items()}, body)
                 status, body, headers, delay_s = owner._answer(request)
                 if delay_s > 0 and owner._stopping.wait(delay_s):
                     status = DROP  # the server is stopping: do not answer late
@@ -243,7 +254,10 @@ class LocalHttpServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(body)
+                    try:
+                        self.wfile.write(body)
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.close_connection = True  # the client gave up waiting (a timeout test)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
 
