@@ -10,6 +10,9 @@
    crossing trade is pushed; measured from the moment the server writes that frame to the
    socket to the moment the paper venue's ``submit`` is called (websocket read, parse,
    Feed, Sniper, RiskGate, Executor). One entry per sample, the position then closed.
+3. The same in live mode against the local Binance USD-M exchange
+   (``tests/support/local_binance``): from the moment the exchange writes the trade frame to
+   the moment it has read the order request (the above plus ccxt: format, sign, HTTP).
 
 Prints a table and writes JSON to ``bench/results/live.json``. Run::
 
@@ -136,6 +139,66 @@ def latency(samples: int, warmup: int) -> dict[str, Any]:
             engine.stop()
     if restarts:
         raise SystemExit(f"actors restarted during the run: {restarts}")
+    return _percentiles(measured)
+
+
+def live_latency(samples: int, warmup: int) -> dict[str, Any]:
+    """The same measure in live mode: the engine trades the local Binance USD-M exchange
+    (``tests/support/local_binance``) through ccxt, and the time runs from the moment the exchange
+    writes the trade frame to its market stream to the moment it has read the order request's
+    line (websocket read, parse, Feed, Sniper, RiskGate, Executor, ccxt: format, sign, HTTP)."""
+    from tests.support.local_binance import LocalBinance
+
+    key, secret = "bench-key", "bench-secret"
+    os.environ["SNIPER_API_KEY"], os.environ["SNIPER_API_SECRET"] = key, secret
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as folder, \
+            LocalBinance(key, secret, balances={"USDT": Decimal("1000000")}) as local:
+        config, _ = resolve_config({
+            "engine": {"mode": "live"},
+            "feed": {"source": "binance", "symbols": ["BTC"], "url": local.market_ws_url, "rest_url": local.rest_url,
+                     "stale_after_s": 3600, "rest_fallback_after_s": 3600},
+            "venue": {"rest_url": local.rest_url, "ws_url": local.user_ws_url, "reconcile_every_s": 0},
+            "strategist": {"strategies": []},
+        })
+        engine = build_engine(config, data_dir=Path(folder)).start()
+        try:
+            if not local.wait_until(lambda ex: ex.market_stream.subscribers("btcusdt@trade") > 0, 10):
+                raise SystemExit("the engine never subscribed to the local exchange's trade stream")
+            price, trade_id = Decimal("60000"), 1
+            local.feed_trade("BTCUSDT", price, "0.01", trade_id=trade_id)
+            engine.wait_idle(10)
+            measured = []
+            orders = 0
+            for number in range(warmup + samples):
+                condition = TradeCondition(coin="BTC", direction="LONG", trigger_price=price + 1,
+                                           trigger_type="ABOVE", stop_loss_pct="0.01", take_profit_pct="0.01",
+                                           position_size_usd=100)
+                engine.sniper.add_condition(condition)
+                trade_id += 1
+                local.feed_trade("BTCUSDT", price + 2, "0.01", trade_id=trade_id)
+                orders += 1
+                if not local.wait_for_request("/fapi/v1/order", count=orders, timeout=10, method="POST"):
+                    raise SystemExit("the entry never reached the exchange")
+                request = local.requests("/fapi/v1/order", method="POST")[-1]
+                sent = local.market_stream.trade_sent_ns("BTCUSDT", trade_id)
+                if number >= warmup and sent is not None:
+                    measured.append((request.received_ns - sent) / 1000)
+                engine.wait_idle(10)
+                position = engine.sniper.snapshot().positions[0]
+                engine.sniper.close_position(position.id)
+                orders += 1
+                if not local.wait_for_request("/fapi/v1/order", count=orders, timeout=10, method="POST"):
+                    raise SystemExit("the exit never reached the exchange")
+                engine.wait_idle(10)
+            restarts = sum(engine.restarts.values())
+        finally:
+            engine.shutdown()
+    if restarts:
+        raise SystemExit(f"actors restarted during the run: {restarts}")
+    return _percentiles(measured)
+
+
+def _percentiles(measured: list[float]) -> dict[str, Any]:
     ordered = sorted(measured)
 
     def pct(p: float) -> int:
@@ -162,11 +225,15 @@ def main() -> None:
     lat = latency(args.samples, args.warmup)
     print(f"frame on the socket -> order at the paper venue, {lat['samples']} entries: p50 {lat['p50_us']} us, "
           f"p90 {lat['p90_us']} us, p99 {lat['p99_us']} us, max {lat['max_us']} us", flush=True)
+    live = live_latency(args.samples, args.warmup)
+    print(f"frame on the socket -> order request at the local exchange (live, ccxt), {live['samples']} entries: "
+          f"p50 {live['p50_us']} us, p90 {live['p90_us']} us, p99 {live['p99_us']} us, max {live['max_us']} us",
+          flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "parse_and_dispatch": rate, "tick_to_order": lat, "command": shlex.join([sys.executable, *sys.argv]),
+        "parse_and_dispatch": rate, "tick_to_order": lat, "tick_to_order_live": live, "command": shlex.join([sys.executable, *sys.argv]),
         "python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
         "commit": commit,
     }, indent=2))
