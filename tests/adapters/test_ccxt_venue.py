@@ -32,12 +32,13 @@ from adapters.venues.ccxt_venue import CcxtVenue
 from state.account import StreamState
 from state.market import MarketRules
 from state.messages import OrderRequest
-from state.order import Fill, NoticeKind, OrderUpdate, VenueEvent, VenueNotice
+from state.order import NoticeKind, VenueNotice
 from state.secrets import Credentials
 from state.types import OrderIntent, OrderStatus, OrderType, Side, TimeInForce
 from tests.conftest import WAIT, LogCapture
 from tests.support.http_server import LocalHttpServer, Request, Response
 from tests.support.ws_server import ReplayServer
+from tests.support.venue_sink import EventSink
 
 KEY, SECRET = "FAKEKEY-visible-123", "FAKESECRET-visible-456"
 RULES = MarketRules(coin="BTC", tick_size=D("0.1"), qty_step=D("0.001"), min_notional=D("5"))
@@ -170,39 +171,6 @@ class FakeFapi:
         self.ws.push(self.frame(row, execution, trade))
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[VenueEvent] = []
-        self.changed = threading.Condition()
-
-    def __call__(self, event: VenueEvent) -> None:
-        with self.changed:
-            self.events.append(event)
-            self.changed.notify_all()
-
-    def wait(self, predicate: Callable[[list[VenueEvent]], bool], timeout: float = WAIT) -> bool:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while not predicate(self.events):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.changed.wait(remaining)
-            return True
-
-    def fills(self, coid: str) -> list[Fill]:
-        with self.changed:
-            return [e for e in self.events if isinstance(e, Fill) and e.client_order_id == coid]
-
-    def updates(self, coid: str) -> list[OrderStatus]:
-        with self.changed:
-            return [e.status for e in self.events if isinstance(e, OrderUpdate) and e.client_order_id == coid]
-
-    def notices(self) -> list[NoticeKind]:
-        with self.changed:
-            return [e.kind for e in self.events if isinstance(e, VenueNotice)]
-
-
 def order(coid: str = "p0123456789abcdef012-E", *, side: Side = Side.BUY, quantity: str = "0.001",
           intent: OrderIntent = OrderIntent.ENTRY, **extra: Any) -> OrderRequest:
     return OrderRequest(client_order_id=coid, position_id="p1", coin="BTC", side=side, quantity=D(quantity),
@@ -237,10 +205,10 @@ def make_venue(servers: tuple[LocalHttpServer, ReplayServer, FakeFapi]) -> Itera
         venue.close()
 
 
-def connected(make_venue: Callable[..., CcxtVenue], servers: Any, **kwargs: Any) -> tuple[CcxtVenue, Sink]:
+def connected(make_venue: Callable[..., CcxtVenue], servers: Any, **kwargs: Any) -> tuple[CcxtVenue, EventSink]:
     venue = make_venue(**kwargs)
     venue.connect()
-    sink = Sink()
+    sink = EventSink()
     venue.bind(sink)
     assert servers[1].wait_for_connections(1, WAIT)
     assert wait_until(lambda: venue.status().stream is StreamState.UP)
@@ -301,9 +269,9 @@ def test_submit_then_fill_from_the_stream(make_venue: Any, servers: Any, logs: L
     sent = fake.orders["p0123456789abcdef012-E"]["params"]
     assert sent == {"type": "MARKET", "timeInForce": None, "reduceOnly": None, "quantity": "0.001", "price": None,
                     "stopPrice": None, "newOrderRespType": "RESULT"}
-    assert sink.wait(lambda e: OrderStatus.ACCEPTED in sink.updates("p0123456789abcdef012-E"))
+    assert sink.wait(lambda: OrderStatus.ACCEPTED in sink.updates("p0123456789abcdef012-E"))
     trade = fake.fill("p0123456789abcdef012-E", "0.001", "50010.5")
-    assert sink.wait(lambda e: len(sink.fills("p0123456789abcdef012-E")) == 1)
+    assert sink.wait(lambda: len(sink.fills("p0123456789abcdef012-E")) == 1)
     (fill,) = sink.fills("p0123456789abcdef012-E")
     assert (fill.trade_id, fill.quantity, fill.price, fill.fee) == (str(trade["id"]), D("0.001"), D("50010.5"),
                                                                      D("0.01"))
@@ -366,7 +334,7 @@ def test_ambiguous_submit_that_was_accepted_is_one_order(make_venue: Any, server
     assert found is not None and found.status is OrderStatus.ACCEPTED
     fake.release.set()
     fake.fill("p0123456789abcdef012-E", "0.001", "50000")
-    assert sink.wait(lambda e: len(sink.fills("p0123456789abcdef012-E")) == 1)
+    assert sink.wait(lambda: len(sink.fills("p0123456789abcdef012-E")) == 1)
     assert len(fake.orders) == 1
     assert len([r for r in http.requests("/fapi/v1/order") if r.method == "POST"]) == 1
 
@@ -378,14 +346,14 @@ def test_resubmitting_a_known_client_id_looks_it_up(make_venue: Any, servers: An
     fake.fill("p0123456789abcdef012-E", "0.001", "50000", push=False)
     venue.submit(order())  # e.g. a restart resubmitting a SUBMITTING record: no error, no second order
     assert len(fake.orders) == 1
-    assert sink.wait(lambda e: len(sink.fills("p0123456789abcdef012-E")) == 1)
+    assert sink.wait(lambda: len(sink.fills("p0123456789abcdef012-E")) == 1)
 
 
 def test_cancel(make_venue: Any, servers: Any) -> None:
     venue, sink = connected(make_venue, servers)
     venue.submit(order(order_type=OrderType.LIMIT, limit_price=D("40000")))
     venue.cancel("p0123456789abcdef012-E")
-    assert sink.wait(lambda e: OrderStatus.CANCELED in sink.updates("p0123456789abcdef012-E"))
+    assert sink.wait(lambda: OrderStatus.CANCELED in sink.updates("p0123456789abcdef012-E"))
     assert sink.updates("p0123456789abcdef012-E").count(OrderStatus.CANCELED) == 1  # REST answer and stream: once
     with pytest.raises(OrderNotFound, match="-2011"):
         venue.cancel("p0123456789abcdef012-E")
@@ -399,7 +367,7 @@ def test_duplicate_fill_from_the_stream_is_pushed_once(make_venue: Any, servers:
     trade = fake.fill("p0123456789abcdef012-E", "0.001", "50000")
     fake.push(fake.orders["p0123456789abcdef012-E"], "TRADE", trade)  # the same trade again
     fake.fill("p0123456789abcdef012-E", "0.001", "50001")
-    assert sink.wait(lambda e: len(sink.fills("p0123456789abcdef012-E")) == 2)
+    assert sink.wait(lambda: len(sink.fills("p0123456789abcdef012-E")) == 2)
     assert wait_until(lambda: venue.stats()["duplicates"] >= 1)
     assert [f.price for f in sink.fills("p0123456789abcdef012-E")] == [D("50000"), D("50001")]
 
@@ -408,13 +376,13 @@ def test_dropped_stream_fills_come_by_polling(make_venue: Any, servers: Any) -> 
     http, ws, fake = servers
     venue, sink = connected(make_venue, servers)
     venue.submit(order(quantity="0.003"))
-    assert sink.wait(lambda e: OrderStatus.ACCEPTED in sink.updates("p0123456789abcdef012-E"))
+    assert sink.wait(lambda: OrderStatus.ACCEPTED in sink.updates("p0123456789abcdef012-E"))
     ws.stop()  # the stream is lost and cannot come back
-    assert sink.wait(lambda e: NoticeKind.STREAM_DOWN in sink.notices())
+    assert sink.wait(lambda: NoticeKind.STREAM_DOWN in sink.notices())
     assert venue.status().stream is StreamState.DOWN and venue.status().polling == 1
     fake.fill("p0123456789abcdef012-E", "0.001", "50000", push=False)
     fake.fill("p0123456789abcdef012-E", "0.002", "50002", push=False)
-    assert sink.wait(lambda e: len(sink.fills("p0123456789abcdef012-E")) == 2)
+    assert sink.wait(lambda: len(sink.fills("p0123456789abcdef012-E")) == 2)
     assert wait_until(lambda: venue.in_flight() == {})  # filled: no longer polled
     polled = http.count("/fapi/v1/order")
     assert sum(f.quantity for f in sink.fills("p0123456789abcdef012-E")) == D("0.003")
@@ -427,7 +395,7 @@ def test_stream_back_up_catches_up_and_says_so(make_venue: Any, servers: Any) ->
     venue, sink = connected(make_venue, servers)
     venue.submit(order())
     ws.drop_clients()  # it reconnects by itself
-    assert sink.wait(lambda e: NoticeKind.STREAM_UP in sink.notices())
+    assert sink.wait(lambda: NoticeKind.STREAM_UP in sink.notices())
     assert NoticeKind.STREAM_DOWN in sink.notices()
 
 
@@ -441,7 +409,7 @@ def test_418_stops_every_request_until_the_ban_is_over(make_venue: Any, servers:
                                                                           f"banned until {until}."})
     with pytest.raises(RateLimited):
         venue.submit(order())
-    assert sink.wait(lambda e: NoticeKind.BANNED in sink.notices())
+    assert sink.wait(lambda: NoticeKind.BANNED in sink.notices())
     banned = [e for e in sink.events if isinstance(e, VenueNotice) and e.kind is NoticeKind.BANNED][0]
     assert banned.until_ms == until and venue.status().banned_until_ms == until
     before = http.count()
@@ -450,7 +418,7 @@ def test_418_stops_every_request_until_the_ban_is_over(make_venue: Any, servers:
     with pytest.raises(RateLimited):
         venue.fetch_order("p0123456789abcdef099-E")
     assert http.count() == before  # nothing went out
-    assert sink.wait(lambda e: NoticeKind.BAN_LIFTED in sink.notices(), timeout=2 * WAIT)
+    assert sink.wait(lambda: NoticeKind.BAN_LIFTED in sink.notices(), timeout=2 * WAIT)
     venue.submit(order("p0123456789abcdef099-E"))
     assert "p0123456789abcdef099-E" in fake.orders
 
@@ -471,8 +439,8 @@ def test_429_closes_the_gate_for_retry_after(make_venue: Any, servers: Any) -> N
     with pytest.raises(RateLimited) as limited_error:
         venue.submit(order())
     assert limited_error.value.retry_after_s == 1
-    assert sink.wait(lambda e: NoticeKind.BANNED in sink.notices())
-    assert sink.wait(lambda e: NoticeKind.BAN_LIFTED in sink.notices(), timeout=2 * WAIT)
+    assert sink.wait(lambda: NoticeKind.BANNED in sink.notices())
+    assert sink.wait(lambda: NoticeKind.BAN_LIFTED in sink.notices(), timeout=2 * WAIT)
     venue.submit(order())
     assert len(fake.orders) == 1
 
@@ -494,7 +462,7 @@ def test_keys_refused_while_running_halt_and_say_so(make_venue: Any, servers: An
     http.route("/fapi/v1/order", lambda r: error(401, -2015, "Invalid API-key, IP, or permissions for action."))
     with pytest.raises(AuthenticationFailed):
         venue.submit(order())
-    assert sink.wait(lambda e: NoticeKind.AUTH_FAILED in sink.notices())
+    assert sink.wait(lambda: NoticeKind.AUTH_FAILED in sink.notices())
     assert venue.status().halted is not None
     with pytest.raises(AuthenticationFailed, match="halted"):
         venue.submit(order("p0123456789abcdef013-E"))
@@ -586,12 +554,12 @@ def test_the_fake_key_appears_in_no_log_error_or_notice(make_venue: Any, servers
     with pytest.raises(RateLimited) as banned:
         venue.submit(order("p0123456789abcdef003-E"))
     texts.append(str(banned.value))
-    assert sink.wait(lambda e: NoticeKind.BAN_LIFTED in sink.notices(), timeout=2 * WAIT)
+    assert sink.wait(lambda: NoticeKind.BAN_LIFTED in sink.notices(), timeout=2 * WAIT)
     http.route("/fapi/v1/order", lambda r: error(401, -2015, f"Invalid API-key {r.headers.get('X-MBX-APIKEY')}"))
     with pytest.raises(AuthenticationFailed) as refused:
         venue.submit(order("p0123456789abcdef004-E"))
     texts.append(str(refused.value))
-    assert sink.wait(lambda e: NoticeKind.AUTH_FAILED in sink.notices())
+    assert sink.wait(lambda: NoticeKind.AUTH_FAILED in sink.notices())
     texts.extend(e.message for e in sink.events if isinstance(e, VenueNotice))
     texts.append(repr(venue.status()))
     texts.append(repr(venue.stats()))
@@ -640,7 +608,7 @@ def test_binance_spot_end_to_end(shared_data: Any, logs: LogCapture) -> None:
             assert (startup.position_mode, startup.leverage, startup.margin_mode) == ("spot", {}, {})
             assert startup.balances == {"BTC": D("2.0"), "ETH": D("0.01234")}
             assert ws.wait_for_connections(1, WAIT) and ws.paths == ["/ws/spotkey"]
-            sink = Sink()
+            sink = EventSink()
             venue.bind(sink)
             venue.submit(OrderRequest(client_order_id="p0000000000000000001-E", position_id="p", coin="ETH",
                                       side=Side.BUY, quantity=D("0.1"), intent=OrderIntent.ENTRY,

@@ -203,17 +203,17 @@ def private_ws() -> Iterator[Any]:
 def test_fills_from_the_private_stream(rig: Any, private_ws: Any) -> None:
     from tests.adapters.test_bybit_private_stream import COID as STREAM_COID
     from tests.adapters.test_bybit_private_stream import execution_frame, order_frame
-    from tests.adapters.test_ccxt_venue import Sink
+    from tests.support.venue_sink import EventSink
 
     http, fake, make = rig
     venue = make(stream_factory=None, ws_url=private_ws.url)
     venue.connect()
-    sink = Sink()
+    sink = EventSink()
     venue.bind(sink)
     assert venue.status().stream.value == "up"
     private_ws.push(order_frame("New"))
     private_ws.push(execution_frame("exec-1", "0.004"))
-    assert sink.wait(lambda e: len(sink.fills(STREAM_COID)) == 1)
+    assert sink.wait(lambda: len(sink.fills(STREAM_COID)) == 1)
     assert sink.fills(STREAM_COID)[0].quantity == D("0.004")
 
 

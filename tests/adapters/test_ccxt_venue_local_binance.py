@@ -9,7 +9,6 @@ is refused with a clear message; hedge mode is refused.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal as D
@@ -31,49 +30,17 @@ from adapters.venues.ccxt_venue import CcxtVenue
 from state.account import StreamState
 from state.market import MarketRules
 from state.messages import OrderRequest
-from state.order import Fill, NoticeKind, OrderUpdate, VenueEvent, VenueNotice
+from state.order import NoticeKind
 from state.secrets import Credentials
 from state.types import OrderIntent, OrderStatus, OrderType, Side
 from tests.conftest import WAIT, LogCapture
+from tests.support.venue_sink import EventSink
 
 local_binance = pytest.importorskip("tests.support.local_binance",
                                     reason="tests/support/local_binance (the local exchange) is not on this branch yet")
 
 KEY, SECRET = "FAKEKEY-visible-123", "FAKESECRET-visible-456"
 RULES = MarketRules(coin="BTC", tick_size=D("0.01"), qty_step=D("0.001"), min_notional=D("5"))
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[VenueEvent] = []
-        self.changed = threading.Condition()
-
-    def __call__(self, event: VenueEvent) -> None:
-        with self.changed:
-            self.events.append(event)
-            self.changed.notify_all()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.changed.wait(remaining)
-            return True
-
-    def fills(self, coid: str) -> list[Fill]:
-        with self.changed:
-            return [e for e in self.events if isinstance(e, Fill) and e.client_order_id == coid]
-
-    def updates(self, coid: str) -> list[OrderStatus]:
-        with self.changed:
-            return [e.status for e in self.events if isinstance(e, OrderUpdate) and e.client_order_id == coid]
-
-    def notices(self) -> list[NoticeKind]:
-        with self.changed:
-            return [e.kind for e in self.events if isinstance(e, VenueNotice)]
 
 
 def order(coid: str, *, side: Side = Side.BUY, quantity: str = "0.010", intent: OrderIntent = OrderIntent.ENTRY,
@@ -108,10 +75,10 @@ def make_venue(local: Any) -> Iterator[Callable[..., CcxtVenue]]:
         venue.close()
 
 
-def connected(make_venue: Callable[..., CcxtVenue], local: Any, **kwargs: Any) -> tuple[CcxtVenue, Sink]:
+def connected(make_venue: Callable[..., CcxtVenue], local: Any, **kwargs: Any) -> tuple[CcxtVenue, EventSink]:
     venue = make_venue(**kwargs)
     venue.connect()
-    sink = Sink()
+    sink = EventSink()
     venue.bind(sink)
     assert local.wait_for_user_clients(1, WAIT)
     assert sink.wait(lambda: venue.status().stream is StreamState.UP)
