@@ -183,12 +183,16 @@ def live_latency(samples: int, warmup: int) -> dict[str, Any]:
                 sent = local.market_stream.trade_sent_ns("BTCUSDT", trade_id)
                 if number >= warmup and sent is not None:
                     measured.append((request.received_ns - sent) / 1000)
-                engine.wait_idle(10)
+                # the fill comes back on the user-data stream: wait for the position to open
+                if not local.wait_until(lambda ex: _open_positions(engine) == 1, 10):
+                    raise SystemExit("the entry's fill never reached the engine")
                 position = engine.sniper.snapshot().positions[0]
                 engine.sniper.close_position(position.id)
                 orders += 1
                 if not local.wait_for_request("/fapi/v1/order", count=orders, timeout=10, method="POST"):
                     raise SystemExit("the exit never reached the exchange")
+                if not local.wait_until(lambda ex: not engine.sniper.snapshot().positions, 10):
+                    raise SystemExit("the exit's fill never reached the engine")
                 engine.wait_idle(10)
             restarts = sum(engine.restarts.values())
         finally:
@@ -196,6 +200,10 @@ def live_latency(samples: int, warmup: int) -> dict[str, Any]:
     if restarts:
         raise SystemExit(f"actors restarted during the run: {restarts}")
     return _percentiles(measured)
+
+
+def _open_positions(engine: Any) -> int:
+    return sum(1 for p in engine.sniper.snapshot().positions if p.status.value == "OPEN")
 
 
 def _percentiles(measured: list[float]) -> dict[str, Any]:
