@@ -60,7 +60,11 @@ naming the variables, before the data folder is touched), the venue is built
 (``adapters/venues/ccxt_venue.py``, on the process's one token bucket) and connected (keys
 proven, account mode checked, leverage and margin set); keys refused, an account mode the engine
 does not trade, a venue that cannot be reached, or market rules that cannot be read are exit 2
-with the cause (never the key). A live session does not open the paper venue's book
+with the cause (never the key). The engine's cash is the account's: on a fresh live folder the
+account's balance of the cash asset (the markets' settle/quote asset) seeds the store's account
+in place of ``[paper] initial_balance`` (none of it: exit 2 naming the asset); a restart goes on
+with the store's cash and the reconciliation reports a ``BALANCE`` difference (never a block);
+the kill switch keeps the engine's own equity as its reference. A live session does not open the paper venue's book
 (``venue.db``), prints a banner (TESTNET or LIVE with real money), shows the venue on the status
 line, in the report (``mode``, ``venue``) and ``--status``; the key and secret are masked in
 every log record. A data folder of a paper session is refused in live mode and the reverse
