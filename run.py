@@ -481,7 +481,8 @@ class Engine:
         log.info("VENUE_CONNECTED: {} {} {}: position mode {}, server time offset {} ms, leverage {}, notes {}",
                  startup.exchange, startup.market, "TESTNET" if startup.testnet else "LIVE (REAL MONEY)",
                  startup.position_mode, startup.server_time_offset_ms, dict(startup.leverage), list(startup.notes))
-        self._take_live_cash(startup)
+        if self.config.live:  # a live venue injected into a paper session keeps [paper] initial_balance
+            self._take_live_cash(startup)
         with self.store.connection():
             if (self.store.load_trading_state() is TradingState.HALTED
                     and self.store.load_trading_reason().startswith("VENUE_HALTED")):

@@ -324,8 +324,8 @@ def balance_difference(engine_cash: Decimal, venue_balance: Decimal, asset: str,
     return Difference(
         kind=DifferenceKind.BALANCE, coin=asset, engine_quantity=engine_cash, venue_quantity=venue_balance,
         message=(f"{asset}: the venue's balance is {venue_balance}, the engine's cash {engine_cash} "
-                 f"({'+' if gap > 0 else ''}{gap}, more than {(tolerance * 100).normalize()}% apart: funding, fees or a transfer "
-                 "the engine did not see?); the engine keeps its own figure"),
+                 f"({'+' if gap > 0 else ''}{gap}, more than {(tolerance * 100).normalize()}% apart: funding, fees "
+                 "or a transfer the engine did not see?); the engine keeps its own figure"),
     )
 
 
@@ -425,6 +425,6 @@ def recurring(previous: frozenset[tuple[str, str, str]], differences: Iterable[D
 
 __all__ = [
     "ALWAYS_BLOCKS", "BALANCE_TOLERANCE", "Decision", "Difference", "DifferenceKind", "EngineOrder",
-    "EnginePosition", "EngineView", "UNKNOWN_KINDS", "balance_difference", "cash_asset_of", "client_ids_named", "compare", "decide",
-    "missing_fills", "recurring", "start_cash",
+    "EnginePosition", "EngineView", "UNKNOWN_KINDS", "balance_difference", "cash_asset_of", "client_ids_named",
+    "compare", "decide", "missing_fills", "recurring", "start_cash",
 ]

@@ -1108,7 +1108,8 @@ def _venue_lines(report: Mapping[str, Any]) -> list[str]:
         parts.append(f"position mode {startup['position_mode']}")
     cash = venue.get("cash_at_start")
     if isinstance(cash, Mapping) and cash.get("asset"):
-        parts.append(f"{cash['asset']} at start: account {cents(cash.get('venue'))}, engine {cents(cash.get('engine'))}")
+        parts.append(f"{cash['asset']} at start: account {cents(cash.get('venue'))}, "
+                     f"engine {cents(cash.get('engine'))}")
     return ["  venue: " + " | ".join(parts)]
 
 
