@@ -60,7 +60,11 @@ naming the variables, before the data folder is touched), the venue is built
 (``adapters/venues/ccxt_venue.py``, on the process's one token bucket) and connected (keys
 proven, account mode checked, leverage and margin set); keys refused, an account mode the engine
 does not trade, a venue that cannot be reached, or market rules that cannot be read are exit 2
-with the cause (never the key). A live session does not open the paper venue's book
+with the cause (never the key). The engine's cash is the account's: on a fresh live folder the
+account's balance of the cash asset (the markets' settle/quote asset) seeds the store's account
+in place of ``[paper] initial_balance`` (none of it: exit 2 naming the asset); a restart goes on
+with the store's cash and the reconciliation reports a ``BALANCE`` difference (never a block);
+the kill switch keeps the engine's own equity as its reference. A live session does not open the paper venue's book
 (``venue.db``), prints a banner (TESTNET or LIVE with real money), shows the venue on the status
 line, in the report (``mode``, ``venue``) and ``--status``; the key and secret are masked in
 every log record. A data folder of a paper session is refused in live mode and the reverse
@@ -174,6 +178,7 @@ from state.session import (
     identity_from_config,
 )
 from state.secrets import Credentials, MissingCredentials, load_credentials, redact_values
+from state.reconcile import cash_asset_of, start_cash
 from state.store import Store, StoreOutbox, hold_open, is_store_unwritable
 from state.strategies import StrategyContext, build_strategy
 from state.types import OrderIntent, OrderStatus, PositionStatus, TradingState
@@ -193,6 +198,7 @@ JOURNAL_FLUSH_S = 0.25
 REST_RATE_PER_S = 20.0  # sustained, shared by every REST call of the process
 REST_BURST = 50
 RECONCILE_S = 5.0
+VENUE_CASH_KEY = "venue_cash_at_start"  # store setting (JSON): a live start's account cash beside the engine's
 
 # Consumers start before producers, so nobody's first message waits for a missing role.
 START_ORDER = (JOURNAL, INVARIANTS, EXECUTOR, RISK_GATE, SNIPER, EXIT_MONITOR, STRATEGIST, FEED)
@@ -301,8 +307,12 @@ class Engine:
         self.halt_reason: str | None = None
         self.started_at: float | None = None
         self.started_wall: datetime | None = None
-        self.start_equity = config.paper.initial_balance
-        self.start_ledger = Ledger.fresh(config.paper.initial_balance)  # the account when this run began
+        # Paper: [paper] initial_balance; live: the account's cash at connect (_take_live_cash).
+        self.initial_balance: Decimal = config.paper.initial_balance
+        self.cash_asset = ""  # live: the asset the account's cash is in (USDT for BTCUSDT)
+        self.venue_cash: dict[str, Any] | None = None  # live: the account's cash at start beside the engine's
+        self.start_equity = self.initial_balance
+        self.start_ledger = Ledger.fresh(self.initial_balance)  # the account when this run began
         self.finished = threading.Event()  # a replay reached its end and everything settled
         self.killed = threading.Event()  # the kill switch tripped
         self.kill_reason = ""
@@ -342,12 +352,12 @@ class Engine:
                                                  bar_seconds=config.feed.bar_seconds, **base),
             RISK_GATE: lambda: RiskGate.start(store=self.store, limits=config.risk, known_coins=known_coins,
                                               markets=self.market, board=self.board,
-                                              initial_balance=config.paper.initial_balance, **base),
+                                              initial_balance=self.initial_balance, **base),
             SNIPER: lambda: Sniper.start(
                 store=self.store,
                 markets=self.market,
                 limits=config.sniper,
-                initial_balance=config.paper.initial_balance,
+                initial_balance=self.initial_balance,
                 mark_report_ms=config.risk.mark_report_ms,
                 await_risk_checks=config.risk.replay_trips == "exact",  # a replay's trip at the same tick every time
                 quotes=self.board.quote,  # a limit entry's plan B: the top of book when fresh
@@ -471,12 +481,47 @@ class Engine:
         log.info("VENUE_CONNECTED: {} {} {}: position mode {}, server time offset {} ms, leverage {}, notes {}",
                  startup.exchange, startup.market, "TESTNET" if startup.testnet else "LIVE (REAL MONEY)",
                  startup.position_mode, startup.server_time_offset_ms, dict(startup.leverage), list(startup.notes))
+        if self.config.live:  # a live venue injected into a paper session keeps [paper] initial_balance
+            self._take_live_cash(startup)
         with self.store.connection():
             if (self.store.load_trading_state() is TradingState.HALTED
                     and self.store.load_trading_reason().startswith("VENUE_HALTED")):
                 self.store.save_trading_state(TradingState.ACTIVE, "venue accepted the keys at start")
                 log.warning("VENUE_HALT_LIFTED: the last run halted because the venue refused the keys; "
                             "they were accepted now, trading is ACTIVE again")
+
+    def _take_live_cash(self, startup: VenueStartup) -> None:
+        """Live: the account's balance of its cash asset (``live_cash``) is the engine's initial
+        balance: a fresh folder's store is seeded with it by the Sniper, as ``[paper]
+        initial_balance`` seeds a paper one (that setting is not used live), so sizing, the
+        exposure limit and the kill switch count in the real account; a restart goes on with the
+        store's cash (its ledger), and the reconciliation reports a ``BALANCE`` difference. The
+        two figures are recorded (``VENUE_CASH_KEY``) for ``--status`` and the report. A fresh
+        folder on an account without that asset: the venue is closed, the stores released and
+        ``VenueStartError`` (exit 2) names the asset."""
+        log = logger.bind(actor="engine")
+        with self.store.connection():
+            stored = self.store.load_account().get("balance")
+        try:
+            self.cash_asset, venue_cash = live_cash(self.config, startup, fresh=stored is None)
+        except ValueError as error:
+            message = self.redact(f"{startup.exchange} {'testnet' if startup.testnet else 'LIVE account'}: {error}; "
+                                  "nothing was started")
+            log.critical("VENUE_NO_CASH: {}", message)
+            _step("live venue", self.venue.close)  # type: ignore[attr-defined]
+            self._close_stores()
+            raise VenueStartError(message) from None
+        if stored is None:
+            self.initial_balance = self.start_equity = venue_cash
+            self.start_ledger = Ledger.fresh(venue_cash)
+        self.venue_cash = {"asset": self.cash_asset, "venue": str(venue_cash),
+                           "engine": stored if stored is not None else str(venue_cash), "run_id": self.run_id,
+                           "seeded": stored is None}
+        with self.store.connection():
+            self.store.set_setting(VENUE_CASH_KEY, json.dumps(self.venue_cash, sort_keys=True))
+        log.info("VENUE_CASH: the account holds {} {}; the engine's cash {} {}", venue_cash, self.cash_asset,
+                 self.venue_cash["engine"], "(a fresh folder: taken from the account)" if stored is None
+                 else "(the store's ledger; a difference is reported by the reconciliation)")
 
     def redact(self, text: str) -> str:
         """``text`` with the live session's key and secret masked (``***``)."""
@@ -497,7 +542,8 @@ class Engine:
         if not getattr(self.venue, "live", False):
             return None
         return {"status": self.venue_status(), "startup": self.venue_startup,
-                "keys_from": [self.config.venue.key_env, self.config.venue.secret_env]}
+                "keys_from": [self.config.venue.key_env, self.config.venue.secret_env],
+                "cash_at_start": self.venue_cash}
 
     def start(self) -> Engine:
         """Start every actor in order (after loading a live venue's market rules and connecting
@@ -671,7 +717,7 @@ class Engine:
 
     def _report_scope(self) -> tuple[str, Ledger, Any]:
         """What the report's totals cover (``state/session_report.report_scope``)."""
-        return report_scope(self.config.feed.source, self.config.paper.initial_balance, self.start_ledger,
+        return report_scope(self.config.feed.source, self.initial_balance, self.start_ledger,
                             self.start_equity)
 
     def _report_totals(self) -> dict[str, Any]:
@@ -700,7 +746,7 @@ class Engine:
         context = ReportContext(
             run_id=self.run_id, source=self.config.feed.source,
             simulated=bool(self.source is not None and self.source.simulated), data_dir=str(self.data_dir),
-            on_stop=self.config.session.on_stop, initial_balance=self.config.paper.initial_balance,
+            on_stop=self.config.session.on_stop, initial_balance=self.initial_balance,
             started_at=self.started_wall or ended, ended_at=ended,
         )
         report = session_report(
@@ -851,7 +897,8 @@ class Engine:
             raise EngineStartError(f"live mode needs a live venue; {venue.name} cannot show its account")
         found = reconcile_at_start(bus=self.bus, venue=venue, store=self.store, clock=self.clock,
                                    on_unknown=self.config.venue.on_unknown,
-                                   spot=self.config.venue.market_for(self.config.feed) == "spot")
+                                   spot=self.config.venue.market_for(self.config.feed) == "spot",
+                                   cash_asset=self.cash_asset)
         self.reconciliation = found.as_report()
 
     def _venue_watch(self) -> VenueWatch | None:
@@ -956,6 +1003,41 @@ def _live_credentials(config: Config, venue: VenuePort | None, environ: Mapping[
     if not config.live or venue is not None:
         return None
     return load_credentials(config.venue, environ)
+
+
+def live_cash(config: Config, startup: VenueStartup, *, fresh: bool = True) -> tuple[str, Decimal]:
+    """(the cash asset, the account's balance of it at connect): the asset the venue named
+    (``VenueStartup.cash_asset``), else the one the exchange symbols say (``BTCUSDT``: ``USDT``).
+    ``ValueError`` naming the asset when ``fresh`` (no cash in the store yet) and the account
+    holds none of it; on a restart a missing balance is 0 (the reconciliation reports it)."""
+    from adapters.feeds.live_feeds import exchange_symbols
+
+    asset = startup.cash_asset or cash_asset_of(exchange_symbols(config.feed))
+    if fresh:
+        return asset, start_cash(startup.balances, asset)
+    return asset, startup.balances.get(asset, Decimal(0))
+
+
+def _stored_venue_cash(store: Store) -> dict[str, Any] | None:
+    """``--status``: the account's cash at the last live start beside the engine's
+    (``VENUE_CASH_KEY``), or ``None``."""
+    text = store.get_setting(VENUE_CASH_KEY)
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _status_initial_balance(config: Config, venue_cash: Mapping[str, Any] | None) -> Decimal:
+    """What ``--status`` shows as the balance before the store holds one: the account's at the
+    last live start, else ``[paper] initial_balance``."""
+    if config.live and venue_cash is not None:
+        try:
+            return Decimal(str(venue_cash.get("venue")))
+        except ArithmeticError:
+            pass
+    return config.paper.initial_balance
 
 
 def _make_live_venue(config: Config, credentials: Credentials | None, limiter: TokenBucket, clock: Clock,
@@ -1158,7 +1240,7 @@ def _read_durable(engine: Engine) -> dict[str, Any]:
     def engine_store() -> dict[str, Any]:
         account = store.load_account()
         positions = store.load_positions()
-        balance = Decimal(account.get("balance", str(engine.config.paper.initial_balance)))
+        balance = Decimal(account.get("balance", str(engine.initial_balance)))
         before = engine._account_before
         return {
             "balance": balance,
@@ -1397,7 +1479,10 @@ def _status_command(args: argparse.Namespace) -> int:
     config, data_dir = resolve_config_and_data_dir(args.config, args.data_dir)
     store = Store.open_read_only(data_dir / "engine.db")
     try:
-        status = {"data_dir": str(data_dir), **store.durable_status(config.paper.initial_balance)}
+        venue_cash = _stored_venue_cash(store)
+        status = {"data_dir": str(data_dir), **store.durable_status(_status_initial_balance(config, venue_cash))}
+        if venue_cash is not None:
+            status["venue_cash_at_start"] = venue_cash
         try:
             identity = store.load_session_identity()
             status["identity"] = as_dict(identity) if identity is not None else None

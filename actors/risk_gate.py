@@ -55,7 +55,11 @@ The day's starting equity is fixed at start (the store's balance plus the stored
 of the open positions, unless the stored day is today's, by engine time, UTC), and at the first
 equity seen on a new UTC day: the new day starts at the last equity known before it (the equity
 at the day change), so a loss first seen after midnight, or on the first trade of the day,
-counts. The day's start and the peak are persisted (``DAY_KEY``, ``PEAK_KEY``).
+counts. The day's start and the peak are persisted (``DAY_KEY``, ``PEAK_KEY``). Live, the
+store's balance is the account's at the first start (``initial_balance`` is then the account's
+cash, from ``run.py``) and the engine's ledger after: the account's balance is never followed
+(a deposit or a withdrawal by hand is no gain or loss of the engine's; the start-up
+reconciliation reports the difference).
 
 Replays: reports carry their tick's time and come at the same ticks, so a replay trips at the
 same report every time; with ``[risk] replay_trips = "exact"`` the Sniper, on a tick clock,

@@ -8,7 +8,9 @@ own start-up reconcile of its non-final orders with ``fetch_order`` and the fill
 then the venue's account is read (``account(fills_since_ms)``: from the latest fill time the
 store knows or the creation of the oldest order not final, whichever is older, less
 ``FILL_WINDOW_MARGIN_MS``; with neither, no fills are asked) and the engine's view is
-built from the Sniper's positions and the Executor's records. Fills at the venue of orders the
+built from the Sniper's positions and the Executor's records (and, given ``cash_asset``, the
+Sniper's balance: the account's balance of that asset is compared with it, ``BALANCE``:
+reported, never a block). Fills at the venue of orders the
 Executor has not final and lacks are applied through the Executor (``VenueEventReceived``: its
 normal path, once per trade id; ``RECONCILE_FILL_APPLIED``), and the view is built again. When
 anything differs, the account is read a second time and only the differences both looks show
@@ -34,6 +36,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -80,6 +83,7 @@ class StartReconciliation:
     fills_applied: tuple[str, ...] = ()
     fills_since_ms: int | None = None
     taken_ms: int | None = None
+    cash: dict[str, str] | None = None  # {asset, engine, venue}: the balances compared (given a cash asset)
 
     def as_report(self) -> dict[str, Any]:
         """The session report's ``reconciliation`` block."""
@@ -89,6 +93,7 @@ class StartReconciliation:
             "fills_applied": list(self.fills_applied),
             "fills_since_ms": self.fills_since_ms,
             "taken_ms": self.taken_ms,
+            "cash": self.cash,
         }
 
 
@@ -99,12 +104,14 @@ def _plain(difference: Difference) -> dict[str, Any]:
 
 
 def engine_view(bus: Bus, client_ids: Iterable[str], *, spot: bool, timeout: float,
-                latest_fill_ms: int | None = None) -> EngineView:
-    """The engine's side, asked of the Sniper (its active positions) and the Executor (its
-    records not final, and those of ``client_ids`` it knows)."""
+                latest_fill_ms: int | None = None, cash_asset: str = "") -> EngineView:
+    """The engine's side, asked of the Sniper (its active positions; its balance as the cash
+    of ``cash_asset`` when one is given) and the Executor (its records not final, and those of
+    ``client_ids`` it knows)."""
     snapshot = bus.ask(SNIPER, Request(name="snapshot"), timeout)
     records = bus.ask(EXECUTOR, Request(name="records", args=(tuple(sorted(client_ids)),)), timeout)
-    return EngineView.of(snapshot.positions, records.values(), spot=spot, latest_fill_ms=latest_fill_ms)
+    return EngineView.of(snapshot.positions, records.values(), spot=spot, latest_fill_ms=latest_fill_ms,
+                         cash=snapshot.balance if cash_asset else None, cash_asset=cash_asset)
 
 
 def fills_window(latest_fill_ms: int | None, working: Iterable[OrderRecord]) -> int | None:
@@ -141,14 +148,15 @@ def latest_fill_ms(store: Store) -> int | None:
 
 
 def reconcile_at_start(*, bus: Bus, venue: LiveVenuePort, store: Store, clock: Clock, on_unknown: str,
-                       spot: bool, timeout: float = 10.0) -> StartReconciliation:
+                       spot: bool, timeout: float = 10.0, cash_asset: str = "") -> StartReconciliation:
     """The start-up step of the module docstring. Raises ``ReconcileRefused``."""
     log = logger.bind(actor="engine")
     settle(bus, timeout)
     latest = latest_fill_ms(store)
     since = fills_window(latest, bus.ask(EXECUTOR, Request(name="records"), timeout).values())
     account = _account(venue, since)
-    view = engine_view(bus, client_ids_named(account), spot=spot, timeout=timeout, latest_fill_ms=latest)
+    view = engine_view(bus, client_ids_named(account), spot=spot, timeout=timeout, latest_fill_ms=latest,
+                           cash_asset=cash_asset)
     applied = []
     for fill in missing_fills(view, account):
         log.warning("RECONCILE_FILL_APPLIED: trade {} of {} ({} @ {}) was at the venue and not in the store; "
@@ -157,12 +165,14 @@ def reconcile_at_start(*, bus: Bus, venue: LiveVenuePort, store: Store, clock: C
         applied.append(fill.trade_id)
     if applied:
         settle(bus, timeout)
-        view = engine_view(bus, client_ids_named(account), spot=spot, timeout=timeout, latest_fill_ms=latest)
+        view = engine_view(bus, client_ids_named(account), spot=spot, timeout=timeout, latest_fill_ms=latest,
+                           cash_asset=cash_asset)
     differences = compare(view, account)
     if differences:  # a second look: a difference a race made up (a fill on its way) goes away
         settle(bus, timeout)
         again = _account(venue, since)
-        view = engine_view(bus, client_ids_named(again), spot=spot, timeout=timeout, latest_fill_ms=latest)
+        view = engine_view(bus, client_ids_named(again), spot=spot, timeout=timeout, latest_fill_ms=latest,
+                           cash_asset=cash_asset)
         first = {d.key for d in differences}
         differences = [d for d in compare(view, again) if d.key in first]
         account = again
@@ -170,8 +180,11 @@ def reconcile_at_start(*, bus: Bus, venue: LiveVenuePort, store: Store, clock: C
     for difference in differences:
         level = "ERROR" if difference.kind in _LOUD else "WARNING"
         log.log(level, "RECONCILE_{}: {}", difference.kind.value, difference.message)
+    cash = None if view.cash is None else {
+        "asset": cash_asset, "engine": str(view.cash),
+        "venue": str(account.balances.get(cash_asset, Decimal(0)))}
     result = StartReconciliation(differences=tuple(differences), decision=decision, fills_applied=tuple(applied),
-                                 fills_since_ms=since, taken_ms=account.taken_ms)
+                                 fills_since_ms=since, taken_ms=account.taken_ms, cash=cash)
     bus.publish(VenueReconciled(ts_init_ns=clock.now_ns(), differences=result.differences,
                              blocked=dict(decision.blocked), fills_applied=result.fills_applied,
                              halted=decision.halt, fills_since_ms=since))

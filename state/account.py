@@ -90,7 +90,10 @@ class VenueStartup:
     """What ``connect`` checked and set: ``server_time_offset_ms`` (venue minus local clock),
     ``position_mode`` (``one-way``; hedge mode is refused before this is built),
     ``leverage`` and ``margin_mode`` per coin as set (derivatives; empty on spot),
-    ``balances`` as read, and ``notes`` (lines for the banner and the log)."""
+    ``balances`` as read, ``cash_asset``: the asset the account's cash is in (the markets'
+    settle asset on derivatives, their quote asset on spot: ``USDT`` for ``BTCUSDT``; empty
+    when the venue does not say: the engine then reads it from the symbols), and ``notes``
+    (lines for the banner and the log)."""
 
     exchange: str
     market: str
@@ -101,3 +104,4 @@ class VenueStartup:
     leverage: Mapping[str, int] = field(default_factory=dict)
     margin_mode: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    cash_asset: str = ""

@@ -29,6 +29,15 @@ Kinds (``DifferenceKind``):
   the engine never recorded (a trade by hand).
 - ``MISSING_FILL``: a fill at the venue of an order the engine has as *final* whose trade id it
   never applied: a bug (a final order's fills are complete), reported, never applied silently.
+- ``BALANCE``: the account's balance of the cash asset (the markets' settle asset on
+  derivatives, their quote asset on spot: ``USDT`` for ``BTCUSDT``) differs from the engine's
+  cash (the store's balance: start plus realized PnL less fees) by more than
+  ``BALANCE_TOLERANCE`` of the larger of the two: funding, fees or interest the engine does not
+  see, a transfer by hand. Compared only when the view has the engine's cash (the start-up
+  step; the periodic check does not compare balances). Reported only: it never blocks a coin
+  nor halts a start (the engine's own ledger stays the reference of its cash and its kill
+  switch). On spot the quote balance is spent on the coins bought, so it is compared only
+  while the engine holds no position.
 
 **Spot.** A spot "position" is the base asset's balance (free plus locked), and an account may
 hold more of an asset than the engine bought (bought by hand, kept from before, fee tokens).
@@ -68,6 +77,12 @@ WORKING_AT_VENUE = frozenset({OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED
 """The engine's statuses that say the venue holds the order working (MISSING_ORDER when it does not)."""
 
 
+BALANCE_TOLERANCE = Decimal("0.005")
+"""A ``BALANCE`` difference is one above this share (0.5 %) of the larger balance: fees and
+funding the engine does not record stay below it for days (funding is about 0.01 % of a
+position's notional every 8 h), a transfer by hand or a forgotten position does not."""
+
+
 class DifferenceKind(StrEnum):
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
     MISSING_ORDER = "MISSING_ORDER"
@@ -75,6 +90,7 @@ class DifferenceKind(StrEnum):
     SIZE_MISMATCH = "SIZE_MISMATCH"
     UNKNOWN_FILL = "UNKNOWN_FILL"
     MISSING_FILL = "MISSING_FILL"
+    BALANCE = "BALANCE"
 
 
 UNKNOWN_KINDS = frozenset({DifferenceKind.UNKNOWN_ORDER, DifferenceKind.UNKNOWN_POSITION})
@@ -121,16 +137,21 @@ class EngineOrder:
 class EngineView:
     """The engine's side of a reconciliation (see the module docstring). ``orders`` must hold
     every order not final and the record (final or not) of every client id the venue's snapshot
-    names that the store knows: a client id absent from it counts as never recorded."""
+    names that the store knows: a client id absent from it counts as never recorded.
+    ``cash``: the engine's balance of ``cash_asset`` (``None``: balances are not compared),
+    ``balance_tolerance``: the share of ``BALANCE_TOLERANCE``."""
 
     positions: Mapping[str, EnginePosition] = field(default_factory=dict)
     orders: Mapping[str, EngineOrder] = field(default_factory=dict)
     spot: bool = False
     latest_fill_ms: int | None = None
+    cash: Decimal | None = None
+    cash_asset: str = ""
+    balance_tolerance: Decimal = BALANCE_TOLERANCE
 
     @classmethod
     def of(cls, positions: Iterable[Position], records: Iterable[OrderRecord], *, spot: bool = False,
-           latest_fill_ms: int | None = None) -> EngineView:
+           latest_fill_ms: int | None = None, cash: Decimal | None = None, cash_asset: str = "") -> EngineView:
         """The view from the Sniper's active positions (netted per coin: LONG adds, SHORT
         subtracts; CLOSED ones and nothing held count for nothing) and the Executor's records."""
         net: dict[str, Decimal] = {}
@@ -142,7 +163,8 @@ class EngineView:
         held = {coin: EnginePosition(coin=coin, side=Side.BUY if q > 0 else Side.SELL, quantity=abs(q))
                 for coin, q in sorted(net.items()) if q != 0}
         orders = {record.client_order_id: EngineOrder.of(record) for record in records}
-        return cls(positions=held, orders=orders, spot=spot, latest_fill_ms=latest_fill_ms)
+        return cls(positions=held, orders=orders, spot=spot, latest_fill_ms=latest_fill_ms, cash=cash,
+                   cash_asset=cash_asset)
 
     def working(self) -> dict[str, EngineOrder]:
         return {coid: order for coid, order in self.orders.items() if not order.is_final}
@@ -160,7 +182,8 @@ def client_ids_named(venue: AccountSnapshot) -> set[str]:
 class Difference:
     """One way the engine and the venue disagree: ``kind``, ``coin``, ``message`` (a sentence
     for a person) and the numbers: the quantities and sides on each side, the order's client id
-    or the fill's trade id where there is one."""
+    or the fill's trade id where there is one. ``BALANCE``: ``coin`` is the cash asset,
+    ``engine_quantity`` the engine's cash and ``venue_quantity`` the account's balance of it."""
 
     kind: DifferenceKind
     coin: str
@@ -190,8 +213,9 @@ def _held(side: Side | None, quantity: Decimal | None) -> str:
 
 def compare(engine: EngineView, venue: AccountSnapshot) -> list[Difference]:
     """Every difference between ``engine`` and ``venue``: orders, then positions, then fills,
-    each sorted (coin, client id / trade id), so two equal inputs give equal lists."""
-    return [*_orders(engine, venue), *_positions(engine, venue), *_fills(engine, venue)]
+    each sorted (coin, client id / trade id), then the balance, so two equal inputs give equal
+    lists."""
+    return [*_orders(engine, venue), *_positions(engine, venue), *_fills(engine, venue), *_balance(engine, venue)]
 
 
 def _orders(engine: EngineView, venue: AccountSnapshot) -> list[Difference]:
@@ -279,6 +303,60 @@ def _fills(engine: EngineView, venue: AccountSnapshot) -> list[Difference]:
     return sorted(found, key=lambda d: (d.coin, d.trade_id or ""))
 
 
+def _balance(engine: EngineView, venue: AccountSnapshot) -> list[Difference]:
+    if engine.cash is None or not engine.cash_asset or (engine.spot and engine.positions):
+        return []
+    found = balance_difference(engine.cash, venue.balances.get(engine.cash_asset, ZERO), engine.cash_asset,
+                               engine.balance_tolerance)
+    return [found] if found is not None else []
+
+
+def balance_difference(engine_cash: Decimal, venue_balance: Decimal, asset: str,
+                       tolerance: Decimal = BALANCE_TOLERANCE) -> Difference | None:
+    """A ``BALANCE`` difference when ``venue_balance`` and ``engine_cash`` (of ``asset``) differ
+    by more than ``tolerance`` of the larger of the two (in absolute value), else ``None``."""
+    if tolerance < 0:
+        raise ValueError(f"tolerance: must be at least 0, got {tolerance}")
+    gap = venue_balance - engine_cash
+    allowed = tolerance * max(abs(venue_balance), abs(engine_cash))
+    if abs(gap) <= allowed:
+        return None
+    return Difference(
+        kind=DifferenceKind.BALANCE, coin=asset, engine_quantity=engine_cash, venue_quantity=venue_balance,
+        message=(f"{asset}: the venue's balance is {venue_balance}, the engine's cash {engine_cash} "
+                 f"({'+' if gap > 0 else ''}{gap}, more than {(tolerance * 100).normalize()}% apart: funding, fees "
+                 "or a transfer the engine did not see?); the engine keeps its own figure"),
+    )
+
+
+def cash_asset_of(symbols: Mapping[str, str]) -> str:
+    """The asset an account's cash is in, from the exchange symbols (coin -> symbol, e.g.
+    ``BTC`` -> ``BTCUSDT``: ``USDT``): each symbol less its coin. ``ValueError`` when a symbol
+    does not start with its coin or the coins disagree (one engine keeps one cash)."""
+    assets: set[str] = set()
+    for coin, symbol in sorted(symbols.items()):
+        head, name = coin.upper(), symbol.upper().split(":")[0].replace("/", "").replace("-", "")
+        if not name.startswith(head) or len(name) == len(head):
+            raise ValueError(f"{coin}: the cash asset cannot be read from the exchange symbol {symbol!r}")
+        assets.add(name[len(head):])
+    if len(assets) != 1:
+        raise ValueError(f"the coins are quoted in {', '.join(sorted(assets)) or 'nothing'}: one engine keeps its "
+                         "cash in one asset")
+    return assets.pop()
+
+
+def start_cash(balances: Mapping[str, Decimal], asset: str) -> Decimal:
+    """A live session's starting cash: the account's balance of ``asset``. ``ValueError``
+    naming the asset when the account has none of it (missing or not positive)."""
+    amount = balances.get(asset)
+    if amount is None or amount <= 0:
+        held = ", ".join(f"{name} {value}" for name, value in sorted(balances.items())) or "nothing"
+        raise ValueError(f"the account holds {'no' if amount is None else amount} {asset} (the asset its cash and "
+                         f"its risk limits are counted in; the account holds {held}): fund it with {asset} "
+                         "first, then start again")
+    return amount
+
+
 def _venue_fills(venue: AccountSnapshot) -> list[tuple[Fill, str | None]]:
     """The snapshot's fills, once per trade id (the account's fills and those of the open
     orders), with their coin when the snapshot says it (a ``Fill`` carries none: its order's
@@ -346,6 +424,7 @@ def recurring(previous: frozenset[tuple[str, str, str]], differences: Iterable[D
 
 
 __all__ = [
-    "ALWAYS_BLOCKS", "Decision", "Difference", "DifferenceKind", "EngineOrder", "EnginePosition", "EngineView",
-    "UNKNOWN_KINDS", "client_ids_named", "compare", "decide", "missing_fills", "recurring",
+    "ALWAYS_BLOCKS", "BALANCE_TOLERANCE", "Decision", "Difference", "DifferenceKind", "EngineOrder",
+    "EnginePosition", "EngineView", "UNKNOWN_KINDS", "balance_difference", "cash_asset_of", "client_ids_named",
+    "compare", "decide", "missing_fills", "recurring", "start_cash",
 ]

@@ -1051,7 +1051,7 @@ def format_report(report: Mapping[str, Any]) -> str:
 
 def _reconciliation_lines(report: Mapping[str, Any]) -> list[str]:
     """A live session's start-up reconciliation with the venue: how many differences, which
-    coins take no new entry and why (``actors/venue_reconcile.py``)."""
+    coins take no new entry and why, and a cash balance that differs (``actors/venue_reconcile.py``)."""
     found = report.get("reconciliation")
     if not found:
         return []
@@ -1059,7 +1059,9 @@ def _reconciliation_lines(report: Mapping[str, Any]) -> list[str]:
     blocked = found.get("blocked") or {}
     line = (f"  reconciliation: {len(differences)} difference(s), {len(found.get('fills_applied') or [])} "
             f"fill(s) applied | blocked: {', '.join(sorted(blocked)) or 'none'}")
-    return [line, *(f"    {coin}: {why}" for coin, why in sorted(blocked.items()))]
+    balance = [f"    BALANCE (reported, not blocking): {d.get('message')}" for d in differences
+               if isinstance(d, Mapping) and d.get("kind") == "BALANCE"]
+    return [line, *(f"    {coin}: {why}" for coin, why in sorted(blocked.items())), *balance]
 
 
 _ORDER_COUNT_NAMES = {"filled": "filled", "partially_filled_canceled": "partially filled then canceled",
@@ -1090,7 +1092,8 @@ def _account_kind(report: Mapping[str, Any]) -> str:
 
 
 def _venue_lines(report: Mapping[str, Any]) -> list[str]:
-    """``venue: stream up | requests N | banned until ... | halted: ...`` for a live session."""
+    """``venue: stream up | requests N | banned until ... | halted: ... | USDT at start: account X,
+    engine Y`` for a live session."""
     venue = report.get("venue")
     if not isinstance(venue, Mapping):
         return []
@@ -1103,6 +1106,10 @@ def _venue_lines(report: Mapping[str, Any]) -> list[str]:
     startup = venue.get("startup") or {}
     if startup.get("position_mode"):
         parts.append(f"position mode {startup['position_mode']}")
+    cash = venue.get("cash_at_start")
+    if isinstance(cash, Mapping) and cash.get("asset"):
+        parts.append(f"{cash['asset']} at start: account {cents(cash.get('venue'))}, "
+                     f"engine {cents(cash.get('engine'))}")
     return ["  venue: " + " | ".join(parts)]
 
 

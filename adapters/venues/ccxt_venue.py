@@ -603,6 +603,7 @@ class CcxtVenue:
             missing = sorted(s for s in self.coins.values() if s not in (self.exchange.markets_by_id or {}))
             if missing:
                 raise UnsupportedAccount(f"{self.exchange_id}: not a {self.market} market there: {', '.join(missing)}")
+            cash_asset = self.cash_asset()
             offset = self.sync_time()
             balances = self.dialect.prove_keys()
             position_mode = self.dialect.check_position_mode()
@@ -623,7 +624,26 @@ class CcxtVenue:
         self._log.info("VENUE_CONNECTED: {}", "; ".join(notes))
         return VenueStartup(exchange=self.exchange_id, market=self.market, testnet=self.testnet,
                             server_time_offset_ms=offset, position_mode=position_mode, balances=balances,
-                            leverage=leverage, margin_mode=margin, notes=tuple(notes))
+                            leverage=leverage, margin_mode=margin, notes=tuple(notes), cash_asset=cash_asset)
+
+    def cash_asset(self) -> str:
+        """The asset the account's cash is in, from the loaded markets: the settle asset of a
+        derivative (``USDT`` for ``BTC/USDT:USDT``), the quote asset on spot. Coins that settle
+        in different assets are ``UnsupportedAccount`` (one engine keeps one cash)."""
+        assets: dict[str, str] = {}
+        for coin, symbol in self.coins.items():
+            found = (self.exchange.markets_by_id or {}).get(symbol) or []
+            market = found[0] if isinstance(found, list) and found else found
+            if not isinstance(market, Mapping):
+                continue
+            asset = market.get("settle") or market.get("quote")
+            if asset:
+                assets[coin] = str(asset)
+        if len(set(assets.values())) > 1:
+            raise UnsupportedAccount(f"{self.exchange_id}: the coins settle in different assets "
+                                     f"({', '.join(f'{c} {a}' for c, a in sorted(assets.items()))}); one engine "
+                                     "keeps its cash in one asset")
+        return next(iter(assets.values()), "")
 
     def _start_stream(self, notes: list[str]) -> None:
         stream = self._stream_factory(self) if self._stream_factory else self.dialect.make_stream()

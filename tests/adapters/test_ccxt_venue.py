@@ -607,6 +607,7 @@ def test_binance_spot_end_to_end(shared_data: Any, logs: LogCapture) -> None:
             startup = venue.connect()
             assert (startup.position_mode, startup.leverage, startup.margin_mode) == ("spot", {}, {})
             assert startup.balances == {"BTC": D("2.0"), "ETH": D("0.01234")}
+            assert startup.cash_asset == "BTC", "spot: the market's quote asset (ETH/BTC)"
             assert ws.wait_for_connections(1, WAIT) and ws.paths == ["/ws/spotkey"]
             sink = EventSink()
             venue.bind(sink)

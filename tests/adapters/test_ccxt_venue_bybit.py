@@ -132,6 +132,7 @@ def test_connect_sets_the_margin_mode_and_leverage(rig: Any) -> None:
     http, fake, make = rig
     startup = make().connect()
     assert startup.position_mode == "one-way" and startup.leverage == {"BTC": 10}
+    assert startup.cash_asset == "USDT", "linear: the market's settle asset"
     assert [r.path for r in http.requests("/v5/account/set-margin-mode")] == ["/v5/account/set-margin-mode"]
     assert json.loads(http.requests("/v5/account/set-margin-mode")[0].body) == {"setMarginMode": "ISOLATED_MARGIN"}
     assert not http.unrouted, [r.path for r in http.unrouted]

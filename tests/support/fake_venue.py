@@ -222,20 +222,23 @@ class FakeLiveVenue(FakeVenue):
     plus ``connect`` (raises ``connect_error`` when given), ``account``, ``status`` and
     ``close``, and ``notice`` to push a ``VenueNotice`` through the bound sink from the test's
     thread (as a live venue does on a 418, a lost stream or refused keys), keeping ``status()``
-    in step with what it announced."""
+    in step with what it announced. ``balances`` (default 10,000 USDT; a test may change the
+    attribute between starts) go out with ``connect`` and ``account``; ``cash_asset`` with
+    ``connect`` (empty: the engine reads it from the symbols)."""
 
     live = True
 
     def __init__(self, *, exchange: str = "binanceusdm", market: str = "usdm", testnet: bool = True,
                  connect_error: Exception | None = None, balances: dict[str, Decimal] | None = None,
-                 **options: Any) -> None:
+                 cash_asset: str = "", **options: Any) -> None:
         super().__init__(**options)
         self.name = exchange
         self.exchange = exchange
         self.market = market
         self.testnet = testnet
         self.connect_error = connect_error
-        self.balances = dict(balances or {"USDT": Decimal("10000")})
+        self.balances = dict(balances) if balances is not None else {"USDT": Decimal("10000")}
+        self.cash_asset = cash_asset
         self.connects = 0
         self.closes = 0
         self.stream = StreamState.OFF
@@ -249,7 +252,8 @@ class FakeLiveVenue(FakeVenue):
         self.stream = StreamState.UP
         return VenueStartup(exchange=self.exchange, market=self.market, testnet=self.testnet,
                             server_time_offset_ms=-12, position_mode="one-way", balances=dict(self.balances),
-                            leverage={"BTC": 2}, margin_mode={"BTC": "isolated"}, notes=("fake venue",))
+                            leverage={"BTC": 2}, margin_mode={"BTC": "isolated"}, notes=("fake venue",),
+                            cash_asset=self.cash_asset)
 
     def account(self, fills_since_ms: int | None = None) -> AccountSnapshot:
         with self._lock:
@@ -289,13 +293,15 @@ class FakeAccountVenue(FakeVenue):
     engine); its open orders (``account`` and ``open_orders``) are the book's working orders plus
     ``hand_orders`` (``cancel`` removes one); its fills those
     of the book plus ``hand_fills``, at or after ``fills_since_ms``. ``account_error``: raised by
-    ``account``. ``accounts`` counts the calls; ``on_account`` runs inside each (a test's hook)."""
+    ``account``. ``accounts`` counts the calls; ``on_account`` runs inside each (a test's hook). ``balances``:
+    what ``connect`` and ``account`` report (default 10,000 USDT)."""
 
     name = "fake-live"
     live = True
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, balances: dict[str, Decimal] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.balances = dict(balances) if balances is not None else {"USDT": Decimal("10000")}  # connect, account
         self.by_hand: dict[str, Decimal] = {}
         self.hand_orders: list[VenueOrder] = []
         self.hand_fills: list[Fill] = []
@@ -309,7 +315,7 @@ class FakeAccountVenue(FakeVenue):
     def connect(self) -> VenueStartup:
         self.connected += 1
         return VenueStartup(exchange="fake", market="usdm", testnet=True, server_time_offset_ms=0,
-                            position_mode="one-way")
+                            position_mode="one-way", balances=dict(self.balances))
 
     def account(self, fills_since_ms: int | None = None) -> AccountSnapshot:
         with self._lock:
@@ -332,6 +338,7 @@ class FakeAccountVenue(FakeVenue):
             fills.extend(self.hand_fills)
             since = [f for f in fills if fills_since_ms is not None and f.ts_ms >= fills_since_ms]
             return AccountSnapshot(taken_ms=max([0, *(f.ts_ms for f in fills)]) + 1, positions=held,
+                                   balances=dict(self.balances),
                                    open_orders=working, fills=tuple(sorted(since, key=lambda f: f.ts_ms)),
                                    fills_since_ms=fills_since_ms)
 

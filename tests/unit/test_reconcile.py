@@ -9,16 +9,20 @@ import pytest
 from state.account import AccountSnapshot, HeldPosition
 from state.order import Fill, VenueOrder
 from state.reconcile import (
+    BALANCE_TOLERANCE,
     Difference,
     DifferenceKind,
     EngineOrder,
     EnginePosition,
     EngineView,
+    balance_difference,
+    cash_asset_of,
     client_ids_named,
     compare,
     decide,
     missing_fills,
     recurring,
+    start_cash,
 )
 from state.types import Liquidity, OrderStatus, Side
 
@@ -264,3 +268,106 @@ def test_the_store_knows_the_time_of_its_latest_fill(tmp_path) -> None:
             assert store.latest_fill_ms() == 90_000
     finally:
         store.close()
+
+
+# --- the cash balance -------------------------------------------------------------------------------------
+
+def cash_view(cash: str | None, positions: dict[str, tuple[Side, str]] | None = None, spot: bool = False,
+              asset: str = "USDT") -> EngineView:
+    engine = view(positions, spot=spot)
+    return EngineView(positions=engine.positions, orders=engine.orders, spot=spot,
+                      cash=None if cash is None else D(cash), cash_asset=asset)
+
+
+def with_balances(balances: dict[str, str], positions: dict[str, tuple[Side, str]] | None = None) -> AccountSnapshot:
+    base = snapshot(positions)
+    return AccountSnapshot(taken_ms=base.taken_ms, balances={a: D(v) for a, v in balances.items()},
+                           positions=base.positions)
+
+
+def test_balances_within_the_tolerance_agree_and_one_beyond_it_is_a_balance_difference() -> None:
+    assert BALANCE_TOLERANCE == D("0.005")
+    assert balance_difference(D("500"), D("500"), "USDT") is None
+    assert balance_difference(D("500"), D("502.5"), "USDT") is None, "0.5 % of the larger balance is tolerated"
+    assert balance_difference(D("502.5"), D("500"), "USDT") is None
+    found = balance_difference(D("500"), D("502.52"), "USDT")
+    assert found is not None and found.kind is K.BALANCE and found.coin == "USDT"
+    assert (found.engine_quantity, found.venue_quantity) == (D("500"), D("502.52"))
+    assert found.key == ("BALANCE", "USDT", "")
+    assert "the venue's balance is 502.52, the engine's cash 500 (+2.52, more than 0.5% apart" in found.message
+    withdrawn = balance_difference(D("10000"), D("500"), "USDT")
+    assert withdrawn is not None and "(-9500," in withdrawn.message
+    assert balance_difference(D("500"), D("501"), "USDT", tolerance=D("0.001")) is not None
+    assert balance_difference(D("500"), D("500.4"), "USDT", tolerance=D("0.001")) is None
+    assert balance_difference(D("500"), D("500.01"), "USDT", tolerance=D(0)) is not None
+    with pytest.raises(ValueError, match="tolerance"):
+        balance_difference(D("500"), D("500"), "USDT", tolerance=D("-0.1"))
+
+
+def test_compare_reports_the_cash_balance_last_and_only_when_the_view_has_the_engines_cash() -> None:
+    venue = with_balances({"USDT": "480", "BNB": "1"})
+    assert compare(cash_view(None), venue) == [], "no cash in the view (the periodic check): not compared"
+    assert compare(cash_view("481"), venue) == []
+    engine = cash_view("500", {"BTC": (Side.BUY, "1")})
+    (position, balance) = compare(engine, with_balances({"USDT": "480"}))
+    assert (position.kind, balance.kind) == (K.SIZE_MISMATCH, K.BALANCE), "positions first, the balance last"
+    assert balance.coin == "USDT" and balance.venue_quantity == D("480")
+    (missing,) = compare(cash_view("500"), with_balances({"BNB": "3"}))
+    assert missing.kind is K.BALANCE and missing.venue_quantity == D(0), "no USDT at all is a balance of 0"
+
+
+def test_a_balance_difference_is_reported_and_never_blocks_nor_halts() -> None:
+    differences = compare(cash_view("10000"), with_balances({"USDT": "500"}))
+    assert kinds(differences) == [(K.BALANCE, "USDT")]
+    for on_unknown in ("report", "halt"):
+        decision = decide(differences, on_unknown)
+        assert decision.blocked == {} and not decision.halt
+
+
+def test_spot_compares_the_quote_balance_only_while_the_engine_holds_nothing() -> None:
+    spent = with_balances({"USDT": "100", "BTC": "0.01"}, {"BTC": (Side.BUY, "0.01")})
+    assert compare(cash_view("500", {"BTC": (Side.BUY, "0.01")}, spot=True), spent) == [], \
+        "the quote asset was spent on the coin the engine holds"
+    assert kinds(compare(cash_view("500", spot=True), with_balances({"USDT": "100"}))) == [(K.BALANCE, "USDT")]
+
+
+def test_the_view_of_the_engine_carries_its_cash_when_asked() -> None:
+    plain = EngineView.of([], [])
+    assert plain.cash is None and plain.cash_asset == ""
+    given = EngineView.of([], [], cash=D("500"), cash_asset="USDT")
+    assert (given.cash, given.cash_asset, given.balance_tolerance) == (D("500"), "USDT", BALANCE_TOLERANCE)
+
+
+@pytest.mark.parametrize(("symbols", "asset"), [
+    ({"BTC": "BTCUSDT"}, "USDT"),
+    ({"BTC": "BTCUSDT", "ETH": "ETHUSDT"}, "USDT"),
+    ({"BTC": "BTCUSDC"}, "USDC"),
+    ({"BTC": "BTC/USDT:USDT"}, "USDT"),
+    ({"1000PEPE": "1000PEPEUSDT"}, "USDT"),
+])
+def test_the_cash_asset_is_read_from_the_exchange_symbols(symbols, asset) -> None:
+    assert cash_asset_of(symbols) == asset
+
+
+@pytest.mark.parametrize(("symbols", "problem"), [
+    ({"BTC": "BTCUSDT", "ETH": "ETHUSDC"}, "quoted in USDC, USDT: one engine keeps its cash in one asset"),
+    ({"BTC": "XBTUSD"}, "BTC: the cash asset cannot be read from the exchange symbol 'XBTUSD'"),
+    ({"BTC": "BTC"}, "BTC: the cash asset cannot be read"),
+    ({}, "quoted in nothing"),
+])
+def test_a_cash_asset_that_cannot_be_read_from_the_symbols_is_a_value_error_naming_why(symbols, problem) -> None:
+    with pytest.raises(ValueError) as caught:
+        cash_asset_of(symbols)
+    assert problem in str(caught.value)
+
+
+def test_the_starting_cash_is_the_accounts_balance_of_the_asset_and_none_of_it_is_refused() -> None:
+    assert start_cash({"USDT": D("500"), "BNB": D("2")}, "USDT") == D("500")
+    with pytest.raises(ValueError) as missing:
+        start_cash({"BNB": D("2")}, "USDT")
+    assert "the account holds no USDT" in str(missing.value) and "holds BNB 2" in str(missing.value)
+    assert "fund it with USDT first" in str(missing.value)
+    with pytest.raises(ValueError, match="the account holds 0 USDT"):
+        start_cash({"USDT": D("0")}, "USDT")
+    with pytest.raises(ValueError, match="holds nothing"):
+        start_cash({}, "USDT")
