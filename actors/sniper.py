@@ -105,6 +105,12 @@ checked on every tick; the sweep sends it again after 2^attempts seconds (at mos
 in flight (same client order id), and so does the sweep for an exit with no outcome after
 ``EXIT_STUCK_S`` (``EXIT_STUCK``). No position stays CLOSING with nothing in flight.
 
+**Spot fees** (``state/fees.py``, decided by the portfolio): a fee charged in the coin makes the
+holding net of it and the exit sells that, floored to the quantity step; a holding the venue
+would refuse (the floor's rest, or under ``min_qty`` / ``min_notional``) is dust: no order is
+sent, the position closes with it (``DUST_LEFT``, warning). A fee in another currency (BNB) is
+not counted: ``FEE_UNVALUED`` is logged once per currency.
+
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
 from the store, then reconcile each order not final with the Executor's records: its recorded
 fills are applied (each once, by trade id), then a final status (a recorded fill that fails the
@@ -662,6 +668,7 @@ class Sniper(EngineActor):
         self._note_dust(position)
         self.publish(PositionClosed(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
                                     position=position, balance=self._portfolio.balance))
+        self._report_equity()
 
     def _note_dust(self, position: Position) -> None:
         """Log what a closed position left in the account (``Position.dust``), if anything."""

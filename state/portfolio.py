@@ -36,6 +36,16 @@ it asks, writes what changed, then announces it.
   step is a new ``Position`` the Sniper writes before it acts, so a restart in between finds
   the CLOSING position with its cancels asked and no exit order (``repair_orderless`` leaves it).
 
+**Fees by currency** (``state/fees.py``): a fee in quote currency is counted as it is; a fee
+charged in the coin (a spot BUY on Binance or Bybit) makes the lot and the holding net of it
+(``Position.fees_coin``) and counts in quote at the fill's price; a fee in another currency
+(BNB) leaves the quantity whole and is not counted (``FillResult.fee_unvalued`` names it). The
+order's own filled quantity is always what it traded. **Dust**: ``exit_quantity`` floors a
+holding net of such fees to the quantity step; what cannot be sold (the rest of the floor, or a
+holding below ``min_qty`` / ``min_notional``) is never sent: the position closes with it as
+``Position.dust``, written off at its entry cost (an exit that completed leaving only dust, or
+an exit started on a holding that is all dust, closes the position without an order).
+
 **Cash** (to the cent as before fills could be partial): an entry fill takes its fee from the
 balance, an exit fill adds its gross PnL less its fee, and a closed position's realized PnL is
 its gross PnL less every fee it paid; so ``initial - balance == fees - gross`` always holds

@@ -323,7 +323,7 @@ def closed_trade_dust(trades: Iterable[Mapping[str, Any]],
         own = by_position.get(trade["position_id"], [])
         bought = sum((fill_coin_quantity(f) for f in own if f["side"] == Side.BUY.value), ZERO)
         sold = sum((fill_coin_quantity(f) for f in own if f["side"] == Side.SELL.value), ZERO)
-        left = _dust_of(own, bought, sold) if bought and sold else ZERO
+        left = _dust_of(own, bought, sold) if bought else ZERO  # sold nothing: all of it was dust
         if left:
             coin = str(own[0].get("coin") or trade.get("coin") or "?")
             dust[coin] = dust.get(coin, ZERO) + left

@@ -206,3 +206,23 @@ def test_a_quote_fee_is_counted_as_it_is_and_the_exit_covers_exactly_the_quantit
     closed = portfolio.apply(fill(request(portfolio, position.id, OrderIntent.EXIT), "0.01", "61000", "0.305",
                                   currency)).position
     assert closed is not None and closed.realized_pnl == D(10) - D("0.605") and closed.dust == 0
+
+
+def test_a_position_net_of_fees_in_the_coin_reads_back_from_the_store_and_exits_the_same():
+    import json
+
+    from state.store import decode, encode
+
+    portfolio = book()
+    position = enter(portfolio, condition("ETH", 1500, 150), 3000)
+    portfolio.apply(fill(request(portfolio, position.id, OrderIntent.ENTRY), "0.05", "3000", "0.00005", "ETH"))
+    held = portfolio.get(position.id)
+    assert held is not None
+
+    again = decode(Position, json.loads(json.dumps(encode(held))))
+    restarted = book()
+    restarted.load(again)
+
+    assert again == held and again.fees_coin == D("0.00005")
+    start = restarted.begin_exit(position.id, "MANUAL", D(3100), TS)
+    assert start.position.exit_order is not None and start.position.exit_order.quantity == D("0.0499")
