@@ -105,6 +105,12 @@ checked on every tick; the sweep sends it again after 2^attempts seconds (at mos
 in flight (same client order id), and so does the sweep for an exit with no outcome after
 ``EXIT_STUCK_S`` (``EXIT_STUCK``). No position stays CLOSING with nothing in flight.
 
+**Spot fees** (``state/fees.py``, decided by the portfolio): a fee charged in the coin makes the
+holding net of it and the exit sells that, floored to the quantity step; a holding the venue
+would refuse (the floor's rest, or under ``min_qty`` / ``min_notional``) is dust: no order is
+sent, the position closes with it (``DUST_LEFT``, warning). A fee in another currency (BNB) is
+not counted: ``FEE_UNVALUED`` is logged once per currency.
+
 **On crash** the restart runs the cold-start path: load conditions, positions and the account
 from the store, then reconcile each order not final with the Executor's records: its recorded
 fills are applied (each once, by trade id), then a final status (a recorded fill that fails the
@@ -259,6 +265,7 @@ class Sniper(EngineActor):
         self._matching: Tick | None = None  # tick clock: the tick sent to the venue, TickMatched not yet received
         self.backlog_dropped = 0
         self.replayed_skipped = 0
+        self._unvalued_fees: set[str] = set()  # fee currencies FEE_UNVALUED was logged for
 
     # --- start: the one path for cold start and restart ------------------------------------------
 
@@ -515,8 +522,13 @@ class Sniper(EngineActor):
         order = closing.exit_order
         with self._decision():
             self._store.save_position(closing)
+            if closing.dust:  # closed on dust: its write-off moved the balance
+                self._save_account()
         self._unsaved_marks.discard(closing.id)
         now = self.now_ns()
+        if closing.status is PositionStatus.CLOSED:  # it held nothing the venue would take: dust
+            self._closed_with_dust(closing, start.reason)
+            return
         if order is None:
             waiting = [o.client_order_id for o in closing.orders]
             for order_id in waiting:  # the cancel is in flight: it holds the lane as an order does
@@ -609,6 +621,7 @@ class Sniper(EngineActor):
             self._store.save_position(position)
             self._save_account()
         now = self.now_ns()
+        self._note_fee(result.fee_unvalued, fill)
         if result.change is Change.OPENED:
             self.log.info(
                 "POSITION_OPENED: {} {} {} {} @ {} stop {} target {} fee {}",
@@ -623,6 +636,7 @@ class Sniper(EngineActor):
                 position.exit_reason, rules.to_cents(position.realized_pnl or ZERO),
                 rules.to_cents(self._portfolio.balance),
             )
+            self._note_dust(position)
             self.publish(PositionClosed(ts_init_ns=now, correlation_id=position.condition_id,
                                         position=position, balance=self._portfolio.balance))
         else:
@@ -646,6 +660,35 @@ class Sniper(EngineActor):
         if result.order_done or result.cancel is not None:
             self._resolve(position.coin, result.cancel or order.client_order_id)
 
+    def _closed_with_dust(self, position: Position, reason: str) -> None:
+        """``position`` closed with no exit order: all it held was dust (written with it)."""
+        self.log.info("POSITION_CLOSED: {} {} {} ({}) with no exit order pnl {} balance {}", position.id,
+                      position.direction.value, position.coin, reason, rules.to_cents(position.realized_pnl or ZERO),
+                      rules.to_cents(self._portfolio.balance))
+        self._note_dust(position)
+        self.publish(PositionClosed(ts_init_ns=self.now_ns(), correlation_id=position.condition_id,
+                                    position=position, balance=self._portfolio.balance))
+        self._report_equity()
+
+    def _note_dust(self, position: Position) -> None:
+        """Log what a closed position left in the account (``Position.dust``), if anything."""
+        if position.dust > 0:
+            market = self._markets(position.coin)
+            self.log.warning("DUST_LEFT: {} closed leaving {} {} in the account: below the quantity step {}, "
+                             "min_qty {} or min_notional {}, so never sent; written off at its entry cost",
+                             position.id, position.dust, position.coin, market.qty_step, market.min_qty,
+                             market.min_notional)
+
+    def _note_fee(self, currency: str | None, fill: OrderFilled) -> None:
+        """Warn once per currency about a fee the PnL cannot count (``state/fees.py``)."""
+        if currency is None or currency in self._unvalued_fees:
+            return
+        self._unvalued_fees.add(currency)
+        self.log.warning("FEE_UNVALUED: {} of {} paid a fee of {} {}: neither the quote currency nor {}; recorded "
+                         "with its currency (journal fills, report fees_other), not counted in fees or PnL "
+                         "(warned once per currency)", fill.order.client_order_id, fill.order.position_id, fill.fee,
+                         currency, fill.order.coin)
+
     def _is_late(self, fill: OrderFilled) -> bool:
         """A fill of a closed position that it never applied (a trade id it does not know): an
         entry that filled after its position closed (its exit, or its own end, came first)."""
@@ -662,12 +705,15 @@ class Sniper(EngineActor):
         position, order_id = end.position, order.client_order_id
         with self._store.transaction():  # commits with the event below (the outbox)
             self._store.save_position(position)
+            if position.dust:  # closed on dust: its write-off moved the balance
+                self._save_account()
         now = self.now_ns()
         if end.missing:
             self.log.error("FILLS_MISSING: {} of {} filled {} more than the fills applied", order_id, position.id,
                            end.missing)
         if end.ended is Ended.ENTRY_FAILED:
             self.log.warning("{}: entry {} of {} failed: {}", kind, order_id, position.id, reason)
+            self._note_dust(position)
             self.publish(PositionClosed(ts_init_ns=now, correlation_id=position.condition_id,
                                         position=position, balance=self._portfolio.balance))
         elif end.ended is Ended.PLAN_B:

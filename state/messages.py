@@ -375,7 +375,9 @@ class OrderAccepted(Event):
 class OrderFilled(Event):
     """One fill (one venue trade) of an order. ``cumulative_quantity`` is the order's filled
     quantity after this fill (``== order.quantity`` when the order is complete). A fill is
-    identified by ``trade_id``: the same trade id applied twice changes nothing."""
+    identified by ``trade_id``: the same trade id applied twice changes nothing. ``fee`` is in
+    ``fee_currency`` (``state/fees.py``: a fee in the coin makes the position's holding net of it;
+    the order's quantities stay what it traded)."""
 
     order: OrderRequest
     venue_order_id: str

@@ -283,6 +283,12 @@ class Position:
     exit while CLOSING), ``pending_quantity`` its quantity and ``reference_price`` the price
     of the tick that caused the latest order. A position stored without lots (an older
     version) is read as one lot of its quantity at its entry price.
+
+    Spot fees (``state/fees.py``): ``fees_coin`` is the fees charged in the coin itself (a spot
+    BUY's fee in the base asset), which the lots and ``quantity`` are net of; they count in
+    ``fees_paid`` at their fill's price. ``dust`` (once CLOSED) is what was held but could not be
+    sold (below the quantity step, ``min_qty`` or ``min_notional``): left in the account, written
+    off at its entry cost in ``realized_gross``.
     """
 
     id: str
@@ -320,6 +326,8 @@ class Position:
     exit_order: PositionOrder | None = None
     add_order: PositionOrder | None = None
     entry_plan: EntryPlan | None = None
+    fees_coin: Decimal = ZERO
+    dust: Decimal = ZERO
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -331,7 +339,8 @@ class Position:
             value = getattr(self, name)
             if value is not None:
                 set_(self, name, positive_decimal(value, name))
-        for name in ("unrealized_pnl", "fees_paid", "quantity", "realized_gross", "exited_quantity"):
+        for name in ("unrealized_pnl", "fees_paid", "quantity", "realized_gross", "exited_quantity", "fees_coin",
+                     "dust"):
             set_(self, name, to_decimal(getattr(self, name), name))
         if self.quantity < 0:
             raise ValueError(f"quantity: must not be negative, got {self.quantity}")

@@ -96,8 +96,9 @@ class Overfill(ValueError):
 class Fill:
     """One execution (one venue trade) of an order. ``trade_id`` is the venue's trade id and
     identifies the fill wherever it comes from (event stream, order query, reconciliation): a
-    fill whose trade id was already applied is ignored. ``fee`` is in ``fee_currency`` (the
-    quote currency on the venues we trade); a negative fee is a rebate."""
+    fill whose trade id was already applied is ignored. ``fee`` is in ``fee_currency``: the quote
+    currency, or on spot the coin itself (a BUY's fee) or a third currency (BNB); what the engine
+    makes of each is ``state/fees.py``. A negative fee is a rebate."""
 
     trade_id: str
     client_order_id: str

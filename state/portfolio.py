@@ -36,6 +36,16 @@ it asks, writes what changed, then announces it.
   step is a new ``Position`` the Sniper writes before it acts, so a restart in between finds
   the CLOSING position with its cancels asked and no exit order (``repair_orderless`` leaves it).
 
+**Fees by currency** (``state/fees.py``): a fee in quote currency is counted as it is; a fee
+charged in the coin (a spot BUY on Binance or Bybit) makes the lot and the holding net of it
+(``Position.fees_coin``) and counts in quote at the fill's price; a fee in another currency
+(BNB) leaves the quantity whole and is not counted (``FillResult.fee_unvalued`` names it). The
+order's own filled quantity is always what it traded. **Dust**: ``exit_quantity`` floors a
+holding net of such fees to the quantity step; what cannot be sold (the rest of the floor, or a
+holding below ``min_qty`` / ``min_notional``) is never sent: the position closes with it as
+``Position.dust``, written off at its entry cost (an exit that completed leaving only dust, or
+an exit started on a holding that is all dust, closes the position without an order).
+
 **Cash** (to the cent as before fills could be partial): an entry fill takes its fee from the
 balance, an exit fill adds its gross PnL less its fee, and a closed position's realized PnL is
 its gross PnL less every fee it paid; so ``initial - balance == fees - gross`` always holds
@@ -54,6 +64,7 @@ from enum import StrEnum
 from typing import Any
 
 from state import rules
+from state.fees import FeeKind, coin_moved, fee_in_quote, fee_kind
 from state.fill_guard import fill_problem
 from state.entry_plan import (
     EntryPlan,
@@ -86,6 +97,7 @@ from state.types import (
     OrderIntent,
     OrderType,
     PositionStatus,
+    Side,
     TimeInForce,
     TradingState,
     from_epoch_ns,
@@ -133,6 +145,7 @@ class FillResult:
     reexit: bool = False
     cancel: str | None = None
     submit: PositionOrder | None = None
+    fee_unvalued: str | None = None  # the fill's fee is in this currency (neither quote nor coin): not counted
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -457,18 +470,66 @@ class Portfolio:
         )
         if entry is None and add is None:
             closing = self._with_exit(closing, price, ts_ms)
-        self._put(closing)
+        if closing.status is not PositionStatus.CLOSED:  # closed: nothing but dust was held
+            self._put(closing)
         self._failed_exits.pop(position.id, None)
         return ExitStart(position=closing, reason=reason, price=price, cancel=cancel, cancel_add=cancel_add)
 
     def _with_exit(self, closing: Position, price: Decimal, ts_ms: int) -> Position:
-        """``closing`` (CLOSING, no entry order left) with its exit order: exactly the quantity
-        held, at the next attempt's client order id."""
+        """``closing`` (CLOSING, no entry order left) with its exit order: the quantity held
+        (``exit_quantity``), at the next attempt's client order id; or, when that cannot be sent
+        (dust), closed with its dust (``close_dust``, CLOSED, no order)."""
+        quantity, problem = self.exit_quantity(closing, price)
+        if problem is not None:
+            return self._close_dust(closing, price, ts_ms)
         attempt = closing.exit_attempts + 1
         order = PositionOrder(client_order_id=exit_order_id(closing.id, attempt), intent=OrderIntent.EXIT,
-                              quantity=closing.quantity, reference_price=price, reference_ts_ms=ts_ms)
+                              quantity=quantity, reference_price=price, reference_ts_ms=ts_ms)
         return replace(closing, pending_order_id=order.client_order_id, pending_quantity=order.quantity,
                        reference_price=price, reference_ts_ms=ts_ms, exit_attempts=attempt, exit_order=order)
+
+    def exit_quantity(self, position: Position, price: Decimal) -> tuple[Decimal, str | None]:
+        """What an exit of ``position`` at ``price`` sells, and why it cannot be sent (``None``:
+        it can). Exactly the quantity held when that is on the coin's quantity step and no fee
+        was charged in the coin (every paper and derivatives position); otherwise (a spot
+        position net of base-asset fees) the holding floored to the step, which must meet the
+        coin's ``min_qty`` and ``min_notional`` at ``price``: the venue refuses less, so what
+        is left is dust and no order goes."""
+        held = position.quantity
+        market = self._markets(position.coin)
+        quantity = market.round_qty_down(held)
+        if quantity == held and position.fees_coin == 0:
+            return held, None
+        problem = rules.order_size_problem(quantity, price, market)
+        return quantity, None if problem is None else f"{held} {position.coin} held: {problem}"
+
+    def is_dust(self, position: Position, price: Decimal) -> bool:
+        """Whether what ``position`` holds (more than nothing) cannot be sold (``exit_quantity``)."""
+        return position.quantity > 0 and self.exit_quantity(position, price)[1] is not None
+
+    def _close_dust(self, position: Position, price: Decimal, ts_ms: int) -> Position:
+        """``position`` (OPEN or CLOSING) closed with no order: what it holds is dust that the
+        venue would refuse. The dust stays in the account; here it is written off at its entry
+        cost (in ``realized_gross``; the cash balance follows), recorded in ``dust``, and the
+        position is CLOSED (untracked)."""
+        dust = position.quantity
+        write_off = -_total(lot.quantity * lot.price for lot in position.lots) if position.lots else ZERO
+        realized_gross = position.realized_gross + write_off
+        if position.status is PositionStatus.OPEN:
+            position = position.transition(PositionTrigger.EXIT_SUBMITTED)
+        after = position.transition(
+            PositionTrigger.EXIT_FILLED, exit_price=position.exit_price or price,
+            exit_time=from_epoch_ns(ts_ms * 1_000_000).astimezone(), realized_pnl=realized_gross - position.fees_paid,
+            unrealized_pnl=ZERO, pending_order_id=None, pending_quantity=None,
+            quantity=position.exited_quantity + dust, lots=(), realized_gross=realized_gross, exit_order=None,
+            dust=dust,
+        )
+        self.balance += write_off
+        assert after.realized_pnl is not None
+        self.realized_pnl += after.realized_pnl
+        self.closed_positions += 1
+        self._untrack(after)
+        return after
 
     def exit_waits(self, position: Position) -> bool:
         """Whether ``position`` is CLOSING with its exit waiting for its entry orders' end."""
@@ -488,8 +549,10 @@ class Portfolio:
             last = self._last_price.get(position.coin)
             price, ts_ms = last if last is not None else (position.reference_price, position.reference_ts_ms or 0)
             assert price is not None
-            after = self._put(self._with_exit(replace(position, **ended), price, ts_ms))
-            return after, after.exit_order
+            after = self._with_exit(replace(position, **ended), price, ts_ms)
+            if after.status is PositionStatus.CLOSED:  # nothing but dust held: closed, no order
+                return after, None
+            return self._put(after), after.exit_order
         after = position.transition(
             PositionTrigger.ENTRY_FAILED, pending_order_id=None, pending_quantity=None, unrealized_pnl=ZERO,
             exit_reason=f"ENTRY_CANCELED: canceled by the exit ({position.exit_reason}); nothing filled", **ended)
@@ -682,7 +745,8 @@ class Portfolio:
 
     def _apply_entry(self, position: Position, order: PositionOrder, fill: OrderFilled, *,
                      late: bool = False) -> FillResult:
-        price, quantity, fee = fill.fill_price, fill.fill_quantity, fill.fee
+        price, traded = fill.fill_price, fill.fill_quantity
+        quantity, fee, fee_coin = _fill_terms(position, fill, rules.entry_side(position.direction))
         lots = (*position.lots, Lot(quantity=quantity, price=price, fee=fee, ts_ms=fill.ts_event_ms,
                                     trade_id=fill.trade_id or None))
         held = position.quantity + quantity
@@ -695,7 +759,7 @@ class Portfolio:
             entry_price = (position.entry_price * entered + price * quantity) / (entered + quantity)
         stop, target = rules.exit_levels(position.direction, entry_price, position.stop_loss_pct,
                                          position.take_profit_pct, self._markets(position.coin))
-        filled = replace(order, filled=order.filled + quantity)
+        filled = replace(order, filled=order.filled + traded)  # the order's own quantity: what it traded
         done = filled.remaining <= 0 and not late
         opening = position.status is PositionStatus.PENDING
         first = opening or position.entry_time is None  # a CLOSING one's first fill (its exit waits)
@@ -705,6 +769,8 @@ class Portfolio:
             entry_price=entry_price, quantity=held, lots=lots, stop_loss_price=stop, take_profit_price=target,
             current_price=price, fees_paid=fees, trade_ids=_with_trade(position, fill),
         )
+        if fee_coin:
+            changes.update(fees_coin=position.fees_coin + fee_coin)
         changes[slot] = getattr(position, slot) if late else None if done else filled
         if opening:
             after = position.transition(
@@ -724,11 +790,16 @@ class Portfolio:
             after, submit = self._scale_in(after, fill)
         if done and submit is None:  # the last order a waiting exit canceled completed: the exit goes
             after, submit = self._exit_after_entries(after)
-        return FillResult(change=change, position=after, order_done=done, submit=submit)
+            if after.status is PositionStatus.CLOSED:  # it holds nothing but dust: closed with no exit order
+                change = Change.CLOSED
+        return FillResult(change=change, position=after, order_done=done, submit=submit,
+                          fee_unvalued=_unvalued(position, fill))
 
     def _apply_exit(self, position: Position, order: PositionOrder, fill: OrderFilled, *,
                     late: bool = False) -> FillResult:
-        price, quantity, fee = fill.fill_price, fill.fill_quantity, fill.fee
+        price, traded = fill.fill_price, fill.fill_quantity
+        quantity, fee, fee_coin = _fill_terms(position, fill, rules.exit_side(position.direction))
+        quantity = min(quantity, position.quantity)  # a fee in the coin beyond what is held: the account paid it
         lots, gross = _deplete(position, quantity, price)
         held = position.quantity - quantity
         if position.exited_quantity == 0:  # the first exit fill: its own numbers, as they are
@@ -739,9 +810,10 @@ class Portfolio:
             exit_price = (position.exit_price * position.exited_quantity + price * quantity) / exited
             realized_gross = position.realized_gross + gross
         fees = position.fees_paid + fee
-        filled = replace(order, filled=order.filled + quantity)
+        filled = replace(order, filled=order.filled + traded)
         done = (filled.remaining <= 0 or held == 0) and not late
         trade_ids = _with_trade(position, fill)
+        fees_coin = position.fees_coin + fee_coin
         reexit = False
         cancel = None
         if held == 0:
@@ -754,13 +826,14 @@ class Portfolio:
                 PositionTrigger.EXIT_FILLED, exit_price=exit_price, exit_time=_fill_time(fill), realized_pnl=realized,
                 fees_paid=fees, current_price=price, unrealized_pnl=ZERO, pending_order_id=None,
                 pending_quantity=None, quantity=exited, lots=(), exited_quantity=exited,
-                realized_gross=realized_gross, trade_ids=trade_ids, exit_order=None,
+                realized_gross=realized_gross, trade_ids=trade_ids, exit_order=None, fees_coin=fees_coin,
             )
             change = Change.CLOSED
         else:
             changes: dict[str, Any] = dict(
                 quantity=held, lots=lots, exited_quantity=exited, exit_price=exit_price,
                 realized_gross=realized_gross, fees_paid=fees, current_price=price, trade_ids=trade_ids,
+                fees_coin=fees_coin,
             )
             unrealized = _unrealized(position.direction, lots, fees, price)
             if late:
@@ -774,6 +847,10 @@ class Portfolio:
             change = Change.REDUCED
         self.balance += gross - fee
         self.fees_paid += fee
+        if reexit and self.is_dust(after, price):  # what its exit left is dust the venue would refuse
+            after = self._close_dust(after, price, fill.ts_event_ms)
+            return FillResult(change=Change.CLOSED, position=after, realized_gross=gross, order_done=done,
+                              fee_unvalued=_unvalued(position, fill))
         if change is Change.CLOSED:
             assert after.realized_pnl is not None
             self.realized_pnl += after.realized_pnl
@@ -784,7 +861,7 @@ class Portfolio:
             if reexit:
                 self._failed_exits[after.id] = (after.exit_reason or ExitReason.MANUAL.value, 0)
         return FillResult(change=change, position=after, realized_gross=gross, order_done=done, reexit=reexit,
-                          cancel=cancel)
+                          cancel=cancel, fee_unvalued=_unvalued(position, fill))
 
     def order_ended(self, order: OrderRequest, reason: str, *, filled_quantity: Decimal | None = None) -> OrderEnd | None:
         """``order`` ended without completing: rejected or denied (nothing filled), canceled or
@@ -901,6 +978,24 @@ def _unrealized(direction: Direction, lots: tuple[Lot, ...], fees: Decimal, pric
     if not lots:
         return -fees
     return _total(rules.gross_pnl(direction, lot.quantity, lot.price, price) for lot in lots) - fees
+
+
+def _fill_terms(position: Position, fill: OrderFilled, side: Side) -> tuple[Decimal, Decimal, Decimal]:
+    """``(quantity, fee, fee_coin)`` of a fill for ``position``: the quantity of the coin it moved
+    (net of a fee charged in the coin, ``state/fees.py``), its fee in quote currency (a fee in the
+    coin at the fill's price; 0 for a fee in another currency) and the fee charged in the coin."""
+    coin = position.coin
+    quantity = coin_moved(side, fill.fill_quantity, fill.fee, fill.fee_currency, coin)
+    fee = fee_in_quote(fill.fee, fill.fee_currency, coin, fill.fill_price)
+    fee_coin = fill.fee if fee_kind(fill.fee_currency, coin) is FeeKind.BASE else ZERO
+    return quantity, fee, fee_coin
+
+
+def _unvalued(position: Position, fill: OrderFilled) -> str | None:
+    """The currency of ``fill``'s fee when the portfolio could not count it (neither quote nor coin)."""
+    if fill.fee and fee_kind(fill.fee_currency, position.coin) is FeeKind.OTHER:
+        return fill.fee_currency.strip().upper()
+    return None
 
 
 def _with_trade(position: Position, fill: OrderFilled) -> tuple[str, ...]:

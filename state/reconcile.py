@@ -43,8 +43,8 @@ Kinds (``DifferenceKind``):
 hold more of an asset than the engine bought (bought by hand, kept from before, fee tokens).
 So on spot: a balance *at least* the engine's long quantity agrees (the rest is the account's,
 not the engine's, and is left alone); a balance *below* it is a ``SIZE_MISMATCH`` (something
-sold what the engine holds; a venue that takes the fee in the base asset must report fills net
-of it, else every buy would show here); a balance on a coin the engine is flat on is never an
+sold what the engine holds; a fee the venue took in the base asset is already out of the
+engine's quantity: a position holds its fills net of such fees, ``state/fees.py``); a balance on a coin the engine is flat on is never an
 ``UNKNOWN_POSITION``. Derivatives compare exactly: side and quantity.
 
 **Policy** (``decide``). ``UNKNOWN_ORDER`` and ``UNKNOWN_POSITION``: with ``on_unknown =

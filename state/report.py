@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from state.config import LIVE_SOURCES
+from state.fees import FeeKind, coin_moved, fee_in_quote, fee_kind
 from state.messages import OrderRequest
 from state.models import Position, entry_order_id, exit_order_id
 from state.types import ExitReason, Liquidity, Side, parse_enum, to_decimal
@@ -241,29 +242,92 @@ _FILLED_SOME = frozenset({JournalOrderStatus.FILLED.value, JournalOrderStatus.PA
 
 # --- sums of fills --------------------------------------------------------------------------------
 
+def fill_fee_usd(fill: Mapping[str, Any]) -> Decimal:
+    """A fill's fee in quote currency (``state/fees.py``): as it is when in quote (or no
+    ``fee_currency``), ``fee x price`` when charged in the coin, 0 in another currency (BNB:
+    ``fills_fees_other``)."""
+    fee = money(fill["fee"], "fee")
+    kind = fee_kind(fill.get("fee_currency"), str(fill.get("coin") or ""))
+    if kind is FeeKind.QUOTE:
+        return fee
+    return fee_in_quote(fee, fill.get("fee_currency"), str(fill.get("coin") or ""), money(fill["price"], "price"))
+
+
+def fill_coin_quantity(fill: Mapping[str, Any]) -> Decimal:
+    """What a fill moved of its coin: its quantity, net of a fee charged in the coin (a BUY
+    received ``quantity - fee``, a SELL gave ``quantity + fee``; ``state/fees.py``)."""
+    quantity = money(fill["quantity"], "quantity")
+    if fee_kind(fill.get("fee_currency"), str(fill.get("coin") or "")) is not FeeKind.BASE:
+        return quantity
+    return coin_moved(parse_enum(Side, fill["side"], "side"), quantity, money(fill["fee"], "fee"),
+                      fill.get("fee_currency"), str(fill.get("coin") or ""))
+
+
 def fills_fees(fills: Iterable[Mapping[str, Any]]) -> Decimal:
-    """The sum of the fills' ``fee`` (a negative fee, a maker rebate, lowers it)."""
-    return sum((money(f["fee"], "fee") for f in fills), ZERO)
+    """The sum of the fills' fees in quote currency (``fill_fee_usd``; a negative fee, a maker
+    rebate, lowers it). Fees in another currency are ``fills_fees_other``."""
+    return sum((fill_fee_usd(f) for f in fills), ZERO)
+
+
+def fills_fees_other(fills: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
+    """The fees charged in a currency neither quote nor the coin (BNB), summed by currency:
+    recorded, never valued (``state/fees.py``). Empty when there is none."""
+    other: dict[str, Decimal] = {}
+    for fill in fills:
+        currency = str(fill.get("fee_currency") or "").strip().upper()
+        if fee_kind(currency, str(fill.get("coin") or "")) is FeeKind.OTHER and money(fill["fee"], "fee"):
+            other[currency] = other.get(currency, ZERO) + money(fill["fee"], "fee")
+    return dict(sorted(other.items()))
 
 
 def fees_by_liquidity(fills: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
-    """``{"MAKER": fees, "TAKER": fees}`` of the fills, by their ``liquidity``."""
+    """``{"MAKER": fees, "TAKER": fees}`` of the fills (in quote, ``fill_fee_usd``), by their
+    ``liquidity``."""
     split = {Liquidity.MAKER.value: ZERO, Liquidity.TAKER.value: ZERO}
     for fill in fills:
         liquidity = parse_enum(Liquidity, fill["liquidity"], "liquidity").value
-        split[liquidity] += money(fill["fee"], "fee")
+        split[liquidity] += fill_fee_usd(fill)
     return split
 
 
 def fills_cash_flow(fills: Iterable[Mapping[str, Any]]) -> Decimal:
     """What the fills' trades did to cash before fees: ``+ price x quantity`` for each SELL,
     ``-`` for each BUY. Over the fills of a position that bought and sold the same quantity
-    this is its gross result, whatever its direction and however its lots were matched."""
+    this is its gross result, whatever its direction and however its lots were matched. A fee
+    charged in the coin counts as that much of the coin traded at the fill's price (and as a fee
+    of the same value, ``fill_fee_usd``): the quantity is ``fill_coin_quantity``."""
     flow = ZERO
     for fill in fills:
-        notional = money(fill["price"], "price") * money(fill["quantity"], "quantity")
+        notional = money(fill["price"], "price") * fill_coin_quantity(fill)
         flow += notional if parse_enum(Side, fill["side"], "side") is Side.SELL else -notional
     return flow
+
+
+def _dust_of(own: list[Mapping[str, Any]], bought: Decimal, sold: Decimal) -> Decimal:
+    """What a closed trade's fills left of the coin (``bought - sold``, net of fees in the
+    coin) when that is dust the engine could not sell: a long with fees charged in the coin
+    that bought more than it sold. 0 otherwise (a difference is then a mismatch)."""
+    base_fees = any(fee_kind(f.get("fee_currency"), str(f.get("coin") or "")) is FeeKind.BASE for f in own)
+    return bought - sold if base_fees and bought > sold else ZERO
+
+
+def closed_trade_dust(trades: Iterable[Mapping[str, Any]],
+                      position_fills: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
+    """The dust the CLOSED ``trades`` left in the account, by coin (``_dust_of``; written off at
+    its entry cost in their results, ``Position.dust``). Empty when there is none."""
+    by_position: dict[str, list[Mapping[str, Any]]] = {}
+    for fill in position_fills:
+        by_position.setdefault(fill["position_id"], []).append(fill)
+    dust: dict[str, Decimal] = {}
+    for trade in closed_only(trades):
+        own = by_position.get(trade["position_id"], [])
+        bought = sum((fill_coin_quantity(f) for f in own if f["side"] == Side.BUY.value), ZERO)
+        sold = sum((fill_coin_quantity(f) for f in own if f["side"] == Side.SELL.value), ZERO)
+        left = _dust_of(own, bought, sold) if bought else ZERO  # sold nothing: all of it was dust
+        if left:
+            coin = str(own[0].get("coin") or trade.get("coin") or "?")
+            dust[coin] = dust.get(coin, ZERO) + left
+    return dict(sorted(dust.items()))
 
 
 def closed_trade_results(
@@ -274,8 +338,9 @@ def closed_trade_results(
     gross is ``fills_cash_flow``, realized is gross less every fee of those fills. A trade
     whose fills are not all journaled (it has no entry or no exit fill: fills made before the
     journal kept them) counts its row's ``pnl`` and ``fees``. A trade whose fills did not
-    buy and sell the same quantity, or whose fills' result is not its row's ``pnl``, is a
-    problem (a sentence each): the journal disagrees with itself."""
+    buy and sell the same quantity (of the coin, net of fees charged in it; a long's dust left
+    behind excepted: ``closed_trade_dust``), or whose fills' result is not its row's ``pnl``, is
+    a problem (a sentence each): the journal disagrees with itself."""
     by_position: dict[str, list[Mapping[str, Any]]] = {}
     for fill in position_fills:
         by_position.setdefault(fill["position_id"], []).append(fill)
@@ -284,12 +349,12 @@ def closed_trade_results(
     for trade in closed_only(trades):
         pnl, fees = money(trade["pnl"], "pnl"), money(trade["fees"], "fees")
         own = by_position.get(trade["position_id"], [])
-        bought = sum((money(f["quantity"], "quantity") for f in own if f["side"] == Side.BUY.value), ZERO)
-        sold = sum((money(f["quantity"], "quantity") for f in own if f["side"] == Side.SELL.value), ZERO)
+        bought = sum((fill_coin_quantity(f) for f in own if f["side"] == Side.BUY.value), ZERO)
+        sold = sum((fill_coin_quantity(f) for f in own if f["side"] == Side.SELL.value), ZERO)
         if bought == 0 or sold == 0:  # not all of its fills are in the journal: its row says it
             realized, gross = realized + pnl, gross + pnl + fees
             continue
-        if bought != sold:
+        if bought != sold and not _dust_of(own, bought, sold):
             problems.append(f"trade {trade['position_id']}: its fills bought {bought} and sold {sold}; "
                             f"its row's pnl {pnl} is counted")
             realized, gross = realized + pnl, gross + pnl + fees
@@ -331,7 +396,7 @@ RUN_TOTAL_KEYS = (
 # The session report's journal figures: the run totals, the closed trades' gross result, the
 # fees by liquidity, how the orders ended, and where the journal disagrees with itself.
 SCOPE_TOTAL_KEYS = (*RUN_TOTAL_KEYS, "gross_pnl_usd", "fees_maker_usd", "fees_taker_usd", "orders_by_status",
-                    "fill_mismatches")
+                    "fill_mismatches", "fees_other", "dust")
 
 
 def scope_totals(
@@ -363,6 +428,9 @@ def scope_totals(
       from their fills (``closed_trade_results``), so ``balance change == gross_pnl_usd -
       fees_paid_usd``; ``fill_mismatches`` names each trade whose fills disagree with its row.
 
+    Fees charged in the coin (a spot BUY) count at their fill's price; fees in another currency
+    (BNB) are not in ``fees_paid_usd`` but summed by currency in ``fees_other``
+    (``fills_fees_other``); ``dust``: what closed trades left of their coin (``closed_trade_dust``).
     Without ``fills`` (rows from before the journal kept fills) fees come from the ``orders``
     rows and results from the ``trades`` rows. ``orders_by_status``: ``order_status_counts``.
     Returns exactly the keys ``SCOPE_TOTAL_KEYS``: ints for counts, ``Decimal`` for money.
@@ -370,6 +438,8 @@ def scope_totals(
     stats = trade_stats(trades)
     orders = list(orders)
     curve = [money(start_equity, "start_equity"), *(money(e, "equity") for e in equity_samples)]
+    other: dict[str, Decimal] = {}
+    dust: dict[str, Decimal] = {}
     if fills is None:
         fees = fill_fees(orders)
         split = {Liquidity.MAKER.value: ZERO, Liquidity.TAKER.value: fees}
@@ -383,6 +453,7 @@ def scope_totals(
         split[Liquidity.TAKER.value] += fill_fees(o for o in orders if o.get("client_order_id") not in known)
         fees = split[Liquidity.MAKER.value] + split[Liquidity.TAKER.value]
         realized, gross, problems = closed_trade_results(trades, position_fills)
+        other, dust = fills_fees_other(fills), closed_trade_dust(trades, position_fills)
     return {
         "total_trades": stats.total_trades,
         "wins": stats.wins,
@@ -396,6 +467,8 @@ def scope_totals(
         "fees_taker_usd": split[Liquidity.TAKER.value],
         "orders_by_status": order_status_counts(orders),
         "fill_mismatches": problems,
+        "fees_other": other,
+        "dust": dust,
     }
 
 
@@ -973,6 +1046,7 @@ __all__ = [
     "TradeStatus",
     "average_price",
     "average_slippage_bps",
+    "closed_trade_dust",
     "closed_trade_results",
     "daily_rows",
     "day_after_close",
@@ -980,9 +1054,12 @@ __all__ = [
     "day_after_mark",
     "drawdown_pct",
     "fees_by_liquidity",
+    "fill_coin_quantity",
+    "fill_fee_usd",
     "fill_fees",
     "fills_cash_flow",
     "fills_fees",
+    "fills_fees_other",
     "is_rejected_entry",
     "is_win",
     "max_drawdown_pct",
@@ -1077,8 +1154,15 @@ def _fills_lines(report: Mapping[str, Any]) -> list[str]:
     counts = report.get("orders_by_status") or {}
     shown = [f"{name} {counts.get(key, 0)}" for key, name in _ORDER_COUNT_NAMES.items()
              if key not in ("denied", "open") or counts.get(key)]
-    return [f"  fees maker {cents(report.get('fees_maker_usd'))} USD, taker {cents(report.get('fees_taker_usd'))} "
-            f"USD | orders {', '.join(shown)}"]
+    lines = [f"  fees maker {cents(report.get('fees_maker_usd'))} USD, taker {cents(report.get('fees_taker_usd'))} "
+             f"USD | orders {', '.join(shown)}"]
+    other, dust = report.get("fees_other") or {}, report.get("dust") or {}
+    if other:  # only when a venue charged some: a paper report prints as before
+        lines.append("  fees not counted (another currency): "
+                     + ", ".join(f"{amount} {currency}" for currency, amount in other.items()))
+    if dust:
+        lines.append("  dust left in the account: " + ", ".join(f"{amount} {coin}" for coin, amount in dust.items()))
+    return lines
 
 
 def _account_kind(report: Mapping[str, Any]) -> str:

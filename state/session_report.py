@@ -120,6 +120,8 @@ def session_report(
         "fees_paid_usd": money.get("fees_paid_usd"),
         "fees_maker_usd": totals.get("fees_maker_usd"),
         "fees_taker_usd": totals.get("fees_taker_usd"),
+        "fees_other": dict(totals.get("fees_other") or {}),  # fees in another currency (BNB): not valued
+        "dust": dict(totals.get("dust") or {}),  # what closed spot positions left of their coin
         "orders_by_status": dict(totals.get("orders_by_status") or dict.fromkeys(ORDER_COUNT_KEYS, 0)),
         "slippage_avg_bps": str(totals.get("slippage_avg_bps", "0")),
         "max_drawdown_pct": str(totals.get("max_drawdown_pct", "0")),

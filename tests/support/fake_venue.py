@@ -179,21 +179,24 @@ class FakeVenue:
         self._report(event)
 
     def fill_event(self, client_order_id: str, quantity: Decimal, trade_id: str | None = None,
-                   price: Decimal | None = None, fee: Decimal = FEE) -> Fill:
-        """A fill of a booked order, made and booked but not reported (``emit`` it)."""
+                   price: Decimal | None = None, fee: Decimal = FEE, fee_currency: str = "USDT") -> Fill:
+        """A fill of a booked order, made and booked but not reported (``emit`` it); its fee in
+        ``fee_currency`` (a spot venue charges a BUY's fee in the coin, or in BNB)."""
         with self._lock:
             placed = self.book[client_order_id]
             if price is None:
                 price = placed.order.limit_price or placed.order.reference_price
-            return self._make_fill(placed, quantity, price, Liquidity.MAKER, trade_id=trade_id, fee=fee)
+            return self._make_fill(placed, quantity, price, Liquidity.MAKER, trade_id=trade_id, fee=fee,
+                                   fee_currency=fee_currency)
 
     # --- inside --------------------------------------------------------------------------------
 
     def _make_fill(self, placed: BookOrder, quantity: Decimal, price: Decimal, liquidity: Liquidity,
-                   ts_ms: int | None = None, trade_id: str | None = None, fee: Decimal = FEE) -> Fill:
+                   ts_ms: int | None = None, trade_id: str | None = None, fee: Decimal = FEE,
+                   fee_currency: str = "USDT") -> Fill:
         made = Fill(trade_id=trade_id or f"{placed.venue_order_id}-t{next(self._trades)}",
                     client_order_id=placed.order.client_order_id, venue_order_id=placed.venue_order_id,
-                    quantity=quantity, price=price, fee=fee, fee_currency="USDT", liquidity=liquidity,
+                    quantity=quantity, price=price, fee=fee, fee_currency=fee_currency, liquidity=liquidity,
                     ts_ms=ts_ms or placed.order.reference_ts_ms + 5)
         if all(f.trade_id != made.trade_id for f in placed.fills):
             placed.fills.append(made)
