@@ -5,9 +5,14 @@ Both sessions watch the same real trades (the first BTC trades of the 2024-08-08
 through the ``binance`` feed, each from its own ``LocalBinance`` market stream; the live one
 places its orders on that exchange through ccxt (signed REST, fills from the user-data stream),
 the paper one on the paper venue. The trades go out in lock-step with the engine: the next
-trade is fed only once the engine has taken the previous one in and every actor is idle, so an
-order a trade triggers reaches the exchange before the next trade (the exchange fills a market
-order at its last trade, the paper venue at the triggering tick: the same price).
+trade is fed only once the engine has taken the previous one in, every order it caused has
+ended at the exchange (its fills came back on the user-data stream) and every actor is idle.
+So an order a trade triggers reaches the exchange before the next trade (the exchange fills a
+market order at its last trade, the paper venue at the triggering tick: the same price), and
+the engine decides on each trade knowing what the previous ones filled, as the paper session,
+whose venue answers at once, does. Without the second wait a fill still on its way while the
+next trades close a bar lets the strategy's new conditions meet ticks the Sniper held back
+for the order in flight: a live market's timing, not a replay's.
 
 With the same fees (taker 0.04 %, maker 0.02 %) and no slippage, the two journals must hold the
 same trades (entry and exit prices, quantities, exit reasons), the same fees and the same PnL;
@@ -102,6 +107,10 @@ def session(tmp_path: Path, mode: str, trades: list[tuple[Decimal, Decimal, int]
                 local.feed_trade("BTCUSDT", price, quantity, ts_ms=ts_ms)
                 assert ticks.wait(number), f"{mode}: trade {number} never reached the Feed"
                 assert engine.wait_idle(WAIT), f"{mode}: the engine did not settle after trade {number}"
+                if mode == "live":  # the fills come back on the user-data stream: wait for them too
+                    assert local.wait_until(lambda _: not engine.venue.in_flight(), WAIT), \
+                        f"live: an order of trade {number} never ended"
+                    assert engine.wait_idle(WAIT), f"live: the engine did not settle after trade {number}'s fills"
         finally:
             report = engine.shutdown()
         return report, [dict(trade) for trade in local.trades("BTCUSDT")] if mode == "live" else []
