@@ -11,7 +11,7 @@ import difflib
 import math
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,26 @@ class PaperConfig:
 
 
 VENUE_EXCHANGES = ("binanceusdm", "binance", "bybit")
+
+# The exchanges' testnet public endpoints, (source, market) -> (websocket base, REST base): a live
+# session on a testnet watches the testnet's own market, whose prices are not the real one's.
+TESTNET_MARKET_DATA = {
+    ("binance", "usdm"): ("wss://fstream.binancefuture.com", "https://testnet.binancefuture.com"),
+    ("binance", "spot"): ("wss://stream.testnet.binance.vision", "https://testnet.binance.vision"),
+    ("bybit", "linear"): ("wss://stream-testnet.bybit.com/v5/public/linear", "https://api-testnet.bybit.com"),
+    ("bybit", "spot"): ("wss://stream-testnet.bybit.com/v5/public/spot", "https://api-testnet.bybit.com"),
+}
+
+
+def testnet_market_data(feed: FeedConfig) -> FeedConfig:
+    """``feed`` with its websocket and REST endpoints on the venue's testnet where ``[feed]`` left
+    them to their defaults: orders on a testnet fill at the testnet's prices, so its conditions
+    must trigger on them too (an explicit ``url`` / ``rest_url`` is kept)."""
+    endpoints = TESTNET_MARKET_DATA.get((feed.source, feed.market_kind()))
+    if endpoints is None:
+        return feed
+    ws, rest = endpoints
+    return replace(feed, url=feed.url or ws, rest_url=feed.rest_url or rest)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -730,6 +750,9 @@ def _build(values: dict[str, dict[str, Any]], markets: dict[str, MarketRules]) -
     sniper = values.get("sniper", {})
     supervisor = values.get("supervisor", {})
     feed_config = FeedConfig(**feed)
+    venue = VenueConfig(**values.get("venue", {}))
+    if engine.get("mode") == "live" and venue.testnet:
+        feed_config = testnet_market_data(feed_config)
     return Config(
         engine=EngineConfig(**engine),
         feed=feed_config,
@@ -744,6 +767,6 @@ def _build(values: dict[str, dict[str, Any]], markets: dict[str, MarketRules]) -
         strategist=StrategistConfig(**values.get("strategist", {})),
         risk=RiskConfig(**values.get("risk", {})),
         journal=JournalConfig(**values.get("journal", {})),
-        venue=VenueConfig(**values.get("venue", {})),
+        venue=venue,
         markets=markets,
     )

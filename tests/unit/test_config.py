@@ -433,3 +433,22 @@ def test_the_repository_config_toml_documents_a_venue_section_that_parses_when_u
     config = parse_config({"engine": {"mode": "live"}, "feed": LIVE_FEED, **raw})
     assert config.venue.testnet is True
     assert config.venue.key_env == "SNIPER_API_KEY"
+
+
+def test_a_live_session_on_a_testnet_watches_the_testnets_market_data():
+    # Orders on a testnet fill at the testnet's prices: its conditions must trigger on them.
+    usdm = parse_config({"engine": {"mode": "live"}, "feed": {"source": "binance"}})
+    assert (usdm.feed.url, usdm.feed.rest_url) == ("wss://fstream.binancefuture.com",
+                                                   "https://testnet.binancefuture.com")
+    spot = parse_config({"engine": {"mode": "live"}, "feed": {"source": "binance", "market": "spot"}})
+    assert (spot.feed.url, spot.feed.rest_url) == ("wss://stream.testnet.binance.vision",
+                                                   "https://testnet.binance.vision")
+    bybit = parse_config({"engine": {"mode": "live"}, "feed": {"source": "bybit", "url": "ws://127.0.0.1:9/x"}})
+    assert (bybit.feed.url, bybit.feed.rest_url) == ("ws://127.0.0.1:9/x", "https://api-testnet.bybit.com")
+
+
+def test_real_money_and_paper_sessions_keep_the_exchanges_public_market_data():
+    real = parse_config({"engine": {"mode": "live"}, "feed": {"source": "binance"}, "venue": {"testnet": False}})
+    paper = parse_config({"feed": {"source": "binance"}, "venue": {"testnet": True}})
+    for config in (real, paper):
+        assert (config.feed.url, config.feed.rest_url) == ("", "")
