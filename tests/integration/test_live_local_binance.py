@@ -20,24 +20,9 @@ from run import Engine, build_engine
 from state.messages import PositionClosed, PositionOpened
 from tests.conftest import WAIT, LogCapture, condition
 from tests.support.local_binance import LocalBinance
+from tests.support.quiet_source import QuietSource
 
 KEY, SECRET = "FAKEKEY-visible-123", "FAKESECRET-visible-456"
-
-
-class QuietSource:
-    """A live source that delivers nothing by itself: the test pushes ticks."""
-
-    name = "binance"
-    simulated = False
-
-    def start(self, sink: Any) -> None:
-        return None
-
-    def stop(self) -> None:
-        return None
-
-    def stats(self) -> dict[str, Any]:
-        return {}
 
 
 class Seen:

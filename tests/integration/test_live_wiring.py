@@ -27,22 +27,7 @@ from tests.conftest import WAIT, condition
 from tests.support.fake_venue import FakeLiveVenue
 from tests.support.http_server import LocalHttpServer
 from tests.support.usdm_info import usdm_exchange_info
-
-
-class QuietSource:
-    """A live source that delivers nothing by itself: the test pushes ticks (``engine.push_tick``)."""
-
-    name = "binance"
-    simulated = False
-
-    def start(self, sink: Any) -> None:
-        return None
-
-    def stop(self) -> None:
-        return None
-
-    def stats(self) -> dict[str, Any]:
-        return {}
+from tests.support.quiet_source import QuietSource
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from state.types import PositionStatus, Side
 from tests.actors.helpers import order_request
 from tests.conftest import WAIT, condition, manual_config
 from tests.support.fake_venue import FakeAccountVenue
+from tests.support.quiet_source import QuietSource
 
 D = Decimal
 
@@ -150,22 +151,6 @@ def test_a_periodic_check_that_fails_is_logged_and_the_next_one_goes_on(manual_e
 
 # --- live-mode engines -----------------------------------------------------------------------------
 
-class SilentSource:
-    """The live source's stand-in: nothing arrives by itself (ticks are pushed)."""
-
-    name = "binance"
-    simulated = False
-
-    def start(self, sink: Any) -> None:
-        return None
-
-    def stop(self) -> None:
-        return None
-
-    def stats(self) -> dict[str, Any]:
-        return {}
-
-
 def live_config(**venue: Any) -> dict[str, Any]:
     config = manual_config(venue={"reconcile_every_s": 0, **venue})
     config["engine"]["mode"] = "live"
@@ -182,7 +167,7 @@ def live_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
 
     def factory(venue: FakeAccountVenue, start: bool = True, **settings: Any) -> Engine:
         engine = build_engine(live_config(**settings), data_dir=tmp_path / "data", venue=venue,
-                              source=SilentSource())
+                              source=QuietSource())
         engines.append(engine)
         return engine.start() if start else engine
 
