@@ -138,7 +138,7 @@ TRADE_ROWS = ("SELECT coin, direction, status, quantity, entry_price, exit_price
 
 @pytest.mark.slow
 def test_a_live_session_on_the_local_exchange_journals_what_a_paper_session_on_the_same_stream_does(
-        shared_data, tmp_path, monkeypatch):
+        shared_data, tmp_path, monkeypatch, logs):
     trades = btc_trades(shared_data)
     live_report, exchange_trades = session(tmp_path, "live", trades, monkeypatch)
     paper_report, _ = session(tmp_path, "paper", trades, monkeypatch)
@@ -155,3 +155,11 @@ def test_a_live_session_on_the_local_exchange_journals_what_a_paper_session_on_t
     assert sorted((str(t["id"]), Decimal(t["qty"]), Decimal(t["price"]), Decimal(t["commission"]))
                   for t in exchange_trades) == sorted(
         (str(trade_id), quantity, price, fee) for trade_id, quantity, price, fee in fills)
+
+    # A session that traded: neither the key nor the secret in a log message (as the code wrote
+    # it, before the log sinks' own masking), the stores, the journal or the report.
+    for secret in (KEY, SECRET):
+        assert secret not in logs.text()
+        for path in (tmp_path / "live").rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
