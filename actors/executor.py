@@ -61,7 +61,10 @@ the order is rejected with the error as the reason: the Executor never crashes o
 bug, and no position waits on it. A ``CancelOrder`` for an unknown id is logged
 (``CANCEL_UNKNOWN_ORDER``); for a final one the recorded outcome is published again; for one
 the venue does not know yet (UNKNOWN) it is remembered (``CANCEL_PENDING``) and sent as soon as
-the venue reports the order.
+the venue reports the order. A cancel whose own outcome is unknown (it timed out, the venue was
+unreachable or banned) is remembered too: each reconcile timer looks the order up and, while
+the venue says it still works, sends the cancel again (``CANCEL_RETRY``), so an entry the
+Sniper is waiting to see canceled never waits forever.
 
 A fill after CANCELED or EXPIRED (it raced the cancel at the venue) is applied and published as
 the fact it is (``FILL_AFTER_CANCEL``); the order stays CANCELED/EXPIRED, or becomes FILLED.
@@ -466,8 +469,11 @@ class Executor(EngineActor):
                                  client_order_id)
                 self._save(replace(current, cancel_requested=reason))
         elif isinstance(error, (AmbiguousOutcome, TemporaryError)):
-            self.log.error("CANCEL_OUTCOME_UNKNOWN: {} {!r}; the reconcile timer asks the venue", client_order_id,
-                           error)
+            self.log.error("CANCEL_OUTCOME_UNKNOWN: {} {!r}; the reconcile timer asks the venue and cancels "
+                           "again while the order works", client_order_id, error)
+            current = self._record(client_order_id)
+            if current is not None and not current.is_final:
+                self._remember_cancel(current, reason)
         elif isinstance(error, FatalExchangeError):
             self.log.error("CANCEL_FAILED: {} {}", client_order_id, error)
             self._fatal(error)
@@ -484,6 +490,15 @@ class Executor(EngineActor):
         self.publish(TickMatched(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id, coin=tick.coin,
                                  ts_ms=tick.ts_ms, seq=tick.seq))
 
+    def _remember_cancel(self, record: OrderRecord, reason: str) -> None:
+        """A cancel whose outcome is unknown (it timed out, the venue was banned or unreachable):
+        kept on the record, so the reconcile timer sends it again while the venue says the order
+        still works. Saved without ``_save``'s re-send: never twice in one handler."""
+        record = replace(record, cancel_requested=reason)
+        with self._store.transaction():
+            self._store.save_order(record)
+        self._keep(record)
+
     def _on_timer_fired(self, timer: TimerFired) -> None:
         if timer.name != "reconcile":
             return
@@ -491,6 +506,12 @@ class Executor(EngineActor):
             current = self._record(record.client_order_id)
             if current is not None and not current.is_final:
                 self._reconcile(current)
+            current = self._record(record.client_order_id)
+            if current is not None and not current.is_final and current.accepted \
+                    and current.cancel_requested is not None:
+                self.log.warning("CANCEL_RETRY: {} still works at the venue; canceling again ({})",
+                                 current.client_order_id, current.cancel_requested)
+                self._cancel(current.client_order_id, current.cancel_requested)
 
     # --- records and what they announce -------------------------------------------------------------
 

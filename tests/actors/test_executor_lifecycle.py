@@ -14,7 +14,7 @@ import pytest
 
 from actors.bus import EXECUTOR, JOURNAL, SNIPER
 from actors.executor import NOT_FOUND, Executor
-from adapters.errors import AmbiguousOutcome
+from adapters.errors import AmbiguousOutcome, TemporaryError
 from state.messages import (
     CancelOrder,
     ExecuteOrder,
@@ -410,6 +410,44 @@ def test_a_cancel_of_an_order_the_venue_does_not_know_yet_is_sent_when_it_turns_
     assert venue.cancels == [order.client_order_id, order.client_order_id]
     record = rig.store.get_order(order.client_order_id)
     assert (record.status, record.cancel_requested) == (OrderStatus.CANCELED, None)
+
+
+def test_a_cancel_whose_outcome_is_unknown_is_sent_again_by_the_reconcile_timer_while_the_order_works(rig, logs):
+    venue = FakeVenue()
+    start(rig, venue)
+    order = resting(quantity="10")
+    execute(rig, order)
+    assert names(to_sniper(rig)) == ["OrderAccepted"]
+    real_cancel, failures = venue.cancel, [AmbiguousOutcome("read timed out"), TemporaryError("banned until 12:00")]
+
+    def cancel_failing_twice(client_order_id: str) -> None:
+        if failures:
+            venue.cancels.append(client_order_id)
+            raise failures.pop(0)
+        real_cancel(client_order_id)
+
+    venue.cancel = cancel_failing_twice  # type: ignore[method-assign]
+    cancel(rig, order.client_order_id, reason="plan B")
+    assert logs.wait_for("CANCEL_OUTCOME_UNKNOWN: p0001-E")
+    assert rig.ask("ping") == EXECUTOR
+    assert rig.store.get_order(order.client_order_id).cancel_requested == "plan B"
+    assert to_sniper(rig) == []
+
+    rig.pb.bus.tell(EXECUTOR, TimerFired(ts_init_ns=rig.pb.clock.now_ns(), name="reconcile"))  # the venue: still working
+    assert logs.wait_for("CANCEL_RETRY: p0001-E")
+    assert rig.ask("ping") == EXECUTOR
+    assert to_sniper(rig) == [] and len(venue.cancels) == 2  # failed again (banned): still remembered
+
+    rig.pb.bus.tell(EXECUTOR, TimerFired(ts_init_ns=rig.pb.clock.now_ns(), name="reconcile"))
+    assert rig.ask("ping") == EXECUTOR
+    assert names(to_sniper(rig)) == ["OrderCanceled"]
+    assert venue.cancels == [order.client_order_id] * 3
+    record = rig.store.get_order(order.client_order_id)
+    assert (record.status, record.cancel_requested) == (OrderStatus.CANCELED, None)
+
+    rig.pb.bus.tell(EXECUTOR, TimerFired(ts_init_ns=rig.pb.clock.now_ns(), name="reconcile"))  # final: nothing more
+    assert rig.ask("ping") == EXECUTOR
+    assert len(venue.cancels) == 3
 
 
 # --- shutdown ---------------------------------------------------------------------------------------------
