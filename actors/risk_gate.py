@@ -99,6 +99,7 @@ from state.messages import (
     ExecuteOrder,
     KillSwitchTriggered,
     OrderDenied,
+    OrderRequest,
     PositionChanged,
     PositionClosed,
     PositionOpened,
@@ -251,31 +252,29 @@ class RiskGate(EngineActor):
 
     def _on_submit_order(self, command: SubmitOrder) -> None:
         order = command.order
-        if not order.reduce_only and self._state is not TradingState.ACTIVE:
+        reason = self._denial(order)
+        if reason is not None:
             self.denied += 1
-            reason = f"trading is {self._state.value}: only orders that reduce a position pass"
-            self.log.warning("ORDER_DENIED: {} {}", order.client_order_id, reason)
-            self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
-                                     order=order, reason=reason))
-            return
-        if order.intent is OrderIntent.ENTRY and self._ban_lasts():
-            self.denied += 1
-            until = "it is lifted" if self._banned_until_ms is None else utc_text(self._banned_until_ms)
-            reason = f"VENUE_BANNED until {until}"
-            self.log.warning("ORDER_DENIED: {} {}", order.client_order_id, reason)
-            self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
-                                     order=order, reason=reason))
-            return
-        blocked = self._blocked.get(order.coin)
-        if blocked is not None and not order.reduce_only:
-            self.denied += 1
-            reason = f"{RECONCILE_MISMATCH}: {blocked}"
             self.log.warning("ORDER_DENIED: {} {}", order.client_order_id, reason)
             self.publish(OrderDenied(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id,
                                      order=order, reason=reason))
             return
         self.passed += 1
         self.send(ExecuteOrder(ts_init_ns=self.now_ns(), correlation_id=command.correlation_id, order=order))
+
+    def _denial(self, order: OrderRequest) -> str | None:
+        """Why ``order`` may not go to the venue now, or ``None``: trading not ACTIVE (only
+        orders that reduce pass), a venue ban (entries wait), a coin blocked by the
+        reconciliation (only orders that reduce pass)."""
+        if not order.reduce_only and self._state is not TradingState.ACTIVE:
+            return f"trading is {self._state.value}: only orders that reduce a position pass"
+        if order.intent is OrderIntent.ENTRY and self._ban_lasts():
+            until = "it is lifted" if self._banned_until_ms is None else utc_text(self._banned_until_ms)
+            return f"VENUE_BANNED until {until}"
+        blocked = self._blocked.get(order.coin)
+        if blocked is not None and not order.reduce_only:
+            return f"{RECONCILE_MISMATCH}: {blocked}"
+        return None
 
     # --- the venue ------------------------------------------------------------------------------------
 
