@@ -196,21 +196,7 @@ def encode(obj: Any) -> dict[str, Any]:
     enums by value, nested dataclasses as dicts and tuples as lists, as a position's lots),
     so that ``decode`` gives back an equal object. A field missing from the dict (stored by an
     older version) takes its default."""
-    return {item.name: _encode_value(getattr(obj, item.name)) for item in fields(obj)}
-
-
-def _encode_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if is_dataclass(value) and not isinstance(value, type):  # a nested value (a position's lots)
-        return encode(value)
-    if isinstance(value, tuple):
-        return [_encode_value(item) for item in value]
-    return value
+    return {item.name: jsonable(getattr(obj, item.name)) for item in fields(obj)}
 
 
 def jsonable(value: Any) -> Any:
