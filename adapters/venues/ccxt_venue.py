@@ -694,11 +694,10 @@ class CcxtVenue:
             if up:
                 self._stream_was_up = True
                 self._catch_up = True  # what happened while it was down: one more poll
-        if first:
+        if up and (first or before is not StreamState.UP):
             self._log.info("VENUE_STREAM_UP: {} private stream connected ({})", self.exchange_id, why)
-        elif up and before is not StreamState.UP:
-            self._log.info("VENUE_STREAM_UP: {} private stream connected ({})", self.exchange_id, why)
-            self._notice(NoticeKind.STREAM_UP, f"{self.exchange_id} private stream up: {why}")
+            if not first:  # back after a loss (the first connect is part of the start, no news)
+                self._notice(NoticeKind.STREAM_UP, f"{self.exchange_id} private stream up: {why}")
         elif not up and before is StreamState.UP:
             self._log.warning("VENUE_STREAM_DOWN: {} private stream lost ({}); polling orders in flight every "
                               "{:g}s", self.exchange_id, why, self.poll_s)
