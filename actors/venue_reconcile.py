@@ -154,9 +154,13 @@ def reconcile_at_start(*, bus: Bus, venue: LiveVenuePort, store: Store, clock: C
     settle(bus, timeout)
     latest = latest_fill_ms(store)
     since = fills_window(latest, bus.ask(EXECUTOR, Request(name="records"), timeout).values())
-    account = _account(venue, since)
-    view = engine_view(bus, client_ids_named(account), spot=spot, timeout=timeout, latest_fill_ms=latest,
+
+    def view_of(account: AccountSnapshot) -> EngineView:
+        return engine_view(bus, client_ids_named(account), spot=spot, timeout=timeout, latest_fill_ms=latest,
                            cash_asset=cash_asset)
+
+    account = _account(venue, since)
+    view = view_of(account)
     applied = []
     for fill in missing_fills(view, account):
         log.warning("RECONCILE_FILL_APPLIED: trade {} of {} ({} @ {}) was at the venue and not in the store; "
@@ -165,14 +169,12 @@ def reconcile_at_start(*, bus: Bus, venue: LiveVenuePort, store: Store, clock: C
         applied.append(fill.trade_id)
     if applied:
         settle(bus, timeout)
-        view = engine_view(bus, client_ids_named(account), spot=spot, timeout=timeout, latest_fill_ms=latest,
-                           cash_asset=cash_asset)
+        view = view_of(account)
     differences = compare(view, account)
     if differences:  # a second look: a difference a race made up (a fill on its way) goes away
         settle(bus, timeout)
         again = _account(venue, since)
-        view = engine_view(bus, client_ids_named(again), spot=spot, timeout=timeout, latest_fill_ms=latest,
-                           cash_asset=cash_asset)
+        view = view_of(again)
         first = {d.key for d in differences}
         differences = [d for d in compare(view, again) if d.key in first]
         account = again
