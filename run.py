@@ -472,11 +472,7 @@ class Engine:
         try:
             self.venue_startup = venue.connect()  # type: ignore[attr-defined]
         except Exception as error:  # noqa: BLE001 - every way a connect fails stops the start, named
-            message = self.redact(_venue_refusal(self.config, self.credentials, error))
-            log.critical("VENUE_REFUSED: {}", message)
-            _step("live venue", venue.close)  # type: ignore[attr-defined]
-            self._close_stores()
-            raise VenueStartError(message) from None
+            raise self._refuse_start("VENUE_REFUSED", _venue_refusal(self.config, self.credentials, error)) from None
         startup = self.venue_startup
         log.info("VENUE_CONNECTED: {} {} {}: position mode {}, server time offset {} ms, leverage {}, notes {}",
                  startup.exchange, startup.market, "TESTNET" if startup.testnet else "LIVE (REAL MONEY)",
@@ -505,12 +501,8 @@ class Engine:
         try:
             self.cash_asset, venue_cash = live_cash(self.config, startup, fresh=stored is None)
         except ValueError as error:
-            message = self.redact(f"{startup.exchange} {'testnet' if startup.testnet else 'LIVE account'}: {error}; "
-                                  "nothing was started")
-            log.critical("VENUE_NO_CASH: {}", message)
-            _step("live venue", self.venue.close)  # type: ignore[attr-defined]
-            self._close_stores()
-            raise VenueStartError(message) from None
+            account = f"{startup.exchange} {'testnet' if startup.testnet else 'LIVE account'}"
+            raise self._refuse_start("VENUE_NO_CASH", f"{account}: {error}; nothing was started") from None
         if stored is None:
             self.initial_balance = self.start_equity = venue_cash
             self.start_ledger = Ledger.fresh(venue_cash)
@@ -522,6 +514,15 @@ class Engine:
         log.info("VENUE_CASH: the account holds {} {}; the engine's cash {} {}", venue_cash, self.cash_asset,
                  self.venue_cash["engine"], "(a fresh folder: taken from the account)" if stored is None
                  else "(the store's ledger; a difference is reported by the reconciliation)")
+
+    def _refuse_start(self, code: str, message: str) -> VenueStartError:
+        """A live start that cannot go on: logged (``code``, the keys masked), the venue closed,
+        the stores and the folder released; the error to raise (exit 2)."""
+        message = self.redact(message)
+        logger.bind(actor="engine").critical("{}: {}", code, message)
+        _step("live venue", self.venue.close)  # type: ignore[attr-defined]
+        self._close_stores()
+        return VenueStartError(message)
 
     def redact(self, text: str) -> str:
         """``text`` with the live session's key and secret masked (``***``)."""
