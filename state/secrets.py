@@ -80,10 +80,7 @@ class Credentials:
 
     def redact(self, text: str) -> str:
         """``text`` with the key and the secret replaced by ``***`` wherever they occur."""
-        for value in (self.secret, self.key):
-            if value:
-                text = text.replace(value, MASK)
-        return text
+        return redact_values(text, (self.key, self.secret))
 
 
 class MissingCredentials(ValueError):
