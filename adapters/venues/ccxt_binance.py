@@ -38,11 +38,6 @@ from state.order import FINAL_STATUSES, Fill, VenueEvent, VenueOrder
 from state.types import OrderType, Side
 
 
-def _ccxt_symbol(coin: str, symbol: str, spot: bool) -> str:
-    quote = symbol[len(coin):] if symbol.startswith(coin) and len(symbol) > len(coin) else "USDT"
-    return f"{coin}/{quote}" if spot else f"{coin}/{quote}:{quote}"
-
-
 class BinanceDialect(Dialect):
     """Binance USD-M (``/fapi``) and spot (``/api/v3``) through ccxt's implicit API."""
 
@@ -57,9 +52,6 @@ class BinanceDialect(Dialect):
         self._order_method = f"{p}GetOrder"
         self._open_method = f"{p}GetOpenOrders"
         self._trades_method = "privateGetMyTrades" if self.spot else "fapiPrivateGetUserTrades"
-
-    def ccxt_symbols(self) -> dict[str, str]:
-        return {coin: _ccxt_symbol(coin, symbol, self.spot) for coin, symbol in self.venue.coins.items()}
 
     def ccxt_options(self, recv_window_ms: int) -> dict[str, Any]:
         # fetchMargins: spot market loading would also read the margin pairs (signed /sapi calls)

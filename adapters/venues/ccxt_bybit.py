@@ -71,13 +71,6 @@ class BybitDialect(Dialect):
         self.category = "spot" if venue.market == "spot" else "linear"
         self.derivatives = self.category != "spot"
 
-    def ccxt_symbols(self) -> dict[str, str]:
-        out = {}
-        for coin, symbol in self.venue.coins.items():
-            quote = symbol[len(coin):] if symbol.startswith(coin) and len(symbol) > len(coin) else "USDT"
-            out[coin] = f"{coin}/{quote}" if self.category == "spot" else f"{coin}/{quote}:{quote}"
-        return out
-
     def ccxt_options(self, recv_window_ms: int) -> dict[str, Any]:
         return {"recvWindow": recv_window_ms, "adjustForTimeDifference": False, "fetchCurrencies": False}
 

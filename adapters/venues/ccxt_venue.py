@@ -80,7 +80,7 @@ from adapters.errors import (
     TemporaryError,
     UnsupportedAccount,
 )
-from adapters.feeds.live_feeds import exchange_symbols
+from adapters.feeds.live_feeds import ccxt_symbol, exchange_symbols
 from adapters.feeds.rest_fallback import (
     allowed_url,
     apply_api_urls,
@@ -960,7 +960,11 @@ class Dialect:
         self.venue = venue
 
     # configuration
-    def ccxt_symbols(self) -> dict[str, str]: ...
+    def ccxt_symbols(self) -> dict[str, str]:
+        """Coin -> ccxt's unified symbol (``BTC/USDT`` on spot, ``BTC/USDT:USDT`` on derivatives)."""
+        market = "linear" if self.derivatives else "spot"
+        return {coin: ccxt_symbol(coin, symbol, market) for coin, symbol in self.venue.coins.items()}
+
     def ccxt_options(self, recv_window_ms: int) -> dict[str, Any]: ...
     # start
     def prove_keys(self) -> dict[str, Decimal]: ...
